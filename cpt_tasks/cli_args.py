@@ -1,0 +1,75 @@
+"""Build argparse options from a config model, so each flag is defined once (in the model).
+
+Every field becomes ``--<name>`` with the field's description as help; booleans get ``--x/--no-x``;
+lists take several values. Defaults stay in the model: only flags actually given reach it. ``--config``
+loads a YAML/JSON file of the same keys (unknown keys are errors); flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from cpt_tasks.errors import UserError
+
+
+def _is_list(annotation: object) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """Add one option per model field, plus --config and --dry-run."""
+    parser.add_argument("--config", type=Path, help="YAML or JSON file with these options (flags override it)")
+    parser.add_argument("--dry-run", action="store_true", help="Print the validated config as JSON and exit")
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        help_text = field.description or ""
+        if not field.is_required():
+            help_text += f" (default: {default})"
+        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        if field.annotation is bool:
+            parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
+        elif _is_list(field.annotation):
+            parser.add_argument(f"--{name}", nargs="+", metavar="VALUE", **kwargs)
+        else:
+            parser.add_argument(f"--{name}", metavar=name.upper(), **kwargs)
+
+
+def build_config(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
+    """The validated config from --config and the flags given; UserError naming the bad parameter."""
+    values: dict = {}
+    if getattr(args, "config", None):
+        values.update(_load_file(args.config))
+    values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        raise UserError(f"invalid arguments: {problems}") from None
+
+
+def _load_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"--config {path}: no such file")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path}: expected a mapping of option names to values")
+    return data

@@ -1,0 +1,109 @@
+"""``ConvertConfig``: the converter's arguments (the reference notes' names), validated when built."""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, field_validator, model_validator
+
+from cpt_tasks.config import StrictModel, TokenCount
+
+
+
+def default_workers() -> int:
+    """Usable CPU cores of this process (cgroup/affinity aware)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class ConvertConfig(StrictModel):
+    """Arguments of ``cpt-tasks convert``."""
+
+    dataset: str = Field(description="HF hub dataset id, or a local .json/.jsonl(.gz/.zst) file or folder")
+    data_subset: str | None = Field(None, description="Subset: hub data/<X>/; locally DIR/data/<X> or DIR/<X>")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of --dataset")
+    splits: list[str] = Field(["train"], description="Source split to read (one; val is carved by --val_tokens)")
+    out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
+    tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
+    num_workers: int = Field(default_factory=default_workers, description="Tokenizer processes (0: in-process)")
+    concat_tokens: int = Field(8192, description="Tokens per row (the training sequence length)")
+    max_tokens: TokenCount | None = Field(None, description="Train budget: floor(max/concat) rows (none: all)")
+    val_tokens: TokenCount = Field(0, description="Val budget after train: floor(val/concat) rows")
+    shuffle: bool = Field(False, description="Shuffle document order (file order + seeded buffer)")
+    seed: int = Field(17, description="Seed of the shuffle")
+    shuffle_buffer: int = Field(100_000, description="Documents held by the shuffle buffer")
+    compression: str = Field("zstd", description="MDS shard compression: zstd, zstd:<1-22> or none")
+    size_limit: str = Field("64mb", description="Uncompressed bytes per MDS shard, e.g. 64mb")
+    bos_text: str = Field("<|begin_of_text|>", description="Special token placed before every document")
+    eos_text: str = Field("<|end_of_text|>", description="Special token placed after every document")
+    tokenizer_backend: str = Field("auto", description="auto, tiktoken or tokenizers (same ids; auto is fastest)")
+    overwrite: bool = Field(False, description="Replace an output of a different conversion at --out_root")
+
+    @field_validator("concat_tokens")
+    @classmethod
+    def _positive_concat(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be a positive number of tokens")
+        return value
+
+    @field_validator("num_workers", "val_tokens")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return value
+
+    @field_validator("shuffle_buffer")
+    @classmethod
+    def _buffer(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be >= 1")
+        return value
+
+    @field_validator("splits")
+    @classmethod
+    def _one_split(cls, value: list[str]) -> list[str]:
+        if len(value) != 1:
+            raise ValueError("give exactly one source split (val comes from --val_tokens)")
+        return value
+
+    @field_validator("compression")
+    @classmethod
+    def _compression(cls, value: str) -> str:
+        algo, _, level = value.partition(":")
+        if value != "none" and (algo != "zstd" or (level and not (level.isdigit() and 1 <= int(level) <= 22))):
+            raise ValueError("expected zstd, zstd:<level 1-22> or none")
+        return value
+
+    @field_validator("tokenizer_backend")
+    @classmethod
+    def _backend(cls, value: str) -> str:
+        if value not in ("auto", "tiktoken", "tokenizers"):
+            raise ValueError("expected auto, tiktoken or tokenizers")
+        return value
+
+    @model_validator(mode="after")
+    def _budgets(self) -> ConvertConfig:
+        if self.max_tokens is not None and self.max_tokens < self.concat_tokens:
+            raise ValueError(f"max_tokens ({self.max_tokens}) is smaller than one row "
+                             f"(concat_tokens={self.concat_tokens})")
+        if self.val_tokens and self.max_tokens is None:
+            raise ValueError("val_tokens needs max_tokens: val is taken after the train budget")
+        if 0 < self.val_tokens < self.concat_tokens:
+            raise ValueError(f"val_tokens ({self.val_tokens}) is smaller than one row "
+                             f"(concat_tokens={self.concat_tokens})")
+        return self
+
+    @property
+    def train_rows(self) -> int | None:
+        """Rows in train, or None for everything the source holds."""
+        return None if self.max_tokens is None else self.max_tokens // self.concat_tokens
+
+    @property
+    def val_rows(self) -> int:
+        """Rows in val."""
+        return self.val_tokens // self.concat_tokens
+
+    @property
+    def mds_compression(self) -> str | None:
+        """The compression argument of the MDS writer (None: uncompressed)."""
+        return None if self.compression == "none" else self.compression

@@ -1,0 +1,65 @@
+"""The tokenizer processes' work: a chunk of JSON lines -> framed token ids.
+
+Runs in forked pool workers (or in-process with ``--num_workers 0``). Errors in a record are returned,
+not raised, so the parent can name the file and line and stop cleanly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from cpt_tasks.tokenizer import Encoder
+
+_ENCODER: Encoder | None = None
+
+
+def set_encoder(encoder: Encoder) -> None:
+    """Install the encoder used by ``encode_chunk`` (before forking the workers)."""
+    global _ENCODER
+    _ENCODER = encoder
+
+
+@dataclass
+class ChunkResult:
+    """Framed tokens of a chunk's non-empty documents, or the first bad record."""
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    records: int
+    empty: int
+    error: tuple[int, str] | None = None
+
+
+def _text_of(line: bytes) -> str:
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+    if "text" not in record:
+        raise ValueError(f"record has no 'text' field (fields: {', '.join(sorted(record)) or 'none'})")
+    text = record["text"]
+    if not isinstance(text, str):
+        raise ValueError(f"'text' is {type(text).__name__}, expected a string")
+    return text
+
+
+def encode_chunk(payload: bytes) -> ChunkResult:
+    """Parse newline-joined JSON records and encode each non-blank 'text' as BOS + ids + EOS."""
+    texts: list[str] = []
+    lines = payload.split(b"\n")
+    for index, line in enumerate(lines):
+        try:
+            text = _text_of(line)
+        except ValueError as exc:
+            empty = np.empty(0, dtype=np.int32)
+            return ChunkResult(empty, np.empty(0, dtype=np.int64), len(lines), 0, (index, str(exc)))
+        if text.strip():
+            texts.append(text)
+    assert _ENCODER is not None, "set_encoder() was not called"
+    tokens, lengths = _ENCODER.encode_framed(texts)
+    return ChunkResult(tokens, lengths, len(lines), len(lines) - len(texts))

@@ -1,0 +1,64 @@
+"""The conversion's fingerprint and manifest: what determines the bytes, and the completion marker.
+
+``manifest.json`` is written last, atomically, into ``out_root``: a folder without one is incomplete and
+never trusted. Its ``fingerprint`` hashes everything that determines the output bytes, and nothing that
+does not (worker count, output location, the local path of the input folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from cpt_tasks import __version__
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.convert.mds import MDS_VERSION
+from cpt_tasks.convert.sources import Source
+from cpt_tasks.storage import join, read_bytes
+from cpt_tasks.tokenizer import TokenizerInfo
+
+CONVERTER_VERSION = "1"  # bump whenever the same inputs would give different output bytes
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "cpt-pipeline/convert-manifest/v1"
+COLUMN_ENCODING = "ndarray:int32"
+
+
+def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
+    """sha256 over the inputs that determine the output bytes."""
+    described = source.describe()
+    if source.kind == "local":
+        described["dataset"] = None  # content-addressed by the files' hashes, not by where they lie
+    payload = {
+        "converter": CONVERTER_VERSION,
+        "source": described,
+        "tokenizer": {"sha256": tok.sha256, "bos_id": tok.bos_id, "eos_id": tok.eos_id},
+        "concat_tokens": cfg.concat_tokens,
+        "max_tokens": cfg.max_tokens,
+        "val_tokens": cfg.val_tokens,
+        "shuffle": {"seed": cfg.seed, "buffer": cfg.shuffle_buffer} if cfg.shuffle else None,
+        "compression": cfg.compression,
+        "size_limit": cfg.size_limit,
+        "encoding": COLUMN_ENCODING,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def read_manifest(out_root: str) -> dict | None:
+    """The manifest at ``out_root``, or None when there is none (or it is unreadable)."""
+    data = read_bytes(join(out_root, MANIFEST_NAME))
+    if data is None:
+        return None
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
+
+
+def code_version(backend: str) -> dict[str, str]:
+    """Versions of the code that produced the bytes."""
+    from importlib.metadata import version
+
+    versions = {"cpt-pipeline": __version__, "converter": CONVERTER_VERSION, "mds": str(MDS_VERSION)}
+    versions[backend] = version(backend)
+    return versions

@@ -1,0 +1,70 @@
+"""Document order: the files' order, or a seeded shuffle of it, and chunks of documents for the workers.
+
+The shuffle permutes the file order and then runs a seeded shuffle buffer over the documents (as the
+HF ``datasets`` streaming shuffle does), so memory stays bounded however large the source is. The order
+depends only on the input, the seed and the buffer size, never on the number of workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from cpt_tasks.convert.sources import SourceFile, iter_lines
+
+Document = tuple[int, int, bytes]  # (file index, line number, raw JSON line)
+
+
+def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int) -> Iterator[Document]:
+    """Documents in conversion order."""
+    if not shuffle:
+        yield from iter_lines(files)
+        return
+    rng = np.random.Generator(np.random.PCG64(seed))
+    order = rng.permutation(len(files)).tolist()
+    held: list[Document] = []
+    draws: list[int] = []
+    for index, line_no, line in _lines_in_order(files, order):
+        if len(held) < buffer:
+            held.append((index, line_no, line))
+            continue
+        if not draws:
+            draws = rng.integers(0, buffer, size=4096).tolist()
+        slot = draws.pop()
+        yield held[slot]
+        held[slot] = (index, line_no, line)
+    for slot in rng.permutation(len(held)).tolist():
+        yield held[slot]
+
+
+def _lines_in_order(files: list[SourceFile], order: list[int]) -> Iterator[Document]:
+    for position in order:
+        for _, line_no, line in iter_lines([files[position]]):
+            yield position, line_no, line
+
+
+@dataclass
+class Chunk:
+    """A batch of documents for one worker call, and where each came from."""
+
+    payload: bytes
+    origins: list[tuple[int, int]]  # (file index, line number) per line of the payload
+    source_bytes: int
+
+
+def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
+    """Group documents into newline-joined payloads of about ``target_bytes``."""
+    lines: list[bytes] = []
+    origins: list[tuple[int, int]] = []
+    size = 0
+    for index, line_no, line in documents:
+        lines.append(line)
+        origins.append((index, line_no))
+        size += len(line) + 1
+        if size >= target_bytes:
+            yield Chunk(b"\n".join(lines), origins, size)
+            lines, origins, size = [], [], 0
+    if lines:
+        yield Chunk(b"\n".join(lines), origins, size)

@@ -1,0 +1,199 @@
+"""``convert(cfg) -> ConvertResult``: read, tokenize in worker processes, pack, write MDS, then the manifest.
+
+Rerun-safe: the same fingerprint with a manifest in place is a no-op that touches no file; otherwise the
+split folders are cleared and rewritten, and the manifest goes last. A run killed at any point leaves no
+manifest, and rerunning it gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import resource
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder
+from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFEST_NAME, code_version,
+                                        fingerprint, read_manifest)
+from cpt_tasks.convert.mds import TokenShardWriter, parse_size
+from cpt_tasks.convert.order import Chunk, iter_chunks, iter_documents
+from cpt_tasks.convert.pack import Packer
+from cpt_tasks.convert.sources import Source, resolve_source
+from cpt_tasks.errors import UserError
+from cpt_tasks.progress import Progress
+from cpt_tasks.storage import join, remove_file, remove_tree, write_bytes_atomic
+from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir
+
+SPLITS = ("train", "val")
+SHARD_HASHES = ["sha1"]
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion produced (or found already complete)."""
+
+    out_root: str
+    fingerprint: str
+    up_to_date: bool
+    manifest: dict
+
+
+class _Ready:
+    """An already computed result with the AsyncResult interface (for --num_workers 0)."""
+
+    def __init__(self, value: ChunkResult) -> None:
+        self.value = value
+
+    def get(self) -> ChunkResult:
+        return self.value
+
+    def ready(self) -> bool:
+        return True
+
+
+def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResult:
+    """Convert ``cfg.dataset`` into MDS at ``cfg.out_root`` (see DESIGN.md's data contract)."""
+    started = time.time()
+    source = resolve_source(cfg.dataset, cfg.data_subset, cfg.splits[0], cfg.revision)
+    folder = resolve_tokenizer_dir(cfg.tokenizer)
+    encoder = Encoder(folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
+    tok = describe(cfg.tokenizer, folder, encoder)
+    fp = fingerprint(cfg, source, tok)
+
+    existing = read_manifest(cfg.out_root)
+    if existing is not None:
+        if existing.get("fingerprint") == fp:
+            return ConvertResult(cfg.out_root, fp, True, existing)
+        if not cfg.overwrite:
+            raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
+                            f"{existing.get('fingerprint', '?')[:12]}, this one {fp[:12]}); "
+                            "choose another --out_root or pass --overwrite")
+    remove_file(join(cfg.out_root, MANIFEST_NAME))  # incomplete from here until the new manifest lands
+    for split in SPLITS:
+        remove_tree(join(cfg.out_root, split))
+
+    stats = _run(cfg, source, encoder, progress_interval)
+    finished = time.time()
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "fingerprint": fp,
+        "code_version": code_version(encoder.backend),
+        "config": cfg.model_dump(exclude={"overwrite"}),
+        "source": source.describe(),
+        "tokenizer": {"name": tok.name, "sha256": tok.sha256, "files": tok.files, "bos_id": tok.bos_id,
+                      "eos_id": tok.eos_id, "vocab_size": tok.vocab_size, "backend": tok.backend},
+        "concat_tokens": cfg.concat_tokens,
+        "columns": {"tokens": COLUMN_ENCODING},
+        "splits": stats["splits"],
+        "documents": stats["documents"],
+        "exhausted": stats["exhausted"],
+        "timings": {
+            "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+            "finished_at": datetime.fromtimestamp(finished, timezone.utc).isoformat(),
+            "seconds": round(finished - started, 3),
+            "tokens_per_second": round(stats["tokens_out"] / max(finished - started, 1e-9)),
+            "peak_rss_mb": stats["peak_rss_mb"],
+        },
+    }
+    write_bytes_atomic(join(cfg.out_root, MANIFEST_NAME), json.dumps(manifest, indent=2).encode())
+    return ConvertResult(cfg.out_root, fp, False, manifest)
+
+
+def _open_writers(cfg: ConvertConfig) -> dict[str, TokenShardWriter]:
+    return {split: TokenShardWriter(join(cfg.out_root, split), cfg.mds_compression, parse_size(cfg.size_limit),
+                                    SHARD_HASHES)
+            for split in SPLITS}
+
+
+def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, progress_interval: float) -> dict:
+    set_encoder(encoder)
+    # Fork before any writer starts upload threads; the workers inherit the loaded tokenizer.
+    pool = multiprocessing.get_context("fork").Pool(cfg.num_workers) if cfg.num_workers else None
+    packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows)
+    budget = None if cfg.train_rows is None else (cfg.train_rows + cfg.val_rows) * cfg.concat_tokens
+    progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)
+    counts = {"read": 0, "skipped_empty": 0}
+    writers: dict[str, TokenShardWriter] = {}
+    inflight: deque[tuple[Chunk, object]] = deque()
+    window = 2 * max(cfg.num_workers, 1) + 2
+    try:
+        writers = _open_writers(cfg)
+
+        def consume() -> None:
+            chunk, pending = inflight.popleft()
+            result = pending.get()
+            if result.error is not None:
+                line, message = result.error
+                file_index, line_no = chunk.origins[line]
+                raise UserError(f"{source.files[file_index].rel}, line {line_no}: {message}")
+            counts["read"] += result.records
+            counts["skipped_empty"] += result.empty
+            written = 0
+            for split, rows in packer.feed(result.tokens, result.lengths):
+                for row in rows:
+                    writers[split].write(row)
+                written += rows.size
+            progress.update(len(result.lengths), written)
+
+        documents = iter_documents(source.files, cfg.shuffle, cfg.seed, cfg.shuffle_buffer)
+        for chunk in iter_chunks(documents):
+            pending = pool.apply_async(encode_chunk, (chunk.payload,)) if pool else _Ready(encode_chunk(chunk.payload))
+            inflight.append((chunk, pending))
+            while inflight and (len(inflight) >= window or inflight[0][1].ready()):
+                consume()
+            if packer.done:
+                break
+        while inflight and not packer.done:
+            consume()
+    except BaseException:
+        for writer in writers.values():
+            writer.abort()
+        raise
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    if counts["read"] == 0:
+        raise UserError(f"--dataset {cfg.dataset}: the input holds no documents")
+    if packer.train.stats.samples == 0:
+        raise UserError(f"--dataset {cfg.dataset}: {packer.documents} non-empty documents hold fewer "
+                        f"tokens than one row of {cfg.concat_tokens}")
+    for writer in writers.values():
+        writer.finish()
+    splits = {}
+    for phase, wanted in ((packer.train, cfg.train_rows), (packer.val, cfg.val_rows)):
+        splits[phase.name] = {**vars(phase.stats), "requested_samples": wanted}
+    return {
+        "splits": splits,
+        "documents": {**counts, "used": packer.train.stats.documents + packer.val.stats.documents},
+        "exhausted": not packer.done and cfg.train_rows is not None,
+        "tokens_out": (packer.train.stats.tokens + packer.val.stats.tokens),
+        "peak_rss_mb": {
+            "main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        },
+    }
+
+
+def format_summary(result: ConvertResult) -> str:
+    """A readable end-of-run table."""
+    m = result.manifest
+    if result.up_to_date:
+        return (f"up to date: {result.out_root} already holds this conversion "
+                f"(fingerprint {result.fingerprint[:12]}); no file was touched")
+    lines = [f"converted {m['source']['dataset']} [{m['source']['subset'] or '-'}] -> {result.out_root}",
+             f"{'split':<6} {'documents':>10} {'samples':>9} {'tokens':>14} {'requested':>10}"]
+    for name, s in m["splits"].items():
+        wanted = "all" if s["requested_samples"] is None else s["requested_samples"]
+        lines.append(f"{name:<6} {s['documents']:>10,} {s['samples']:>9,} {s['tokens']:>14,} {wanted:>10}")
+    t = m["timings"]
+    lines.append(f"documents read {m['documents']['read']:,}, empty skipped {m['documents']['skipped_empty']:,}; "
+                 f"source exhausted: {'YES (fewer rows than requested)' if m['exhausted'] else 'no'}")
+    lines.append(f"{t['seconds']:.1f}s, {t['tokens_per_second']:,} tokens/s, tokenizer backend "
+                 f"{m['tokenizer']['backend']}, fingerprint {result.fingerprint[:12]}")
+    return "\n".join(lines)

