@@ -1,0 +1,272 @@
+"""Converter benchmark: ``cpt-tasks convert`` against LLM-Foundry's converter and the tokenizer's own ceiling.
+
+Builds a Dolmino-style JSONL corpus (``{"id", "text"}`` per line) of >= ``--tokens`` Llama 3 tokens from
+real English text on every machine (Python stdlib docstrings and ``pydoc_data`` topics, via
+``cpt_tasks.sample_data``; deterministically reshuffled passes), plus a ``--scale``-times copy. Then, on the
+same file, measures end to end (process start included) our converter, LLM-Foundry 0.22's
+``convert_dataset_json``, and tiktoken alone in 1 and 2 processes (encoding only); then our converter's peak
+memory on the 1x and the scaled corpus, and a ``--shuffle`` run. Writes ``bench/RESULTS.md`` and
+``bench/results/convert.json``.
+
+    .venv/bin/python bench/convert_bench.py --tokenizer .cpt/tokenizer/llama3 [--skip-llmfoundry]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+CONCAT = 8192
+LLMFOUNDRY = """
+import sys
+from llmfoundry.command_utils import convert_dataset_json_from_args
+convert_dataset_json_from_args(path=sys.argv[1], out_root=sys.argv[2], compression='zstd', concat_tokens={concat},
+    split='train', tokenizer=sys.argv[3], bos_text='', eos_text='<|end_of_text|>', no_wrap=False, num_workers=2)
+"""
+_TEXTS: list[str] = []  # inherited by the forked ceiling workers
+_ENCODE = None
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokenizer", required=True, help="Llama 3 tokenizer folder (cpt-tasks tokenizer)")
+    parser.add_argument("--tokens", type=int, default=10_000_000, help="Tokens in the 1x corpus (at least)")
+    parser.add_argument("--scale", type=int, default=10, help="Size of the memory-check corpus, times 1x")
+    parser.add_argument("--work", type=Path, default=HERE / "results" / "tmp", help="Work folder (data, outputs)")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of the fast measurements (median reported)")
+    parser.add_argument("--skip-llmfoundry", action="store_true", help="Skip LLM-Foundry's converter (slow)")
+    return parser.parse_args()
+
+
+def machine() -> dict:
+    """CPU model, usable cores, RAM, date and Python of this machine."""
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    model = next((ln.split(":", 1)[1].strip() for ln in lscpu.splitlines() if ln.startswith("Model name")), "?")
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    kb = int(next(ln.split()[1] for ln in meminfo if ln.startswith("MemTotal")))
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "ram_gb": round(kb / 2**20, 1),
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version()}
+
+
+def load_encoder(tokenizer: str):
+    """tiktoken's ``encode_ordinary`` for the tokenizer folder, built as the converter builds it."""
+    from cpt_tasks.tokenizer import Encoder
+
+    return Encoder(Path(tokenizer), "<|begin_of_text|>", "<|end_of_text|>")._tt.encode_ordinary
+
+
+def build_corpus(path: Path, target: int, encode) -> tuple[list[str], int]:
+    """Write >= ``target`` tokens of reshuffled real text to ``path``; returns (texts in file order, tokens)."""
+    from cpt_tasks.sample_data import SUBSETS, _collect, _records
+
+    modules = _collect()
+    unique = [t for subset in SUBSETS for t in _records(subset, modules) if t.strip()]
+    counts = {t: len(encode(t)) for t in unique}
+    texts: list[str] = []
+    total, rounds = 0, 0
+    while total < target:
+        batch = unique[:]
+        random.Random(rounds).shuffle(batch)
+        for text in batch:
+            texts.append(text)
+            total += counts[text]
+            if total >= target:
+                break
+        rounds += 1
+    with open(path, "w", encoding="utf-8") as fh:
+        for number, text in enumerate(texts):
+            fh.write(json.dumps({"id": f"bench-{number:08d}", "text": text}, ensure_ascii=False) + "\n")
+    return texts, total
+
+
+def scale_corpus(src: Path, dst: Path, times: int) -> None:
+    """``dst`` = ``src`` repeated ``times`` times (byte copies: quick)."""
+    data = src.read_bytes()
+    with open(dst, "wb") as fh:
+        for _ in range(times):
+            fh.write(data)
+
+
+def run_timed(cmd: list[str], env: dict | None = None) -> float:
+    """Wall seconds of a subprocess (its output is shown only if it fails)."""
+    start = time.perf_counter()
+    try:
+        subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as exc:
+        print(exc.stdout, exc.stderr, sep="\n", file=sys.stderr)
+        raise
+    return time.perf_counter() - start
+
+
+def ours(dataset: Path, out: Path, tokenizer: str, *extra: str) -> dict:
+    """One end-to-end ``cpt-tasks convert`` into a fresh ``out``; tokens from its manifest."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [str(BIN / "cpt-tasks"), "convert", "--dataset", str(dataset), "--out_root", str(out),
+           "--tokenizer", tokenizer, "--concat_tokens", str(CONCAT), "--num_workers", "2", *extra]
+    seconds = run_timed(cmd)
+    manifest = json.loads((out / "manifest.json").read_text())
+    tokens = manifest["splits"]["train"]["tokens"]
+    return {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds),
+            "peak_rss_mb": manifest["timings"]["peak_rss_mb"], "command": shlex.join(cmd)}
+
+
+def llmfoundry(dataset: Path, out: Path, tokenizer: str, work: Path) -> dict:
+    """LLM-Foundry's JSON converter, end to end in a fresh process; tokens = MDS samples x concat."""
+    cache = work / "hf-datasets-cache"
+    for path in (out, cache):
+        shutil.rmtree(path, ignore_errors=True)
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    cmd = [sys.executable, "-c", LLMFOUNDRY.format(concat=CONCAT), str(dataset), str(out), tokenizer]
+    seconds = run_timed(cmd, env)
+    index = json.loads((out / "index.json").read_text())
+    tokens = sum(shard["samples"] for shard in index["shards"]) * CONCAT
+    return {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds)}
+
+
+def _encode_range(bounds: tuple[int, int]) -> int:
+    return sum(len(_ENCODE(t)) for t in _TEXTS[bounds[0]:bounds[1]])
+
+
+def ceiling(texts: list[str], encode, processes: int, repeat: int) -> dict:
+    """tiktoken alone over in-memory texts cut in ``processes`` parts of equal characters; median of runs."""
+    global _TEXTS, _ENCODE
+    _TEXTS, _ENCODE = texts, encode
+    cuts, size, part = [0], 0, sum(map(len, texts)) / processes
+    for index, text in enumerate(texts):
+        size += len(text)
+        if len(cuts) < processes and size >= part * len(cuts):
+            cuts.append(index + 1)
+    parts = list(zip(cuts, cuts[1:] + [len(texts)]))
+    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 else None
+    times, tokens = [], 0
+    try:
+        if pool is not None:
+            pool.map(_encode_range, [(0, 1)] * processes, chunksize=1)  # workers up before timing
+        for _ in range(repeat):
+            start = time.perf_counter()
+            tokens = sum(pool.map(_encode_range, parts, chunksize=1) if pool else map(_encode_range, parts))
+            times.append(time.perf_counter() - start)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+    seconds = statistics.median(times)
+    return {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds)}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time, with every run's seconds."""
+    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    return {**best, "all_seconds": [r["seconds"] for r in runs]}
+
+
+LABELS = {"ours": "cpt-tasks convert, 2 workers (1x)", "llmfoundry": "LLM-Foundry convert_dataset_json",
+          "tiktoken_1p": "tiktoken encode_ordinary, 1 process", "tiktoken_2p": "tiktoken encode_ordinary, 2 processes",
+          "ours_shuffle": "cpt-tasks convert --shuffle (1x)", "ours_scaled": "cpt-tasks convert (scaled corpus)"}
+
+
+def table(results: dict) -> str:
+    """The readable results table (markdown)."""
+    rows = ["| run | wall s | tokens | M tokens/s | peak RSS MB main / workers |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    for key, x in results["runs"].items():
+        rss = x.get("peak_rss_mb")
+        rss_text = f"{rss['main']:.0f} / {rss['workers']:.0f}" if rss else "-"
+        label = LABELS[key].replace("scaled corpus", f"{results['scale']}x")
+        rows.append(f"| {label} | {x['seconds']:.2f} | {x['tokens']:,} | {x['tokens_per_s'] / 1e6:.2f} | {rss_text} |")
+    rows += ["", "| ratio | value | target | met |", "| --- | ---: | ---: | --- |"]
+    rows += [f"| {name} | {value:.2f} | {target} | {'yes' if ok else 'NO'} |"
+             for name, (value, target, ok) in results["ratios"].items()]
+    return "\n".join(rows)
+
+
+def ratios(r: dict) -> dict:
+    """Named ratios as (value, target text, met)."""
+    out = {}
+    if "llmfoundry" in r:
+        value = r["ours"]["tokens_per_s"] / r["llmfoundry"]["tokens_per_s"]
+        out["ours / LLM-Foundry tokens/s"] = (value, ">= 5", value >= 5)
+    value = r["ours"]["tokens_per_s"] / r["tiktoken_2p"]["tokens_per_s"]
+    out["ours / 2-process tiktoken ceiling"] = (value, ">= 0.80", value >= 0.80)
+    for proc in ("main", "workers"):
+        value = r["ours_scaled"]["peak_rss_mb"][proc] / r["ours"]["peak_rss_mb"][proc]
+        out[f"peak RSS {proc}, scaled / 1x"] = (value, "~1 (flat)", value < 1.25)
+    return out
+
+
+def write_results(results: dict, text: str) -> None:
+    """bench/RESULTS.md (machine, commands, table) and bench/results/convert.json."""
+    m, c, runs = results["machine"], results["corpus"], results["runs"]
+    md = [
+        "# Converter benchmark", "",
+        f"Written by `bench/convert_bench.py` on {m['date']}; rerun with `make bench`.", "",
+        f"- Machine: {m['cpu']}, {m['cores']} usable cores, {m['ram_gb']} GB RAM, Python {m['python']}",
+        f"- Command: `{results['command']}`",
+        f"- Corpus: {c['documents']:,} documents, {c['tokens']:,} Llama 3 tokens (text only), {c['mb']:.1f} MB "
+        f"of JSONL (stdlib docstrings and pydoc topics, reshuffled passes); the memory check repeats it "
+        f"{results['scale']}x",
+        f"- Ours: `{runs['ours']['command']}`, end to end (process start included), median of "
+        f"{len(runs['ours']['all_seconds'])} runs; tokens = manifest `splits.train.tokens` (BOS/EOS included, "
+        "last partial row dropped); peak RSS from the manifest's `timings.peak_rss_mb`",
+        "- LLM-Foundry 0.22: `convert_dataset_json_from_args(concat_tokens=8192, compression='zstd', bos_text='', "
+        "eos_text='<|end_of_text|>')` in a fresh process, empty HF_DATASETS_CACHE; tokens = MDS samples x 8192",
+        "- Ceiling: tiktoken `encode_ordinary` over the texts already in memory (encoding only, no framing or "
+        "packing), median of runs; 2 processes = fork pool, texts cut in two halves of equal characters",
+        "", text, "",
+    ]
+    (HERE / "RESULTS.md").write_text("\n".join(md))
+    (HERE / "results").mkdir(exist_ok=True)
+    data = {**results, "ratios": {k: {"value": round(v, 3), "target": t, "met": ok}
+                                  for k, (v, t, ok) in results["ratios"].items()}}
+    (HERE / "results" / "convert.json").write_text(json.dumps(data, indent=2) + "\n")
+
+
+def main() -> None:
+    args = parse_args()
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer = str(Path(args.tokenizer).resolve())
+    encode = load_encoder(tokenizer)
+    corpus, scaled = work / "corpus-1x.jsonl", work / f"corpus-{args.scale}x.jsonl"
+    texts, tokens = build_corpus(corpus, args.tokens, encode)
+    scale_corpus(corpus, scaled, args.scale)
+    print(f"corpus: {len(texts):,} documents, {tokens:,} tokens, {corpus.stat().st_size / 1e6:.1f} MB", flush=True)
+    runs: dict[str, dict] = {}
+    runs["ours"] = median_run([ours(corpus, work / "out-ours", tokenizer) for _ in range(args.repeat)])
+    print(f"ours: {runs['ours']['tokens_per_s'] / 1e6:.2f}M tokens/s", flush=True)
+    if not args.skip_llmfoundry:
+        runs["llmfoundry"] = llmfoundry(corpus, work / "out-llmfoundry", tokenizer, work)
+        print(f"llm-foundry: {runs['llmfoundry']['tokens_per_s'] / 1e6:.2f}M tokens/s", flush=True)
+    for processes in (1, 2):
+        runs[f"tiktoken_{processes}p"] = ceiling(texts, encode, processes, args.repeat)
+    runs["ours_shuffle"] = ours(corpus, work / "out-shuffle", tokenizer, "--shuffle")
+    runs["ours_scaled"] = ours(scaled, work / "out-scaled", tokenizer)
+    results = {"machine": machine(), "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
+               "corpus": {"documents": len(texts), "tokens": tokens, "mb": corpus.stat().st_size / 1e6},
+               "scale": args.scale, "runs": runs}
+    results["ratios"] = ratios(runs)
+    text = table(results)
+    print(text)
+    write_results(results, text)
+    scaled.unlink()
+    for path in work.glob("out-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The CLI surface: flags from the config model, --dry-run, --config files, strict keys."""
+
+import json
+
+from conftest import run_cli
+
+from cpt_tasks.cli import build_parser
+from cpt_tasks.convert.config import ConvertConfig
+
+
+def test_every_config_field_is_a_flag_once():
+    convert = build_parser()._subparsers._group_actions[0].choices["convert"]
+    flags = [o for a in convert._actions for o in a.option_strings if o.startswith("--")]
+    assert len(flags) == len(set(flags))
+    for name in ConvertConfig.model_fields:
+        assert f"--{name}" in flags
+
+
+def test_dry_run_prints_the_validated_config(tmp_path):
+    proc = run_cli("convert", "--dataset", "allenai/dolmino-mix-1124", "--data_subset", "dclm", "--out_root",
+                   "s3://b/dclm", "--tokenizer", "meta-llama/Llama-3.1-8B-Instruct", "--max_tokens", "23.6e9",
+                   "--val_tokens", "4_720_000", "--shuffle", "--num_workers", "16", "--dry-run", check=True)
+    cfg = json.loads(proc.stdout)
+    assert cfg["max_tokens"] == 23_600_000_000 and cfg["val_tokens"] == 4_720_000 and cfg["shuffle"] is True
+    assert cfg["concat_tokens"] == 8192 and cfg["compression"] == "zstd" and cfg["seed"] == 17
+
+
+def test_config_file_with_unknown_key_is_rejected(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: x\nout_root: y\ntokenizer: z\nmax_tokns: 100\n")
+    proc = run_cli("convert", "--config", path, "--dry-run")
+    assert proc.returncode == 2 and "--max_tokns: Extra inputs are not permitted" in proc.stderr
+    path.write_text("dataset: x\nout_root: y\ntokenizer: z\nmax_tokens: 100000\n")
+    proc = run_cli("convert", "--config", path, "--max_tokens", "200000", "--dry-run", check=True)
+    assert json.loads(proc.stdout)["max_tokens"] == 200000
