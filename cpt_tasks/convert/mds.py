@@ -57,7 +57,8 @@ class TokenShardWriter:
                        "column_encodings": ["ndarray:int32"], "column_sizes": [None]}
         self.config_data = json.dumps(self.config, sort_keys=True).encode()
         self.shards: list[dict] = []
-        self.samples: list[bytes] = []
+        self.buffer = bytearray()  # the current shard's encoded samples, back to back
+        self.sizes: list[int] = []
         self.shard_size = 8 + len(self.config_data)
         self.uploads = ThreadPoolExecutor(4) if self.remote else None
         self.pending: list[Future] = []
@@ -73,7 +74,8 @@ class TokenShardWriter:
         size = len(sample) + 4
         if self.size_limit and self.size_limit < self.shard_size + size:
             self._flush()
-        self.samples.append(sample)
+        self.buffer += sample
+        self.sizes.append(len(sample))
         self.shard_size += size
 
     def _hash(self, data: bytes, basename: str) -> dict:
@@ -81,10 +83,11 @@ class TokenShardWriter:
                 "hashes": {algo: hashlib.new(algo, data).hexdigest() for algo in self.hashes}}
 
     def _flush(self) -> None:
-        count = len(self.samples)
-        offsets = np.cumsum([0] + [len(s) for s in self.samples]).astype(np.uint32)
+        count = len(self.sizes)
+        offsets = np.cumsum([0, *self.sizes]).astype(np.uint32)
         offsets += 4 + len(offsets.tobytes()) + len(self.config_data)
-        raw = np.uint32(count).tobytes() + offsets.tobytes() + self.config_data + b"".join(self.samples)
+        raw = b"".join((np.uint32(count).tobytes(), offsets.tobytes(), self.config_data, self.buffer))
+        self.buffer, self.sizes = bytearray(), []  # release before compressing: peak = raw + compressed
         raw_name = f"shard.{len(self.shards):05}.mds"
         raw_info, zip_info, data, name = self._hash(raw, raw_name), None, raw, raw_name
         if self.compression:
@@ -98,7 +101,7 @@ class TokenShardWriter:
         self.shards.append({"samples": count, "raw_data": raw_info, "zip_data": zip_info, **{
             k: self.config[k] for k in ("version", "format", "compression", "hashes", "size_limit",
                                         "column_names", "column_encodings", "column_sizes")}})
-        self.samples, self.shard_size = [], 8 + len(self.config_data)
+        self.shard_size = 8 + len(self.config_data)
 
     def _upload(self, name: str) -> None:
         if self.uploads is not None:
@@ -106,7 +109,7 @@ class TokenShardWriter:
 
     def finish(self) -> int:
         """Flush the last shard and write index.json (after every shard is stored); returns the row count."""
-        if self.samples:
+        if self.sizes:
             self._flush()
         index = json.dumps({"version": MDS_VERSION, "shards": self.shards}, sort_keys=True)
         (self.local / INDEX_NAME).write_text(index)

@@ -62,3 +62,21 @@ def test_unknown_special_and_missing_folder_are_user_errors(tokenizer_dir, tmp_p
         resolve_tokenizer_dir(str(tmp_path / "missing"))
     with pytest.raises(UserError, match="no tokenizer.json"):
         resolve_tokenizer_dir(str(ROOT / "tests"))
+
+
+def test_rank_cache_is_keyed_by_the_file_and_gives_the_same_ids(tokenizer_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CPT_CACHE_DIR", str(tmp_path / "cache"))
+    texts = ["Caching must not change a single id.", "naïve 東京 <|end_of_text|>"]
+    cold = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
+    cached = sorted(p.name for p in (tmp_path / "cache" / "tiktoken").iterdir())
+    assert len(cached) == 2 and cached[0].endswith(".json") and cached[1].endswith(".tiktoken")
+    warm = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
+    assert warm.backend == "tiktoken" and warm.encode(texts) == cold.encode(texts)
+    assert (warm.bos_id, warm.eos_id, warm.vocab_size) == (128000, 128001, 128256)
+    # an edited tokenizer.json is a different key: it is validated afresh, never served from the cache
+    other = tmp_path / "other"
+    other.mkdir()
+    spec = json.loads((tokenizer_dir / "tokenizer.json").read_text())
+    spec["normalizer"] = {"type": "NFC"}
+    (other / "tokenizer.json").write_text(json.dumps(spec))
+    assert Encoder(other, LLAMA3_BOS, LLAMA3_EOS).backend == "tokenizers"
