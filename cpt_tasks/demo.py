@@ -1,7 +1,7 @@
-"""The embedded default: run what exists of the pipeline on the bundled sample and print what landed where.
+"""The embedded default: run what exists of the pipeline on the bundled sample, then say what landed where.
 
-Today that is the conversion of the six Dolmino subsets with budgets derived from one total through the
-mix; the DAG run (plan → convert → verify → train) takes this command's place as it lands.
+Today: plan (budgets from one total and the Dolmino mix) → convert each subset with exactly the command line
+the plan wrote → verify. The DAG run (with training) takes this command's place as it lands.
 """
 
 from __future__ import annotations
@@ -10,34 +10,45 @@ import os
 import time
 from pathlib import Path
 
+from cpt_tasks.cli import build_parser
+from cpt_tasks.cli_args import build_config
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
-from cpt_tasks.errors import EXIT_OK
-from cpt_tasks.mix import subset_budgets
+from cpt_tasks.errors import EXIT_FAILED, EXIT_OK
+from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.plan.run import format_plan, plan
+from cpt_tasks.storage import write_bytes_atomic
+from cpt_tasks.verify.config import VerifyConfig
+from cpt_tasks.verify.report import render_markdown
+from cpt_tasks.verify.run import verify
 
 DEMO_TOTAL_TOKENS = 350_000  # fits the sample: dclm's 47.2% share (+val) is ~170k of its ~190k tokens
-DEMO_VAL_FRACTION = 0.03
+DEMO_VAL_FRACTION = 0.03  # the default 0.0002 would be less than one row at this size
 DEMO_CONCAT = 256
 
 
 def run_demo(tokenizer: str, sample: Path, out: Path | None = None) -> int:
-    """Convert every sample subset into ``out`` (default ``$CPT_HOME/demo``) and print a summary."""
+    """Plan, convert and verify the sample into ``out`` (default ``$CPT_HOME/demo``); print a summary."""
+    import json
+
     out = out or Path(os.environ.get("CPT_HOME", ".cpt")) / "demo"
     started = time.perf_counter()
-    rows = []
-    for subset, (max_tokens, val_tokens) in subset_budgets(DEMO_TOTAL_TOKENS, DEMO_VAL_FRACTION).items():
-        cfg = ConvertConfig(dataset=str(sample), data_subset=subset, out_root=str(out / subset), tokenizer=tokenizer,
-                            concat_tokens=DEMO_CONCAT, max_tokens=max_tokens, val_tokens=val_tokens, shuffle=True)
-        result = convert(cfg)
-        splits = result.manifest["splits"]
-        rows.append((subset, max_tokens, splits["train"]["tokens"], splits["val"]["tokens"],
-                     splits["train"]["documents"], "up to date" if result.up_to_date else "converted",
-                     result.manifest["exhausted"]))
-    total = sum(r[2] for r in rows)
-    print(f"\ncpt-pipeline demo: {len(rows)} subsets, {total:,} train tokens, {time.perf_counter() - started:.1f}s")
-    print(f"{'subset':<14}{'planned':>10}{'train':>10}{'share':>8}{'val':>8}{'docs':>7}  status")
-    for subset, planned, train, val, docs, status, exhausted in rows:
-        flag = " (source exhausted)" if exhausted else ""
-        print(f"{subset:<14}{planned:>10,}{train:>10,}{train / total:>8.1%}{val:>8,}{docs:>7,}  {status}{flag}")
-    print(f"\nMDS shards and manifests: {out}/<subset>/{{train,val,manifest.json}}")
-    return EXIT_OK
+    cfg = PlanConfig(dataset=str(sample), tokenizer=tokenizer, total_tokens=DEMO_TOTAL_TOKENS,
+                     concat_tokens=DEMO_CONCAT, val_fraction=DEMO_VAL_FRACTION, out_root=str(out / "data"))
+    body = plan(cfg)
+    plan_path = out / "plan.json"
+    write_bytes_atomic(str(plan_path), json.dumps(body, indent=2).encode())
+    print(format_plan(body), "\n")
+    parser = build_parser()
+    for subset in body["subsets"]:
+        args = parser.parse_args(subset["argv"][1:])
+        result = convert(build_config(ConvertConfig, args))
+        state = "up to date" if result.up_to_date else f"converted in {result.manifest['timings']['seconds']:.1f}s"
+        print(f"convert {subset['name']:<14} {state}")
+    result = verify(VerifyConfig(plan=str(plan_path)))
+    print("\n" + render_markdown(result.report))
+    print(f"done in {time.perf_counter() - started:.1f}s. Under {out}:")
+    print(f"  plan.json                          the plan (budgets, fingerprints, convert commands)")
+    print(f"  data/<mix>/<fingerprint>/<subset>/ MDS train/ and val/ with manifest.json")
+    print(f"  verify-report.{{json,md}}, verify-mix.png   the verification report and chart")
+    return EXIT_OK if result.ok else EXIT_FAILED

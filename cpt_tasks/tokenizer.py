@@ -172,6 +172,7 @@ class Encoder:
         meta, ranks_file = _load_spec(folder / "tokenizer.json", want_tiktoken=backend != "tokenizers")
         added = meta["added"]
         self.vocab_size = meta["vocab_size"]
+        self._special_ids = frozenset(added.values())
         self.bos_id = self._special_id(added, bos_text, "--bos_text")
         self.eos_id = self._special_id(added, eos_text, "--eos_text")
         if backend == "tiktoken" and ranks_file is None:
@@ -203,6 +204,12 @@ class Encoder:
         if self.backend == "tiktoken":
             return [self._tt.encode_ordinary(t) for t in texts]
         return [e.ids for e in self._hf.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids, special tokens left out."""
+        if self.backend == "tiktoken":
+            return self._tt.decode([i for i in ids if i not in self._special_ids])
+        return self._hf.decode(ids, skip_special_tokens=True)
 
     def encode_framed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, lengths): each text framed BOS + ids + EOS, concatenated; int32."""

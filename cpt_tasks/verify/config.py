@@ -1,0 +1,24 @@
+"""``VerifyConfig``: the inputs of ``cpt-tasks verify`` (light core)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from cpt_tasks.config import StrictModel
+from cpt_tasks.convert.config import default_workers
+
+
+class VerifyConfig(StrictModel):
+    """Arguments of ``cpt-tasks verify``."""
+
+    plan: str = Field(description="The plan JSON written by `cpt-tasks plan` (local path or URL)")
+    report_dir: str | None = Field(None, description="Where to write the report (default: beside the plan)")
+    spot_checks: int = Field(8, description="Rows decoded back to text per subset")
+    num_workers: int = Field(default_factory=default_workers, description="Processes reading shards")
+
+    @field_validator("spot_checks", "num_workers")
+    @classmethod
+    def _not_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be >= 0")
+        return value

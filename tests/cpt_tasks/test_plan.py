@@ -1,0 +1,101 @@
+"""`cpt-tasks plan`: budgets from one number, validation, and fingerprint-addressed locations."""
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from cpt_tasks.cli import build_parser
+from cpt_tasks.cli_args import build_config
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.errors import UserError
+from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.plan.run import plan
+
+REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
+    "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),
+    "wiki": (3_555_000_000, 711_000), "stackexchange": (1_225_000_000, 245_000),
+    "math": (10_400_000_000, 2_080_000),
+}
+
+
+@pytest.fixture(scope="module")
+def default_plan(sample_dir, tokenizer_dir):
+    return plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="s3://bucket/cpt"))
+
+
+def test_default_plan_reproduces_the_reference_table(default_plan):
+    got = {s["name"]: (s["max_tokens"], s["val_tokens"]) for s in default_plan["subsets"]}
+    assert got == REFERENCE
+    assert default_plan["total_tokens"] == 50_000_000_000 and default_plan["concat_tokens"] == 8192
+    for s in default_plan["subsets"]:
+        assert s["out_root"] == f"s3://bucket/cpt/dolmino-mix-1124/{s['fingerprint'][:16]}/{s['name']}"
+        assert s["train_rows"] == s["max_tokens"] // 8192
+
+
+def test_argv_parses_back_to_the_planned_conversion(default_plan, sample_dir):
+    parser = build_parser()
+    for s in default_plan["subsets"]:
+        assert s["argv"][:2] == ["cpt-tasks", "convert"]
+        cfg = build_config(ConvertConfig, parser.parse_args(s["argv"][1:]))
+        assert (cfg.max_tokens, cfg.val_tokens, cfg.out_root) == (s["max_tokens"], s["val_tokens"], s["out_root"])
+        assert cfg.data_subset == s["name"] and cfg.shuffle and cfg.seed == 17 and cfg.dataset == str(sample_dir)
+
+
+def test_same_inputs_same_locations_and_a_change_moves_them(default_plan, sample_dir, tokenizer_dir):
+    again = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="s3://bucket/cpt"))
+    assert [s["out_root"] for s in again["subsets"]] == [s["out_root"] for s in default_plan["subsets"]]
+    assert again["fingerprint"] == default_plan["fingerprint"]
+    reseeded = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="s3://bucket/cpt",
+                               seed=18))
+    assert not {s["fingerprint"] for s in reseeded["subsets"]} & {s["fingerprint"] for s in default_plan["subsets"]}
+
+
+def test_subsets_overrides_and_custom_proportions(sample_dir, tokenizer_dir):
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                           total_tokens=1_000_000, concat_tokens=1024, val_fraction=0.01,
+                           subsets=["dclm", "math"], overrides={"math": {"max_tokens": "2e5"}}))
+    by_name = {s["name"]: s for s in body["subsets"]}
+    assert list(by_name) == ["dclm", "math"] and body["mix"]["renormalized"]
+    assert by_name["dclm"]["max_tokens"] == round(1_000_000 * 0.472 / 0.68)
+    assert by_name["math"]["max_tokens"] == 200_000 and by_name["math"]["val_tokens"] == 2000
+    custom = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                             total_tokens=100_000, concat_tokens=512, val_fraction=0,
+                             proportions={"wiki": 0.25, "flan": 0.75}))
+    assert [(s["name"], s["max_tokens"], s["val_tokens"]) for s in custom["subsets"]] == [
+        ("wiki", 25_000, 0), ("flan", 75_000, 0)]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"subsets": ["dclm", "nope"]}, "unknown subset(s) nope"),
+    ({"proportions": {"dclm": 0.5, "flan": 0.4}}, "sum to 0.9"),
+    ({"total_tokens": 10_000}, "subset dclm: train budget 4,720 tokens is smaller than one row"),
+    ({"total_tokens": 5e8}, "subset pes2o: val budget 5,850 tokens is smaller than one row"),
+    ({"overrides": {"dlcm": {"max_tokens": 1}}}, "--overrides: unknown subset(s) dlcm"),
+    ({"mix": "nonexistent-mix"}, "no such mix file or shipped mix"),
+])
+def test_impossible_plans_are_user_errors(sample_dir, tokenizer_dir, kwargs, message):
+    with pytest.raises(UserError) as err:
+        plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x", **kwargs))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--subsets", "dclm", "flan", "dclm"], "duplicate subsets: dclm"),
+    (["--proportions", '{"dclm": 0.5, "dclm": 0.5}'], "duplicate subsets: dclm"),
+    (["--concat_tokens", "200000"], "larger than the model's context (131072)"),
+    (["--val_fraction", "1.5"], "--val_fraction"),
+    (["--total_tokens", "0"], "--total_tokens"),
+])
+def test_invalid_plan_arguments_exit_2(sample_dir, tokenizer_dir, tmp_path, args, message):
+    proc = run_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path, *args)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def test_cli_prints_and_writes_the_plan(sample_dir, tokenizer_dir, tmp_path):
+    proc = run_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path / "d",
+                   "--total_tokens", "350e3", "--concat_tokens", 256, "--val_fraction", 0.03,
+                   "--output", tmp_path / "plan.json", check=True)
+    printed = json.loads(proc.stdout)
+    assert printed == json.loads((tmp_path / "plan.json").read_text())
+    assert "cpt-tasks convert --dataset" in proc.stderr and len(printed["subsets"]) == 6
