@@ -22,6 +22,30 @@ def set_encoder(encoder: Encoder) -> None:
     _ENCODER = encoder
 
 
+def load_encoder(folder: str, bos_text: str, eos_text: str, backend: str) -> None:
+    """Pool initializer for workers that do not inherit the parent's encoder (forkserver)."""
+    from pathlib import Path
+
+    set_encoder(Encoder(Path(folder), bos_text, eos_text, backend))
+
+
+def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
+    """A pool of ``workers`` tokenizer processes.
+
+    Forking is fastest (workers inherit the loaded tokenizer), but forking a process that runs other
+    threads can deadlock the child; so fork only when this process has a single thread (the CLI), and
+    otherwise start workers from a clean forkserver that loads the (cached) tokenizer itself.
+    """
+    import multiprocessing
+    import threading
+
+    set_encoder(encoder)
+    if threading.active_count() == 1:
+        return multiprocessing.get_context("fork").Pool(workers)
+    ctx = multiprocessing.get_context("forkserver")
+    return ctx.Pool(workers, initializer=load_encoder, initargs=spec)
+
+
 @dataclass
 class ChunkResult:
     """Framed tokens of a chunk's non-empty documents, or the first bad record."""

@@ -8,7 +8,6 @@ manifest, and rerunning it gives the same bytes.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import resource
 import time
 from collections import deque
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder
+from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder, start_pool
 from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFEST_NAME, code_version,
                                         fingerprint, read_manifest)
 from cpt_tasks.convert.mds import TokenShardWriter, parse_size
@@ -76,7 +75,7 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     for split in SPLITS:
         remove_tree(join(cfg.out_root, split))
 
-    stats = _run(cfg, source, encoder, progress_interval)
+    stats = _run(cfg, source, encoder, str(folder), progress_interval)
     finished = time.time()
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -109,10 +108,11 @@ def _open_writers(cfg: ConvertConfig) -> dict[str, TokenShardWriter]:
             for split in SPLITS}
 
 
-def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, progress_interval: float) -> dict:
+def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, progress_interval: float) -> dict:
     set_encoder(encoder)
-    # Fork before any writer starts upload threads; the workers inherit the loaded tokenizer.
-    pool = multiprocessing.get_context("fork").Pool(cfg.num_workers) if cfg.num_workers else None
+    spec = (folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
+    # Started before any writer starts upload threads.
+    pool = start_pool(cfg.num_workers, encoder, spec) if cfg.num_workers else None
     packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows)
     budget = None if cfg.train_rows is None else (cfg.train_rows + cfg.val_rows) * cfg.concat_tokens
     progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -125,7 +126,8 @@ def _beside(location: str) -> str:
 def _check_shards(jobs: list[tuple], checks: dict[str, _Checks], workers: int, encoder: Encoder) -> None:
     results: dict[tuple[str, str], list[ShardCheck]] = {}
     if workers and len(jobs) > 1:
-        with multiprocessing.get_context("fork").Pool(min(workers, len(jobs))) as pool:
+        method = "fork" if threading.active_count() == 1 else "forkserver"  # never fork a threaded process
+        with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
             outcomes = pool.map(_shard_job, jobs, chunksize=1)
     else:
         outcomes = [_shard_job(job) for job in jobs]

@@ -215,3 +215,46 @@ def test_killed_run_leaves_no_manifest_and_rerun_gives_same_bytes(tmp_path, samp
     assert subprocess.run([*args, "--out_root", str(clean), "--num_workers", "1"], cwd=ROOT).returncode == 0
     assert tree_bytes(out) == tree_bytes(clean) and (out / "manifest.json").exists()
     shutil.rmtree(tmp_path)
+
+
+def test_hub_dataset_converts_like_its_local_copy(tmp_path, sample_dir, tokenizer_dir, monkeypatch):
+    """The hub path lists data/<subset>/ at a pinned commit and streams the files; there is no hub here, so
+    only huggingface_hub's API and file system are stood in for, serving the sample folder's files."""
+    import huggingface_hub
+    from huggingface_hub.hf_api import RepoFile
+
+    from cpt_tasks.convert import sources
+
+    files = sorted((sample_dir / "data" / "math").rglob("*.json.zst"))
+
+    class Api:
+        def dataset_info(self, repo_id, revision=None):
+            assert repo_id == "allenai/dolmino-mix-1124" and revision == "main"
+            return type("Info", (), {"sha": "c0ffee" * 6 + "abcd"})()
+
+        def list_repo_tree(self, repo_id, path_in_repo, recursive, repo_type, revision):
+            assert (path_in_repo, recursive, repo_type) == ("data/math", True, "dataset")
+            return [RepoFile(path=f"data/math/{p.relative_to(sample_dir / 'data' / 'math')}", size=p.stat().st_size,
+                             oid="x", lfs={"oid": "ab" * 32, "size": p.stat().st_size, "pointerSize": 1})
+                    for p in reversed(files)]
+
+    opened, real_open = [], sources._open
+
+    def fake_open(url):
+        if not url.startswith("hf://"):
+            return real_open(url)
+        opened.append(url)
+        assert url.startswith("hf://datasets/allenai/dolmino-mix-1124@" + "c0ffee" * 6 + "abcd/data/math/")
+        return open(sample_dir / url.split("abcd/", 1)[1], "rb")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(sources, "_open", fake_open)
+    common = dict(data_subset="math", tokenizer=str(tokenizer_dir), concat_tokens=CONCAT, shuffle=True)
+    hub = convert(ConvertConfig(dataset="allenai/dolmino-mix-1124", revision="main", out_root=str(tmp_path / "hub"),
+                                **common), progress_interval=0)
+    local = convert(ConvertConfig(dataset=str(sample_dir), out_root=str(tmp_path / "local"), **common),
+                    progress_interval=0)
+    assert len(opened) == 2 and opened == sorted(opened)
+    assert tree_bytes(tmp_path / "hub") == tree_bytes(tmp_path / "local")
+    assert hub.manifest["source"]["revision"] == "c0ffee" * 6 + "abcd" and hub.manifest["source"]["kind"] == "hub"
+    assert [f["sha256"] for f in hub.manifest["source"]["files"]] == ["ab" * 32] * 2

@@ -99,3 +99,18 @@ def test_cli_prints_and_writes_the_plan(sample_dir, tokenizer_dir, tmp_path):
     printed = json.loads(proc.stdout)
     assert printed == json.loads((tmp_path / "plan.json").read_text())
     assert "cpt-tasks convert --dataset" in proc.stderr and len(printed["subsets"]) == 6
+
+
+def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_dir, tmp_path):
+    from cpt_tasks.convert.run import convert
+
+    def run_plan():
+        body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path),
+                               total_tokens=350_000, concat_tokens=256, val_fraction=0.03))
+        parser = build_parser()
+        return [convert(build_config(ConvertConfig, parser.parse_args(s["argv"][1:])), progress_interval=0)
+                for s in body["subsets"]]
+
+    first, second = run_plan(), run_plan()
+    assert not any(r.up_to_date for r in first) and all(r.up_to_date for r in second)
+    assert [r.fingerprint for r in first] == [r.fingerprint for r in second]

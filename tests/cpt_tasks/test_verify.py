@@ -144,6 +144,29 @@ def test_missing_plan_is_a_user_error(tmp_path):
 
 
 @pytest.mark.s3
+@pytest.mark.parametrize("damage", ["index", "fingerprint"])
+def test_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, damage):
+    root = f"s3://cpt/damage-{damage}"
+    plan_and_convert(root, f"{root}/plan.json", sample_dir, tokenizer_dir, subsets=["flan", "math"], total_tokens=100_000)
+    client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix=f"damage-{damage}/")["Contents"]]
+    if damage == "index":
+        key = next(k for k in keys if k.endswith("/flan/train/index.json"))
+        index = json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
+        index["shards"][0]["zip_data"]["bytes"] += 1
+        client.put_object(Bucket="cpt", Key=key, Body=json.dumps(index).encode())
+        expected = {"flan": ["shards:train"]}
+    else:
+        key = next(k for k in keys if k.endswith("/math/manifest.json"))
+        manifest = json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
+        manifest["fingerprint"] = "f" * 64
+        client.put_object(Bucket="cpt", Key=key, Body=json.dumps(manifest).encode())
+        expected = {"math": ["fingerprint"]}
+    report = verify(VerifyConfig(plan=f"{root}/plan.json")).report
+    assert failed_checks(report) == expected
+
+
+@pytest.mark.s3
 def test_on_object_storage(s3_server, tmp_path, sample_dir, tokenizer_dir):
     plan_and_convert("s3://cpt/verify", "s3://cpt/verify/plan.json", sample_dir, tokenizer_dir)
     report = verify(VerifyConfig(plan="s3://cpt/verify/plan.json")).report
