@@ -22,13 +22,13 @@ $(UV):
 
 .venv/.installed: requirements/tasks.lock.txt pyproject.toml | $(UV)
 	$(UV) venv -q --allow-existing -p $(PYTHON) .venv
-	VIRTUAL_ENV=.venv $(UV) pip sync -q requirements/tasks.lock.txt
+	VIRTUAL_ENV=.venv $(UV) pip sync -q --compile-bytecode requirements/tasks.lock.txt
 	VIRTUAL_ENV=.venv $(UV) pip install -q --no-deps -e .
 	touch $@
 
 .venv-airflow/.installed: requirements/airflow.lock.txt pyproject.toml | $(UV)
 	$(UV) venv -q --allow-existing -p $(PYTHON) .venv-airflow
-	VIRTUAL_ENV=.venv-airflow $(UV) pip sync -q requirements/airflow.lock.txt
+	VIRTUAL_ENV=.venv-airflow $(UV) pip sync -q --compile-bytecode requirements/airflow.lock.txt
 	VIRTUAL_ENV=.venv-airflow $(UV) pip install -q --no-deps -e .
 	touch $@
 

@@ -75,15 +75,18 @@ def _text_of(line: bytes) -> str:
 def encode_chunk(payload: bytes) -> ChunkResult:
     """Parse newline-joined JSON records and encode each non-blank 'text' as BOS + ids + EOS."""
     texts: list[str] = []
-    lines = payload.split(b"\n")
-    for index, line in enumerate(lines):
+    records = 0
+    for index, line in enumerate(payload.split(b"\n")):
+        if not line.strip():
+            continue  # a blank line is no record
+        records += 1
         try:
             text = _text_of(line)
         except ValueError as exc:
             empty = np.empty(0, dtype=np.int32)
-            return ChunkResult(empty, np.empty(0, dtype=np.int64), len(lines), 0, (index, str(exc)))
+            return ChunkResult(empty, np.empty(0, dtype=np.int64), records, 0, (index, str(exc)))
         if text.strip():
             texts.append(text)
     assert _ENCODER is not None, "set_encoder() was not called"
     tokens, lengths = _ENCODER.encode_framed(texts)
-    return ChunkResult(tokens, lengths, len(lines), len(lines) - len(texts))
+    return ChunkResult(tokens, lengths, records, records - len(texts))

@@ -10,6 +10,7 @@ shards and index equal ``streaming.MDSWriter``'s byte for byte and read them bac
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import tempfile
@@ -45,7 +46,12 @@ def _array_header(length: int) -> bytes:
 
 
 class TokenShardWriter:
-    """Writes rows (1-D int32 arrays of one length) to ``out`` as MDS with column ``tokens``."""
+    """Writes rows (1-D int32 arrays, all of one length) to ``out`` as MDS with column ``tokens``.
+
+    Memory: a shard is built in one ``BytesIO`` that starts with room for the header of a full shard
+    (rows have one length, so a full shard's row count is known), the header is filled in place and the
+    buffer handed to the compressor without a copy: the peak is one raw shard plus its compressed copy.
+    """
 
     def __init__(self, out: str, compression: str | None, size_limit: int, hashes: list[str]) -> None:
         self.out, self.compression, self.size_limit, self.hashes = out, compression, size_limit, hashes
@@ -57,51 +63,77 @@ class TokenShardWriter:
                        "column_encodings": ["ndarray:int32"], "column_sizes": [None]}
         self.config_data = json.dumps(self.config, sort_keys=True).encode()
         self.shards: list[dict] = []
-        self.buffer = bytearray()  # the current shard's encoded samples, back to back
-        self.sizes: list[int] = []
-        self.shard_size = 8 + len(self.config_data)
         self.uploads = ThreadPoolExecutor(4) if self.remote else None
         self.pending: list[Future] = []
-        self._header: tuple[int, bytes] | None = None
+        self.row_length: int | None = None
+        self.sample_size = 0  # bytes of one encoded sample
+        self.capacity = 0  # rows of a full shard
+        self.rows = 0
+        self.buffer = io.BytesIO()
+
+    def _header_size(self, rows: int) -> int:
+        return 4 + 4 * (rows + 1) + len(self.config_data)
+
+    def _start(self, length: int) -> None:
+        self.row_length = length
+        self.prefix = _array_header(length)
+        self.sample_size = 4 + len(self.prefix) + 4 * length
+        # MDSWriter starts a new shard when size_limit < 8 + config + (rows + 1) * (sample + 4)
+        room = (self.size_limit - 8 - len(self.config_data)) // (self.sample_size + 4) if self.size_limit else 1 << 31
+        self.capacity = max(room, 1)
+        if self.size_limit and room < 1:
+            self._flush()  # as MDSWriter does: a sample larger than the limit first flushes the empty shard
+        self._reset()
+
+    def _reset(self) -> None:
+        self.buffer = io.BytesIO()
+        self.buffer.write(bytes(self._header_size(self.capacity)))
+        self.rows = 0
 
     def write(self, row: np.ndarray) -> None:
-        """Append one row; flushes a shard when the size limit would be passed (as MDSWriter does)."""
-        if self._header is None or self._header[0] != len(row):
-            header = _array_header(len(row))
-            self._header = (len(row), header)
-        datum = self._header[1] + row.astype(np.int32, copy=False).tobytes()
-        sample = np.uint32(len(datum)).tobytes() + datum
-        size = len(sample) + 4
-        if self.size_limit and self.size_limit < self.shard_size + size:
+        """Append one row; starts a new shard where MDSWriter would."""
+        if self.row_length is None:
+            self._start(len(row))
+        elif len(row) != self.row_length:
+            raise ValueError(f"rows must all hold {self.row_length} tokens, got {len(row)}")
+        if self.rows == self.capacity:
             self._flush()
-        self.buffer += sample
-        self.sizes.append(len(sample))
-        self.shard_size += size
+            self._reset()
+        self.buffer.write(np.uint32(self.sample_size - 4).tobytes() + self.prefix)
+        self.buffer.write(row.astype(np.int32, copy=False).tobytes())
+        self.rows += 1
 
     def _hash(self, data: bytes, basename: str) -> dict:
         return {"basename": basename, "bytes": len(data),
                 "hashes": {algo: hashlib.new(algo, data).hexdigest() for algo in self.hashes}}
 
     def _flush(self) -> None:
-        count = len(self.sizes)
-        offsets = np.cumsum([0, *self.sizes]).astype(np.uint32)
-        offsets += 4 + len(offsets.tobytes()) + len(self.config_data)
-        raw = b"".join((np.uint32(count).tobytes(), offsets.tobytes(), self.config_data, self.buffer))
-        self.buffer, self.sizes = bytearray(), []  # release before compressing: peak = raw + compressed
+        count = self.rows
+        header = self._header_size(count)
+        offsets = (header + np.arange(count + 1, dtype=np.uint32) * self.sample_size).astype(np.uint32)
+        head = np.uint32(count).tobytes() + offsets.tobytes() + self.config_data
+        reserved = self._header_size(self.capacity) if self.row_length is not None else 0
+        if count == self.capacity and reserved:
+            self.buffer.seek(0)
+            self.buffer.write(head)
+            raw = self.buffer.getvalue()  # hands over the buffer's bytes without copying them
+        else:  # a shorter last shard: its header is smaller than the room kept for it
+            raw = head + self.buffer.getbuffer()[reserved:].tobytes()
+        self.buffer = io.BytesIO()
         raw_name = f"shard.{len(self.shards):05}.mds"
         raw_info, zip_info, data, name = self._hash(raw, raw_name), None, raw, raw_name
         if self.compression:
             import zstd
 
-            algo, _, level = self.compression.partition(":")
+            _, _, level = self.compression.partition(":")
             data, name = zstd.compress(raw, int(level or 3)), f"{raw_name}.zstd"
+            del raw
             zip_info = self._hash(data, name)
         (self.local / name).write_bytes(data)
         self._upload(name)
         self.shards.append({"samples": count, "raw_data": raw_info, "zip_data": zip_info, **{
             k: self.config[k] for k in ("version", "format", "compression", "hashes", "size_limit",
                                         "column_names", "column_encodings", "column_sizes")}})
-        self.shard_size = 8 + len(self.config_data)
 
     def _upload(self, name: str) -> None:
         if self.uploads is not None:
@@ -109,7 +141,7 @@ class TokenShardWriter:
 
     def finish(self) -> int:
         """Flush the last shard and write index.json (after every shard is stored); returns the row count."""
-        if self.sizes:
+        if self.rows:
             self._flush()
         index = json.dumps({"version": MDS_VERSION, "shards": self.shards}, sort_keys=True)
         (self.local / INDEX_NAME).write_text(index)

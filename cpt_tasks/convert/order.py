@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpt_tasks.convert.sources import SourceFile, iter_lines
+from cpt_tasks.convert.sources import SourceFile, array_lines, iter_lines, open_blocks
 
 Document = tuple[int, int, bytes]  # (file index, line number, raw JSON line)
 
@@ -47,11 +47,19 @@ def _lines_in_order(files: list[SourceFile], order: list[int]) -> Iterator[Docum
 
 @dataclass
 class Chunk:
-    """A batch of documents for one worker call, and where each came from."""
+    """A batch of newline-separated documents for one worker call, and where its lines came from:
+    ``origins`` per line, or (for a block cut from one file) the file and the number of its first line."""
 
     payload: bytes
-    origins: list[tuple[int, int]]  # (file index, line number) per line of the payload
-    source_bytes: int
+    origins: list[tuple[int, int]] | None = None
+    block_start: tuple[int, int] | None = None
+
+    def locate(self, line: int) -> tuple[int, int]:
+        """(file index, line number) of the payload's ``line``-th line."""
+        if self.origins is not None:
+            return self.origins[line]
+        assert self.block_start is not None
+        return self.block_start[0], self.block_start[1] + line
 
 
 def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
@@ -64,7 +72,30 @@ def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> I
         origins.append((index, line_no))
         size += len(line) + 1
         if size >= target_bytes:
-            yield Chunk(b"\n".join(lines), origins, size)
+            yield Chunk(b"\n".join(lines), origins=origins)
             lines, origins, size = [], [], 0
     if lines:
-        yield Chunk(b"\n".join(lines), origins, size)
+        yield Chunk(b"\n".join(lines), origins=origins)
+
+
+def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
+    """Unshuffled order without splitting lines here: each file's content cut after a newline every
+    ``target_bytes`` (the workers split and count lines). JSON-array files go line by line."""
+    for index, src in enumerate(files):
+        is_array, blocks = open_blocks(src)
+        if is_array:
+            yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)
+            continue
+        line_no, carry = 1, b""
+        for block in blocks:
+            data, start = carry + block if carry else block, 0
+            while len(data) - start > target_bytes:
+                cut = data.find(b"\n", start + target_bytes)
+                if cut < 0:
+                    break
+                yield Chunk(data[start:cut], block_start=(index, line_no))
+                line_no += data.count(b"\n", start, cut + 1)
+                start = cut + 1
+            carry = data[start:]
+        if carry.strip():
+            yield Chunk(carry.rstrip(b"\n"), block_start=(index, line_no))

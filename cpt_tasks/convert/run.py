@@ -19,7 +19,7 @@ from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder, sta
 from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFEST_NAME, code_version,
                                         fingerprint, read_manifest)
 from cpt_tasks.convert.mds import TokenShardWriter, parse_size
-from cpt_tasks.convert.order import Chunk, iter_chunks, iter_documents
+from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents
 from cpt_tasks.convert.pack import Packer
 from cpt_tasks.convert.sources import Source, resolve_source
 from cpt_tasks.errors import UserError
@@ -128,7 +128,7 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
             result = pending.get()
             if result.error is not None:
                 line, message = result.error
-                file_index, line_no = chunk.origins[line]
+                file_index, line_no = chunk.locate(line)
                 raise UserError(f"{source.files[file_index].rel}, line {line_no}: {message}")
             counts["read"] += result.records
             counts["skipped_empty"] += result.empty
@@ -139,8 +139,11 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
                 written += rows.size
             progress.update(len(result.lengths), written)
 
-        documents = iter_documents(source.files, cfg.shuffle, cfg.seed, cfg.shuffle_buffer)
-        for chunk in iter_chunks(documents):
+        if cfg.shuffle:
+            chunks = iter_chunks(iter_documents(source.files, True, cfg.seed, cfg.shuffle_buffer))
+        else:
+            chunks = iter_blocks(source.files)
+        for chunk in chunks:
             pending = pool.apply_async(encode_chunk, (chunk.payload,)) if pool else _Ready(encode_chunk(chunk.payload))
             inflight.append((chunk, pending))
             while inflight and (len(inflight) >= window or inflight[0][1].ready()):

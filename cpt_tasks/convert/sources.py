@@ -9,6 +9,7 @@ through ``huggingface_hub`` (with the files' LFS sha256 and the resolved commit)
 from __future__ import annotations
 
 import gzip
+import itertools
 import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -161,30 +162,50 @@ def _zstd_checked_blocks(fh) -> Iterator[bytes]:
         raise EOFError("zstd stream ended before the end of its frame (file truncated?)")
 
 
+def read_blocks(src: SourceFile) -> Iterator[bytes]:
+    """The decompressed content of one file in blocks; UserError naming the file if it is unreadable."""
+    try:
+        yield from _raw_blocks(src)
+    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
+    except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
+        if type(exc).__name__ == "ZstdError":
+            raise UserError(f"{src.rel}: corrupt zstd data: {exc}") from exc
+        raise
+
+
+def open_blocks(src: SourceFile) -> tuple[bool, Iterator[bytes]]:
+    """(is it one JSON array?, its decompressed blocks): the file is opened once and its head peeked.
+
+    A ``.json`` file whose content starts with ``[`` is one array of records; anything else is JSON lines.
+    """
+    blocks = read_blocks(src)
+    head: list[bytes] = []
+    for block in blocks:
+        head.append(block)
+        if block.strip():
+            break
+    first = b"".join(head).lstrip()[:1]
+    is_array = src.rel.endswith((".json", ".json.gz", ".json.zst")) and first == b"["
+    return is_array, itertools.chain(head, blocks)
+
+
 def iter_lines(files: list[SourceFile]) -> Iterator[tuple[int, int, bytes]]:
     """Every non-blank line as (file index, 1-based line number, bytes), files in the given order.
 
     A ``.json`` file holding one top-level array is read whole and yields one line per element.
     """
     for index, src in enumerate(files):
-        try:
-            yield from _file_lines(index, src)
-        except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
-            raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
-        except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
-            if type(exc).__name__ == "ZstdError":
-                raise UserError(f"{src.rel}: corrupt zstd data: {exc}") from exc
-            raise
+        is_array, blocks = open_blocks(src)
+        if is_array:
+            yield from array_lines(index, src, b"".join(blocks))
+        else:
+            yield from _file_lines(index, blocks)
 
 
-def _file_lines(index: int, src: SourceFile) -> Iterator[tuple[int, int, bytes]]:
-    blocks = _raw_blocks(src)
-    first = next(blocks, b"")
-    if src.rel.endswith((".json", ".json.gz", ".json.zst")) and first.lstrip()[:1] == b"[":
-        yield from _array_lines(index, src, first + b"".join(blocks))
-        return
+def _file_lines(index: int, blocks: Iterator[bytes]) -> Iterator[tuple[int, int, bytes]]:
     carry, line_no = b"", 0
-    for block in _chain_first(first, blocks):
+    for block in blocks:
         lines = (carry + block).split(b"\n")
         carry = lines.pop()
         for line in lines:
@@ -195,13 +216,7 @@ def _file_lines(index: int, src: SourceFile) -> Iterator[tuple[int, int, bytes]]
         yield index, line_no + 1, carry
 
 
-def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    if first:
-        yield first
-    yield from rest
-
-
-def _array_lines(index: int, src: SourceFile, data: bytes) -> Iterator[tuple[int, int, bytes]]:
+def array_lines(index: int, src: SourceFile, data: bytes) -> Iterator[tuple[int, int, bytes]]:
     try:
         records = orjson.loads(data)
     except orjson.JSONDecodeError as exc:

@@ -63,3 +63,13 @@ def test_missing_dataset_and_subset(tmp_path, tokenizer_dir):
     proc = run_cli("convert", "--dataset", tmp_path / "nope.jsonl", "--out_root", tmp_path / "o",
                    "--tokenizer", tokenizer_dir)
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
+
+
+@pytest.mark.parametrize("shuffle", ["--no-shuffle", "--shuffle"])
+def test_line_numbers_are_exact_in_large_files(tmp_path, tokenizer_dir, shuffle):
+    body = b"".join(b'{"text": "document %d with a few words of text to make the file large enough"}\n' % i
+                    + (b"\n" if i % 7 == 0 else b"") for i in range(40_000))  # blank lines count as lines
+    line = body.count(b"\n") + 1
+    data = zstandard.ZstdCompressor().compress(body + b'{"txt": "the bad one"}\n' + GOOD)
+    proc = convert_file(tmp_path, tokenizer_dir, "big.jsonl.zst", data, shuffle, "--shuffle_buffer", "100")
+    assert proc.returncode == 2 and f"big.jsonl.zst, line {line}: record has no 'text' field" in proc.stderr

@@ -69,7 +69,7 @@ def test_rank_cache_is_keyed_by_the_file_and_gives_the_same_ids(tokenizer_dir, t
     texts = ["Caching must not change a single id.", "naïve 東京 <|end_of_text|>"]
     cold = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
     cached = sorted(p.name for p in (tmp_path / "cache" / "tiktoken").iterdir())
-    assert len(cached) == 2 and cached[0].endswith(".json") and cached[1].endswith(".tiktoken")
+    assert len(cached) == 2 and cached[0].endswith(".json") and cached[1].endswith(".ranks")
     warm = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
     assert warm.backend == "tiktoken" and warm.encode(texts) == cold.encode(texts)
     assert (warm.bos_id, warm.eos_id, warm.vocab_size) == (128000, 128001, 128256)
