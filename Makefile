@@ -40,7 +40,7 @@ $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here.
 test: setup
-	$(TASKS_PY) -m pytest tests -m "not gpu" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu" $(PYTEST_ARGS)
 
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)
