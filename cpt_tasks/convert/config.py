@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,40 +25,20 @@ class ConvertConfig(StrictModel):
     splits: list[str] = Field(["train"], description="Source split to read (one; val is carved by --val_tokens)")
     out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
     tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
-    num_workers: int = Field(default_factory=default_workers, description="Tokenizer processes (0: in-process)")
-    concat_tokens: int = Field(8192, description="Tokens per row (the training sequence length)")
+    num_workers: int = Field(default_factory=default_workers, ge=0, description="Tokenizer processes (0: in-process)")
+    concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     max_tokens: TokenCount | None = Field(None, description="Train budget: floor(max/concat) rows (none: all)")
-    val_tokens: TokenCount = Field(0, description="Val budget after train: floor(val/concat) rows")
+    val_tokens: TokenCount = Field(0, ge=0, description="Val budget after train: floor(val/concat) rows")
     shuffle: bool = Field(False, description="Shuffle document order (file order + seeded buffer)")
     seed: int = Field(17, description="Seed of the shuffle")
-    shuffle_buffer: int = Field(100_000, description="Documents held by the shuffle buffer")
+    shuffle_buffer: int = Field(100_000, ge=1, description="Documents held by the shuffle buffer")
     compression: str = Field("zstd", description="MDS shard compression: zstd, zstd:<1-22> or none")
     size_limit: str = Field("64mb", description="Uncompressed bytes per MDS shard, e.g. 64mb")
     bos_text: str = Field("<|begin_of_text|>", description="Special token placed before every document")
     eos_text: str = Field("<|end_of_text|>", description="Special token placed after every document")
-    tokenizer_backend: str = Field("auto", description="auto, tiktoken or tokenizers (same ids; auto is fastest)")
+    tokenizer_backend: Literal["auto", "tiktoken", "tokenizers"] = Field(
+        "auto", description="auto, tiktoken or tokenizers (same ids; auto is fastest)")
     overwrite: bool = Field(False, description="Replace an output of a different conversion at --out_root")
-
-    @field_validator("concat_tokens")
-    @classmethod
-    def _positive_concat(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be a positive number of tokens")
-        return value
-
-    @field_validator("num_workers", "val_tokens")
-    @classmethod
-    def _not_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must be >= 0")
-        return value
-
-    @field_validator("shuffle_buffer")
-    @classmethod
-    def _buffer(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError("must be >= 1")
-        return value
 
     @field_validator("splits")
     @classmethod
@@ -72,13 +53,6 @@ class ConvertConfig(StrictModel):
         algo, _, level = value.partition(":")
         if value != "none" and (algo != "zstd" or (level and not (level.isdigit() and 1 <= int(level) <= 22))):
             raise ValueError("expected zstd, zstd:<level 1-22> or none")
-        return value
-
-    @field_validator("tokenizer_backend")
-    @classmethod
-    def _backend(cls, value: str) -> str:
-        if value not in ("auto", "tiktoken", "tokenizers"):
-            raise ValueError("expected auto, tiktoken or tokenizers")
         return value
 
     @model_validator(mode="after")

@@ -24,34 +24,21 @@ class PlanConfig(StrictModel):
     dataset: str | None = Field(None, description="HF hub id or local folder (default: the mix's dataset)")
     revision: str | None = Field(None, description="Hub revision of the dataset (resolved to a commit)")
     tokenizer: str = Field("meta-llama/Llama-3.1-8B-Instruct", description="HF hub id or local tokenizer folder")
-    total_tokens: TokenCount = Field(DEFAULT_TOTAL_TOKENS, description="Train tokens over all subsets")
-    concat_tokens: int = Field(8192, description="Tokens per row (the training sequence length)")
+    total_tokens: TokenCount = Field(DEFAULT_TOTAL_TOKENS, gt=0, description="Train tokens over all subsets")
+    concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     mix: str = Field(DEFAULT_MIX, description="Shipped mix name or path to a mix JSON file")
     proportions: dict[str, float] | None = Field(None, description="Replace the mix's proportions (JSON object)")
     subsets: list[str] | None = Field(None, description="Only these subsets; their proportions are renormalized")
     overrides: dict[str, SubsetOverride] | None = Field(None, description="Per-subset budgets, JSON: "
                                                         '{"dclm": {"max_tokens": 1e9}}')
-    val_fraction: float = Field(DEFAULT_VAL_FRACTION, description="val_tokens = max_tokens × val_fraction")
+    val_fraction: float = Field(DEFAULT_VAL_FRACTION, ge=0, lt=1, description="val_tokens = max_tokens × val_fraction")
     seed: int = Field(17, description="Shuffle seed of every conversion")
     shuffle: bool = Field(True, description="Shuffle document order in every conversion")
-    context_length: int = Field(LLAMA31_CONTEXT, description="The model's context; concat_tokens may not exceed it")
+    context_length: int = Field(LLAMA31_CONTEXT, gt=0,
+                                description="The model's context; concat_tokens may not exceed it")
     allow_short: bool = Field(False, description="Accept subsets whose source runs out before their budget")
-    num_workers: int | None = Field(None, description="Converter processes per pod (default: the pod's cores)")
+    num_workers: int | None = Field(None, ge=0, description="Converter processes per pod (default: the pod's cores)")
     output: str | None = Field(None, description="Also write the plan JSON to this file")
-
-    @field_validator("total_tokens", "concat_tokens", "context_length")
-    @classmethod
-    def _positive(cls, value: int) -> int:
-        if value <= 0:
-            raise ValueError("must be positive")
-        return value
-
-    @field_validator("val_fraction")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 <= value < 1:
-            raise ValueError("must be in [0, 1)")
-        return value
 
     @field_validator("subsets")
     @classmethod

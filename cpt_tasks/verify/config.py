@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from cpt_tasks.config import StrictModel
 from cpt_tasks.convert.config import default_workers
@@ -13,12 +13,5 @@ class VerifyConfig(StrictModel):
 
     plan: str = Field(description="The plan JSON written by `cpt-tasks plan` (local path or URL)")
     report_dir: str | None = Field(None, description="Where to write the report (default: beside the plan)")
-    spot_checks: int = Field(8, description="Rows decoded back to text per subset")
-    num_workers: int = Field(default_factory=default_workers, description="Processes reading shards")
-
-    @field_validator("spot_checks", "num_workers")
-    @classmethod
-    def _not_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError("must be >= 0")
-        return value
+    spot_checks: int = Field(8, ge=0, description="Rows decoded back to text per subset")
+    num_workers: int = Field(default_factory=default_workers, ge=0, description="Processes reading shards")

@@ -38,7 +38,7 @@ def test_bad_input_is_a_user_error(tmp_path, tokenizer_dir, name, data, message)
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--concat_tokens", "0"], "--concat_tokens: Value error, must be a positive number"),
+    (["--concat_tokens", "0"], "--concat_tokens: Input should be greater than 0"),
     (["--concat_tokens", "-5"], "--concat_tokens"),
     (["--max_tokens", "4"], "max_tokens (4) is smaller than one row"),
     (["--max_tokens", "2.5e1x"], "--max_tokens"),
