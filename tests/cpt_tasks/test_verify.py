@@ -143,27 +143,45 @@ def test_missing_plan_is_a_user_error(tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
+def s3_json(client, key):
+    return json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
+
+
 @pytest.mark.s3
-@pytest.mark.parametrize("damage", ["index", "fingerprint"])
-def test_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, damage):
-    root = f"s3://cpt/damage-{damage}"
-    plan_and_convert(root, f"{root}/plan.json", sample_dir, tokenizer_dir, subsets=["flan", "math"], total_tokens=100_000)
+@pytest.mark.parametrize("damage", ["shard", "index", "fingerprint", "short", "proportion"])
+def test_each_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, damage):
+    root, prefix = f"s3://cpt/damage-{damage}", f"damage-{damage}/"
+    overrides = {"overrides": {"math": {"max_tokens": 1e6}}} if damage == "short" else {}
+    plan_and_convert(root, f"{root}/plan.json", sample_dir, tokenizer_dir, subsets=["flan", "math"],
+                     total_tokens=100_000, **overrides)
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix=f"damage-{damage}/")["Contents"]]
-    if damage == "index":
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix=prefix)["Contents"]]
+    if damage == "shard":
+        client.delete_object(Bucket="cpt", Key=next(k for k in keys if "/flan/train/shard." in k))
+        expected = {"flan": ["shards:train"]}
+    elif damage == "index":
         key = next(k for k in keys if k.endswith("/flan/train/index.json"))
-        index = json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
+        index = s3_json(client, key)
         index["shards"][0]["zip_data"]["bytes"] += 1
         client.put_object(Bucket="cpt", Key=key, Body=json.dumps(index).encode())
         expected = {"flan": ["shards:train"]}
-    else:
+    elif damage == "fingerprint":
         key = next(k for k in keys if k.endswith("/math/manifest.json"))
-        manifest = json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
+        manifest = s3_json(client, key)
         manifest["fingerprint"] = "f" * 64
         client.put_object(Bucket="cpt", Key=key, Body=json.dumps(manifest).encode())
         expected = {"math": ["fingerprint"]}
-    report = verify(VerifyConfig(plan=f"{root}/plan.json")).report
-    assert failed_checks(report) == expected
+    elif damage == "short":
+        expected = {"math": ["budget:train", "budget:val", "mix"]}
+    else:
+        body = s3_json(client, prefix + "plan.json")
+        for sub in body["subsets"]:
+            sub["proportion"] = {"flan": 0.5, "math": 0.5}[sub["name"]]
+        client.put_object(Bucket="cpt", Key=prefix + "plan.json", Body=json.dumps(body).encode())
+        expected = {"flan": ["mix"], "math": ["mix"]}
+    proc = run_cli("verify", "--plan", f"{root}/plan.json", env=s3_server)
+    assert proc.returncode == 1 and "Verification FAILED" in proc.stdout
+    assert failed_checks(s3_json(client, prefix + "verify-report.json")) == expected
 
 
 @pytest.mark.s3
