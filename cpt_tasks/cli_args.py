@@ -79,7 +79,10 @@ def _load_file(path: Path) -> dict:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(str(exc)) from None
         else:
             data = json.loads(text)
     except ValueError as exc:

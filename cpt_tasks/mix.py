@@ -64,8 +64,11 @@ def load_mix(name_or_path: str) -> Mix:
     data = parse_json_strict(path.read_text(), str(path))
     if not isinstance(data, dict) or not isinstance(data.get("proportions"), dict):
         raise UserError(f"{path}: a mix needs a 'proportions' object of subset -> proportion")
-    mix = Mix(name=str(data.get("name", path.stem)), version=int(data.get("version", 1)),
-              dataset=data.get("dataset"), proportions={k: float(v) for k, v in data["proportions"].items()})
+    try:
+        mix = Mix(name=str(data.get("name", path.stem)), version=int(data.get("version", 1)),
+                  dataset=data.get("dataset"), proportions={k: float(v) for k, v in data["proportions"].items()})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path}: 'version' must be an integer and proportions numbers ({exc})") from None
     check_proportions(mix.proportions, f"--mix {name_or_path}")
     return mix
 

@@ -11,14 +11,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
 
 REMOTE_SCHEMES = ("s3", "gs")
 
 
 def is_remote(url: str) -> bool:
     """True for object-storage URLs (s3://, gs://), False for local paths."""
-    return urlparse(url).scheme in REMOTE_SCHEMES
+    return url.split("://", 1)[0] in REMOTE_SCHEMES if "://" in url else False
 
 
 def join(root: str, *parts: str) -> str:
@@ -29,8 +28,12 @@ def join(root: str, *parts: str) -> str:
 
 
 def _split(url: str) -> tuple[str, str, str]:
-    parsed = urlparse(url)
-    return parsed.scheme, parsed.netloc, parsed.path.lstrip("/")
+    """(scheme, bucket, key); '#' and '?' are ordinary characters of a key (no URL parsing)."""
+    if not is_remote(url):
+        return "", "", url
+    scheme, rest = url.split("://", 1)
+    bucket, _, key = rest.partition("/")
+    return scheme, bucket, key.lstrip("/")
 
 
 def _s3_client():

@@ -17,7 +17,6 @@ import hashlib
 import json
 import marshal
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,22 +127,22 @@ def _cache_root() -> Path | None:
     return root if os.access(root, os.W_OK) else None
 
 
-def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, Path | None]:
-    """({pattern, added, vocab_size}, ranks file or None) for a tokenizer.json, via a cache keyed by its sha256.
+def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | None]:
+    """({pattern, added, vocab_size}, tiktoken ranks or None) for a tokenizer.json, via a cache keyed by its
+    sha256.
 
     Parsing and validating Llama 3's tokenizer.json costs ~0.8 s; the cached ranks (a ``marshal`` dump of
-    bytes -> rank, which holds only data and loads in ~0.02 s) skip that. A cache entry is only written after
-    ``_tiktoken_spec`` accepted the file.
+    bytes -> rank, data only, ~0.02 s to load) skip that. An entry is written only after ``_tiktoken_spec``
+    accepted the file, carries checksums of its parts, and is rebuilt whenever it fails to load or check.
     """
     import orjson
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     root = _cache_root()
-    if root is not None and (root / f"{digest}.json").is_file():
-        meta = orjson.loads((root / f"{digest}.json").read_bytes())
-        ranks = root / f"{digest}.ranks"
-        return meta, ranks if meta["pattern"] and want_tiktoken and ranks.is_file() else None
+    cached = _read_cache(root, digest, want_tiktoken) if root is not None else None
+    if cached is not None:
+        return cached
     spec = orjson.loads(data)
     added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
     meta = {"pattern": None, "added": added,
@@ -152,11 +151,37 @@ def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, Path | None]:
     if fast is None:
         return meta, None
     meta["pattern"], ranks = fast
-    target = root or Path(tempfile.mkdtemp(prefix="cpt-tiktoken-"))
-    ranks_file = target / f"{digest}.ranks"
-    _write_atomic(ranks_file, marshal.dumps(ranks))
-    _write_atomic(target / f"{digest}.json", orjson.dumps(meta))
-    return meta, ranks_file
+    if root is not None:
+        blob = marshal.dumps(ranks)
+        meta["ranks_sha256"] = hashlib.sha256(blob).hexdigest()
+        meta["meta_sha256"] = _meta_digest(meta)
+        _write_atomic(root / f"{digest}.ranks", blob)
+        _write_atomic(root / f"{digest}.json", orjson.dumps(meta))
+    return meta, ranks
+
+
+def _meta_digest(meta: dict) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache(root: Path, digest: str, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | None] | None:
+    """A cache entry that loads and matches its checksums, else None (and it will be rebuilt)."""
+    import orjson
+
+    try:
+        meta = orjson.loads((root / f"{digest}.json").read_bytes())
+        if meta.get("meta_sha256") != _meta_digest(meta) or not meta["pattern"]:
+            return None
+        if not want_tiktoken:
+            return meta, None
+        blob = (root / f"{digest}.ranks").read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta["ranks_sha256"]:
+            return None
+        ranks = marshal.loads(blob)
+        return (meta, ranks) if isinstance(ranks, dict) else None
+    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError):
+        return None
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -169,19 +194,19 @@ class Encoder:
     """Encodes document texts into framed token arrays: BOS + ids(text) + EOS per document."""
 
     def __init__(self, folder: Path, bos_text: str, eos_text: str, backend: str = "auto") -> None:
-        meta, ranks_file = _load_spec(folder / "tokenizer.json", want_tiktoken=backend != "tokenizers")
+        meta, ranks = _load_spec(folder / "tokenizer.json", want_tiktoken=backend != "tokenizers")
         added = meta["added"]
         self.vocab_size = meta["vocab_size"]
         self._special_ids = frozenset(added.values())
         self.bos_id = self._special_id(added, bos_text, "--bos_text")
         self.eos_id = self._special_id(added, eos_text, "--eos_text")
-        if backend == "tiktoken" and ranks_file is None:
+        if backend == "tiktoken" and ranks is None:
             raise UserError("--tokenizer_backend tiktoken: this tokenizer.json is not a tiktoken-compatible BPE")
-        if ranks_file is not None:
+        if ranks is not None:
             import tiktoken
 
-            self._tt = tiktoken.Encoding(folder.name or "tok", pat_str=meta["pattern"],
-                                         mergeable_ranks=marshal.loads(ranks_file.read_bytes()), special_tokens={})
+            self._tt = tiktoken.Encoding(folder.name or "tok", pat_str=meta["pattern"], mergeable_ranks=ranks,
+                                         special_tokens={})
             self.backend = "tiktoken"
         else:
             from tokenizers import Tokenizer

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -12,8 +14,25 @@ from cpt_tasks.config import StrictModel, TokenCount
 
 
 def default_workers() -> int:
-    """Usable CPU cores of this process (cgroup/affinity aware)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Usable CPU cores of this process: its CPU affinity, capped by a cgroup CPU quota (a pod's limit)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs allowed by the cgroup (v2 cpu.max, else v1 cfs quota/period); None when unlimited or unknown."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
 
 
 class ConvertConfig(StrictModel):
@@ -30,10 +49,11 @@ class ConvertConfig(StrictModel):
     max_tokens: TokenCount | None = Field(None, description="Train budget: floor(max/concat) rows (none: all)")
     val_tokens: TokenCount = Field(0, ge=0, description="Val budget after train: floor(val/concat) rows")
     shuffle: bool = Field(False, description="Shuffle document order (file order + seeded buffer)")
-    seed: int = Field(17, description="Seed of the shuffle")
-    shuffle_buffer: int = Field(100_000, ge=1, description="Documents held by the shuffle buffer")
+    seed: int = Field(17, ge=0, description="Seed of the shuffle")
+    shuffle_buffer: int = Field(10_000, ge=1, description="Documents held by the shuffle buffer (memory: "
+                                "this many documents of raw JSON)")
     compression: str = Field("zstd", description="MDS shard compression: zstd, zstd:<1-22> or none")
-    size_limit: str = Field("64mb", description="Uncompressed bytes per MDS shard, e.g. 64mb")
+    size_limit: int = Field(1 << 26, description="Uncompressed bytes per MDS shard, e.g. 64mb or 67108864")
     bos_text: str = Field("<|begin_of_text|>", description="Special token placed before every document")
     eos_text: str = Field("<|end_of_text|>", description="Special token placed after every document")
     tokenizer_backend: Literal["auto", "tiktoken", "tokenizers"] = Field(
@@ -47,11 +67,25 @@ class ConvertConfig(StrictModel):
             raise ValueError("give exactly one source split (val comes from --val_tokens)")
         return value
 
+    @field_validator("size_limit", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> int:
+        from cpt_tasks.convert.mds import parse_size
+
+        try:
+            size = parse_size(value) if isinstance(value, (str, int)) else value
+        except ValueError:
+            raise ValueError("expected bytes, e.g. 64mb, 512kb or 67108864") from None
+        if not isinstance(size, int) or not 0 < size < 1 << 32:
+            raise ValueError("must be between 1 byte and 4gb (MDS offsets are 32-bit)")
+        return size
+
     @field_validator("compression")
     @classmethod
     def _compression(cls, value: str) -> str:
         algo, _, level = value.partition(":")
-        if value != "none" and (algo != "zstd" or (level and not (level.isdigit() and 1 <= int(level) <= 22))):
+        has_level = ":" in value
+        if value != "none" and (algo != "zstd" or (has_level and not (level.isdigit() and 1 <= int(level) <= 22))):
             raise ValueError("expected zstd, zstd:<level 1-22> or none")
         return value
 

@@ -30,7 +30,8 @@ def load_encoder(folder: str, bos_text: str, eos_text: str, backend: str) -> Non
 
 
 def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
-    """A pool of ``workers`` tokenizer processes.
+    """A ``ProcessPoolExecutor`` of ``workers`` tokenizer processes (a dead worker raises BrokenProcessPool
+    instead of hanging the run, as ``multiprocessing.Pool`` would).
 
     Forking is fastest (workers inherit the loaded tokenizer), but forking a process that runs other
     threads can deadlock the child; so fork only when this process has a single thread (the CLI), and
@@ -38,12 +39,13 @@ def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
     """
     import multiprocessing
     import threading
+    from concurrent.futures import ProcessPoolExecutor
 
     set_encoder(encoder)
     if threading.active_count() == 1:
-        return multiprocessing.get_context("fork").Pool(workers)
-    ctx = multiprocessing.get_context("forkserver")
-    return ctx.Pool(workers, initializer=load_encoder, initargs=spec)
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                               initializer=load_encoder, initargs=spec)
 
 
 @dataclass

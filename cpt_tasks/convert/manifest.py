@@ -37,10 +37,18 @@ def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
         "val_tokens": cfg.val_tokens,
         "shuffle": {"seed": cfg.seed, "buffer": cfg.shuffle_buffer} if cfg.shuffle else None,
         "compression": cfg.compression,
+        "compressor": _compressor_version() if cfg.mds_compression else None,
         "size_limit": cfg.size_limit,
         "encoding": COLUMN_ENCODING,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _compressor_version() -> str:
+    """The zstd library that compresses the shards: another version may give other compressed bytes."""
+    import zstd
+
+    return zstd.ZSTD_version()
 
 
 def read_manifest(out_root: str) -> dict | None:

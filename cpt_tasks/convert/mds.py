@@ -27,10 +27,10 @@ _SHAPE_DTYPES = ((1 << 8, np.uint8, 0), (1 << 16, np.uint16, 1), (1 << 32, np.ui
 
 
 def parse_size(text: str | int) -> int:
-    """'64mb' / '100kb' / 1048576 -> bytes (binary units, as streaming reads them)."""
+    """'64mb' / '100KB' / '64MiB' / 1048576 -> bytes (binary units, as streaming reads them)."""
     if isinstance(text, int):
         return text
-    value = text.strip().lower()
+    value = text.strip().lower().replace("ib", "b")
     for suffix, factor in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("b", 1)):
         if value.endswith(suffix):
             return int(float(value[: -len(suffix)]) * factor)
@@ -43,6 +43,14 @@ def _array_header(length: int) -> bytes:
         if length < bound:
             return bytes([(1 << 2) | code]) + np.array([length], dtype=dtype).tobytes()
     raise ValueError(f"row of {length} tokens is too long for MDS")
+
+
+MAX_PENDING_UPLOADS = 4
+
+
+def _upload_and_delete(path: Path, url: str) -> None:
+    upload_file(str(path), url)
+    path.unlink()
 
 
 class TokenShardWriter:
@@ -136,8 +144,15 @@ class TokenShardWriter:
                                         "column_names", "column_encodings", "column_sizes")}})
 
     def _upload(self, name: str) -> None:
-        if self.uploads is not None:
-            self.pending.append(self.uploads.submit(upload_file, str(self.local / name), join(self.out, name)))
+        """Send a finished shard to object storage and delete the local copy (at most 4 shards wait)."""
+        if self.uploads is None:
+            return
+        for finished in [f for f in self.pending if f.done()]:
+            finished.result()  # an upload that failed fails the run here
+        self.pending = [f for f in self.pending if not f.done()]
+        while len(self.pending) >= MAX_PENDING_UPLOADS:
+            self.pending.pop(0).result()
+        self.pending.append(self.uploads.submit(_upload_and_delete, self.local / name, join(self.out, name)))
 
     def finish(self) -> int:
         """Flush the last shard and write index.json (after every shard is stored); returns the row count."""

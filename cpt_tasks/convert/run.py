@@ -11,6 +11,8 @@ import json
 import resource
 import time
 from collections import deque
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -18,7 +20,7 @@ from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder, start_pool
 from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFEST_NAME, code_version,
                                         fingerprint, read_manifest)
-from cpt_tasks.convert.mds import TokenShardWriter, parse_size
+from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents
 from cpt_tasks.convert.pack import Packer
 from cpt_tasks.convert.sources import Source, resolve_source
@@ -42,15 +44,15 @@ class ConvertResult:
 
 
 class _Ready:
-    """An already computed result with the AsyncResult interface (for --num_workers 0)."""
+    """An already computed result with the Future interface (for --num_workers 0)."""
 
     def __init__(self, value: ChunkResult) -> None:
         self.value = value
 
-    def get(self) -> ChunkResult:
+    def result(self) -> ChunkResult:
         return self.value
 
-    def ready(self) -> bool:
+    def done(self) -> bool:
         return True
 
 
@@ -103,14 +105,13 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
 
 
 def _open_writers(cfg: ConvertConfig) -> dict[str, TokenShardWriter]:
-    return {split: TokenShardWriter(join(cfg.out_root, split), cfg.mds_compression, parse_size(cfg.size_limit),
-                                    SHARD_HASHES)
+    return {split: TokenShardWriter(join(cfg.out_root, split), cfg.mds_compression, cfg.size_limit, SHARD_HASHES)
             for split in SPLITS}
 
 
 def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, progress_interval: float) -> dict:
-    set_encoder(encoder)
     spec = (folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
+    set_encoder(encoder)
     # Started before any writer starts upload threads.
     pool = start_pool(cfg.num_workers, encoder, spec) if cfg.num_workers else None
     packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows)
@@ -118,56 +119,59 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
     progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)
     counts = {"read": 0, "skipped_empty": 0}
     writers: dict[str, TokenShardWriter] = {}
-    inflight: deque[tuple[Chunk, object]] = deque()
+    inflight: deque[tuple[Chunk, Future | _Ready]] = deque()
     window = 2 * max(cfg.num_workers, 1) + 2
+
+    def consume() -> None:
+        chunk, pending = inflight.popleft()
+        try:
+            result = pending.result()
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a tokenizer worker died (killed, or out of memory?); safe to retry") from exc
+        if result.error is not None:
+            line, message = result.error
+            file_index, number, unit = chunk.locate(line)
+            raise UserError(f"{source.files[file_index].rel}, {unit} {number}: {message}")
+        counts["read"] += result.records
+        counts["skipped_empty"] += result.empty
+        written = 0
+        for split, rows in packer.feed(result.tokens, result.lengths):
+            for row in rows:
+                writers[split].write(row)
+            written += rows.size
+        progress.update(len(result.lengths), written)
+
     try:
         writers = _open_writers(cfg)
-
-        def consume() -> None:
-            chunk, pending = inflight.popleft()
-            result = pending.get()
-            if result.error is not None:
-                line, message = result.error
-                file_index, line_no = chunk.locate(line)
-                raise UserError(f"{source.files[file_index].rel}, line {line_no}: {message}")
-            counts["read"] += result.records
-            counts["skipped_empty"] += result.empty
-            written = 0
-            for split, rows in packer.feed(result.tokens, result.lengths):
-                for row in rows:
-                    writers[split].write(row)
-                written += rows.size
-            progress.update(len(result.lengths), written)
-
         if cfg.shuffle:
             chunks = iter_chunks(iter_documents(source.files, True, cfg.seed, cfg.shuffle_buffer))
         else:
             chunks = iter_blocks(source.files)
         for chunk in chunks:
-            pending = pool.apply_async(encode_chunk, (chunk.payload,)) if pool else _Ready(encode_chunk(chunk.payload))
-            inflight.append((chunk, pending))
-            while inflight and (len(inflight) >= window or inflight[0][1].ready()):
+            inflight.append((chunk, pool.submit(encode_chunk, chunk.payload) if pool else
+                             _Ready(encode_chunk(chunk.payload))))
+            # Once the budgets are met nothing more is consumed, whatever the workers still hold.
+            while inflight and not packer.done and (len(inflight) >= window or inflight[0][1].done()):
                 consume()
             if packer.done:
                 break
         while inflight and not packer.done:
             consume()
+        if counts["read"] == 0:
+            raise UserError(f"--dataset {cfg.dataset}: the input holds no documents")
+        if packer.train.stats.samples == 0:
+            raise UserError(f"--dataset {cfg.dataset}: {packer.documents} non-empty documents hold fewer "
+                            f"tokens than one row of {cfg.concat_tokens}")
+        for writer in writers.values():
+            writer.finish()
     except BaseException:
         for writer in writers.values():
             writer.abort()
         raise
     finally:
         progress.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
-    if counts["read"] == 0:
-        raise UserError(f"--dataset {cfg.dataset}: the input holds no documents")
-    if packer.train.stats.samples == 0:
-        raise UserError(f"--dataset {cfg.dataset}: {packer.documents} non-empty documents hold fewer "
-                        f"tokens than one row of {cfg.concat_tokens}")
-    for writer in writers.values():
-        writer.finish()
+        if pool is not None:  # running chunks are short; queued ones are cancelled
+            pool.shutdown(wait=True, cancel_futures=True)
     splits = {}
     for phase, wanted in ((packer.train, cfg.train_rows), (packer.val, cfg.val_rows)):
         splits[phase.name] = {**vars(phase.stats), "requested_samples": wanted}

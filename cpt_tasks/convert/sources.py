@@ -22,6 +22,7 @@ from cpt_tasks.tokenizer import sha256_file
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 BLOCK = 1 << 22
+BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def _has_suffix(name: str) -> bool:
 def resolve_source(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
     """Resolve ``--dataset``/``--data_subset`` to an ordered, hashed file list; UserError if none."""
     path = Path(dataset).expanduser()
-    if path.exists() or dataset.startswith((".", "/", "~")):
+    if path.exists() or dataset.startswith((".", "/", "~")) or _has_suffix(dataset):
         return _resolve_local(path, dataset, subset, split)
     if dataset.count("/") != 1:
         raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
@@ -98,7 +99,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
 
 def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
     if split != "train":
@@ -110,8 +111,8 @@ def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | N
                                      recursive=True, repo_type="dataset", revision=commit)
         files = sorted((e for e in entries if isinstance(e, RepoFile) and _has_suffix(e.path)),
                        key=lambda e: e.path)
-    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise UserError(f"--dataset {dataset} (revision {revision}): {exc}") from exc
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        raise UserError(f"--dataset {dataset} --data_subset {subset} (revision {revision}): {exc}") from exc
     if not files:
         raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
     listed = [SourceFile(url=f"hf://datasets/{dataset}@{commit}/{e.path}", rel=e.path, size=e.size,
@@ -166,7 +167,7 @@ def read_blocks(src: SourceFile) -> Iterator[bytes]:
     """The decompressed content of one file in blocks; UserError naming the file if it is unreadable."""
     try:
         yield from _raw_blocks(src)
-    except (EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # OSError (network, disk) stays retryable
         raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
     except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
         if type(exc).__name__ == "ZstdError":
@@ -185,6 +186,8 @@ def open_blocks(src: SourceFile) -> tuple[bool, Iterator[bytes]]:
         head.append(block)
         if block.strip():
             break
+    if head and head[0].startswith(BOM):  # a UTF-8 byte order mark is not part of the first record
+        head[0] = head[0][len(BOM):]
     first = b"".join(head).lstrip()[:1]
     is_array = src.rel.endswith((".json", ".json.gz", ".json.zst")) and first == b"["
     return is_array, itertools.chain(head, blocks)

@@ -93,6 +93,7 @@ def plan(cfg: PlanConfig) -> dict:
         conv = conv.model_copy(update={"out_root": join(cfg.out_root, mix.name, fp[:LOCATION_DIGITS], name)})
         subsets.append({
             "name": name, "proportion": proportions[name], "max_tokens": max_tokens, "val_tokens": val_tokens,
+            "overridden": override is not None,
             "train_rows": max_tokens // cfg.concat_tokens, "val_rows": val_tokens // cfg.concat_tokens,
             "fingerprint": fp, "out_root": conv.out_root, "source_files": len(source.files),
             "source_bytes": source.total_bytes, "argv": convert_argv(conv),

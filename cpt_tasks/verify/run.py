@@ -139,10 +139,18 @@ def _check_shards(jobs: list[tuple], checks: dict[str, _Checks], workers: int, e
         c.add(f"shards:{split}", not problems, "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""))
         rows = [r for s in shards for r in s.sample_rows]
         if split == "train" and rows:  # no readable row: the shards check has already failed
-            texts = [encoder.decode(r) for r in rows]
+            texts = [_decode(encoder, r) for r in rows]
             readable = [t for t in texts if t.strip() and t.count("\ufffd") <= len(t) // 100]
             c.add("decode", bool(rows) and len(readable) == len(rows),
                   f"{len(readable)} of {len(rows)} spot-checked rows decode to text")
+
+
+def _decode(encoder: Encoder, row: list[int]) -> str:
+    """The row's text, or "" when the tokenizer cannot decode it."""
+    try:
+        return encoder.decode(row)
+    except (KeyError, ValueError, OverflowError):
+        return ""
 
 
 def _check_budgets(sub: dict, manifest: dict, c: _Checks, plan: dict) -> None:
@@ -162,7 +170,8 @@ def _check_budgets(sub: dict, manifest: dict, c: _Checks, plan: dict) -> None:
     disjoint = not val["samples"] or (val["first_document"] is not None and train["last_document"] is not None
                                       and val["first_document"] > train["last_document"])
     c.add("disjoint", disjoint, f"train documents ..{train['last_document']}, val from {val['first_document']}")
-    target = sub["proportion"] * plan["total_tokens"]
+    # an overridden subset's share is its own budget; every other one's is proportion × total
+    target = sub["max_tokens"] if sub.get("overridden") else sub["proportion"] * plan["total_tokens"]
     off = abs(train["tokens"] - target)
     if not (exhausted and allow_short):
         c.add("mix", off < concat, f"{train['tokens']:,} train tokens vs {target:,.0f} planned "

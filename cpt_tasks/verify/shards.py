@@ -81,6 +81,7 @@ def check_shard(split_url: str, shard: dict, concat: int, vocab_size: int, keep:
             continue
         if ids.min() < 0 or ids.max() >= vocab_size:
             bad_ids += 1
+            continue
         if len(result.sample_rows) < keep:
             result.sample_rows.append(ids.tolist())
     if bad_rows:

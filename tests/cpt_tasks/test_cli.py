@@ -33,3 +33,14 @@ def test_config_file_with_unknown_key_is_rejected(tmp_path):
     path.write_text("dataset: x\nout_root: y\ntokenizer: z\nmax_tokens: 100000\n")
     proc = run_cli("convert", "--config", path, "--max_tokens", "200000", "--dry-run", check=True)
     assert json.loads(proc.stdout)["max_tokens"] == 200000
+
+
+def test_malformed_config_and_mix_files_are_user_errors(tmp_path):
+    bad_yaml = tmp_path / "c.yaml"
+    bad_yaml.write_text("dataset: [unclosed\n")
+    proc = run_cli("convert", "--config", bad_yaml, "--dry-run")
+    assert proc.returncode == 2 and "--config" in proc.stderr and "Traceback" not in proc.stderr
+    mix = tmp_path / "mix.json"
+    mix.write_text('{"version": "v2", "proportions": {"a": 1.0}}')
+    proc = run_cli("plan", "--mix", mix, "--out_root", tmp_path, "--dataset", tmp_path, "--tokenizer", tmp_path)
+    assert proc.returncode == 2 and "'version' must be an integer" in proc.stderr

@@ -214,3 +214,28 @@ def test_rows_that_do_not_decode_to_text(copy):
     writer.finish()
     report = verify(VerifyConfig(plan=str(copy / "plan.json"))).report
     assert failed_checks(report) == {"math": ["decode"]}
+
+
+def test_out_of_range_ids_fail_the_check_without_crashing(copy):
+    import numpy as np
+
+    from cpt_tasks.convert.mds import TokenShardWriter, parse_size
+
+    train = subset_dir(copy, "wiki") / "train"
+    rows = json.loads((subset_dir(copy, "wiki") / "manifest.json").read_text())["splits"]["train"]["samples"]
+    shutil.rmtree(train)
+    writer = TokenShardWriter(str(train), "zstd", parse_size("64mb"), ["sha1"])
+    for _ in range(rows):
+        writer.write(np.full(256, 200_000, dtype=np.int32))
+    writer.finish()
+    proc = run_cli("verify", "--plan", copy / "plan.json")
+    assert proc.returncode == 1 and "ids outside [0, 128256)" in proc.stdout
+    assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"wiki": ["shards:train"]}
+
+
+def test_overridden_subsets_pass_the_mix_check(tmp_path, sample_dir, tokenizer_dir):
+    plan_and_convert(str(tmp_path / "d"), str(tmp_path / "p.json"), sample_dir, tokenizer_dir,
+                     subsets=["math", "wiki"], total_tokens=100_000, val_fraction=0,
+                     overrides={"math": {"max_tokens": 5120}})
+    report = verify(VerifyConfig(plan=str(tmp_path / "p.json"))).report
+    assert report["ok"], failed_checks(report)
