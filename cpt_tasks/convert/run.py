@@ -181,10 +181,23 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
         "exhausted": not packer.done and cfg.train_rows is not None,
         "tokens_out": (packer.train.stats.tokens + packer.val.stats.tokens),
         "peak_rss_mb": {
-            "main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "main": _peak_rss_mb(),
             "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
         },
     }
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. /proc's VmHWM belongs to this address space; ru_maxrss would
+    also count whatever the process that exec'd us held before the exec."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def format_summary(result: ConvertResult) -> str:
