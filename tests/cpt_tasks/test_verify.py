@@ -200,34 +200,29 @@ def test_on_object_storage(s3_server, tmp_path, sample_dir, tokenizer_dir):
     assert failed == {"stackexchange": ["shards:train"]}
 
 
-def test_rows_that_do_not_decode_to_text(copy):
+def rewrite_train(root: Path, name: str, token: int) -> None:
+    """Replace a subset's train split with as many rows of one repeated id: a consistent index, odd rows."""
     import numpy as np
 
     from cpt_tasks.convert.mds import TokenShardWriter, parse_size
 
-    train = subset_dir(copy, "math") / "train"
-    rows = json.loads((subset_dir(copy, "math") / "manifest.json").read_text())["splits"]["train"]["samples"]
+    train = subset_dir(root, name) / "train"
+    rows = json.loads((subset_dir(root, name) / "manifest.json").read_text())["splits"]["train"]["samples"]
     shutil.rmtree(train)
     writer = TokenShardWriter(str(train), "zstd", parse_size("64mb"), ["sha1"])
     for _ in range(rows):
-        writer.write(np.full(256, 128001, dtype=np.int32))  # valid ids, consistent index, but no text at all
+        writer.write(np.full(256, token, dtype=np.int32))
     writer.finish()
+
+
+def test_rows_that_do_not_decode_to_text(copy):
+    rewrite_train(copy, "math", 128001)  # valid ids, but no text at all
     report = verify(VerifyConfig(plan=str(copy / "plan.json"))).report
     assert failed_checks(report) == {"math": ["decode"]}
 
 
 def test_out_of_range_ids_fail_the_check_without_crashing(copy):
-    import numpy as np
-
-    from cpt_tasks.convert.mds import TokenShardWriter, parse_size
-
-    train = subset_dir(copy, "wiki") / "train"
-    rows = json.loads((subset_dir(copy, "wiki") / "manifest.json").read_text())["splits"]["train"]["samples"]
-    shutil.rmtree(train)
-    writer = TokenShardWriter(str(train), "zstd", parse_size("64mb"), ["sha1"])
-    for _ in range(rows):
-        writer.write(np.full(256, 200_000, dtype=np.int32))
-    writer.finish()
+    rewrite_train(copy, "wiki", 200_000)
     proc = run_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 1 and "ids outside [0, 128256)" in proc.stdout
     assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"wiki": ["shards:train"]}
