@@ -18,7 +18,6 @@ import platform
 import random
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time

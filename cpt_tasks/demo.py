@@ -48,7 +48,7 @@ def run_demo(tokenizer: str, sample: Path, out: Path | None = None) -> int:
     result = verify(VerifyConfig(plan=str(plan_path)))
     print("\n" + render_markdown(result.report))
     print(f"done in {time.perf_counter() - started:.1f}s. Under {out}:")
-    print(f"  plan.json                          the plan (budgets, fingerprints, convert commands)")
-    print(f"  data/<mix>/<fingerprint>/<subset>/ MDS train/ and val/ with manifest.json")
-    print(f"  verify-report.{{json,md}}, verify-mix.png   the verification report and chart")
+    print("  plan.json                          the plan (budgets, fingerprints, convert commands)")
+    print("  data/<mix>/<fingerprint>/<subset>/ MDS train/ and val/ with manifest.json")
+    print("  verify-report.{json,md}, verify-mix.png   the verification report and chart")
     return EXIT_OK if result.ok else EXIT_FAILED

@@ -186,7 +186,8 @@ def test_every_input_format_gives_the_same_rows(tmp_path, sample_dir, tokenizer_
         cfg = ConvertConfig(dataset=str(dataset), data_subset=subset, out_root=str(out), tokenizer=str(tokenizer_dir),
                             concat_tokens=CONCAT)
         convert(cfg, progress_interval=0)
-        results.append((out / "train" / "index.json").read_bytes() + (out / "train" / "shard.00000.mds.zstd").read_bytes())
+        train = out / "train"
+        results.append((train / "index.json").read_bytes() + (train / "shard.00000.mds.zstd").read_bytes())
     assert all(r == results[0] for r in results)
 
 
@@ -254,7 +255,7 @@ def test_hub_dataset_converts_like_its_local_copy(tmp_path, sample_dir, tokenize
                                 **common), progress_interval=0)
     local = convert(ConvertConfig(dataset=str(sample_dir), out_root=str(tmp_path / "local"), **common),
                     progress_interval=0)
-    assert len(opened) == 2 and opened == sorted(opened)
+    assert len(opened) == 2 and opened == sorted(opened) and local.manifest["source"]["kind"] == "local"
     assert tree_bytes(tmp_path / "hub") == tree_bytes(tmp_path / "local")
     assert hub.manifest["source"]["revision"] == "c0ffee" * 6 + "abcd" and hub.manifest["source"]["kind"] == "hub"
     assert [f["sha256"] for f in hub.manifest["source"]["files"]] == ["ab" * 32] * 2
