@@ -42,6 +42,26 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def sha256_file_cached(path: Path) -> str:
+    """sha256 of a file, remembered by (path, size, mtime_ns, inode) as git and rsync do, so that an
+    unchanged rerun over a large local dataset does not read it all again to learn it has nothing to do."""
+    stat = path.stat()
+    key = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    root = _cache_root("sha256")
+    entry = root / (hashlib.sha1(key[0].encode()).hexdigest() + ".json") if root is not None else None
+    if entry is not None:
+        try:
+            cached = json.loads(entry.read_text())
+            if cached["key"] == key:
+                return cached["sha256"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    digest = sha256_file(path)
+    if entry is not None:
+        _write_atomic(entry, json.dumps({"key": key, "sha256": digest}).encode())
+    return digest
+
+
 @dataclass(frozen=True)
 class TokenizerInfo:
     """What identifies a tokenizer in manifests and fingerprints."""
@@ -117,9 +137,9 @@ def _tiktoken_spec(spec: dict) -> tuple[str, dict[bytes, int]] | None:
     return pattern, ranks
 
 
-def _cache_root() -> Path | None:
-    """Where validated tiktoken ranks are cached ($CPT_CACHE_DIR, else ~/.cache/cpt-pipeline); None if unwritable."""
-    root = Path(os.environ.get("CPT_CACHE_DIR") or Path.home() / ".cache" / "cpt-pipeline") / "tiktoken"
+def _cache_root(kind: str = "tiktoken") -> Path | None:
+    """A cache folder ($CPT_CACHE_DIR/<kind>, else ~/.cache/cpt-pipeline/<kind>); None if unwritable."""
+    root = Path(os.environ.get("CPT_CACHE_DIR") or Path.home() / ".cache" / "cpt-pipeline") / kind
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError:

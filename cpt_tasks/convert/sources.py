@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from cpt_tasks.errors import UserError
-from cpt_tasks.tokenizer import sha256_file
+from cpt_tasks.tokenizer import sha256_file_cached
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 BLOCK = 1 << 22
@@ -92,7 +92,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
     if not files:
         raise UserError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
     listed = [SourceFile(url=str(f), rel=f.relative_to(root).as_posix(), size=f.stat().st_size,
-                         sha256=sha256_file(f)) for f in files]
+                         sha256=sha256_file_cached(f)) for f in files]
     return Source(kind="local", dataset=str(path.resolve()), subset=subset, split=split, revision=None,
                   files=listed)
 

@@ -176,3 +176,21 @@ def test_user_error_after_the_loop_cleans_remote_staging(s3_server, tmp_path, to
         convert(ConvertConfig(dataset=str(tmp_path / "blank.jsonl"), out_root="s3://cpt/blank",
                               tokenizer=str(tokenizer_dir), concat_tokens=8), progress_interval=0)
     assert set(glob.glob(f"{tempfile.gettempdir()}/cpt-mds-*")) == before
+
+
+def test_input_hashes_are_cached_by_stat_and_refreshed_on_change(tmp_path, monkeypatch):
+    import os
+
+    from cpt_tasks import tokenizer
+
+    monkeypatch.setenv("CPT_CACHE_DIR", str(tmp_path / "cache"))
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(GOOD * 10)
+    reads = []
+    real = tokenizer.sha256_file
+    monkeypatch.setattr(tokenizer, "sha256_file", lambda p: reads.append(p) or real(p))
+    first = tokenizer.sha256_file_cached(src)
+    assert tokenizer.sha256_file_cached(src) == first and len(reads) == 1  # second call: from the cache
+    src.write_bytes(GOOD * 11)  # new size and mtime: hashed again
+    os.utime(src, ns=(1, 1))
+    assert tokenizer.sha256_file_cached(src) == real(src) != first and len(reads) == 2
