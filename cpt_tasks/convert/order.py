@@ -53,17 +53,16 @@ class Chunk:
     payload: bytes
     origins: list[tuple[int, int]] | None = None
     block_start: tuple[int, int] | None = None
-    unit: str = "line"  # what the numbers count: "line", or "record" for a JSON array file
 
-    def locate(self, line: int) -> tuple[int, int, str]:
-        """(file index, number, unit) of the payload's ``line``-th line."""
+    def locate(self, line: int) -> tuple[int, int]:
+        """(file index, line number, or record number in a JSON array file) of the payload's ``line``-th line."""
         if self.origins is not None:
-            return (*self.origins[line], self.unit)
+            return self.origins[line]
         assert self.block_start is not None
-        return self.block_start[0], self.block_start[1] + line, self.unit
+        return self.block_start[0], self.block_start[1] + line
 
 
-def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20, unit: str = "line") -> Iterator[Chunk]:
+def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
     """Group documents into newline-joined payloads of about ``target_bytes``."""
     lines: list[bytes] = []
     origins: list[tuple[int, int]] = []
@@ -73,10 +72,10 @@ def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20, unit
         origins.append((index, line_no))
         size += len(line) + 1
         if size >= target_bytes:
-            yield Chunk(b"\n".join(lines), origins=origins, unit=unit)
+            yield Chunk(b"\n".join(lines), origins=origins)
             lines, origins, size = [], [], 0
     if lines:
-        yield Chunk(b"\n".join(lines), origins=origins, unit=unit)
+        yield Chunk(b"\n".join(lines), origins=origins)
 
 
 def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
@@ -85,7 +84,7 @@ def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20) -> Iterato
     for index, src in enumerate(files):
         is_array, blocks = open_blocks(src)
         if is_array:
-            yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes, unit="record")
+            yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)
             continue
         line_no, carry = 1, b""
         for block in blocks:

@@ -23,7 +23,7 @@ from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFE
 from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents
 from cpt_tasks.convert.pack import Packer
-from cpt_tasks.convert.sources import Source, resolve_source
+from cpt_tasks.convert.sources import Source, open_blocks, resolve_source
 from cpt_tasks.errors import UserError
 from cpt_tasks.progress import Progress
 from cpt_tasks.storage import join, remove_file, remove_tree, write_bytes_atomic
@@ -130,8 +130,10 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
             raise RuntimeError("a tokenizer worker died (killed, or out of memory?); safe to retry") from exc
         if result.error is not None:
             line, message = result.error
-            file_index, number, unit = chunk.locate(line)
-            raise UserError(f"{source.files[file_index].rel}, {unit} {number}: {message}")
+            file_index, number = chunk.locate(line)
+            src = source.files[file_index]
+            unit = "record" if open_blocks(src)[0] else "line"  # a JSON array file numbers its records
+            raise UserError(f"{src.rel}, {unit} {number}: {message}")
         counts["read"] += result.records
         counts["skipped_empty"] += result.empty
         written = 0

@@ -107,8 +107,9 @@ def test_bom_and_json_array_records(tmp_path, tokenizer_dir):
         (tmp_path / "bom/train/shard.00000.mds.zstd").read_bytes()
     array = tmp_path / "a.json"
     array.write_bytes(b"[\n" + b",\n".join([GOOD.strip()] * 3 + [b'{"id": 1}']) + b"\n]")
-    proc = run_cli(*convert_args(array, tmp_path / "arr", tokenizer_dir))
-    assert proc.returncode == 2 and "a.json, record 4: record has no 'text' field" in proc.stderr
+    for shuffle in ("--no-shuffle", "--shuffle"):
+        proc = run_cli(*convert_args(array, tmp_path / "arr", tokenizer_dir, shuffle))
+        assert proc.returncode == 2 and "a.json, record 4: record has no 'text' field" in proc.stderr
 
 
 def test_path_like_dataset_is_never_a_hub_id(tmp_path, tokenizer_dir):
