@@ -76,8 +76,13 @@ class TokenizerInfo:
     backend: str
 
 
+def hub_commit(folder: Path) -> str | None:
+    """The commit of a hub snapshot folder (the HF cache names them snapshots/<commit>), else None."""
+    return folder.name if folder.parent.name == "snapshots" else None
+
+
 def resolve_tokenizer_dir(name: str, revision: str | None = None) -> Path:
-    """A local folder holding tokenizer.json: the path itself, or a hub snapshot of the id."""
+    """A local folder holding tokenizer.json: the path itself, or a hub snapshot of the id at ``revision``."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "tokenizer.json").is_file():

@@ -44,6 +44,7 @@ class ConvertConfig(StrictModel):
     splits: list[str] = Field(["train"], description="Source split to read (one; val is carved by --val_tokens)")
     out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
     tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
+    tokenizer_revision: str | None = Field(None, description="Hub revision of --tokenizer (the plan pins a commit)")
     num_workers: int = Field(default_factory=default_workers, ge=0, description="Tokenizer processes (0: in-process)")
     concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     max_tokens: TokenCount | None = Field(None, description="Train budget: floor(max/concat) rows (none: all)")

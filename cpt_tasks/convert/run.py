@@ -60,7 +60,7 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     """Convert ``cfg.dataset`` into MDS at ``cfg.out_root`` (see DESIGN.md's data contract)."""
     started = time.time()
     source = resolve_source(cfg.dataset, cfg.data_subset, cfg.splits[0], cfg.revision)
-    folder = resolve_tokenizer_dir(cfg.tokenizer)
+    folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
     encoder = Encoder(folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
     tok = describe(cfg.tokenizer, folder, encoder)
     fp = fingerprint(cfg, source, tok)

@@ -24,6 +24,7 @@ class PlanConfig(StrictModel):
     dataset: str | None = Field(None, description="HF hub id or local folder (default: the mix's dataset)")
     revision: str | None = Field(None, description="Hub revision of the dataset (resolved to a commit)")
     tokenizer: str = Field("meta-llama/Llama-3.1-8B-Instruct", description="HF hub id or local tokenizer folder")
+    tokenizer_revision: str | None = Field(None, description="Hub revision of the tokenizer (pinned to a commit)")
     total_tokens: TokenCount = Field(DEFAULT_TOTAL_TOKENS, gt=0, description="Train tokens over all subsets")
     concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     mix: str = Field(DEFAULT_MIX, description="Shipped mix name or path to a mix JSON file")

@@ -20,7 +20,7 @@ from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, check_proportions, load_mix, subset_budgets, val_budget
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.storage import join
-from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir
+from cpt_tasks.tokenizer import Encoder, describe, hub_commit, resolve_tokenizer_dir
 
 PLAN_FORMAT = "cpt-pipeline/plan/v1"
 LOCATION_DIGITS = 16
@@ -55,6 +55,8 @@ def convert_argv(conv: ConvertConfig) -> list[str]:
             "--seed", str(conv.seed)]
     if conv.revision:
         argv += ["--revision", conv.revision]
+    if conv.tokenizer_revision:
+        argv += ["--tokenizer_revision", conv.tokenizer_revision]
     if "num_workers" in conv.model_fields_set:
         argv += ["--num_workers", str(conv.num_workers)]
     return argv
@@ -67,7 +69,8 @@ def plan(cfg: PlanConfig) -> dict:
     if not dataset:
         raise UserError(f"--dataset: mix {mix.name} names no dataset; pass --dataset")
     budgets = subset_budgets(cfg.total_tokens, cfg.val_fraction, proportions)
-    folder = resolve_tokenizer_dir(cfg.tokenizer)
+    folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
+    tokenizer_commit = hub_commit(folder)  # every conversion and the verification use exactly these files
     tok = describe(cfg.tokenizer, folder, Encoder(folder, "<|begin_of_text|>", "<|end_of_text|>"))
     subsets = []
     for name, (max_tokens, val_tokens) in budgets.items():
@@ -87,8 +90,9 @@ def plan(cfg: PlanConfig) -> dict:
         source = resolve_source(dataset, name, "train", cfg.revision)
         extra = {"num_workers": cfg.num_workers} if cfg.num_workers is not None else {}
         conv = ConvertConfig(dataset=dataset, data_subset=name, revision=source.revision, out_root="-",
-                             tokenizer=cfg.tokenizer, concat_tokens=cfg.concat_tokens, max_tokens=max_tokens,
-                             val_tokens=val_tokens, shuffle=cfg.shuffle, seed=cfg.seed, **extra)
+                             tokenizer=cfg.tokenizer, tokenizer_revision=tokenizer_commit,
+                             concat_tokens=cfg.concat_tokens, max_tokens=max_tokens, val_tokens=val_tokens,
+                             shuffle=cfg.shuffle, seed=cfg.seed, **extra)
         fp = fingerprint(conv, source, tok)
         conv = conv.model_copy(update={"out_root": join(cfg.out_root, mix.name, fp[:LOCATION_DIGITS], name)})
         subsets.append({
@@ -102,7 +106,8 @@ def plan(cfg: PlanConfig) -> dict:
         "format": PLAN_FORMAT,
         "mix": {"name": mix.name, "version": mix.version, "proportions": proportions,
                 "renormalized": cfg.subsets is not None},
-        "dataset": dataset, "revision": cfg.revision, "tokenizer": {"name": tok.name, "sha256": tok.sha256},
+        "dataset": dataset, "revision": cfg.revision,
+        "tokenizer": {"name": tok.name, "revision": tokenizer_commit, "sha256": tok.sha256},
         "total_tokens": cfg.total_tokens, "val_fraction": cfg.val_fraction, "concat_tokens": cfg.concat_tokens,
         "seed": cfg.seed, "shuffle": cfg.shuffle, "allow_short": cfg.allow_short, "root": cfg.out_root,
         "subsets": subsets,

@@ -76,7 +76,7 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
     """Check the plan's outputs; write verify-report.{json,md,png}; ok is False when any check fails."""
     plan, plan_sha = load_plan(cfg.plan)
     concat = plan["concat_tokens"]
-    folder = resolve_tokenizer_dir(plan["tokenizer"]["name"])
+    folder = resolve_tokenizer_dir(plan["tokenizer"]["name"], plan["tokenizer"].get("revision"))
     encoder = Encoder(folder, "<|begin_of_text|>", "<|end_of_text|>")
     checks = {s["name"]: _Checks() for s in plan["subsets"]}
     manifests: dict[str, dict | None] = {}

@@ -114,3 +114,28 @@ def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_d
     first, second = run_plan(), run_plan()
     assert not any(r.up_to_date for r in first) and all(r.up_to_date for r in second)
     assert [r.fingerprint for r in first] == [r.fingerprint for r in second]
+
+
+def test_hub_tokenizer_is_pinned_to_the_planned_commit(sample_dir, tokenizer_dir, tmp_path, monkeypatch):
+    """No hub here: snapshot_download is stood in for by a snapshot folder laid out as the HF cache does."""
+    import shutil
+
+    import huggingface_hub
+
+    commit = "a" * 40
+    snapshot = tmp_path / "hub" / "snapshots" / commit
+    shutil.copytree(tokenizer_dir, snapshot)
+    calls = []
+
+    def snapshot_download(repo_id, revision=None, allow_patterns=None):
+        calls.append((repo_id, revision))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer="meta-llama/Llama-3.1-8B-Instruct", out_root="/tmp/x",
+                           subsets=["wiki"]))
+    assert body["tokenizer"]["revision"] == commit and calls == [("meta-llama/Llama-3.1-8B-Instruct", None)]
+    argv = body["subsets"][0]["argv"]
+    assert argv[argv.index("--tokenizer_revision") + 1] == commit
+    cfg = build_config(ConvertConfig, build_parser().parse_args(argv[1:]))
+    assert (cfg.tokenizer, cfg.tokenizer_revision) == ("meta-llama/Llama-3.1-8B-Instruct", commit)
