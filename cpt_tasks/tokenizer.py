@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cpt_tasks.cache import cache_root, sha256_file, write_atomic
 from cpt_tasks.errors import UserError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -31,35 +32,6 @@ LLAMA3_SHA256 = {
     "tokenizer.json": "c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78",
 }
 LLAMA3_BOS, LLAMA3_EOS = "<|begin_of_text|>", "<|end_of_text|>"
-
-
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_file_cached(path: Path) -> str:
-    """sha256 of a file, remembered by (path, size, mtime_ns, inode) as git and rsync do, so that an
-    unchanged rerun over a large local dataset does not read it all again to learn it has nothing to do."""
-    stat = path.stat()
-    key = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino]
-    root = _cache_root("sha256")
-    entry = root / (hashlib.sha1(key[0].encode()).hexdigest() + ".json") if root is not None else None
-    if entry is not None:
-        try:
-            cached = json.loads(entry.read_text())
-            if cached["key"] == key:
-                return cached["sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    digest = sha256_file(path)
-    if entry is not None:
-        _write_atomic(entry, json.dumps({"key": key, "sha256": digest}).encode())
-    return digest
 
 
 @dataclass(frozen=True)
@@ -142,16 +114,6 @@ def _tiktoken_spec(spec: dict) -> tuple[str, dict[bytes, int]] | None:
     return pattern, ranks
 
 
-def _cache_root(kind: str = "tiktoken") -> Path | None:
-    """A cache folder ($CPT_CACHE_DIR/<kind>, else ~/.cache/cpt-pipeline/<kind>); None if unwritable."""
-    root = Path(os.environ.get("CPT_CACHE_DIR") or Path.home() / ".cache" / "cpt-pipeline") / kind
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return root if os.access(root, os.W_OK) else None
-
-
 def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | None]:
     """({pattern, added, vocab_size}, tiktoken ranks or None) for a tokenizer.json, via a cache keyed by its
     sha256.
@@ -164,7 +126,7 @@ def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] 
 
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    root = _cache_root()
+    root = cache_root()
     cached = _read_cache(root, digest, want_tiktoken) if root is not None else None
     if cached is not None:
         return cached
@@ -180,8 +142,8 @@ def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] 
         blob = marshal.dumps(ranks)
         meta["ranks_sha256"] = hashlib.sha256(blob).hexdigest()
         meta["meta_sha256"] = _meta_digest(meta)
-        _write_atomic(root / f"{digest}.ranks", blob)
-        _write_atomic(root / f"{digest}.json", orjson.dumps(meta))
+        write_atomic(root / f"{digest}.ranks", blob)
+        write_atomic(root / f"{digest}.json", orjson.dumps(meta))
     return meta, ranks
 
 
@@ -209,10 +171,6 @@ def _read_cache(root: Path, digest: str, want_tiktoken: bool) -> tuple[dict, dic
         return None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 class Encoder:

@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 
 from cpt_tasks.errors import UserError
-from cpt_tasks.tokenizer import sha256_file_cached
+from cpt_tasks.cache import sha256_file_cached
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 BLOCK = 1 << 22

@@ -182,7 +182,7 @@ def test_user_error_after_the_loop_cleans_remote_staging(s3_server, tmp_path, to
 def test_input_hashes_are_cached_by_stat_and_refreshed_on_change(tmp_path, monkeypatch):
     import os
 
-    from cpt_tasks import tokenizer
+    from cpt_tasks import cache as tokenizer
 
     monkeypatch.setenv("CPT_CACHE_DIR", str(tmp_path / "cache"))
     src = tmp_path / "in.jsonl"
