@@ -1,0 +1,22 @@
+"""The light core (configs and mixes) must import without heavy libraries: the Airflow DAG imports it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LIGHT = ["cpt_tasks.config", "cpt_tasks.mix", "cpt_tasks.convert.config", "cpt_tasks.plan.config",
+         "cpt_tasks.verify.config"]
+HEAVY = ["numpy", "torch", "transformers", "streaming", "llmfoundry", "tiktoken", "orjson", "zstandard"]
+
+
+@pytest.mark.parametrize("python", [sys.executable, str(ROOT / ".venv-airflow" / "bin" / "python")])
+def test_light_core_imports_nothing_heavy(python):
+    if not Path(python).exists():
+        pytest.skip("the Airflow environment is not set up")
+    code = (f"import sys\nfor m in {LIGHT!r}: __import__(m)\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip() == ""
