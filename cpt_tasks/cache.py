@@ -22,7 +22,8 @@ def sha256_file_cached(path: Path) -> str:
     """sha256 of a file, remembered by (path, size, mtime_ns, inode) as git and rsync do, so that an
     unchanged rerun over a large local dataset does not read it all again to learn it has nothing to do."""
     stat = path.stat()
-    key = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino]
+    # ctime cannot be set by tools that restore mtime (cp -p, touch -r, rsync -t): git keys its index so too
+    key = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
     root = cache_root("sha256")
     entry = root / (hashlib.sha1(key[0].encode()).hexdigest() + ".json") if root is not None else None
     if entry is not None:
@@ -48,7 +49,16 @@ def cache_root(kind: str = "tiktoken") -> Path | None:
     return root if os.access(root, os.W_OK) else None
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> bool:
+    """Write a cache file atomically; best effort: a full or read-only disk just means no cache (False)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        return False

@@ -17,7 +17,7 @@ REMOTE_SCHEMES = ("s3", "gs")
 
 def is_remote(url: str) -> bool:
     """True for object-storage URLs (s3://, gs://), False for local paths."""
-    return url.split("://", 1)[0] in REMOTE_SCHEMES if "://" in url else False
+    return url.split("://", 1)[0].lower() in REMOTE_SCHEMES if "://" in url else False
 
 
 def join(root: str, *parts: str) -> str:
@@ -33,7 +33,7 @@ def _split(url: str) -> tuple[str, str, str]:
         return "", "", url
     scheme, rest = url.split("://", 1)
     bucket, _, key = rest.partition("/")
-    return scheme, bucket, key.lstrip("/")
+    return scheme.lower(), bucket, key.lstrip("/")
 
 
 def _s3_client():

@@ -74,10 +74,12 @@ class ConvertConfig(StrictModel):
         from cpt_tasks.convert.mds import parse_size
 
         try:
-            size = parse_size(value) if isinstance(value, (str, int)) else value
-        except ValueError:
-            raise ValueError("expected bytes, e.g. 64mb, 512kb or 67108864") from None
-        if not isinstance(size, int) or not 0 < size < 1 << 32:
+            size = parse_size(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        except (ValueError, OverflowError):
+            size = None
+        if size is None:
+            raise ValueError("expected bytes, e.g. 64mb, 512kb or 67108864")
+        if not 0 < size < 1 << 32:
             raise ValueError("must be between 1 byte and 4gb (MDS offsets are 32-bit)")
         return size
 

@@ -57,6 +57,7 @@ class ChunkResult:
     records: int
     empty: int
     error: tuple[int, str] | None = None
+    peak_rss_mb: float = 0.0  # the worker's own high-water mark so far
 
 
 def _text_of(line: bytes) -> str:
@@ -91,4 +92,19 @@ def encode_chunk(payload: bytes) -> ChunkResult:
             texts.append(text)
     assert _ENCODER is not None, "set_encoder() was not called"
     tokens, lengths = _ENCODER.encode_framed(texts)
-    return ChunkResult(tokens, lengths, records, records - len(texts))
+    return ChunkResult(tokens, lengths, records, records - len(texts), peak_rss_mb=peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, from /proc's VmHWM (its own address space only: ru_maxrss would
+    also count what an exec'ing parent held, and a forkserver's workers are not our children)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

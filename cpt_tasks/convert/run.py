@@ -8,7 +8,6 @@ manifest, and rerunning it gives the same bytes.
 from __future__ import annotations
 
 import json
-import resource
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.encode import ChunkResult, encode_chunk, set_encoder, start_pool
+from cpt_tasks.convert.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
 from cpt_tasks.convert.manifest import (COLUMN_ENCODING, MANIFEST_FORMAT, MANIFEST_NAME, code_version,
                                         fingerprint, read_manifest)
 from cpt_tasks.convert.mds import TokenShardWriter
@@ -118,6 +117,7 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
     budget = None if cfg.train_rows is None else (cfg.train_rows + cfg.val_rows) * cfg.concat_tokens
     progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)
     counts = {"read": 0, "skipped_empty": 0}
+    counts_peak = {"workers": 0.0}
     writers: dict[str, TokenShardWriter] = {}
     inflight: deque[tuple[Chunk, Future | _Ready]] = deque()
     window = 2 * max(cfg.num_workers, 1) + 2
@@ -136,6 +136,7 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
             raise UserError(f"{src.rel}, {unit} {number}: {message}")
         counts["read"] += result.records
         counts["skipped_empty"] += result.empty
+        counts_peak["workers"] = max(counts_peak["workers"], result.peak_rss_mb)
         written = 0
         for split, rows in packer.feed(result.tokens, result.lengths):
             for row in rows:
@@ -183,23 +184,10 @@ def _run(cfg: ConvertConfig, source: Source, encoder: Encoder, folder: str, prog
         "exhausted": not packer.done and cfg.train_rows is not None,
         "tokens_out": (packer.train.stats.tokens + packer.val.stats.tokens),
         "peak_rss_mb": {
-            "main": _peak_rss_mb(),
-            "workers": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+            "main": peak_rss_mb(),
+            "workers": counts_peak["workers"] if pool is not None else 0.0,
         },
     }
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory. /proc's VmHWM belongs to this address space; ru_maxrss would
-    also count whatever the process that exec'd us held before the exec."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def format_summary(result: ConvertResult) -> str:

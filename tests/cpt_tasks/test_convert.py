@@ -124,6 +124,8 @@ def test_shuffle_is_deterministic_for_any_worker_count(tmp_path, sample_dir, tok
         outs[workers] = (convert(cfg, progress_interval=0), tree_bytes(out))
     (r0, t0), (r1, t1), (r2, t2) = outs[0], outs[1], outs[2]
     assert t0 == t1 == t2 and r0.fingerprint == r1.fingerprint == r2.fingerprint
+    peaks = [r.manifest["timings"]["peak_rss_mb"]["workers"] for r in (r0, r1, r2)]
+    assert peaks[0] == 0 and all(20 < p < 1000 for p in peaks[1:])  # measured by the workers themselves
     plain = ConvertConfig(dataset=str(sample_dir), data_subset="stackexchange", out_root=str(tmp_path / "plain"),
                           tokenizer=str(tokenizer_dir), concat_tokens=CONCAT, max_tokens=60 * CONCAT,
                           val_tokens=4 * CONCAT, num_workers=2)

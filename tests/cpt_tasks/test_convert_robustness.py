@@ -78,7 +78,8 @@ def test_network_errors_stay_retryable(monkeypatch):
 @pytest.mark.parametrize("args,message", [
     (["--size_limit", "0"], "--size_limit"), (["--size_limit", "-1mb"], "--size_limit"),
     (["--size_limit", "5gb"], "between 1 byte and 4gb"), (["--size_limit", "lots"], "expected bytes"),
-    (["--seed", "-1"], "--seed"), (["--compression", "zstd:"], "--compression"),
+    (["--size_limit", "infb"], "expected bytes"), (["--seed", "-1"], "--seed"),
+    (["--compression", "zstd:"], "--compression"),
 ])
 def test_bad_arguments_fail_before_anything_is_touched(tmp_path, tokenizer_dir, args, message):
     (tmp_path / "in.jsonl").write_bytes(GOOD * 50)
@@ -194,4 +195,23 @@ def test_input_hashes_are_cached_by_stat_and_refreshed_on_change(tmp_path, monke
     assert tokenizer.sha256_file_cached(src) == first and len(reads) == 1  # second call: from the cache
     src.write_bytes(GOOD * 11)  # new size and mtime: hashed again
     os.utime(src, ns=(1, 1))
-    assert tokenizer.sha256_file_cached(src) == real(src) != first and len(reads) == 2
+    second = tokenizer.sha256_file_cached(src)
+    assert second == real(src) != first and len(reads) == 2
+    stat = src.stat()  # same size, mtime put back (cp -p, touch -r): the ctime still tells
+    src.write_bytes(src.read_bytes().replace(b"perfectly", b"PERFECTLY"))
+    os.utime(src, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert tokenizer.sha256_file_cached(src) == real(src) != second
+
+
+def test_cache_writes_are_best_effort(tmp_path):
+    from cpt_tasks.cache import write_atomic
+
+    (tmp_path / "file").write_text("not a folder")
+    assert write_atomic(tmp_path / "file" / "entry.json", b"{}") is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_object_storage_schemes_are_case_insensitive():
+    from cpt_tasks.storage import _split, is_remote
+
+    assert is_remote("S3://bucket/p") and _split("GS://bucket/a/b") == ("gs", "bucket", "a/b")
