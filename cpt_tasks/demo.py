@@ -10,13 +10,10 @@ import os
 import time
 from pathlib import Path
 
-from cpt_tasks.cli import build_parser
-from cpt_tasks.cli_args import build_config
-from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.errors import EXIT_FAILED, EXIT_OK
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import format_plan, plan
+from cpt_tasks.plan.run import format_plan, plan, planned_config
 from cpt_tasks.storage import write_bytes_atomic
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import render_markdown
@@ -39,10 +36,8 @@ def run_demo(tokenizer: str, sample: Path, out: Path | None = None) -> int:
     plan_path = out / "plan.json"
     write_bytes_atomic(str(plan_path), json.dumps(body, indent=2).encode())
     print(format_plan(body), "\n")
-    parser = build_parser()
     for subset in body["subsets"]:
-        args = parser.parse_args(subset["argv"][1:])
-        result = convert(build_config(ConvertConfig, args))
+        result = convert(planned_config(subset))
         state = "up to date" if result.up_to_date else f"converted in {result.manifest['timings']['seconds']:.1f}s"
         print(f"convert {subset['name']:<14} {state}")
     result = verify(VerifyConfig(plan=str(plan_path)))

@@ -30,22 +30,11 @@ def load_encoder(folder: str, bos_text: str, eos_text: str, backend: str) -> Non
 
 
 def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
-    """A ``ProcessPoolExecutor`` of ``workers`` tokenizer processes (a dead worker raises BrokenProcessPool
-    instead of hanging the run, as ``multiprocessing.Pool`` would).
-
-    Forking is fastest (workers inherit the loaded tokenizer), but forking a process that runs other
-    threads can deadlock the child; so fork only when this process has a single thread (the CLI), and
-    otherwise start workers from a clean forkserver that loads the (cached) tokenizer itself.
-    """
-    import multiprocessing
-    import threading
-    from concurrent.futures import ProcessPoolExecutor
+    """Tokenizer processes: forked ones inherit ``encoder``; forkserver ones load it from ``spec``."""
+    from cpt_tasks.pool import process_pool
 
     set_encoder(encoder)
-    if threading.active_count() == 1:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=load_encoder, initargs=spec)
+    return process_pool(workers, initializer=load_encoder, initargs=spec)
 
 
 @dataclass

@@ -62,6 +62,14 @@ def convert_argv(conv: ConvertConfig) -> list[str]:
     return argv
 
 
+def planned_config(subset: dict) -> ConvertConfig:
+    """The ConvertConfig that a subset's planned argv gives, parsed by the CLI exactly as a pod parses it."""
+    from cpt_tasks.cli import build_parser
+    from cpt_tasks.cli_args import build_config
+
+    return build_config(ConvertConfig, build_parser().parse_args(subset["argv"][1:]))
+
+
 def plan(cfg: PlanConfig) -> dict:
     """The plan (a JSON-ready dict); UserError for an impossible one."""
     mix, proportions = effective_mix(cfg)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
-import threading
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
@@ -21,6 +20,7 @@ from pathlib import PurePosixPath
 from cpt_tasks import __version__
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.errors import UserError
+from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join, read_bytes
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.config import VerifyConfig
@@ -126,9 +126,11 @@ def _beside(location: str) -> str:
 def _check_shards(jobs: list[tuple], checks: dict[str, _Checks], workers: int, encoder: Encoder) -> None:
     results: dict[tuple[str, str], list[ShardCheck]] = {}
     if workers and len(jobs) > 1:
-        method = "fork" if threading.active_count() == 1 else "forkserver"  # never fork a threaded process
-        with multiprocessing.get_context(method).Pool(min(workers, len(jobs))) as pool:
-            outcomes = pool.map(_shard_job, jobs, chunksize=1)
+        try:
+            with process_pool(min(workers, len(jobs))) as pool:
+                outcomes = list(pool.map(_shard_job, jobs))
+        except BrokenProcessPool as exc:
+            raise RuntimeError("a shard-reading worker died (killed, or out of memory?); safe to retry") from exc
     else:
         outcomes = [_shard_job(job) for job in jobs]
     for subset, split, shard in outcomes:

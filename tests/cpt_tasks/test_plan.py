@@ -5,12 +5,9 @@ import json
 import pytest
 from conftest import run_cli
 
-from cpt_tasks.cli import build_parser
-from cpt_tasks.cli_args import build_config
-from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import plan
+from cpt_tasks.plan.run import plan, planned_config
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
     "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),
@@ -34,10 +31,9 @@ def test_default_plan_reproduces_the_reference_table(default_plan):
 
 
 def test_argv_parses_back_to_the_planned_conversion(default_plan, sample_dir):
-    parser = build_parser()
     for s in default_plan["subsets"]:
         assert s["argv"][:2] == ["cpt-tasks", "convert"]
-        cfg = build_config(ConvertConfig, parser.parse_args(s["argv"][1:]))
+        cfg = planned_config(s)
         assert (cfg.max_tokens, cfg.val_tokens, cfg.out_root) == (s["max_tokens"], s["val_tokens"], s["out_root"])
         assert cfg.data_subset == s["name"] and cfg.shuffle and cfg.seed == 17 and cfg.dataset == str(sample_dir)
 
@@ -107,9 +103,7 @@ def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_d
     def run_plan():
         body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path),
                                total_tokens=350_000, concat_tokens=256, val_fraction=0.03))
-        parser = build_parser()
-        return [convert(build_config(ConvertConfig, parser.parse_args(s["argv"][1:])), progress_interval=0)
-                for s in body["subsets"]]
+        return [convert(planned_config(s), progress_interval=0) for s in body["subsets"]]
 
     first, second = run_plan(), run_plan()
     assert not any(r.up_to_date for r in first) and all(r.up_to_date for r in second)
@@ -137,5 +131,5 @@ def test_hub_tokenizer_is_pinned_to_the_planned_commit(sample_dir, tokenizer_dir
     assert body["tokenizer"]["revision"] == commit and calls == [("meta-llama/Llama-3.1-8B-Instruct", None)]
     argv = body["subsets"][0]["argv"]
     assert argv[argv.index("--tokenizer_revision") + 1] == commit
-    cfg = build_config(ConvertConfig, build_parser().parse_args(argv[1:]))
+    cfg = planned_config(body["subsets"][0])
     assert (cfg.tokenizer, cfg.tokenizer_revision) == ("meta-llama/Llama-3.1-8B-Instruct", commit)

@@ -9,12 +9,9 @@ import boto3
 import pytest
 from conftest import run_cli
 
-from cpt_tasks.cli import build_parser
-from cpt_tasks.cli_args import build_config
-from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import plan
+from cpt_tasks.plan.run import plan, planned_config
 from cpt_tasks.storage import write_bytes_atomic
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.run import verify
@@ -26,9 +23,8 @@ def plan_and_convert(root: str, plan_path: str, sample_dir, tokenizer_dir, **ove
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=root,
                            **{**SMALL, **overrides}))
     write_bytes_atomic(plan_path, json.dumps(body).encode())
-    parser = build_parser()
     for sub in body["subsets"]:
-        convert(build_config(ConvertConfig, parser.parse_args(sub["argv"][1:])), progress_interval=0)
+        convert(planned_config(sub), progress_interval=0)
     return body
 
 
