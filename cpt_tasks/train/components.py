@@ -50,7 +50,6 @@ class RunMetrics(LoggerDestination):
         self.history: list[dict[str, Any]] = []
         self.start: dict[str, int] | None = None
         self._pending: dict[str, Any] = {}
-        self._seen: set[str] = set()
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         for key, value in metrics.items():
@@ -62,10 +61,13 @@ class RunMetrics(LoggerDestination):
                 self._pending[_RENAME[key]] = number
             elif key.startswith("lr-") and key.endswith("/group0"):
                 self._pending["lr"] = number
-            elif key.startswith("metrics/eval/") and key.endswith("/LanguageCrossEntropy"):
-                self._pending.setdefault("eval", {})[key.split("/")[2]] = number
+            elif key.startswith("metrics/eval/") and key.endswith("/LanguageCrossEntropy") and self.history:
+                self.history[-1].setdefault("eval", {})[key.split("/")[2]] = number  # eval follows BATCH_END
 
     def run_event(self, event: Event, state: State, logger: Logger) -> None:
+        # Composer runs logger destinations after the other callbacks (SpeedMonitor, LRMonitor, the checkpoint
+        # saver) on every event but INIT: so the batch is recorded at BATCH_END, after its metrics are logged,
+        # and eval results (logged after BATCH_END) are in the history before BATCH_CHECKPOINT saves it.
         if event == Event.INIT:
             _attach_flops(state)
         elif event == Event.AFTER_LOAD:
@@ -73,8 +75,12 @@ class RunMetrics(LoggerDestination):
             self.history = [r for r in self.history if r["step"] <= step]
             self.start = {"step": step, "tokens": tokens}
             say(f"start step {step} ({tokens:,} tokens)" + (", resumed from checkpoint" if step else ""))
-        elif event == Event.BATCH_CHECKPOINT:  # after BATCH_END and eval, before the checkpoint is saved
+        elif event == Event.BATCH_END:
             self._record(state)
+        elif event == Event.BATCH_CHECKPOINT and self.history and "eval" in self.history[-1]:
+            record = self.history[-1]
+            say(f"eval at step {record['step']}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in sorted(record["eval"].items())))
 
     def _record(self, state: State) -> None:
         record = {"step": int(state.timestamp.batch), "tokens": int(state.timestamp.token),
@@ -82,7 +88,7 @@ class RunMetrics(LoggerDestination):
         self._pending = {}
         self.history.append(record)
         step = record["step"]
-        if step == 1 or step % self.log_interval == 0 or step == self.planned_steps or "eval" in record:
+        if step == 1 or step % self.log_interval == 0 or step == self.planned_steps:
             say(format_progress(record, self.planned_steps))
 
     def state_dict(self) -> dict[str, Any]:
@@ -105,7 +111,7 @@ class RunMetrics(LoggerDestination):
 
 
 def format_progress(record: dict[str, Any], planned: int | None) -> str:
-    """``step 12/40  tokens 12,288  loss 9.8123  lr 2.00e-04  tok/s 1,234  mfu 41.2%  eval dclm 9.91``."""
+    """``step 12/40  tokens 12,288  loss 9.8123  lr 2.00e-04  tok/s 1,234  mfu 41.2%``."""
     parts = [f"step {record['step']}" + (f"/{planned}" if planned else ""), f"tokens {record['tokens']:,}"]
     if "loss" in record:
         parts.append(f"loss {record['loss']:.4f}")
@@ -115,8 +121,6 @@ def format_progress(record: dict[str, Any], planned: int | None) -> str:
         parts.append(f"tok/s {record['tokens_per_sec']:,.0f}")
     if "mfu" in record:
         parts.append(f"mfu {record['mfu']:.1%}")
-    if record.get("eval"):
-        parts.append("eval " + " ".join(f"{k} {v:.3f}" for k, v in sorted(record["eval"].items())))
     return "  ".join(parts)
 
 

@@ -34,6 +34,7 @@ def worker_argv(yaml_path: Path, mode: str, nprocs: int, logs: Path) -> list[str
     entry = ["-m", WORKER, str(yaml_path), mode]
     if nprocs == 1:
         return [sys.executable, *entry]
+    logs.mkdir(parents=True, exist_ok=True)  # the other ranks' output; rank 0's goes to stderr
     launcher = shutil.which("composer", path=str(Path(sys.executable).parent)) or "composer"
     return [launcher, "-n", str(nprocs), "--stdout", str(logs / "rank{rank}.stdout.log"),
             "--stderr", str(logs / "rank{rank}.stderr.log"), *entry]

@@ -16,13 +16,14 @@ import time
 from pathlib import Path
 
 from cpt_tasks.errors import UserError
-from cpt_tasks.storage import list_files, remove_tree, write_bytes_atomic
+from cpt_tasks.storage import list_files, remove_file, remove_tree, write_bytes_atomic
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import Plan, build_yaml, plan_duration, settings, settings_fingerprint
 from cpt_tasks.train.inputs import check_data, check_model, load_report, resolve_tokenizer, stage_model
 from cpt_tasks.train.launch import clean_stale_shared_memory, count_gpus, run_workers, worker_argv
 from cpt_tasks.train.manifest import write_run_record
-from cpt_tasks.train.status import RunPaths, TrainResult, latest_checkpoint, read_json, read_run_manifest, run_name
+from cpt_tasks.train.status import (RunPaths, TrainResult, checkpoints_after, latest_checkpoint, read_json,
+                                    read_run_manifest, run_name)
 
 
 def say(message: str) -> None:
@@ -57,6 +58,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     if latest is not None:
         _check_settings((read_yaml(paths.yaml) or {}).get("variables", {}).get("cpt_settings"), wanted, paths,
                         "started")
+    stale = checkpoints_after(paths.checkpoints, latest[1] if latest else 0)
+    if stale:
+        say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
+        for location in stale:
+            remove_file(location)
     mode = "export" if latest is not None and latest[1] >= plan.final_step else "train"
     yaml_cfg = build_yaml(cfg, report, run=paths, plan=plan, model_dir=str(model_dir),
                           tokenizer_dir=str(tokenizer_dir), scratch=scratch, gpus=gpus)

@@ -16,13 +16,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from cpt_tasks.storage import is_remote, join, read_bytes
+from cpt_tasks.storage import is_remote, join, list_files, read_bytes
 
 RUN_MANIFEST = "run-manifest.json"
 RUN_MANIFEST_FORMAT = "cpt-pipeline/run-manifest/v1"
 FINISHED_DIR = "finished"
 LATEST = "latest-rank0.pt"  # Composer's save_latest_filename for rank 0 (a symlink, or a .symlink object)
 RUN_ID_CHARS = 48
+CHECKPOINT_NAME = re.compile(r"^ep\d+-ba(\d+)-rank\d+\.pt$")  # LLM-Foundry's save_filename, formatted
 
 
 class TrainResult(BaseModel):
@@ -153,5 +154,12 @@ def latest_checkpoint(checkpoints: str) -> tuple[str, int] | None:
         if not os.path.islink(link) or not os.path.exists(link):
             return None
         location = os.path.normpath(os.path.join(checkpoints, os.readlink(link)))
-    found = re.search(r"-ba(\d+)-", location.rsplit("/", 1)[-1])
+    found = CHECKPOINT_NAME.match(location.rsplit("/", 1)[-1])
     return (location, int(found.group(1))) if found else None
+
+
+def checkpoints_after(checkpoints: str, step: int) -> list[str]:
+    """Checkpoint files in the save folder from after ``step``: a killed attempt's, written or half-written
+    but never made the latest. Composer refuses to save over them (autoresume forbids overwriting)."""
+    return [join(checkpoints, name) for name in list_files(checkpoints)
+            if (found := CHECKPOINT_NAME.match(name)) and int(found.group(1)) > step]
