@@ -90,3 +90,16 @@ def _load_file(path: Path) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"--config {path}: expected a mapping of option names to values")
     return data
+
+
+def load_json_arg(location: str, flag: str) -> tuple[object, bytes]:
+    """The JSON document a flag names (local path or URL) and its bytes; UserError when missing or invalid."""
+    from cpt_tasks.storage import read_bytes
+
+    data = read_bytes(location)
+    if data is None:
+        raise UserError(f"{flag} {location}: no such file")
+    try:
+        return json.loads(data), data
+    except ValueError as exc:
+        raise UserError(f"{flag} {location}: invalid JSON: {exc}") from None

@@ -108,7 +108,8 @@ def build_yaml(cfg: TrainConfig, report: dict, *, run: RunPaths, plan: Plan, mod
         "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
         "model": {"name": "hf_causal_lm", "pretrained_model_name_or_path": model_dir, "pretrained": True,
                   "init_device": "mixed" if fsdp else "cpu", "trust_remote_code": False,
-                  "attn_implementation": cfg.attn_implementation},
+                  "attn_implementation": cfg.attn_implementation,
+                  "use_train_metrics": False},  # a second full-vocabulary cross-entropy per batch; loss is logged
         "tokenizer": {"name": tokenizer_dir, "kwargs": {"model_max_length": concat}},
         "train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
         "global_train_batch_size": cfg.global_batch_size,

@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from cpt_tasks.cli_args import load_json_arg
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import download_file, is_remote, join, list_files, read_bytes
@@ -18,13 +19,7 @@ MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoke
 
 def load_report(location: str) -> tuple[dict, str]:
     """The verification report and its sha256; UserError unless it is a passed `cpt-tasks verify` report."""
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"--report {location}: no such file")
-    try:
-        report = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"--report {location}: invalid JSON: {exc}") from None
+    report, data = load_json_arg(location, "--report")
     if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
         raise UserError(f"--report {location}: not a verification report (the verify-report.json that "
                         "`cpt-tasks verify` writes)")

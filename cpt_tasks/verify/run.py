@@ -11,17 +11,17 @@ proportion × total_tokens.
 from __future__ import annotations
 
 import hashlib
-import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from cpt_tasks import __version__
+from cpt_tasks.cli_args import load_json_arg
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.errors import UserError
 from cpt_tasks.pool import process_pool
-from cpt_tasks.storage import is_remote, join, read_bytes
+from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
@@ -42,13 +42,7 @@ class VerifyResult:
 
 def load_plan(location: str) -> tuple[dict, str]:
     """The plan and its sha256; UserError when missing or not a plan."""
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"--plan {location}: no such file")
-    try:
-        plan = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"--plan {location}: invalid JSON: {exc}") from None
+    plan, data = load_json_arg(location, "--plan")
     if not isinstance(plan, dict) or plan.get("format") != "cpt-pipeline/plan/v1":
         raise UserError(f"--plan {location}: not a cpt-pipeline plan")
     return plan, hashlib.sha256(data).hexdigest()
