@@ -20,8 +20,8 @@ from typing import Any
 
 from composer.callbacks import CheckpointSaver
 from composer.core import Event, State
-from composer.loggers import Logger, LoggerDestination
-from composer.utils import dist
+from composer.loggers import Logger, LoggerDestination, RemoteUploaderDownloader
+from composer.utils import dist, parse_uri
 from llmfoundry.callbacks import HuggingFaceCheckpointer
 from llmfoundry.registry import callbacks, loggers
 
@@ -159,6 +159,10 @@ class HFExport(HuggingFaceCheckpointer):
                  precision: str = "float32") -> None:
         super().__init__(save_folder=save_folder, save_interval=save_interval, precision=precision)
         self.huggingface_folder_name_fstr = folder  # the parent's default nests huggingface/ba{batch}
+        backend, bucket, _ = parse_uri(save_folder)
+        if backend in ("s3", "gs"):  # upload from threads: the default spawns 4 processes that each import torch
+            self.remote_ud = RemoteUploaderDownloader(bucket_uri=f"{backend}://{bucket}", num_concurrent_uploads=4,
+                                                      use_procs=False)
 
 
 loggers.register("cpt_metrics", func=RunMetrics)

@@ -52,37 +52,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     check_model(model_dir, vocab_size, report["concat_tokens"], cfg.model)
     gpus = count_gpus()
     _check_device(cfg, gpus)
-
-    latest = latest_checkpoint(paths.checkpoints)
-    if latest is not None:
-        _check_settings((read_yaml(paths.yaml) or {}).get("variables", {}).get("cpt_settings"), wanted, paths,
-                        "started")
-    stale = checkpoints_after(paths.checkpoints, latest[1] if latest else 0)
-    if stale:
-        say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
-        for location in stale:
-            remove_file(location)
-    mode = "export" if latest is not None and latest[1] >= plan.final_step else "train"
+    mode = _resume_point(paths, plan, wanted)
     yaml_cfg = build_yaml(cfg, report, run=paths, plan=plan, model_dir=str(model_dir),
                           tokenizer_dir=str(tokenizer_dir), scratch=scratch, gpus=gpus)
-    text = _dump_yaml(yaml_cfg)
-    (scratch / "train.yaml").write_text(text)
-    write_bytes_atomic(paths.yaml, text.encode())
-    remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
-    result_file = scratch / "worker-result.json"
-    result_file.unlink(missing_ok=True)
-    say(f"run {paths.run_name}: {plan.final_step} steps of {plan.tokens_per_step:,} tokens ({plan.max_duration}), "
-        f"{cfg.nprocs} process(es), {gpus} GPU(s); "
-        + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
-        + ("; training finished, exporting only" if mode == "export" else ""))
-    clean_stale_shared_memory()
-    status = run_workers(worker_argv(scratch / "train.yaml", mode, cfg.nprocs, scratch / "logs"), scratch)
-    if status != 0:
-        raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
-                           "latest checkpoint")
-    outcome = read_json(str(result_file))
-    if outcome is None:
-        raise RuntimeError(f"the training processes ended without their result file {result_file}")
+    outcome = _launch(yaml_cfg, paths, mode, cfg.nprocs, scratch)
     _check_finished(outcome, plan, paths)
     start_step = outcome["start"]["step"] if outcome.get("start") else None
     latest = latest_checkpoint(paths.checkpoints)
@@ -102,6 +75,45 @@ def train(cfg: TrainConfig) -> TrainResult:
     say(f"run {paths.run_name} {state}: step {manifest['final_step']}, {manifest['train_tokens']:,} tokens; "
         f"manifest {paths.manifest}")
     return _result(state, paths, manifest, start_step)
+
+
+def _resume_point(paths: RunPaths, plan: Plan, wanted: dict) -> str:
+    """``train`` (from the latest complete checkpoint, if any) or ``export`` (training already finished).
+    Checkpoint files a killed attempt left after the latest complete one are removed."""
+    latest = latest_checkpoint(paths.checkpoints)
+    if latest is not None:
+        _check_settings((read_yaml(paths.yaml) or {}).get("variables", {}).get("cpt_settings"), wanted, paths,
+                        "started")
+    stale = checkpoints_after(paths.checkpoints, latest[1] if latest else 0)
+    if stale:
+        say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
+        for location in stale:
+            remove_file(location)
+    mode = "export" if latest is not None and latest[1] >= plan.final_step else "train"
+    say(f"run {paths.run_name}: {plan.final_step} steps of {plan.tokens_per_step:,} tokens ({plan.max_duration}); "
+        + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
+        + ("; training finished, exporting only" if mode == "export" else ""))
+    return mode
+
+
+def _launch(yaml_cfg: dict, paths: RunPaths, mode: str, nprocs: int, scratch: Path) -> dict:
+    """Write train.yaml (scratch and run folder), clean up after dead attempts, run the training processes;
+    their result (start, final step and tokens, metrics history)."""
+    text = _dump_yaml(yaml_cfg)
+    (scratch / "train.yaml").write_text(text)
+    write_bytes_atomic(paths.yaml, text.encode())
+    remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
+    result_file = scratch / "worker-result.json"
+    result_file.unlink(missing_ok=True)
+    clean_stale_shared_memory()
+    status = run_workers(worker_argv(scratch / "train.yaml", mode, nprocs, scratch / "logs"), scratch)
+    if status != 0:
+        raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
+                           "latest checkpoint")
+    outcome = read_json(str(result_file))
+    if outcome is None:
+        raise RuntimeError(f"the training processes ended without their result file {result_file}")
+    return outcome
 
 
 def _result(status: str, paths: RunPaths, manifest: dict, start_step: int | None) -> TrainResult:
