@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from cpt_tasks.convert.run import convert
-from cpt_tasks.errors import EXIT_FAILED, EXIT_OK
+from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_OK
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.plan.run import format_plan, plan, planned_config
 from cpt_tasks.storage import write_bytes_atomic
@@ -46,4 +46,4 @@ def run_demo(tokenizer: str, sample: Path, out: Path | None = None) -> int:
     print("  plan.json                          the plan (budgets, fingerprints, convert commands)")
     print("  data/<mix>/<fingerprint>/<subset>/ MDS train/ and val/ with manifest.json")
     print("  verify-report.{json,md}, verify-mix.png   the verification report and chart")
-    return EXIT_OK if result.ok else EXIT_FAILED
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED

@@ -10,8 +10,6 @@ proportion × total_tokens.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,9 +17,9 @@ from pathlib import PurePosixPath
 
 from cpt_tasks import __version__
 from cpt_tasks.convert.manifest import read_manifest
-from cpt_tasks.errors import UserError
+from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
-from cpt_tasks.storage import is_remote, join, read_bytes
+from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
@@ -38,20 +36,6 @@ class VerifyResult:
     ok: bool
     report: dict
     paths: dict[str, str]
-
-
-def load_plan(location: str) -> tuple[dict, str]:
-    """The plan and its sha256; UserError when missing or not a plan."""
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"--plan {location}: no such file")
-    try:
-        plan = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"--plan {location}: invalid JSON: {exc}") from None
-    if not isinstance(plan, dict) or plan.get("format") != "cpt-pipeline/plan/v1":
-        raise UserError(f"--plan {location}: not a cpt-pipeline plan")
-    return plan, hashlib.sha256(data).hexdigest()
 
 
 def _shard_job(args: tuple) -> tuple[str, str, ShardCheck]:
@@ -205,4 +189,16 @@ def _report(plan: dict, plan_sha: str, plan_path: str, manifests: dict, checks: 
         "total_tokens": plan["total_tokens"], "realized_train_tokens": realized_total,
         "subsets": subsets,
         "created_at": datetime.now(timezone.utc).isoformat(), "code_version": __version__,
+    }
+
+
+def summarize_result(result: VerifyResult) -> dict:
+    """The JSON-ready result the DAG keeps (XCom): verdict, report location, and each subset's counts."""
+    report = result.report
+    return {
+        "ok": result.ok, "report": result.paths["json"], "report_md": result.paths["md"],
+        "plan": report["plan"]["path"], "plan_fingerprint": report["plan"]["fingerprint"],
+        "realized_train_tokens": report["realized_train_tokens"],
+        "subsets": {s["name"]: {k: s[k] for k in ("status", "fingerprint", "out_root", "manifest", "train_tokens",
+                                                  "val_tokens", "proportion")} for s in report["subsets"]},
     }
