@@ -111,6 +111,13 @@ def _sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tiny_model(args: argparse.Namespace) -> int:
+    from cpt_tasks.tiny_model import write_tiny_llama
+
+    print(f"tiny random Llama written to {write_tiny_llama(args.out, args.tokenizer)}")
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from cpt_tasks.demo import run_demo
 
@@ -151,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")
     sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
     commands["sample"] = _sample
+
+    tiny = sub.add_parser("tiny-model", help="Write a tiny random Llama (HF folder) for the demo and tests")
+    tiny.add_argument("--out", type=Path, required=True, help="Folder to write")
+    tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it")
+    commands["tiny-model"] = _tiny_model
 
     demo = sub.add_parser("demo", help="Run the pipeline's steps on the sample data and print a summary")
     demo.add_argument("--tokenizer", required=True, help="Tokenizer folder")

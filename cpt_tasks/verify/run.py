@@ -19,7 +19,7 @@ from cpt_tasks import __version__
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
-from cpt_tasks.storage import is_remote, join
+from cpt_tasks.storage import is_remote, join, read_bytes
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
@@ -89,6 +89,8 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         if manifests[sub["name"]] is not None:
             _check_budgets(sub, manifests[sub["name"]], checks[sub["name"]], plan)
     report = _report(plan, plan_sha, cfg.plan, manifests, checks)
+    if cfg.save_root:
+        report["finished_training"] = find_finished_run(cfg.save_root, plan["fingerprint"])
     report_dir = cfg.report_dir or _beside(cfg.plan)
     paths = write_report(report, report_dir)
     return VerifyResult(report["ok"], report, paths)
@@ -199,6 +201,13 @@ def summarize_result(result: VerifyResult) -> dict:
         "ok": result.ok, "report": result.paths["json"], "report_md": result.paths["md"],
         "plan": report["plan"]["path"], "plan_fingerprint": report["plan"]["fingerprint"],
         "realized_train_tokens": report["realized_train_tokens"],
+        "finished_training": report.get("finished_training"),
         "subsets": {s["name"]: {k: s[k] for k in ("status", "fingerprint", "out_root", "manifest", "train_tokens",
                                                   "val_tokens", "proportion")} for s in report["subsets"]},
     }
+
+
+def find_finished_run(save_root: str, plan_fingerprint: str) -> dict | None:
+    """The pointer that a finished training run of this plan left under ``save_root`` (None: not trained)."""
+    data = read_bytes(join(save_root, "finished", f"{plan_fingerprint}.json"))
+    return json.loads(data) if data else None
