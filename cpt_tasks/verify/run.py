@@ -10,6 +10,7 @@ proportion × total_tokens.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
