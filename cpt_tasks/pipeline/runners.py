@@ -25,7 +25,9 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
-    if not partial:
+    if partial:
+        options.pop("labels", None)  # mapped: each instance's labels come with its arguments (convert_kwargs)
+    else:
         options["arguments"] = step.arguments
     options.update(kwargs)
     return cls.partial(task_id=step.task_id, **options) if partial else cls(task_id=step.task_id, **options)
