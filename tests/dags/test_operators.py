@@ -20,7 +20,7 @@ from cpt_tasks.pipeline.steps import train_gate
 def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
     """A stand-in for the tasks env's `cpt-tasks`: writes ``result`` to $CPT_RESULT_FILE, exits ``status``."""
     script = tmp_path / "cpt-tasks"
-    body = f"echo 'argv:' \"$@\"\necho progress line\n"
+    body = "echo 'argv:' \"$@\"\necho progress line\n"
     if result is not None:
         body += f"cat > \"$CPT_RESULT_FILE\" <<'JSON'\n{json.dumps(result)}\nJSON\n"
     script.write_text(f"#!/bin/sh\n{body}exit {status}\n")
