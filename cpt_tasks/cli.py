@@ -118,12 +118,6 @@ def _tiny_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from cpt_tasks.demo import run_demo
-
-    return run_demo(args.tokenizer, args.sample, args.out)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpt-tasks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,12 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--out", type=Path, required=True, help="Folder to write")
     tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it")
     commands["tiny-model"] = _tiny_model
-
-    demo = sub.add_parser("demo", help="Run the pipeline's steps on the sample data and print a summary")
-    demo.add_argument("--tokenizer", required=True, help="Tokenizer folder")
-    demo.add_argument("--sample", type=Path, required=True, help="Sample dataset folder")
-    demo.add_argument("--out", type=Path, default=None, help="Output root (default: $CPT_HOME/demo)")
-    commands["demo"] = _demo
 
     parser.set_defaults(_commands=commands)
     return parser
