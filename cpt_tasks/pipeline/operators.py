@@ -119,6 +119,8 @@ class StepPodOperator(StepMixin, KubernetesPodOperator):
         return self._record(context, super().execute(context))
 
     def trigger_reentry(self, context, event):
+        # Deferred (training): this is a fresh operator instance in the worker that resumes the task.
+        self._cpt_verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
         return self._record(context, super().trigger_reentry(context, event))
 
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
