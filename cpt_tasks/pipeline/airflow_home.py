@@ -75,8 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     args = sys.argv[1:] if argv is None else argv
-    env = {**os.environ, **prepare(), "AIRFLOW__API__HOST": os.environ.get("AIRFLOW__API__HOST", "127.0.0.1")}
-    airflow = str(Path(sys.executable).with_name("airflow"))
+    bin_dir = Path(sys.executable).parent  # standalone starts its components as `airflow ...` from PATH
+    env = {**os.environ, **prepare(), "AIRFLOW__API__HOST": os.environ.get("AIRFLOW__API__HOST", "127.0.0.1"),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    airflow = str(bin_dir / "airflow")
     os.execve(airflow, [airflow, *args], env)
 
 
