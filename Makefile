@@ -12,7 +12,7 @@ CPT := .venv/bin/cpt-tasks
 TOKENIZER := $(CPT_HOME)/tokenizer/llama3
 SAMPLE := $(CPT_HOME)/sample/dolmino
 
-.PHONY: setup test bench demo lock clean
+.PHONY: setup test lint-deploy bench demo lock clean
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete
 
@@ -41,6 +41,12 @@ $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 # Every test, offline. Slow and S3 tests included; GPU tests never run here.
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu" $(PYTEST_ARGS)
+
+# The deployment checks alone (also part of `make test`): hadolint on both Dockerfiles, the chart linted and
+# rendered by Helm's Go SDK and every object validated against the Kubernetes schema and the security rules,
+# values-airflow.yaml against the chart, and a secret scan of the repository and the rendered chart.
+lint-deploy: setup
+	$(TASKS_PY) -m pytest tests/docker tests/helm tests/test_security_rules.py tests/test_no_secrets.py $(PYTEST_ARGS)
 
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)

@@ -132,7 +132,8 @@ def test_configmap_holds_the_shipped_mix_and_defaults_the_plan_accepts(helm_out)
     (config,) = by_kind(objects(helm_out, "default"), "ConfigMap")
     shipped = ROOT / "cpt_tasks" / "mixes" / "dolmino-mix-1124.json"
     assert config["data"]["dolmino-mix-1124.json"] == shipped.read_text()
-    assert load_mix("dolmino-mix-1124").proportions == json.loads(config["data"]["dolmino-mix-1124.json"])["proportions"]
+    shipped_mix = json.loads(config["data"]["dolmino-mix-1124.json"])
+    assert load_mix("dolmino-mix-1124").proportions == shipped_mix["proportions"]
     params = json.loads(config["data"]["params.json"])
     plan = PlanConfig(out_root=params["storage_root"] or "s3://bucket/cpt", mix=params["mix"],
                       total_tokens=params["total_tokens"], concat_tokens=params["concat_tokens"],
@@ -146,7 +147,8 @@ def test_optional_objects(helm_out):
     (namespace,) = by_kind(objs, "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     (pvc,) = by_kind(objs, "PersistentVolumeClaim")
-    assert pvc["metadata"]["name"] == "cpt-cache" and pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert pvc["metadata"]["name"] == "cpt-cache"
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     (quota,) = by_kind(objs, "ResourceQuota")
     assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "16"
     (policy,) = by_kind(objs, "NetworkPolicy")
