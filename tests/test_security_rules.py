@@ -15,9 +15,9 @@ def good_pod() -> dict:
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "convert-dclm", "namespace": "cpt"},
         "spec": {
             "serviceAccountName": "cpt-convert",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
-                "name": "base", "image": "registry.example.com/cpt/cpt-tasks:0.1.0",
+                "name": "base", "image": "ghcr.io/cpt-pipeline/cpt-tasks:0.1.0",
                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 "env": [{"name": "CPT_CACHE_DIR", "value": "/cache/cpt"},
                         {"name": "TOKENIZERS_PARALLELISM", "value": "false"},

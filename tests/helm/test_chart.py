@@ -162,10 +162,10 @@ def test_test_pod_runs_the_tasks_cli_as_the_convert_account(helm_out):
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["serviceAccountName"] == "cpt-convert"
     container = pod["spec"]["containers"][0]
-    assert container["image"] == "registry.example.com/cpt/cpt-tasks:0.1.0"
+    assert container["image"] == "ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"
     assert container["command"][:3] == ["cpt-tasks", "plan", "--dry-run"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
-    assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+    assert pod["spec"]["securityContext"]["runAsUser"] == 1000
 
 
 @pytest.mark.parametrize("case", list(BAD_VALUES))
@@ -178,7 +178,7 @@ def test_notes_give_airflow_the_same_names(helm_out):
     notes = helm_out["default"]["notes"]
     for line in ("CPT_RUNNER=kubernetes", "CPT_NAMESPACE=cpt", "CPT_STORAGE_SECRET=cpt-object-storage",
                  "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n",
-                 "CPT_TASKS_IMAGE=registry.example.com/cpt/cpt-tasks:0.1.0"):
+                 "CPT_TASKS_IMAGE=ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"):
         assert line in notes, line
     assert "WARNING: pipeline.storageRoot is empty" in notes
     every = helm_out["all"]["notes"]
