@@ -12,6 +12,7 @@ from airflow_env import ROOT, run_python_tool
 from security_rules import check_objects
 
 from cpt_tasks.mix import load_mix
+from cpt_tasks.pipeline.params import param_schemas
 from cpt_tasks.plan.config import PlanConfig
 
 CHART = ROOT / "helm" / "cpt-pipeline"
@@ -140,6 +141,9 @@ def test_configmap_holds_the_shipped_mix_and_defaults_the_plan_accepts(helm_out)
                       val_fraction=params["val_fraction"], tokenizer=params["tokenizer"], seed=params["seed"])
     assert (plan.total_tokens, plan.concat_tokens, plan.val_fraction, plan.seed) == (50_000_000_000, 8192, 0.0002, 17)
     assert json.loads(config["data"]["gpu-tolerations.json"])[0]["key"] == "nvidia.com/gpu"
+    dag_defaults = {name: spec["default"] for name, spec in param_schemas("s3://bucket/cpt").items()}
+    assert {k: v for k, v in params.items() if k != "storage_root"} == {k: dag_defaults[k] for k in params
+                                                                      if k != "storage_root"}
 
 
 def test_optional_objects(helm_out):
