@@ -101,7 +101,9 @@ def _verify(cfg: VerifyConfig) -> int:
 def _train(cfg: TrainConfig) -> int:
     from cpt_tasks.train.run import train
 
-    print(train(cfg).model_dump_json())  # the last stdout line: the result, one line of JSON
+    result = train(cfg)
+    print(result.model_dump_json())  # the last stdout line: the result, one line of JSON
+    write_result(result.model_dump(mode="json"))
     return EXIT_OK
 
 
