@@ -12,7 +12,7 @@ CPT := .venv/bin/cpt-tasks
 TOKENIZER := $(CPT_HOME)/tokenizer/llama3
 SAMPLE := $(CPT_HOME)/sample/dolmino
 
-.PHONY: setup test bench demo lock clean
+.PHONY: setup test test-ui bench demo lock clean
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete
 
@@ -41,6 +41,10 @@ $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 # Every test, offline. Slow and S3 tests included; GPU tests never run here.
 test: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu" $(PYTEST_ARGS)
+
+# Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
+test-ui: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
 
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)

@@ -1,0 +1,207 @@
+"""A real Airflow 3.3 (`airflow standalone` from .venv-airflow) on 127.0.0.1 for the UI tests: SQLite in a
+temporary AIRFLOW_HOME, LocalExecutor, SimpleAuthManager with one known admin, a free port. Started in its own
+process group; `stop()` ends the group and every descendant it ever saw, and says if anything survived."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
+USER, PASSWORD = "cpt", "cpt-ui-test"
+COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+
+
+def find_free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class AirflowServer:
+    """One `airflow standalone` in `home`; `url` is the UI, `log` its combined output."""
+
+    home: Path
+    dags_folder: Path
+    local_settings: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=find_free_port)
+    proc: subprocess.Popen | None = None
+    seen: dict[int, psutil.Process] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.home / "standalone.log"
+
+    def build_env(self) -> dict[str, str]:
+        """The process environment: everything is configured here, nothing in an airflow.cfg."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update({
+            "PATH": f"{AIRFLOW_BIN}{os.pathsep}{env.get('PATH', '')}",  # standalone runs `airflow` from PATH
+            "VIRTUAL_ENV": str(AIRFLOW_BIN.parent),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER":
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
+            "NO_COLOR": "1",
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout: float = 300) -> AirflowServer:
+        """Start standalone and wait until the API server answers and every component reports healthy."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        # A password file written before start: SimpleAuthManager keeps it and generates nothing.
+        (self.home / "passwords.json").write_text(json.dumps({USER: PASSWORD}) + "\n")
+        if self.local_settings is not None:
+            (self.home / "config").mkdir(exist_ok=True)
+            shutil.copy(self.local_settings, self.home / "config" / "airflow_local_settings.py")
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), "standalone"], cwd=self.home,
+                                         env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait_healthy(timeout)
+        return self
+
+    def remember_descendants(self) -> None:
+        """Note every process below standalone now, so stop() can end those that left its group."""
+        if self.proc is None:
+            return
+        try:
+            root = psutil.Process(self.proc.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                self.seen.setdefault(proc.pid, proc)
+        except psutil.NoSuchProcess:
+            pass
+
+    def health(self) -> dict:
+        """The API server's /api/v2/monitor/health (no login needed)."""
+        with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=10) as resp:
+            return json.load(resp)
+
+    def wait_healthy(self, timeout: float) -> dict:
+        deadline, last = time.monotonic() + timeout, "no answer"
+        while time.monotonic() < deadline:
+            self.remember_descendants()
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited {self.proc.returncode}:\n{self.tail_log()}")
+            try:
+                info = self.health()
+                states = {c: (info.get(c) or {}).get("status") for c in COMPONENTS}
+                if all(s == "healthy" for s in states.values()):
+                    return info
+                last = str(states)
+            except (OSError, urllib.error.URLError, ValueError) as exc:
+                last = repr(exc)
+            time.sleep(2)
+        raise TimeoutError(f"Airflow not healthy after {timeout:.0f}s ({last}):\n{self.tail_log()}")
+
+    def api(self, path: str) -> dict:
+        """GET a public API path with a token of the test user (set-up checks only, never run states)."""
+        body = json.dumps({"username": USER, "password": PASSWORD}).encode()
+        req = urllib.request.Request(f"{self.url}/auth/token", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            token = json.load(resp)["access_token"]
+        req = urllib.request.Request(f"{self.url}/api/v2/{path}", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.load(resp)
+
+    def wait_dag(self, dag_id: str, timeout: float = 180) -> dict:
+        """Wait until the DAG processor has stored `dag_id`; fail at once on an import error."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.remember_descendants()
+            errors = self.api("importErrors").get("import_errors", [])
+            if errors:
+                raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
+            try:
+                return self.api(f"dags/{dag_id}")
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+            time.sleep(2)
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f}s:\n{self.tail_log()}")
+
+    def tail_log(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 20) -> list[str]:
+        """End the process group and every descendant seen; return descriptions of any that survived."""
+        if self.proc is None:
+            return []
+        self.remember_descendants()
+        pgid = self.proc.pid  # start_new_session: the group id is standalone's pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
+            for proc in self.seen.values():
+                try:
+                    proc.send_signal(sig)
+                except psutil.NoSuchProcess:
+                    pass
+            gone_by = time.monotonic() + wait
+            while time.monotonic() < gone_by and self.alive():
+                time.sleep(0.2)
+            if not self.alive():
+                break
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return [f"pid {p.pid} {' '.join(p.cmdline()[:4])}" for p in self.alive()]
+
+    def alive(self) -> list[psutil.Process]:
+        """Processes of this server still running (zombies count as gone)."""
+        left = []
+        for proc in self.seen.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        for proc in psutil.process_iter():  # anything still in the group, even if never seen
+            try:
+                if proc.pid not in self.seen and os.getpgid(proc.pid) == self.proc.pid \
+                        and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(proc)
+            except (psutil.NoSuchProcess, ProcessLookupError):
+                pass
+        return left
