@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,21 @@ ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 USER, PASSWORD = "cpt", "cpt-ui-test"
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
+# Kills the server's process group if the test process dies without stopping it (SIGKILL, OOM).
+WATCHDOG = """
+import os, signal, sys, time
+owner, group = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1)
+try:
+    os.killpg(group, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
 
 
 def find_free_port() -> int:
@@ -30,6 +46,18 @@ def find_free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def describe(proc: psutil.Process) -> str:
+    try:
+        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:120]}"
+    except psutil.Error:
+        return f"pid {proc.pid}"
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass
@@ -42,6 +70,7 @@ class AirflowServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = field(default_factory=find_free_port)
     proc: subprocess.Popen | None = None
+    watchdog: subprocess.Popen | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
 
     @property
@@ -62,6 +91,7 @@ class AirflowServer:
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers up front
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__AUTH_MANAGER":
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
@@ -93,6 +123,8 @@ class AirflowServer:
             self.proc = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), "standalone"], cwd=self.home,
                                          env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        self.watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid)],
+                                         start_new_session=True, stdin=subprocess.DEVNULL)
         self.wait_healthy(timeout)
         return self
 
@@ -182,11 +214,17 @@ class AirflowServer:
                 time.sleep(0.2)
             if not self.alive():
                 break
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait(timeout=5)
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=5)  # reap standalone itself
         except subprocess.TimeoutExpired:
             pass
-        return [f"pid {p.pid} {' '.join(p.cmdline()[:4])}" for p in self.alive()]
+        left = [describe(p) for p in self.alive()]
+        if port_in_use(self.port):
+            left.append(f"something still listens on 127.0.0.1:{self.port}")
+        return left
 
     def alive(self) -> list[psutil.Process]:
         """Processes of this server still running (zombies count as gone)."""
