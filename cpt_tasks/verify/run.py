@@ -10,7 +10,6 @@ proportion × total_tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import PurePosixPath
 
 from cpt_tasks import __version__
 from cpt_tasks.convert.manifest import read_manifest
-from cpt_tasks.errors import UserError
+from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join, read_bytes
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
@@ -38,20 +37,6 @@ class VerifyResult:
     ok: bool
     report: dict
     paths: dict[str, str]
-
-
-def load_plan(location: str) -> tuple[dict, str]:
-    """The plan and its sha256; UserError when missing or not a plan."""
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"--plan {location}: no such file")
-    try:
-        plan = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"--plan {location}: invalid JSON: {exc}") from None
-    if not isinstance(plan, dict) or plan.get("format") != "cpt-pipeline/plan/v1":
-        raise UserError(f"--plan {location}: not a cpt-pipeline plan")
-    return plan, hashlib.sha256(data).hexdigest()
 
 
 def _shard_job(args: tuple) -> tuple[str, str, ShardCheck]:
@@ -105,6 +90,8 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         if manifests[sub["name"]] is not None:
             _check_budgets(sub, manifests[sub["name"]], checks[sub["name"]], plan)
     report = _report(plan, plan_sha, cfg.plan, manifests, checks)
+    if cfg.save_root:
+        report["finished_training"] = find_finished_run(cfg.save_root, plan["fingerprint"])
     report_dir = cfg.report_dir or _beside(cfg.plan)
     paths = write_report(report, report_dir)
     return VerifyResult(report["ok"], report, paths)
@@ -206,3 +193,22 @@ def _report(plan: dict, plan_sha: str, plan_path: str, manifests: dict, checks: 
         "subsets": subsets,
         "created_at": datetime.now(timezone.utc).isoformat(), "code_version": __version__,
     }
+
+
+def summarize_result(result: VerifyResult) -> dict:
+    """The JSON-ready result the DAG keeps (XCom): verdict, report location, and each subset's counts."""
+    report = result.report
+    return {
+        "ok": result.ok, "report": result.paths["json"], "report_md": result.paths["md"],
+        "plan": report["plan"]["path"], "plan_fingerprint": report["plan"]["fingerprint"],
+        "realized_train_tokens": report["realized_train_tokens"],
+        "finished_training": report.get("finished_training"),
+        "subsets": {s["name"]: {k: s[k] for k in ("status", "fingerprint", "out_root", "manifest", "train_tokens",
+                                                  "val_tokens", "proportion")} for s in report["subsets"]},
+    }
+
+
+def find_finished_run(save_root: str, plan_fingerprint: str) -> dict | None:
+    """The pointer that a finished training run of this plan left under ``save_root`` (None: not trained)."""
+    data = read_bytes(join(save_root, "finished", f"{plan_fingerprint}.json"))
+    return json.loads(data) if data else None

@@ -1,13 +1,13 @@
-"""A real Airflow 3.3 (`airflow standalone` from .venv-airflow) on 127.0.0.1 for the UI tests: SQLite in a
-temporary AIRFLOW_HOME, LocalExecutor, SimpleAuthManager with one known admin, a free port. Started in its own
-process group; `stop()` ends the group and every descendant it ever saw, and says if anything survived."""
+"""A real Airflow 3.3 (`airflow standalone` from .venv-airflow) on 127.0.0.1 for the UI tests: the Airflow home
+and environment that `make airflow` uses (SQLite, LocalExecutor, the repo's dags/, the local runner), plus a
+free port and SimpleAuthManager with one known admin. Started in its own process group; `stop()` ends the
+group and every descendant it ever saw, and says if anything survived."""
 
 from __future__ import annotations
 
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -62,16 +62,18 @@ def port_in_use(port: int) -> bool:
 
 @dataclass
 class AirflowServer:
-    """One `airflow standalone` in `home`; `url` is the UI, `log` its combined output."""
+    """One `airflow standalone` configured by `env` (AIRFLOW_HOME and the rest, e.g. from
+    `cpt_tasks.pipeline.airflow_home.prepare`); `url` is the UI, `log` its combined output."""
 
-    home: Path
-    dags_folder: Path
-    local_settings: Path | None = None
-    extra_env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str]
     port: int = field(default_factory=find_free_port)
     proc: subprocess.Popen | None = None
     watchdog: subprocess.Popen | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+
+    @property
+    def home(self) -> Path:
+        return Path(self.env["AIRFLOW_HOME"])
 
     @property
     def url(self) -> str:
@@ -82,22 +84,18 @@ class AirflowServer:
         return self.home / "standalone.log"
 
     def build_env(self) -> dict[str, str]:
-        """The process environment: everything is configured here, nothing in an airflow.cfg."""
+        """The process environment: `env` plus the server's own settings (none from an airflow.cfg)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        env.update(self.env)
         env.update({
             "PATH": f"{AIRFLOW_BIN}{os.pathsep}{env.get('PATH', '')}",  # standalone runs `airflow` from PATH
             "VIRTUAL_ENV": str(AIRFLOW_BIN.parent),
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers up front
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__CORE__AUTH_MANAGER":
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
@@ -105,10 +103,8 @@ class AirflowServer:
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__OPENLINEAGE__DISABLED": "True",
             "NO_COLOR": "1",
         })
-        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 300) -> AirflowServer:
@@ -116,9 +112,6 @@ class AirflowServer:
         self.home.mkdir(parents=True, exist_ok=True)
         # A password file written before start: SimpleAuthManager keeps it and generates nothing.
         (self.home / "passwords.json").write_text(json.dumps({USER: PASSWORD}) + "\n")
-        if self.local_settings is not None:
-            (self.home / "config").mkdir(exist_ok=True)
-            shutil.copy(self.local_settings, self.home / "config" / "airflow_local_settings.py")
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), "standalone"], cwd=self.home,
                                          env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,

@@ -31,9 +31,22 @@ def open_trigger_form(page: Page, url: str, dag_id: str) -> Locator:
     page.get_by_role("button", name="Trigger Dag").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_role("heading", name=re.compile(f"Trigger Dag - +{dag_id}"))).to_be_visible()
-    expect(dialog.get_by_text("Run Parameters")).to_be_visible()
+    expect(dialog.get_by_role("button", name="Trigger", exact=True)).to_be_visible()
     page.wait_for_load_state("networkidle")  # the form resets itself once the DAG's params arrive
     return dialog
+
+
+def open_section(dialog: Locator, title: str) -> None:
+    """Expand a collapsed group of Params (the Params' `section`)."""
+    header = dialog.get_by_role("button", name=title, exact=True)
+    if header.get_attribute("aria-expanded") != "true":
+        header.click()
+    expect(header).to_have_attribute("aria-expanded", "true")
+
+
+def param_field(dialog: Locator, param: str) -> Locator:
+    """A Param's input or textarea by the form name the UI gives it (`element_<param>`)."""
+    return dialog.locator(f'[name="element_{param}"]')
 
 
 def json_editor(dialog: Locator, param: str) -> Locator:
@@ -109,6 +122,19 @@ def wait_run_finished(page: Page, run_id: str, timeout: float) -> str:
             reloaded = time.monotonic()
         time.sleep(2)
     raise TimeoutError(f"run {run_id} not finished after {timeout:.0f}s (shows {badge.inner_text()!r})")
+
+
+def read_task_states(page: Page, run_id: str) -> dict[str, str]:
+    """The run page's Task Instances table as {task id or task[map index]: state}."""
+    expect(run_state_badge(page, run_id)).to_be_visible()
+    rows = page.get_by_role("row").filter(has=page.get_by_test_id("table-cell-state"))
+    expect(rows.first).to_be_visible()
+    states = {}
+    for row in rows.all():
+        task = row.get_by_role("link").first.inner_text().strip()
+        index = row.get_by_test_id("table-cell-rendered_map_index").inner_text().strip()
+        states[f"{task}[{index}]" if index else task] = row.get_by_test_id("table-cell-state").inner_text().strip()
+    return states
 
 
 def read_run_details(page: Page, url: str, dag_id: str, run_id: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
-"""Session fixtures for the UI tests: a real `airflow standalone` on 127.0.0.1 (stopped with every process it
-started, checked), Debian's headless Chromium driven by Playwright with a fresh profile, a logged-in page,
-and `build/ui/` for screenshots (a failing test leaves its page there too)."""
+"""Session fixtures for the UI tests: a real `airflow standalone` on 127.0.0.1 with the repo's dags/ in the
+demo's configuration (`make airflow`: local runner, demo Param defaults) but a private Airflow home and storage
+root, stopped with every process it started (checked); Debian's headless Chromium driven by Playwright with a
+fresh profile, signed in once; `build/ui/` for screenshots (a failing test leaves its page there too)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from cpt_tasks.pipeline.airflow_home import prepare
+
 from .airflow_server import ROOT, AirflowServer
 from .airflow_ui import log_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
-FIXTURES = Path(__file__).parent / "fixtures"
+DAG_ID = "cpt_dolmino"
 OUT = ROOT / "build" / "ui"
 
 
@@ -30,12 +33,18 @@ def ui_out() -> Path:
 
 @pytest.fixture(scope="session")
 def airflow(tmp_path_factory, ui_out):
-    """Airflow standalone with the UI fixture DAG; every process it started is gone after the session."""
-    server = AirflowServer(home=tmp_path_factory.mktemp("airflow-home"), dags_folder=FIXTURES / "dags",
-                           local_settings=FIXTURES / "config" / "airflow_local_settings.py")
+    """Airflow standalone serving cpt_dolmino; every process it started is gone after the session."""
+    base = tmp_path_factory.mktemp("airflow")
+    home = Path(os.environ.get("CPT_HOME") or ROOT / ".cpt")
+    for needed in ("sample/dolmino/.complete", "tokenizer/llama3/tokenizer.json", "models/tiny-llama/config.json"):
+        if not (home / needed).exists():
+            pytest.fail(f"{home / needed} is missing: run `make setup` first")
+    env = prepare(home, base / "airflow-home", base / "storage")
+    env["CPT_SCHEDULE"] = "none"  # no scheduled run next to the one the test triggers (max_active_runs=1)
+    server = AirflowServer(env=env)
     try:
         server.start()
-        server.wait_dag("ui_fixture")
+        server.wait_dag(DAG_ID)
         yield server
     finally:
         survivors = server.stop()

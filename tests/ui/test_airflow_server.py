@@ -21,7 +21,7 @@ TREE = "trap '' TERM; sleep 300 & setsid sh -c \"trap '' TERM; sleep 300\" & wai
 @pytest.fixture
 def tree(tmp_path):
     """The process tree under a server object; whatever a failing test leaves is killed afterwards."""
-    server = AirflowServer(home=tmp_path, dags_folder=tmp_path)
+    server = AirflowServer(env={"AIRFLOW_HOME": str(tmp_path)})
     server.proc = subprocess.Popen(["sh", "-c", TREE], start_new_session=True)
     deadline = time.monotonic() + 10
     while len(psutil.Process(server.proc.pid).children(recursive=True)) < 3:
