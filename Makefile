@@ -14,7 +14,7 @@ SAMPLE := $(CPT_HOME)/sample/dolmino
 TINY_MODEL := $(CPT_HOME)/models/tiny-llama
 AIRFLOW_PY := .venv-airflow/bin/python
 
-.PHONY: setup test test-tasks test-dags test-ui bench demo airflow pods lock clean
+.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow pods lock clean
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
 	$(TINY_MODEL)/config.json
@@ -58,6 +58,12 @@ test-dags: setup
 # Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
 test-ui: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
+
+# The deployment checks alone (also part of `make test`): hadolint on both Dockerfiles, the chart linted and
+# rendered by Helm's Go SDK and every object validated against the Kubernetes schema and the security rules,
+# values-airflow.yaml against the chart, and a secret scan of the repository and the rendered chart.
+lint-deploy: setup
+	$(TASKS_PY) -m pytest tests/docker tests/helm tests/test_security_rules.py tests/test_no_secrets.py $(PYTEST_ARGS)
 
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)

@@ -12,11 +12,7 @@ from pathlib import Path
 
 from cpt_tasks.pipeline.settings import REPO_ROOT
 
-LOCAL_SETTINGS = '''"""Loaded by every Airflow process: the trigger form's mix format (proportions must sum to 1)."""
-from cpt_tasks.pipeline.params import register_formats
-
-register_formats()
-'''
+LOCAL_SETTINGS = Path(__file__).with_name("airflow_local_settings.py")
 
 
 def cpt_home() -> Path:
@@ -46,7 +42,7 @@ def prepare(home: Path | None = None, airflow_home: Path | None = None,
     airflow_home = airflow_home or home / "airflow"
     storage_root = storage_root or home / "demo"
     (airflow_home / "config").mkdir(parents=True, exist_ok=True)
-    (airflow_home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+    (airflow_home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS.read_text())
     defaults = airflow_home / "demo-params.json"
     defaults.write_text(json.dumps(demo_params(home, storage_root), indent=2))
     lineage = storage_root / "openlineage"
