@@ -22,7 +22,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
-USER, PASSWORD = "cpt", "cpt-ui-test"
+USER = "cpt"
+PASSWORD = secrets.token_urlsafe(16)  # the test user's, new every session (written to the passwords file)
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 # Kills the server's process group if the test process dies without stopping it (SIGKILL, OOM).
 WATCHDOG = """
