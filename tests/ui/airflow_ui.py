@@ -143,10 +143,18 @@ def read_run_details(page: Page, url: str, dag_id: str, run_id: str) -> dict[str
     expect(page.get_by_role("row").filter(has_text="Conf").first).to_be_visible()
     details = {}
     for row in page.get_by_role("row").all():
-        cells = row.get_by_role("cell").all() or row.locator("th, td").all()
+        cells = row.locator("th, td").all()
         if len(cells) >= 2:
             details[cells[0].inner_text().strip()] = cells[1].inner_text().replace("\xa0", " ").strip()
     return details
+
+
+def copy_run_conf(page: Page) -> dict:
+    """Press Copy beside the Conf on the run's Details tab and read the clipboard (the viewer shows only the
+    lines in view, the clipboard gets all of it)."""
+    row = page.get_by_role("row").filter(has=page.get_by_text("Conf", exact=True))
+    row.get_by_role("button", name="Copy").click()
+    return json.loads(page.evaluate("navigator.clipboard.readText()"))
 
 
 def count_runs(page: Page, url: str, dag_id: str) -> int:

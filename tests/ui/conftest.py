@@ -66,7 +66,8 @@ def browser_context(tmp_path_factory):
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM),
-            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000})
+            headless=True, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+            permissions=["clipboard-read", "clipboard-write"])  # the UI's Copy buttons
         context.set_default_timeout(30_000)
         try:
             yield context

@@ -5,14 +5,12 @@ succeeds. Screenshots of the form and of the finished run's grid go to build/ui/
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from playwright.sync_api import expect
 
-from .airflow_ui import (count_runs, open_section, open_trigger_form, param_field, read_json_editor, read_run_details,
-                         read_task_states, screenshot_dialog, submit_trigger, type_json, wait_for_run_page,
-                         wait_run_finished)
+from .airflow_ui import (copy_run_conf, count_runs, open_section, open_trigger_form, param_field,
+                         read_json_editor, read_run_details, read_task_states, screenshot_dialog, submit_trigger,
+                         type_json, wait_for_run_page, wait_run_finished)
 from .conftest import DAG_ID
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
@@ -61,6 +59,6 @@ def test_trigger_with_changed_params_runs_to_success(page, airflow, ui_out):
 
     details = read_run_details(page, airflow.url, DAG_ID, run_id)
     assert details.get("Triggered By") == "ui", details
-    conf = json.loads(details["Conf"].removesuffix("Copy").strip())
+    conf = copy_run_conf(page)
     assert conf["total_tokens"] == 60000 and conf["subsets"] == ["wiki", "math"], conf
     assert conf["proportions"] == DEMO_MIX
