@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -71,6 +72,8 @@ class AirflowServer:
     proc: subprocess.Popen | None = None
     watchdog: subprocess.Popen | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    watcher: threading.Thread | None = None
 
     @property
     def home(self) -> Path:
@@ -119,6 +122,8 @@ class AirflowServer:
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid)],
                                          start_new_session=True, stdin=subprocess.DEVNULL)
+        self.watcher = threading.Thread(target=self.watch_descendants, daemon=True)
+        self.watcher.start()
         self.wait_healthy(timeout)
         return self
 
@@ -133,6 +138,11 @@ class AirflowServer:
         except psutil.NoSuchProcess:
             pass
 
+    def watch_descendants(self) -> None:
+        """Every second until stop(): remember the processes below standalone (task processes come and go)."""
+        while not self.stopping.wait(1):
+            self.remember_descendants()
+
     def health(self) -> dict:
         """The API server's /api/v2/monitor/health (no login needed)."""
         with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=10) as resp:
@@ -141,7 +151,6 @@ class AirflowServer:
     def wait_healthy(self, timeout: float) -> dict:
         deadline, last = time.monotonic() + timeout, "no answer"
         while time.monotonic() < deadline:
-            self.remember_descendants()
             if self.proc.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited {self.proc.returncode}:\n{self.tail_log()}")
             try:
@@ -169,7 +178,6 @@ class AirflowServer:
         """Wait until the DAG processor has stored `dag_id`; fail at once on an import error."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.remember_descendants()
             errors = self.api("importErrors").get("import_errors", [])
             if errors:
                 raise RuntimeError("DAG import errors:\n" + "\n".join(e["stack_trace"] for e in errors))
@@ -191,6 +199,9 @@ class AirflowServer:
         """End the process group and every descendant seen; return descriptions of any that survived."""
         if self.proc is None:
             return []
+        self.stopping.set()
+        if self.watcher is not None:
+            self.watcher.join()
         self.remember_descendants()
         pgid = self.proc.pid  # start_new_session: the group id is standalone's pid
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):

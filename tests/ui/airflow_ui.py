@@ -124,13 +124,18 @@ def wait_run_finished(page: Page, run_id: str, timeout: float) -> str:
     raise TimeoutError(f"run {run_id} not finished after {timeout:.0f}s (shows {badge.inner_text()!r})")
 
 
-def read_task_states(page: Page, run_id: str) -> dict[str, str]:
-    """The run page's Task Instances table as {task id or task[map index]: state}."""
+def open_run(page: Page, url: str, dag_id: str, run_id: str) -> None:
+    """Load the run's page afresh (grid and Task Instances as the server has them now)."""
+    page.goto(f"{url}/dags/{dag_id}/runs/{run_id}")
     expect(run_state_badge(page, run_id)).to_be_visible()
-    rows = page.get_by_role("row").filter(has=page.get_by_test_id("table-cell-state"))
-    expect(rows.first).to_be_visible()
+    expect(page.get_by_test_id("table-cell-state").first).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+
+def read_task_states(page: Page) -> dict[str, str]:
+    """The run page's Task Instances table as {task id or task[map index]: state}."""
     states = {}
-    for row in rows.all():
+    for row in page.get_by_role("row").filter(has=page.get_by_test_id("table-cell-state")).all():
         task = row.get_by_role("link").first.inner_text().strip()
         index = row.get_by_test_id("table-cell-rendered_map_index").inner_text().strip()
         states[f"{task}[{index}]" if index else task] = row.get_by_test_id("table-cell-state").inner_text().strip()

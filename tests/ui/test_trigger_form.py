@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from .airflow_ui import (copy_run_conf, count_runs, open_section, open_trigger_form, param_field,
+from .airflow_ui import (copy_run_conf, count_runs, open_run, open_section, open_trigger_form, param_field,
                          read_json_editor, read_run_details, read_task_states, screenshot_dialog, submit_trigger,
                          type_json, wait_for_run_page, wait_run_finished)
 from .conftest import DAG_ID
@@ -51,9 +51,10 @@ def test_trigger_with_changed_params_runs_to_success(page, airflow, ui_out):
 
     run_id = wait_for_run_page(page, DAG_ID)
     state = wait_run_finished(page, run_id, timeout=1200)
+    open_run(page, airflow.url, DAG_ID, run_id)
     page.screenshot(path=str(ui_out / "run-grid.png"))
     assert state == "Success", f"run {run_id} ended {state}; see {ui_out / 'run-grid.png'} and the Airflow log"
-    assert read_task_states(page, run_id) == {
+    assert read_task_states(page) == {
         "plan": "Success", "convert[wiki]": "Success", "convert[math]": "Success", "verify": "Success",
         "train": "Success"}
 
