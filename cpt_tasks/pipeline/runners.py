@@ -43,9 +43,10 @@ def _secret_env(name: str, secret: str, key: str, optional: bool) -> k8s.V1EnvVa
     return k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(secret_key_ref=ref))
 
 
-def pod_env(deployment: Deployment) -> list[k8s.V1EnvVar]:
-    """Caches on the /cache volume, the result file, and credentials by Secret reference only."""
-    plain = {"HOME": "/tmp/home", "TMPDIR": "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
+def pod_env(step: Step, deployment: Deployment) -> list[k8s.V1EnvVar]:
+    """Caches on the /cache volume, the result file, and credentials by Secret reference only. Training's
+    scratch (staged model, local checkpoint copies before upload) goes to /cache too: it outgrows /tmp."""
+    plain = {"HOME": "/tmp/home", "TMPDIR": "/cache" if step.role == "train" else "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
              "XDG_CACHE_HOME": "/cache/xdg", "PYTHONUNBUFFERED": "1", "CPT_RESULT_FILE": RESULT_FILE}
     env = [k8s.V1EnvVar(name=k, value=v) for k, v in plain.items()]
     s3 = deployment.storage_secret
@@ -86,7 +87,7 @@ def pod_options(step: Step, deployment: Deployment) -> dict:
         "cmds": ["cpt-tasks"], "name": f"cpt-{step.task_id}", "random_name_suffix": True,
         "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": step.task_id,
                    **step.labels},
-        "env_vars": pod_env(deployment), "volumes": volumes, "volume_mounts": mounts,
+        "env_vars": pod_env(step, deployment), "volumes": volumes, "volume_mounts": mounts,
         "container_resources": k8s.V1ResourceRequirements(requests={"cpu": step.cpu, "memory": step.memory},
                                                           limits=limits),
         "service_account_name": deployment.train_service_account if train else deployment.convert_service_account,

@@ -1,0 +1,154 @@
+"""The two Composer pieces the generated YAML names, registered with LLM-Foundry when imported (the YAML
+lists this file in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it too).
+
+- ``cpt_metrics`` (a logger destination): one record per batch (loss, lr, tokens/s, MFU, eval losses) kept in
+  the checkpoint, so a resumed run's loss curve is whole; a progress line on stderr; the step a run started
+  at (``start step N``, the resumed checkpoint's); and the worker's result file at the end. It also gives the
+  Hugging Face model LLM-Foundry's MFU formula (6 · params + attention flops per token), which LLM-Foundry
+  only defines for its MPT models, so Composer's SpeedMonitor reports MFU on GPUs.
+- ``cpt_hf_export``: LLM-Foundry's ``HuggingFaceCheckpointer`` writing the final model (config, safetensors,
+  tokenizer) to ``<run>/hf`` instead of ``<run>/huggingface/ba<N>``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from composer.core import Event, State
+from composer.loggers import Logger, LoggerDestination
+from composer.utils import dist
+from llmfoundry.callbacks import HuggingFaceCheckpointer
+from llmfoundry.registry import callbacks, loggers
+
+TAG = "[cpt-train]"
+_RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_sec",
+           "throughput/device/tokens_per_sec": "device_tokens_per_sec", "throughput/device/mfu": "mfu"}
+
+
+def transformer_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
+    """Training flops per token as LLM-Foundry counts them for MPT: 6·params + 12·layers·d_model·seq."""
+    return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
+
+
+def say(message: str) -> None:
+    """One line on stderr from global rank 0 (the pod's log)."""
+    if dist.get_global_rank() == 0:
+        print(f"{TAG} {message}", file=sys.stderr, flush=True)
+
+
+class RunMetrics(LoggerDestination):
+    """Per-batch metrics history (saved in checkpoints), progress lines and the worker's result file."""
+
+    def __init__(self, result_path: str, log_interval: int = 10, planned_steps: int | None = None) -> None:
+        self.result_path = result_path
+        self.log_interval = log_interval
+        self.planned_steps = planned_steps
+        self.history: list[dict[str, Any]] = []
+        self.start: dict[str, int] | None = None
+        self._pending: dict[str, Any] = {}
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if key in _RENAME:
+                self._pending[_RENAME[key]] = number
+            elif key.startswith("lr-") and key.endswith("/group0"):
+                self._pending["lr"] = number
+            elif key.startswith("metrics/eval/") and key.endswith("/LanguageCrossEntropy") and self.history:
+                self.history[-1].setdefault("eval", {})[key.split("/")[2]] = number  # eval follows BATCH_END
+
+    def run_event(self, event: Event, state: State, logger: Logger) -> None:
+        # Composer runs logger destinations after the other callbacks (SpeedMonitor, LRMonitor, the checkpoint
+        # saver) on every event but INIT: so the batch is recorded at BATCH_END, after its metrics are logged,
+        # and eval results (logged after BATCH_END) are in the history before BATCH_CHECKPOINT saves it.
+        if event == Event.INIT:
+            _attach_flops(state)
+        elif event == Event.AFTER_LOAD:
+            step, tokens = int(state.timestamp.batch), int(state.timestamp.token)
+            self.history = [r for r in self.history if r["step"] <= step]
+            self.start = {"step": step, "tokens": tokens}
+            say(f"start step {step} ({tokens:,} tokens)" + (", resumed from checkpoint" if step else ""))
+        elif event == Event.BATCH_END:
+            self._record(state)
+        elif event == Event.BATCH_CHECKPOINT and self.history and "eval" in self.history[-1]:
+            record = self.history[-1]
+            say(f"eval at step {record['step']}: "
+                + ", ".join(f"{k} {v:.4f}" for k, v in sorted(record["eval"].items())))
+
+    def _record(self, state: State) -> None:
+        record = {"step": int(state.timestamp.batch), "tokens": int(state.timestamp.token),
+                  "time": round(time.time(), 3), **self._pending}
+        self._pending = {}
+        self.history.append(record)
+        step = record["step"]
+        if step == 1 or step % self.log_interval == 0 or step == self.planned_steps:
+            say(format_progress(record, self.planned_steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state.get("history", []))
+
+    def write_result(self, state: State, mode: str) -> None:
+        """Rank 0 writes what the parent needs: start and final step/tokens, the metrics history."""
+        if dist.get_global_rank() != 0:
+            return
+        body = {"mode": mode, "start": self.start, "final_step": int(state.timestamp.batch),
+                "final_tokens": int(state.timestamp.token), "world_size": dist.get_world_size(),
+                "history": self.history}
+        tmp = f"{self.result_path}.tmp"
+        with open(tmp, "w") as fh:
+            json.dump(body, fh)
+        os.replace(tmp, self.result_path)
+
+
+def format_progress(record: dict[str, Any], planned: int | None) -> str:
+    """``step 12/40  tokens 12,288  loss 9.8123  lr 2.00e-04  tok/s 1,234  mfu 41.2%``."""
+    parts = [f"step {record['step']}" + (f"/{planned}" if planned else ""), f"tokens {record['tokens']:,}"]
+    if "loss" in record:
+        parts.append(f"loss {record['loss']:.4f}")
+    if "lr" in record:
+        parts.append(f"lr {record['lr']:.2e}")
+    if "tokens_per_sec" in record:
+        parts.append(f"tok/s {record['tokens_per_sec']:,.0f}")
+    if "mfu" in record:
+        parts.append(f"mfu {record['mfu']:.1%}")
+    return "  ".join(parts)
+
+
+def _attach_flops(state: State) -> None:
+    """Give the HF model a ``flops_per_batch`` (before FSDP shards the parameters) for SpeedMonitor's MFU."""
+    composer_model = state.model
+    inner = getattr(composer_model, "model", None)
+    config = getattr(inner, "config", None)
+    if config is None or hasattr(composer_model, "flops_per_batch"):
+        return
+    n_params = sum(p.numel() for p in inner.parameters())
+    layers, width = config.num_hidden_layers, config.hidden_size
+
+    def flops_per_batch(batch: Any) -> float:
+        rows, seq = batch["input_ids"].shape[0:2]
+        return transformer_flops_per_token(n_params, layers, width, seq) * rows * seq
+
+    composer_model.flops_per_batch = flops_per_batch
+
+
+class HFExport(HuggingFaceCheckpointer):
+    """LLM-Foundry's HF checkpointer, writing to ``<save_folder>/<folder>`` at the end of training."""
+
+    def __init__(self, save_folder: str, folder: str = "hf", save_interval: str = "1dur",
+                 precision: str = "float32") -> None:
+        super().__init__(save_folder=save_folder, save_interval=save_interval, precision=precision)
+        self.huggingface_folder_name_fstr = folder  # the parent's default nests huggingface/ba{batch}
+
+
+loggers.register("cpt_metrics", func=RunMetrics)
+callbacks.register("cpt_hf_export", func=HFExport)

@@ -1,0 +1,161 @@
+"""The LLM-Foundry ``train_from_yaml`` config of a run, built from the verification report and the arguments.
+
+One ``streams`` entry per subset (``split: train``, the plan's ``proportion``), one eval loader per subset on
+``val``, ``max_seq_len = concat_tokens``, checkpoints with autoresume under the run folder, and on GPUs bf16 —
+with FSDP (FULL_SHARD, activation checkpointing) when there is more than one. The file names the project's two
+Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cpt_tasks.storage import is_remote
+from cpt_tasks.train.config import TrainConfig
+from cpt_tasks.train.status import RunPaths
+
+COMPONENTS = "cpt_tasks.train.components"
+SPEED_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will do: its length in Composer's terms and in optimizer steps."""
+
+    max_duration: str
+    final_step: int
+    tokens_per_step: int
+
+
+def plan_duration(cfg: TrainConfig, report: dict) -> Plan:
+    """max_duration (the verified train total in tokens unless given) and the step training ends at."""
+    per_step = cfg.global_batch_size * report["concat_tokens"]
+    duration = cfg.max_duration or f"{report['realized_train_tokens']}tok"
+    if duration.endswith("ba"):
+        return Plan(duration, int(duration[:-2]), per_step)
+    return Plan(duration, math.ceil(int(duration[:-3]) / per_step), per_step)
+
+
+def in_duration_units(value: str, plan: Plan) -> str:
+    """``value`` (dur, tok or ba) in max_duration's unit: Composer's warmup scheduler needs warmup and t_max in
+    one unit, and t_max in ``dur`` becomes max_duration's. A step is always ``tokens_per_step`` tokens."""
+    unit = "ba" if plan.max_duration.endswith("ba") else "tok"
+    if value.endswith("dur") or value.endswith(unit):
+        return value
+    if unit == "tok":  # value in batches
+        return f"{int(value[:-2]) * plan.tokens_per_step}tok"
+    return f"{math.ceil(int(value[:-3]) / plan.tokens_per_step)}ba"
+
+
+def settings(cfg: TrainConfig, plan: Plan) -> dict:
+    """What a resumed checkpoint must agree with (not how many GPUs or how often to save)."""
+    keys = ("model", "model_revision", "global_batch_size", "lr", "warmup", "decay", "lr_final_ratio",
+            "weight_decay", "grad_clip", "seed", "precision")
+    return {**{k: getattr(cfg, k) for k in keys}, "max_duration": plan.max_duration}
+
+
+def settings_fingerprint(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _location(out_root: str, split: str, cache: Path) -> dict:
+    """A stream's place: object storage is cached under ``cache``; a local folder is read where it is."""
+    if is_remote(out_root):
+        return {"remote": out_root, "local": str(cache), "split": split}
+    return {"local": str(Path(out_root).resolve()), "split": split}
+
+
+def _loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:
+    loader = {"name": "text", "dataset": dataset, "drop_last": drop_last, "num_workers": workers,
+              "pin_memory": gpu, "timeout": 0}
+    if workers == 0:  # PyTorch refuses a prefetch factor or persistent workers without workers
+        loader.update(prefetch_factor=None, persistent_workers=False)
+    else:
+        loader.update(prefetch_factor=2, persistent_workers=True)
+    return loader
+
+
+def build_yaml(cfg: TrainConfig, report: dict, *, run: RunPaths, plan: Plan, model_dir: str,
+               tokenizer_dir: str, scratch: Path, gpus: int) -> dict:
+    """The complete LLM-Foundry config (a dict ready for yaml.safe_dump)."""
+    concat = report["concat_tokens"]
+    gpu = gpus > 0
+    fsdp = gpu and cfg.nprocs > 1
+    precision = ("amp_bf16" if gpu else "fp32") if cfg.precision == "auto" else cfg.precision
+    micro = cfg.device_microbatch_size
+    eval_batch = cfg.device_eval_batch_size or (micro if micro != "auto" else 1)
+    cache = scratch / "data"
+    streams = {
+        s["name"]: {**_location(s["out_root"], "train", cache / s["fingerprint"][:16] / s["name"]),
+                    "proportion": s["proportion"]}
+        for s in report["subsets"]
+    }
+    train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
+    evals = [
+        {**_loader({**_location(s["out_root"], "val", cache / s["fingerprint"][:16] / s["name"]),
+                    "shuffle": False, "max_seq_len": concat}, 0, gpu, False), "label": s["name"]}
+        for s in report["subsets"] if s["val_tokens"] > 0
+    ]
+    yaml_cfg: dict = {
+        "run_name": run.run_name,
+        "seed": cfg.seed,
+        "max_seq_len": concat,
+        "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
+        "model": {"name": "hf_causal_lm", "pretrained_model_name_or_path": model_dir, "pretrained": True,
+                  "init_device": "mixed" if fsdp else "cpu", "trust_remote_code": False,
+                  "attn_implementation": cfg.attn_implementation},
+        "tokenizer": {"name": tokenizer_dir, "kwargs": {"model_max_length": concat}},
+        "train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
+        "global_train_batch_size": cfg.global_batch_size,
+        "device_train_microbatch_size": micro,
+        "device_eval_batch_size": eval_batch,
+        "max_duration": plan.max_duration,
+        "optimizer": {"name": "decoupled_adamw", "lr": cfg.lr, "betas": [0.9, 0.95], "eps": 1.0e-8,
+                      "weight_decay": cfg.weight_decay},
+        "scheduler": {"name": "cosine_with_warmup", "t_warmup": in_duration_units(cfg.warmup, plan),
+                      "t_max": in_duration_units(cfg.decay, plan),
+                      "alpha_f": cfg.lr_final_ratio},
+        "precision": precision,
+        "eval_interval": cfg.eval_interval,
+        "eval_subset_num_batches": cfg.eval_subset_num_batches,
+        "eval_first": False,
+        "save_folder": run.checkpoints,
+        "save_interval": cfg.save_interval,
+        "save_num_checkpoints_to_keep": cfg.save_num_checkpoints_to_keep,
+        "save_overwrite": False,
+        "autoresume": True,
+        "progress_bar": False,
+        "log_to_console": False,
+        "python_log_level": "info",
+        "dist_timeout": 600,
+        "loggers": {"cpt_metrics": {"result_path": str(scratch / "worker-result.json"),
+                                    "log_interval": cfg.log_interval, "planned_steps": plan.final_step}},
+        "callbacks": {
+            "speed_monitor": {"window_size": SPEED_WINDOW},
+            "lr_monitor": {},
+            "cpt_hf_export": {"save_folder": run.folder, "folder": "hf",
+                              "precision": "bfloat16" if precision == "amp_bf16" else "float32"},
+        },
+        "variables": {"cpt_settings": settings(cfg, plan)},
+    }
+    if evals:
+        yaml_cfg["eval_loaders"] = evals
+    if cfg.grad_clip > 0:
+        yaml_cfg["algorithms"] = {"gradient_clipping": {"clipping_type": "norm",
+                                                        "clipping_threshold": cfg.grad_clip}}
+    if gpu:
+        yaml_cfg["callbacks"]["memory_monitor"] = {}
+    if fsdp:
+        yaml_cfg["fsdp_config"] = {"sharding_strategy": "FULL_SHARD", "mixed_precision": "PURE",
+                                   "activation_checkpointing": cfg.activation_checkpointing,
+                                   "activation_checkpointing_reentrant": False, "activation_cpu_offload": False,
+                                   "limit_all_gathers": True, "state_dict_type": "full",
+                                   "sync_module_states": True, "use_orig_params": True}
+    if cfg.compile:
+        yaml_cfg["compile_config"] = {}
+    return yaml_cfg

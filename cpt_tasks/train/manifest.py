@@ -1,0 +1,94 @@
+"""A finished run's record: the metrics history (JSON lines), the loss curve (PNG), the run manifest (written
+last: the completion marker) and the plan's finished-run pointer that the DAG reads."""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+
+from cpt_tasks import __version__
+from cpt_tasks.storage import write_bytes_atomic
+from cpt_tasks.train.status import RUN_MANIFEST_FORMAT, RunPaths
+
+PACKAGES = ("llm-foundry", "mosaicml", "mosaicml-streaming", "torch", "transformers")
+
+
+def code_version() -> dict[str, str]:
+    """Versions of the code that trained the model."""
+    versions = {"cpt-pipeline": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def summarize(history: list[dict]) -> dict:
+    """Headline metrics of a run from its per-step history."""
+    losses = [r["loss"] for r in history if "loss" in r]
+    evals = [r for r in history if r.get("eval")]
+    summary: dict = {"steps_recorded": len(history)}
+    if losses:
+        tail = losses[-min(10, len(losses)):]
+        summary.update(first_train_loss=losses[0], final_train_loss=losses[-1], min_train_loss=min(losses),
+                       final_train_loss_mean10=sum(tail) / len(tail))
+    if evals:
+        last = evals[-1]
+        summary.update(eval_step=last["step"], eval_loss=last["eval"],
+                       eval_loss_mean=sum(last["eval"].values()) / len(last["eval"]))
+    for key in ("tokens_per_sec", "device_tokens_per_sec", "mfu"):
+        values = [r[key] for r in history if key in r]
+        if values:
+            summary[f"{key}_median"] = statistics.median(values)
+    return summary
+
+
+def render_loss_png(history: list[dict], title: str, start_step: int | None) -> bytes:
+    """Train loss per step, eval loss per subset, and where the last attempt resumed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    train = [(r["step"], r["loss"]) for r in history if "loss" in r]
+    if train:
+        ax.plot(*zip(*train), color="#1c7ed6", linewidth=1.2, label="train")
+    subsets = sorted({k for r in history for k in r.get("eval", {})})
+    for name in subsets:
+        points = [(r["step"], r["eval"][name]) for r in history if name in r.get("eval", {})]
+        ax.plot(*zip(*points), marker="o", markersize=3, linewidth=0.8, label=f"eval {name}")
+    if start_step:
+        ax.axvline(start_step, color="#868e96", linestyle="--", linewidth=0.8, label=f"resumed at {start_step}")
+    ax.set_xlabel("step (optimizer batches)")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def write_run_record(paths: RunPaths, body: dict, history: list[dict]) -> dict:
+    """Write metrics.jsonl and loss.png, then the run manifest, then the finished-run pointer; return the
+    manifest."""
+    write_bytes_atomic(paths.metrics, "".join(json.dumps(r) + "\n" for r in history).encode())
+    write_bytes_atomic(paths.loss_png, render_loss_png(history, f"{paths.run_name}: loss",
+                                                       body.get("start_step")))
+    manifest = {"format": RUN_MANIFEST_FORMAT, **body, "metrics": summarize(history),
+                "metrics_history": paths.metrics, "loss_curve": paths.loss_png, "code_version": code_version(),
+                "finished_at": datetime.now(timezone.utc).isoformat()}
+    write_bytes_atomic(paths.manifest, json.dumps(manifest, indent=2).encode())
+    fingerprint = manifest["plan"]["fingerprint"]
+    pointer = {"run_name": paths.run_name, "run_folder": paths.folder, "run_manifest": paths.manifest,
+               "plan_fingerprint": fingerprint, "final_step": manifest["final_step"],
+               "train_tokens": manifest["train_tokens"], "checkpoint": manifest["checkpoint"],
+               "hf_export": manifest["hf_export"], "finished_at": manifest["finished_at"]}
+    write_bytes_atomic(paths.finished_pointer(fingerprint), json.dumps(pointer, indent=2).encode())
+    return manifest

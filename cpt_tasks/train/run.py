@@ -1,0 +1,167 @@
+"""``train(cfg) -> TrainResult``: continual pretraining with LLM-Foundry on a verified mix, safe to retry.
+
+The parent checks the inputs, finds how far the run got, writes ``train.yaml`` and cleans streaming's stale
+shared memory; the training processes (``cpt_tasks.train.worker``; through ``composer -n N`` when N > 1) train
+with autoresume and write the Hugging Face export; the parent then writes the metrics, the loss curve, the
+run manifest (last) and the plan's finished-run pointer. A retry resumes from the latest checkpoint; a run
+whose training finished but whose export or manifest did not only exports; a finished run returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from cpt_tasks.errors import UserError
+from cpt_tasks.storage import list_files, remove_file, remove_tree, write_bytes_atomic
+from cpt_tasks.train.config import TrainConfig
+from cpt_tasks.train.foundry_yaml import Plan, build_yaml, plan_duration, settings, settings_fingerprint
+from cpt_tasks.train.inputs import check_data, check_model, load_report, resolve_tokenizer, stage_model
+from cpt_tasks.train.launch import clean_stale_shared_memory, count_gpus, run_workers, worker_argv
+from cpt_tasks.train.manifest import write_run_record
+from cpt_tasks.train.status import (RunPaths, TrainResult, checkpoints_after, latest_checkpoint, read_json,
+                                    read_run_manifest, run_name)
+
+
+def say(message: str) -> None:
+    print(f"[cpt-train] {message}", file=sys.stderr, flush=True)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train (or resume, or recognise as finished) the run of ``cfg.report``'s plan and ``cfg.run_id``."""
+    started = time.time()
+    report, report_sha = load_report(cfg.report)
+    fingerprint = report["plan"]["fingerprint"]
+    paths = RunPaths(cfg.save_root, run_name(fingerprint, cfg.run_id))
+    plan = plan_duration(cfg, report)
+    wanted = settings(cfg, plan)
+    finished = read_run_manifest(paths.manifest, fingerprint)
+    if finished is not None:
+        _check_settings(finished.get("settings"), wanted, paths, "finished")
+        say(f"run {paths.run_name} already finished at step {finished['final_step']}: {paths.manifest}")
+        return _result("already_complete", paths, finished, None)
+
+    data = check_data(report)
+    local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-train")
+    scratch = local_root / paths.run_name
+    scratch.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir, vocab_size = resolve_tokenizer(report)
+    model_dir, model_info = stage_model(cfg.model, cfg.model_revision, local_root / "models")
+    check_model(model_dir, vocab_size, report["concat_tokens"], cfg.model)
+    gpus = count_gpus()
+    _check_device(cfg, gpus)
+
+    latest = latest_checkpoint(paths.checkpoints)
+    if latest is not None:
+        _check_settings((read_yaml(paths.yaml) or {}).get("variables", {}).get("cpt_settings"), wanted, paths,
+                        "started")
+    stale = checkpoints_after(paths.checkpoints, latest[1] if latest else 0)
+    if stale:
+        say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
+        for location in stale:
+            remove_file(location)
+    mode = "export" if latest is not None and latest[1] >= plan.final_step else "train"
+    yaml_cfg = build_yaml(cfg, report, run=paths, plan=plan, model_dir=str(model_dir),
+                          tokenizer_dir=str(tokenizer_dir), scratch=scratch, gpus=gpus)
+    text = _dump_yaml(yaml_cfg)
+    (scratch / "train.yaml").write_text(text)
+    write_bytes_atomic(paths.yaml, text.encode())
+    remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
+    result_file = scratch / "worker-result.json"
+    result_file.unlink(missing_ok=True)
+    say(f"run {paths.run_name}: {plan.final_step} steps of {plan.tokens_per_step:,} tokens ({plan.max_duration}), "
+        f"{cfg.nprocs} process(es), {gpus} GPU(s); "
+        + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
+        + ("; training finished, exporting only" if mode == "export" else ""))
+    clean_stale_shared_memory()
+    status = run_workers(worker_argv(scratch / "train.yaml", mode, cfg.nprocs, scratch / "logs"), scratch)
+    if status != 0:
+        raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
+                           "latest checkpoint")
+    outcome = read_json(str(result_file))
+    if outcome is None:
+        raise RuntimeError(f"the training processes ended without their result file {result_file}")
+    _check_finished(outcome, plan, paths)
+    start_step = outcome["start"]["step"] if outcome.get("start") else None
+    latest = latest_checkpoint(paths.checkpoints)
+    body = {
+        "run_name": paths.run_name, "run_folder": paths.folder, "run_id": cfg.run_id,
+        "plan": report["plan"], "verify_report": {"location": cfg.report, "sha256": report_sha},
+        "mix": report["mix"], "concat_tokens": report["concat_tokens"], "tokenizer": report["tokenizer"],
+        "data": data, "model": model_info, "config": cfg.model_dump(), "settings": wanted,
+        "settings_fingerprint": settings_fingerprint(wanted), "train_yaml": paths.yaml,
+        "world_size": outcome.get("world_size"), "gpus": gpus, "planned_final_step": plan.final_step,
+        "final_step": outcome["final_step"], "train_tokens": outcome["final_tokens"], "start_step": start_step,
+        "last_attempt": mode, "checkpoint": latest[0] if latest else None, "hf_export": paths.hf,
+        "attempt_seconds": round(time.time() - started, 1),
+    }
+    manifest = write_run_record(paths, body, outcome["history"])
+    state = "trained" if mode == "train" and start_step == 0 else "resumed"
+    say(f"run {paths.run_name} {state}: step {manifest['final_step']}, {manifest['train_tokens']:,} tokens; "
+        f"manifest {paths.manifest}")
+    return _result(state, paths, manifest, start_step)
+
+
+def _result(status: str, paths: RunPaths, manifest: dict, start_step: int | None) -> TrainResult:
+    return TrainResult(status=status, run_name=paths.run_name, run_folder=paths.folder,
+                       checkpoint=manifest.get("checkpoint"), hf_export=manifest["hf_export"],
+                       run_manifest=paths.manifest, plan_fingerprint=manifest["plan"]["fingerprint"],
+                       final_step=manifest["final_step"], train_tokens=manifest["train_tokens"],
+                       start_step=start_step, loss_curve=manifest.get("loss_curve"),
+                       metrics=manifest.get("metrics", {}))
+
+
+def _dump_yaml(yaml_cfg: dict) -> str:
+    import yaml
+
+    header = "# Written by `cpt-tasks train`; LLM-Foundry's train_from_yaml format.\n"
+    return header + yaml.safe_dump(yaml_cfg, sort_keys=False)
+
+
+def read_yaml(location: str) -> dict | None:
+    """A YAML mapping stored at ``location`` (local or object storage), or None."""
+    import yaml
+
+    from cpt_tasks.storage import read_bytes
+
+    data = read_bytes(location)
+    try:
+        body = yaml.safe_load(data) if data else None
+    except yaml.YAMLError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _check_settings(found: dict | None, wanted: dict, paths: RunPaths, what: str) -> None:
+    """A run folder is resumed only with the settings it was started with."""
+    if found is None or found == wanted:
+        return
+    changed = ", ".join(f"{k} {found.get(k)!r} -> {wanted.get(k)!r}" for k in sorted(set(found) | set(wanted))
+                        if found.get(k) != wanted.get(k))
+    raise UserError(f"run {paths.folder} was {what} with other settings ({changed}); pass the same settings to "
+                    "resume it, or another --run_id for a new run")
+
+
+def _check_device(cfg: TrainConfig, gpus: int) -> None:
+    if gpus and cfg.nprocs > gpus:
+        raise UserError(f"--nprocs {cfg.nprocs}: this machine has {gpus} GPU(s)")
+    if cfg.device_microbatch_size == "auto" and not (gpus and cfg.nprocs > 1):
+        raise UserError("--device_microbatch_size auto needs FSDP (more than one GPU); give a number")
+    if cfg.attn_implementation == "flash_attention_2":
+        import importlib.util
+
+        if not gpus or importlib.util.find_spec("flash_attn") is None:
+            raise UserError("--attn_implementation flash_attention_2 needs a GPU and the flash-attn package")
+
+
+def _check_finished(outcome: dict, plan: Plan, paths: RunPaths) -> None:
+    if outcome["final_step"] < plan.final_step:
+        raise RuntimeError(f"training stopped at step {outcome['final_step']} of {plan.final_step}; a retry "
+                           "resumes it")
+    names = set(list_files(paths.hf))
+    if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
+        raise RuntimeError(f"the Hugging Face export {paths.hf} is incomplete ({sorted(names)}); a retry "
+                           "exports again")

@@ -1,0 +1,111 @@
+"""`cpt-tasks train` on the CPU with a tiny random Llama: the loss falls on a repeated batch and the Hugging Face
+export is the trained model; a run killed after its first checkpoint resumes from it, ends at the planned step,
+and a third run returns at once."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import yaml
+from conftest import read_rows
+from train_helpers import (MIX_TOKENS, SUBSETS, kill_after_first_checkpoint, make_verified, mix_report, run_train,  # noqa: F401
+                           tiny_model, train_flags)
+
+from cpt_tasks.train.status import find_finished_run, latest_checkpoint
+
+pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
+
+
+@pytest.fixture(scope="module")
+def repeated(tmp_path_factory, sample_dir, tokenizer_dir):
+    """One subset of exactly one batch (4 rows of 128 tokens, no val): every step trains on the same rows."""
+    root = tmp_path_factory.mktemp("repeated")
+    report = make_verified(root, sample_dir, tokenizer_dir, subsets=["wiki"], total_tokens=512, concat_tokens=128,
+                           val_fraction=0)
+    return report, json.loads(report.read_text())
+
+
+def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repeated, tiny_model, tmp_path):
+    report, body = repeated
+    flags = train_flags(report, tiny_model, str(tmp_path / "runs"), "manual__2026-11-26T10:00:00+00:00",
+                        tmp_path / "local", max_duration="24ba", device_microbatch_size=4, save_interval="12ba")
+    result, proc = run_train(flags)
+    assert result["status"] == "trained" and result["start_step"] == 0
+    assert result["final_step"] == 24 and result["train_tokens"] == 24 * 4 * 128
+    assert result["run_name"] == body["plan"]["fingerprint"][:16] + "-manual__2026-11-26T10-00-00-00-00-" \
+        + result["run_name"][-8:]
+    history = [json.loads(line) for line in open(tmp_path / "runs" / result["run_name"] / "metrics.jsonl")]
+    losses = [r["loss"] for r in history]
+    assert [r["step"] for r in history] == list(range(1, 25))
+    assert all(math.isfinite(x) for x in losses)
+    # a random 128256-way model starts near ln(128256) = 11.76; new data every step gets ~1.5 lower in as
+    # many steps here, only the same rows again and again fall this far
+    assert losses[0] > 11.5 and losses[-1] < losses[0] - 3.0
+    assert max(losses[-5:]) < min(losses[:5]) - 2.0
+    assert "[cpt-train] step 24/24" in proc.stderr and "start step 0 (0 tokens)" in proc.stderr
+
+    manifest = json.loads(open(result["run_manifest"]).read())
+    assert manifest["plan"]["fingerprint"] == result["plan_fingerprint"] == body["plan"]["fingerprint"]
+    assert manifest["final_step"] == manifest["planned_final_step"] == 24
+    assert [d["subset"] for d in manifest["data"]] == ["wiki"]
+    assert manifest["data"][0]["fingerprint"] == body["subsets"][0]["fingerprint"]
+    assert manifest["verify_report"]["sha256"] and manifest["code_version"]["llm-foundry"] == "0.22.0"
+    assert manifest["metrics"]["final_train_loss"] == losses[-1]
+    assert open(result["loss_curve"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert find_finished_run(str(tmp_path / "runs"), result["plan_fingerprint"])["run_manifest"] == \
+        result["run_manifest"]
+
+    generated = yaml.safe_load(open(tmp_path / "runs" / result["run_name"] / "train.yaml"))
+    stream = generated["train_loader"]["dataset"]["streams"]["wiki"]
+    assert stream == {"local": body["subsets"][0]["out_root"], "split": "train", "proportion": 1.0}
+    assert generated["max_seq_len"] == 128 and generated["autoresume"] is True
+    assert "eval_loaders" not in generated  # the mix has no val rows
+
+    rows = read_rows(body["subsets"][0]["out_root"] + "/train")
+    export_loss, generated_ids = _evaluate_export(result["hf_export"], rows)
+    assert abs(export_loss - losses[-1]) < 0.5  # the trained weights, not the initial ones (~11.8)
+    assert generated_ids.shape[1] == 16 + 8
+
+
+def _evaluate_export(folder, rows):
+    """Loss of the exported model on the training rows, and 8 greedily generated tokens after 16 of row 0."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert len(tokenizer) == 128256 and tokenizer.bos_token_id == 128000
+    ids = torch.tensor(rows, dtype=torch.long)
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=ids).loss.item()
+        generated = model.generate(ids[:1, :16], max_new_tokens=8, do_sample=False, pad_token_id=128001)
+    return loss, generated
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_once(mix_report, tiny_model,
+                                                                                  tmp_path, nprocs):
+    save_root = str(tmp_path / "runs")
+    flags = train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local", nprocs=nprocs)
+    planned = math.ceil(MIX_TOKENS / (4 * 128))  # 6 steps: the verified total, in tokens
+    fingerprint = json.loads(mix_report.read_text())["plan"]["fingerprint"]
+    checkpoints = f"{save_root}/{fingerprint[:16]}-scheduled__1/checkpoints"
+    kill_after_first_checkpoint(flags, checkpoints, tmp_path / "killed.log")
+    location, step = latest_checkpoint(checkpoints)
+    assert 0 < step < planned and find_finished_run(save_root, fingerprint) is None
+
+    result, proc = run_train(flags)
+    assert result["status"] == "resumed" and result["start_step"] == step
+    assert f"[cpt-train] start step {step} ({step * 4 * 128:,} tokens), resumed from checkpoint" in proc.stderr
+    assert result["final_step"] == planned and result["train_tokens"] == planned * 4 * 128
+    history = [json.loads(line) for line in open(f"{result['run_folder']}/metrics.jsonl")]
+    assert [r["step"] for r in history] == list(range(1, planned + 1))  # the killed attempt's steps included
+    assert set(history[-1]["eval"]) == set(SUBSETS)
+    assert result["checkpoint"].endswith(f"-ba{planned}-rank0.pt")  # epoch 1: 22 rows make 5 full steps
+    assert json.loads(open(result["run_manifest"]).read())["world_size"] == nprocs
+
+    again, proc = run_train(flags)
+    assert again["status"] == "already_complete" and again["final_step"] == planned
+    assert "launching" not in proc.stderr and again["run_manifest"] == result["run_manifest"]
