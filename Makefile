@@ -41,7 +41,7 @@ $(TOKENIZER)/tokenizer.json: .venv/.installed
 $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 	$(CPT) sample --out $(SAMPLE)
 
-$(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_tasks/tiny_model.py
+$(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
 	$(CPT) tiny-model --out $(TINY_MODEL) --tokenizer $(TOKENIZER)
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here. Two sessions, one per

@@ -120,9 +120,16 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    from cpt_tasks.tiny_model import write_tiny_llama
+    import shutil
 
-    print(f"tiny random Llama written to {write_tiny_llama(args.out, args.tokenizer)}")
+    from cpt_tasks.train.tiny import write_random_llama
+
+    staging = args.out.with_name(args.out.name + ".partial")  # a half-written model never looks complete
+    shutil.rmtree(staging, ignore_errors=True)
+    write_random_llama(staging, args.tokenizer)
+    shutil.rmtree(args.out, ignore_errors=True)
+    staging.rename(args.out)
+    print(f"tiny random Llama written to {args.out}")
     return EXIT_OK
 
 

@@ -43,11 +43,15 @@ def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | Non
     return status, run_id
 
 
-def task_states(env: dict, run_id: str) -> list[dict]:
-    """The run's task instances as Airflow reports them (task, map index, state)."""
-    out = subprocess.run([str(AIRFLOW), "tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json"], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    return json.loads(out[out.index("["):])
+def task_states(airflow_home: Path, run_id: str) -> list[dict]:
+    """The run's task instances (task, label of a mapped one, state), read from the SQLite metadata DB."""
+    import sqlite3
+
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute("select task_id, map_index, rendered_map_index, state from task_instance "
+                          "where dag_id = ? and run_id = ? order by start_date", (DAG_ID, run_id)).fetchall()
+    return [{"task_id": t, "map_index": m, "label": label or ("" if m < 0 else str(m)), "state": state}
+            for t, m, label, state in rows]
 
 
 def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
@@ -55,8 +59,7 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
     run_dir = storage_root / "runs" / DAG_ID / safe_name(run_id)
     lines = [f"Run {run_id}", "", "Tasks:"]
     for s in states:
-        label = s.get("rendered_map_index") or (s["map_index"] if str(s.get("map_index")) != "-1" else "")
-        lines.append(f"  {s['task_id']:<8} {str(label):<14} {s['state']}")
+        lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
     report_path = run_dir / "verify-report.json"
     lines += ["", f"Plan:          {run_dir / 'plan.json'}"]
     if report_path.exists():
@@ -96,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     status, run_id = run_dags_test(env, conf, log_path)
     print(f"\n{'succeeded' if status == 0 else 'FAILED'} in {time.time() - started:.0f}s\n")
     if run_id:
-        print(summarize(storage_root, run_id, task_states(env, run_id)))
+        print(summarize(storage_root, run_id, task_states(Path(env['AIRFLOW_HOME']), run_id)))
     return status
 
 

@@ -9,7 +9,6 @@ whose training finished but whose export or manifest did not only exports; a fin
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import time

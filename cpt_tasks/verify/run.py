@@ -10,7 +10,6 @@ proportion × total_tokens.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -20,8 +19,9 @@ from cpt_tasks import __version__
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
-from cpt_tasks.storage import is_remote, join, read_bytes
+from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
+from cpt_tasks.train.status import find_finished_run
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
 from cpt_tasks.verify.shards import ShardCheck, check_shard, read_index
@@ -207,8 +207,3 @@ def summarize_result(result: VerifyResult) -> dict:
                                                   "val_tokens", "proportion")} for s in report["subsets"]},
     }
 
-
-def find_finished_run(save_root: str, plan_fingerprint: str) -> dict | None:
-    """The pointer that a finished training run of this plan left under ``save_root`` (None: not trained)."""
-    data = read_bytes(join(save_root, "finished", f"{plan_fingerprint}.json"))
-    return json.loads(data) if data else None

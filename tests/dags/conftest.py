@@ -62,13 +62,11 @@ class DagTest:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=900)
 
     def states(self, proc: subprocess.CompletedProcess) -> dict[str, str]:
-        """task (or task[label]) -> state of the run that ``proc`` ran."""
-        run_id = run_id_of(proc)
-        out = subprocess.run([AIRFLOW, "tasks", "states-for-dag-run", "cpt_dolmino", run_id, "-o", "json"],
-                             env=self.env, capture_output=True, text=True, check=True).stdout
-        rows = json.loads(out[out.index("["):])
-        return {(r["task_id"] + (f"[{r['rendered_map_index']}]" if r.get("rendered_map_index") else "")):
-                r["state"] for r in rows}
+        """task (or task[subset]) -> state of the run that ``proc`` ran, from the metadata DB."""
+        from cpt_tasks.pipeline.demo import task_states
+
+        return {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]
+                for s in task_states(Path(self.env["AIRFLOW_HOME"]), run_id_of(proc))}
 
 
 def run_id_of(proc: subprocess.CompletedProcess) -> str:
