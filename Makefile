@@ -14,7 +14,7 @@ SAMPLE := $(CPT_HOME)/sample/dolmino
 TINY_MODEL := $(CPT_HOME)/models/tiny-llama
 AIRFLOW_PY := .venv-airflow/bin/python
 
-.PHONY: setup test test-tasks test-dags lint-deploy bench demo airflow pods lock clean
+.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow pods lock clean
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
 	$(TINY_MODEL)/config.json
@@ -54,6 +54,10 @@ test-tasks: setup
 test-dags: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
 		-m "not gpu" $(PYTEST_ARGS)
+
+# Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
+test-ui: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
 
 # The deployment checks alone (also part of `make test`): hadolint on both Dockerfiles, the chart linted and
 # rendered by Helm's Go SDK and every object validated against the Kubernetes schema and the security rules,
