@@ -59,6 +59,9 @@ def prepare(home: Path | None = None, airflow_home: Path | None = None,
                                                        str(lineage / "events.jsonl"), "append": True}),
         "CPT_HOME": str(home),
         "CPT_RUNNER": "local",
+        # Locally, runs are triggered by hand: a weekly schedule would queue a scheduled run ahead of them
+        # (max_active_runs=1) as soon as the DAG is unpaused.
+        "CPT_SCHEDULE": os.environ.get("CPT_SCHEDULE", "none"),
         "CPT_STORAGE_ROOT": str(storage_root),
         "CPT_PARAM_DEFAULTS": str(defaults),
         "CPT_TASKS_BIN": str(REPO_ROOT / ".venv" / "bin" / "cpt-tasks"),
