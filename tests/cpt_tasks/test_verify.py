@@ -88,6 +88,20 @@ def test_corrupted_shard_bytes(copy):
     assert "sha1 differs" in json.dumps(report)
 
 
+def test_damaged_decompressed_copy_that_streaming_would_read(copy):
+    import zstd
+
+    train = subset_dir(copy, "wiki") / "train"
+    raw = bytearray(zstd.decompress((train / "shard.00000.mds.zstd").read_bytes()))
+    (train / "shard.00000.mds").write_bytes(bytes(raw))  # what streaming leaves after reading a local dataset
+    assert verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).ok
+    raw[len(raw) // 2] ^= 0xFF
+    (train / "shard.00000.mds").write_bytes(bytes(raw))
+    report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
+    assert failed_checks(report) == {"wiki": ["shards:train"]}
+    assert "the decompressed copy that streaming reads" in json.dumps(report)
+
+
 def test_tampered_index(copy):
     index = subset_dir(copy, "math") / "val" / "index.json"
     data = json.loads(index.read_text())
