@@ -19,7 +19,7 @@ from cpt_tasks.convert.sources import resolve_source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, check_proportions, load_mix, subset_budgets, val_budget
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.storage import join, read_bytes
+from cpt_tasks.storage import join, read_document
 from cpt_tasks.tokenizer import Encoder, describe, hub_commit, resolve_tokenizer_dir
 
 PLAN_FORMAT = "cpt-pipeline/plan/v1"
@@ -72,16 +72,7 @@ def planned_config(subset: dict) -> ConvertConfig:
 
 def load_plan(location: str) -> tuple[dict, str]:
     """The plan at ``location`` and its sha256; UserError when missing or not a plan."""
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"--plan {location}: no such file")
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"--plan {location}: invalid JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("format") != PLAN_FORMAT:
-        raise UserError(f"--plan {location}: not a cpt-pipeline plan")
-    return body, hashlib.sha256(data).hexdigest()
+    return read_document(location, "--plan", PLAN_FORMAT, "a cpt-pipeline plan")
 
 
 def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
