@@ -1,8 +1,10 @@
 """Shared fixtures: the Llama 3 tokenizer folder, the generated sample data, a real S3-compatible server
-on 127.0.0.1 (moto's server mode), and helpers to run the CLI and read MDS back with ``streaming``."""
+on 127.0.0.1 (moto's server mode), helpers to run the CLI and read MDS back with ``streaming``, and for training
+a small verified mix of the sample and a tiny random Llama."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,3 +83,44 @@ def s3_server():
         else:
             os.environ[key] = value
     server.stop()
+
+
+CONCAT = 128
+SUBSETS = ["dclm", "flan", "math"]
+# three subsets (proportions renormalized): 13 + 4 + 5 train rows of 128 tokens and one val row each
+MIX = dict(subsets=SUBSETS, total_tokens=3072, concat_tokens=CONCAT, val_fraction=0,
+           overrides={name: {"val_tokens": CONCAT} for name in SUBSETS})
+MIX_TOKENS = 22 * CONCAT
+
+
+def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
+    """Plan, convert and verify the sample into ``root``; the verification report's path."""
+    from cpt_tasks.convert.run import convert
+    from cpt_tasks.plan.config import PlanConfig
+    from cpt_tasks.plan.run import plan, planned_config
+    from cpt_tasks.storage import write_bytes_atomic
+    from cpt_tasks.verify.config import VerifyConfig
+    from cpt_tasks.verify.run import verify
+
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
+                           num_workers=0, **plan_args))
+    write_bytes_atomic(str(root / "plan.json"), json.dumps(body).encode())
+    for sub in body["subsets"]:
+        convert(planned_config(sub), progress_interval=0)
+    result = verify(VerifyConfig(plan=str(root / "plan.json"), num_workers=0))
+    assert result.ok
+    return Path(result.paths["json"])
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, tokenizer_dir) -> Path:
+    """A random 2-layer Llama with the Llama 3 vocabulary and tokenizer, saved with save_pretrained."""
+    from cpt_tasks.train.tiny import write_random_llama
+
+    return write_random_llama(tmp_path_factory.mktemp("model") / "tiny", tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def mix_report(tmp_path_factory, sample_dir, tokenizer_dir) -> Path:
+    """The verification report of a small verified mix of the sample (``MIX``)."""
+    return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, tokenizer_dir, **MIX)

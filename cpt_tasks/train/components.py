@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from composer.callbacks import CheckpointSaver
 from composer.core import Event, State
 from composer.loggers import Logger, LoggerDestination
 from composer.utils import dist
@@ -25,6 +26,7 @@ from llmfoundry.callbacks import HuggingFaceCheckpointer
 from llmfoundry.registry import callbacks, loggers
 
 TAG = "[cpt-train]"
+SYMLINK_CHECK_SECONDS = 2.0
 _RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_sec",
            "throughput/device/tokens_per_sec": "device_tokens_per_sec", "throughput/device/mfu": "mfu"}
 
@@ -70,6 +72,7 @@ class RunMetrics(LoggerDestination):
         # and eval results (logged after BATCH_END) are in the history before BATCH_CHECKPOINT saves it.
         if event == Event.INIT:
             _attach_flops(state)
+            _check_uploads_often(state)
         elif event == Event.AFTER_LOAD:
             step, tokens = int(state.timestamp.batch), int(state.timestamp.token)
             self.history = [r for r in self.history if r["step"] <= step]
@@ -139,6 +142,14 @@ def _attach_flops(state: State) -> None:
         return transformer_flops_per_token(n_params, layers, width, seq) * rows * seq
 
     composer_model.flops_per_batch = flops_per_batch
+
+
+def _check_uploads_often(state: State) -> None:
+    """Composer publishes an object-storage checkpoint (its ``latest`` symlink) only once the upload is seen,
+    checking every 30 s: a retry meanwhile resumes from the one before, and the end of training waits."""
+    for callback in state.callbacks:
+        if isinstance(callback, CheckpointSaver):
+            callback._symlink_upload_wait_before_next_try_in_seconds = SYMLINK_CHECK_SECONDS
 
 
 class HFExport(HuggingFaceCheckpointer):

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = ["cpt_tasks.config", "cpt_tasks.mix", "cpt_tasks.convert.config", "cpt_tasks.plan.config",
-         "cpt_tasks.verify.config"]
+         "cpt_tasks.verify.config", "cpt_tasks.train.config", "cpt_tasks.train.status"]
 HEAVY = ["numpy", "torch", "transformers", "streaming", "llmfoundry", "tiktoken", "orjson", "zstandard"]
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import read_rows
-from train_helpers import (MIX_TOKENS, SUBSETS, kill_after_first_checkpoint, make_verified, mix_report, run_train,  # noqa: F401
-                           tiny_model, train_flags)
+from conftest import MIX_TOKENS, SUBSETS, make_verified, read_rows, run_cli
+from train_helpers import kill_after_first_checkpoint, run_train, train_flags
 
 from cpt_tasks.train.status import find_finished_run, latest_checkpoint
 
@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 
 @pytest.fixture(scope="module")
 def repeated(tmp_path_factory, sample_dir, tokenizer_dir):
-    """One subset of exactly one batch (4 rows of 128 tokens, no val): every step trains on the same rows."""
+    """One subset of exactly one batch (2 rows of 128 tokens, no val): every step trains on the same rows."""
     root = tmp_path_factory.mktemp("repeated")
-    report = make_verified(root, sample_dir, tokenizer_dir, subsets=["wiki"], total_tokens=512, concat_tokens=128,
+    report = make_verified(root, sample_dir, tokenizer_dir, subsets=["wiki"], total_tokens=256, concat_tokens=128,
                            val_fraction=0)
     return report, json.loads(report.read_text())
 
@@ -30,25 +30,25 @@ def repeated(tmp_path_factory, sample_dir, tokenizer_dir):
 def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repeated, tiny_model, tmp_path):
     report, body = repeated
     flags = train_flags(report, tiny_model, str(tmp_path / "runs"), "manual__2026-11-26T10:00:00+00:00",
-                        tmp_path / "local", max_duration="24ba", device_microbatch_size=4, save_interval="12ba")
+                        tmp_path / "local", max_duration="16ba", global_batch_size=2, lr=5e-3, save_interval="16ba")
     result, proc = run_train(flags)
     assert result["status"] == "trained" and result["start_step"] == 0
-    assert result["final_step"] == 24 and result["train_tokens"] == 24 * 4 * 128
+    assert result["final_step"] == 16 and result["train_tokens"] == 16 * 2 * 128
     assert result["run_name"] == body["plan"]["fingerprint"][:16] + "-manual__2026-11-26T10-00-00-00-00-" \
         + result["run_name"][-8:]
     history = [json.loads(line) for line in open(tmp_path / "runs" / result["run_name"] / "metrics.jsonl")]
     losses = [r["loss"] for r in history]
-    assert [r["step"] for r in history] == list(range(1, 25))
+    assert [r["step"] for r in history] == list(range(1, 17))
     assert all(math.isfinite(x) for x in losses)
     # a random 128256-way model starts near ln(128256) = 11.76; new data every step gets ~1.5 lower in as
     # many steps here, only the same rows again and again fall this far
     assert losses[0] > 11.5 and losses[-1] < losses[0] - 3.0
     assert max(losses[-5:]) < min(losses[:5]) - 2.0
-    assert "[cpt-train] step 24/24" in proc.stderr and "start step 0 (0 tokens)" in proc.stderr
+    assert "[cpt-train] step 16/16" in proc.stderr and "start step 0 (0 tokens)" in proc.stderr
 
     manifest = json.loads(open(result["run_manifest"]).read())
     assert manifest["plan"]["fingerprint"] == result["plan_fingerprint"] == body["plan"]["fingerprint"]
-    assert manifest["final_step"] == manifest["planned_final_step"] == 24
+    assert manifest["final_step"] == manifest["planned_final_step"] == 16
     assert [d["subset"] for d in manifest["data"]] == ["wiki"]
     assert manifest["data"][0]["fingerprint"] == body["subsets"][0]["fingerprint"]
     assert manifest["verify_report"]["sha256"] and manifest["code_version"]["llm-foundry"] == "0.22.0"
@@ -59,7 +59,13 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
 
     generated = yaml.safe_load(open(tmp_path / "runs" / result["run_name"] / "train.yaml"))
     stream = generated["train_loader"]["dataset"]["streams"]["wiki"]
-    assert stream == {"local": body["subsets"][0]["out_root"], "split": "train", "proportion": 1.0}
+    out_root = body["subsets"][0]["out_root"]
+    assert {k: stream[k] for k in ("remote", "split", "proportion")} == {"remote": out_root, "split": "train",
+                                                                         "proportion": 1.0}
+    assert not stream["local"].startswith(out_root)  # streaming's copies go to scratch, not the verified data
+    assert sorted(p.name for p in (Path(out_root) / "train").iterdir()) == \
+        sorted(["index.json", *((s.get("zip_data") or s["raw_data"])["basename"] for s in json.loads(
+            (Path(out_root) / "train" / "index.json").read_text())["shards"])])  # nothing written beside
     assert generated["max_seq_len"] == 128 and generated["autoresume"] is True
     assert "eval_loaders" not in generated  # the mix has no val rows
 
@@ -109,3 +115,6 @@ def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_on
     again, proc = run_train(flags)
     assert again["status"] == "already_complete" and again["final_step"] == planned
     assert "launching" not in proc.stderr and again["run_manifest"] == result["run_manifest"]
+    other = run_cli("train", *train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local",
+                                          nprocs=nprocs, lr=1e-3))
+    assert other.returncode == 2 and "was finished with other settings (lr 0.003 -> 0.001)" in other.stderr

@@ -1,5 +1,5 @@
-"""Shared pieces of the training tests: a verified mix of the sample data, a tiny random Llama, the CLI's
-train command, and a run killed (SIGKILL, whole process group) once its first checkpoint exists."""
+"""Shared pieces of the training tests: the CLI's train command and a run killed (SIGKILL, whole process
+group) once its first checkpoint exists. The verified mix and the tiny model are fixtures of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -10,49 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from conftest import CPT, ROOT, run_cli
 
-from cpt_tasks.convert.run import convert
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import plan, planned_config
-from cpt_tasks.storage import write_bytes_atomic
 from cpt_tasks.train.status import latest_checkpoint
-from cpt_tasks.verify.config import VerifyConfig
-from cpt_tasks.verify.run import verify
-
-CONCAT = 128
-SUBSETS = ["dclm", "flan", "math"]
-# three subsets (proportions renormalized): 13 + 4 + 5 train rows of 128 tokens and one val row each
-MIX = dict(subsets=SUBSETS, total_tokens=3072, concat_tokens=CONCAT, val_fraction=0,
-           overrides={name: {"val_tokens": CONCAT} for name in SUBSETS})
-MIX_TOKENS = 22 * CONCAT
-
-
-def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
-    """Plan, convert and verify the sample into ``root``; the verification report's path."""
-    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
-                           num_workers=0, **plan_args))
-    write_bytes_atomic(str(root / "plan.json"), json.dumps(body).encode())
-    for sub in body["subsets"]:
-        convert(planned_config(sub), progress_interval=0)
-    result = verify(VerifyConfig(plan=str(root / "plan.json"), num_workers=0))
-    assert result.ok
-    return Path(result.paths["json"])
-
-
-@pytest.fixture(scope="session")
-def mix_report(tmp_path_factory, sample_dir, tokenizer_dir) -> Path:
-    """A verified mix of three subsets."""
-    return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, tokenizer_dir, **MIX)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, tokenizer_dir) -> Path:
-    """A random 2-layer Llama with the Llama 3 vocabulary, saved with save_pretrained."""
-    from cpt_tasks.train.tiny import write_random_llama
-
-    return write_random_llama(tmp_path_factory.mktemp("model") / "tiny", tokenizer_dir)
 
 
 def train_flags(report: Path, model: Path | str, save_root: str, run_id: str, local_dir: Path, **over) -> list[str]:
