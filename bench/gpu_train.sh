@@ -10,20 +10,20 @@
 # The device tool carries .whl/ (git-ignored) with carry: [".whl"]; the wheels must stay under 64 MiB in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WHEELS=bench/gpu_wheels.txt   # one "name" per line; versions come from requirements/tasks.lock.txt
+WHEELS=bench/gpu_wheels.txt   # one name per line, pinned by requirements/tasks.lock.txt unless it says name==version
 LIMIT_MIB=56                  # of the 64 MiB that travel: the repository itself needs the rest
 
 case "${1:-}" in
 --fetch-wheels)
     PIP="${PIP:-.tools/bin/python -m pip}"   # the pip that make setup installs uv with
     rm -rf .whl && mkdir -p .whl
-    grep -v '^#' "$WHEELS" | while read -r name; do
+    sed 's/#.*//' "$WHEELS" | while read -r name; do
         [ -z "$name" ] && continue
-        pin=$(grep -i -m1 -E "^${name}==" requirements/tasks.lock.txt | cut -d' ' -f1)
+        case "$name" in *==*) pin=$name ;; *) pin=$(grep -i -m1 -E "^${name}==" requirements/tasks.lock.txt | cut -d' ' -f1) ;; esac
         [ -z "$pin" ] && { echo "no pin for $name in requirements/tasks.lock.txt" >&2; exit 2; }
         $PIP download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
             --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-            --platform manylinux1_x86_64 -d .whl "$pin"
+            --platform manylinux1_x86_64 -d .whl "$pin" 2> >(grep -v "^WARNING: Location" >&2)
     done
     size=$(du -sm .whl | cut -f1)
     ls -la .whl

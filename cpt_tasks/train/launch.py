@@ -43,7 +43,12 @@ def worker_argv(yaml_path: Path, mode: str, nprocs: int, logs: Path) -> list[str
 def run_workers(argv: list[str], cwd: Path) -> int:
     """Run the training processes to the end; their output goes to this process's stderr (stdout is kept
     for the result line). Returns their exit status."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+    import cpt_tasks
+
+    # the processes import this very cpt_tasks, installed or not (they start in the scratch folder)
+    package_root = str(Path(cpt_tasks.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
     print(f"[cpt-train] launching: {' '.join(argv)}", file=sys.stderr, flush=True)
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=2)  # fd 2: whatever stderr is
     in_main = threading.current_thread() is threading.main_thread()

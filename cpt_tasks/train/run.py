@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cpt_tasks.errors import UserError
-from cpt_tasks.storage import list_files, remove_file, remove_tree, write_bytes_atomic
+from cpt_tasks.storage import list_files, read_bytes, remove_file, remove_tree, write_bytes_atomic
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import Plan, build_yaml, plan_duration, settings, settings_fingerprint
 from cpt_tasks.train.inputs import check_data, check_model, load_report, resolve_tokenizer, stage_model
@@ -123,8 +123,6 @@ def _dump_yaml(yaml_cfg: dict) -> str:
 def read_yaml(location: str) -> dict | None:
     """A YAML mapping stored at ``location`` (local or object storage), or None."""
     import yaml
-
-    from cpt_tasks.storage import read_bytes
 
     data = read_bytes(location)
     try:
