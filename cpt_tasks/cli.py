@@ -1,7 +1,8 @@
 """``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
 
-Exit status: 0 done (or already up to date), 1 failed (transient, or verification found a problem),
-2 bad input or arguments (do not retry).
+Exit status: 0 done (or already up to date), 1 failed (transient: retry), 2 bad input or arguments and
+3 verification found bad data (both final: do not retry). When ``CPT_RESULT_FILE`` is set, a job also writes
+its result there as JSON (the pods' ``/airflow/xcom/return.json``; the local runner's temporary file).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from pydantic import BaseModel
 
 from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.errors import EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
+from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.verify.config import VerifyConfig
@@ -37,16 +39,43 @@ def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Call
     return handler
 
 
-def _convert(cfg: ConvertConfig) -> int:
-    from cpt_tasks.convert.run import convert, format_summary
+def write_result(result: object) -> None:
+    """Write a job's JSON result to ``$CPT_RESULT_FILE`` (atomically) when that is set."""
+    target = os.environ.get("CPT_RESULT_FILE")
+    if target:
+        from cpt_tasks.storage import write_bytes_atomic
 
-    print(format_summary(convert(cfg)))
+        write_bytes_atomic(target, json.dumps(result, indent=2).encode())
+
+
+def _convert(cfg: ConvertConfig) -> int:
+    from cpt_tasks.convert.run import convert, format_summary, summarize_result
+
+    result = convert(cfg)
+    print(format_summary(result))
+    write_result(summarize_result(result))
     return EXIT_OK
+
+
+def _convert_subset(args: argparse.Namespace) -> int:
+    from cpt_tasks.convert.run import convert, format_summary, summarize_result
+    from cpt_tasks.plan.run import planned_subset
+
+    cfg = planned_subset(args.plan, args.subset, args.num_workers)
+    if args.dry_run:
+        print(cfg.model_dump_json(indent=2))
+        return EXIT_OK
+    result = convert(cfg)
+    print(format_summary(result))
+    write_result(summarize_result(result) | {"subset": args.subset})
+    return args.up_to_date_exit if result.up_to_date and args.up_to_date_exit else EXIT_OK
 
 
 def _plan(cfg: PlanConfig) -> int:
     from cpt_tasks.plan.run import format_plan, plan
     from cpt_tasks.storage import write_bytes_atomic
+
+    from cpt_tasks.plan.run import plan_entries
 
     body = plan(cfg)
     text = json.dumps(body, indent=2)
@@ -54,23 +83,27 @@ def _plan(cfg: PlanConfig) -> int:
         write_bytes_atomic(cfg.output, text.encode())
     print(format_plan(body), file=sys.stderr)
     print(text)
+    write_result(plan_entries(body, cfg.output))
     return EXIT_OK
 
 
 def _verify(cfg: VerifyConfig) -> int:
     from cpt_tasks.verify.report import render_markdown
-    from cpt_tasks.verify.run import verify
+    from cpt_tasks.verify.run import summarize_result, verify
 
     result = verify(cfg)
     print(render_markdown(result.report))
     print("report: " + ", ".join(result.paths.values()))
-    return EXIT_OK if result.ok else EXIT_FAILED
+    write_result(summarize_result(result))
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
 def _train(cfg: TrainConfig) -> int:
     from cpt_tasks.train.run import train
 
-    print(train(cfg).model_dump_json())  # the last stdout line: the result, one line of JSON
+    result = train(cfg)
+    print(result.model_dump_json())  # the last stdout line: the result, one line of JSON
+    write_result(result.model_dump(mode="json"))
     return EXIT_OK
 
 
@@ -88,10 +121,18 @@ def _sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from cpt_tasks.demo import run_demo
+def _tiny_model(args: argparse.Namespace) -> int:
+    import shutil
 
-    return run_demo(args.tokenizer, args.sample, args.out)
+    from cpt_tasks.train.tiny import write_random_llama
+
+    staging = args.out.with_name(args.out.name + ".partial")  # a half-written model never looks complete
+    shutil.rmtree(staging, ignore_errors=True)
+    write_random_llama(staging, args.tokenizer)
+    shutil.rmtree(args.out, ignore_errors=True)
+    staging.rename(args.out)
+    print(f"tiny random Llama written to {args.out}")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
     add_model_arguments(convert, ConvertConfig)
     commands["convert"] = _config_job(ConvertConfig, _convert)
+
+    planned = sub.add_parser("convert-subset", help="Convert one subset of a plan, exactly as the plan says")
+    planned.add_argument("--plan", required=True, help="The plan JSON written by `cpt-tasks plan` (path or URL)")
+    planned.add_argument("--subset", required=True, help="Which planned subset to convert")
+    planned.add_argument("--num_workers", type=int, default=None, help="Override the planned converter processes")
+    planned.add_argument("--up_to_date_exit", type=int, default=0, metavar="STATUS",
+                         help="Exit with this status instead of 0 when the subset was already converted "
+                              "(the DAG marks such a task skipped)")
+    planned.add_argument("--dry-run", action="store_true", help="Print the subset's ConvertConfig and exit")
+    commands["convert-subset"] = _convert_subset
 
     plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
     add_model_arguments(plan, PlanConfig)
@@ -123,11 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
     commands["sample"] = _sample
 
-    demo = sub.add_parser("demo", help="Run the pipeline's steps on the sample data and print a summary")
-    demo.add_argument("--tokenizer", required=True, help="Tokenizer folder")
-    demo.add_argument("--sample", type=Path, required=True, help="Sample dataset folder")
-    demo.add_argument("--out", type=Path, default=None, help="Output root (default: $CPT_HOME/demo)")
-    commands["demo"] = _demo
+    tiny = sub.add_parser("tiny-model", help="Write a tiny random Llama (HF folder) for the demo and tests")
+    tiny.add_argument("--out", type=Path, required=True, help="Folder to write")
+    tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it")
+    commands["tiny-model"] = _tiny_model
 
     parser.set_defaults(_commands=commands)
     return parser

@@ -2,7 +2,8 @@
 
 Every field becomes ``--<name>`` with the field's description as help; booleans get ``--x/--no-x``;
 lists take several values. Defaults stay in the model: only flags actually given reach it. ``--config``
-loads a YAML/JSON file of the same keys (unknown keys are errors); flags override it.
+takes a YAML/JSON file of the same keys, or an inline JSON object (what the DAG passes from a Param); unknown
+keys are errors; flags override it.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def _is_dict(annotation: object) -> bool:
 
 def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     """Add one option per model field, plus --config and --dry-run."""
-    parser.add_argument("--config", type=Path, help="YAML or JSON file with these options (flags override it)")
+    parser.add_argument("--config", help="YAML/JSON file, or an inline JSON object, with these options "
+                        "(flags override it)")
     parser.add_argument("--dry-run", action="store_true", help="Print the validated config as JSON and exit")
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
@@ -71,7 +73,10 @@ def build_config(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
         raise UserError(f"invalid arguments: {problems}") from None
 
 
-def _load_file(path: Path) -> dict:
+def _load_file(value: str) -> dict:
+    if value.lstrip().startswith("{"):
+        return _expect_mapping(parse_json_strict(value, "--config"), "--config")
+    path = Path(value)
     if not path.is_file():
         raise UserError(f"--config {path}: no such file")
     text = path.read_text()
@@ -87,19 +92,10 @@ def _load_file(path: Path) -> dict:
             data = json.loads(text)
     except ValueError as exc:
         raise UserError(f"--config {path}: {exc}") from None
+    return _expect_mapping(data, f"--config {path}")
+
+
+def _expect_mapping(data: object, where: str) -> dict:
     if not isinstance(data, dict):
-        raise UserError(f"--config {path}: expected a mapping of option names to values")
+        raise UserError(f"{where}: expected a mapping of option names to values")
     return data
-
-
-def load_json_arg(location: str, flag: str) -> tuple[object, bytes]:
-    """The JSON document a flag names (local path or URL) and its bytes; UserError when missing or invalid."""
-    from cpt_tasks.storage import read_bytes
-
-    data = read_bytes(location)
-    if data is None:
-        raise UserError(f"{flag} {location}: no such file")
-    try:
-        return json.loads(data), data
-    except ValueError as exc:
-        raise UserError(f"{flag} {location}: invalid JSON: {exc}") from None

@@ -1,12 +1,15 @@
 """Error types shared by every job, and the exit statuses the CLI maps them to.
 
 A ``UserError`` is a mistake in the input or the arguments: retrying cannot help, so the CLI exits with
-status 2 and the DAG fails the task at once. Anything else is treated as transient (exit 1, retried).
+status 2 and the DAG fails the task at once. Verification that finds bad data exits 3, also final. Anything
+else is treated as transient (exit 1, retried).
 """
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # transient or unexpected failure: safe to retry
 EXIT_USER_ERROR = 2  # bad input or arguments: do not retry
+EXIT_CHECK_FAILED = 3  # the job ran, and the data failed its checks (verify): retrying cannot help
+NO_RETRY_EXITS = frozenset({EXIT_USER_ERROR, EXIT_CHECK_FAILED})
 
 
 class UserError(Exception):

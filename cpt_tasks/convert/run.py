@@ -207,3 +207,16 @@ def format_summary(result: ConvertResult) -> str:
     lines.append(f"{t['seconds']:.1f}s, {t['tokens_per_second']:,} tokens/s, tokenizer backend "
                  f"{m['tokenizer']['backend']}, fingerprint {result.fingerprint[:12]}")
     return "\n".join(lines)
+
+
+def summarize_result(result: ConvertResult) -> dict:
+    """The JSON-ready result the DAG keeps (XCom): status, location, source and counts."""
+    m = result.manifest
+    return {
+        "status": "up_to_date" if result.up_to_date else "converted",
+        "out_root": result.out_root, "manifest": join(result.out_root, MANIFEST_NAME),
+        "fingerprint": result.fingerprint, "source": m.get("source", {}),
+        "splits": {split: {k: m["splits"][split][k] for k in ("documents", "samples", "tokens")}
+                   for split in SPLITS},
+        "exhausted": m.get("exhausted", False),
+    }

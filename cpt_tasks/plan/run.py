@@ -19,7 +19,7 @@ from cpt_tasks.convert.sources import resolve_source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, check_proportions, load_mix, subset_budgets, val_budget
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.storage import join
+from cpt_tasks.storage import join, read_document
 from cpt_tasks.tokenizer import Encoder, describe, hub_commit, resolve_tokenizer_dir
 
 PLAN_FORMAT = "cpt-pipeline/plan/v1"
@@ -68,6 +68,28 @@ def planned_config(subset: dict) -> ConvertConfig:
     from cpt_tasks.cli_args import build_config
 
     return build_config(ConvertConfig, build_parser().parse_args(subset["argv"][1:]))
+
+
+def load_plan(location: str) -> tuple[dict, str]:
+    """The plan at ``location`` and its sha256; UserError when missing or not a plan."""
+    return read_document(location, "--plan", PLAN_FORMAT, "a cpt-pipeline plan")
+
+
+def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
+    """The ConvertConfig of one subset of the plan at ``location`` (UserError naming an unplanned subset)."""
+    body, _ = load_plan(location)
+    entries = {s["name"]: s for s in body["subsets"]}
+    if subset not in entries:
+        raise UserError(f"--subset {subset}: not in the plan {location} (planned: {', '.join(entries)})")
+    cfg = planned_config(entries[subset])
+    return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
+
+
+def plan_entries(body: dict, location: str | None) -> list[dict]:
+    """One entry per planned subset (what the DAG maps its conversions over): name, budgets, location."""
+    return [{"subset": s["name"], "plan": location, "plan_fingerprint": body["fingerprint"],
+             "fingerprint": s["fingerprint"], "out_root": s["out_root"], "max_tokens": s["max_tokens"],
+             "val_tokens": s["val_tokens"], "dataset": body["dataset"]} for s in body["subsets"]]
 
 
 def plan(cfg: PlanConfig) -> dict:

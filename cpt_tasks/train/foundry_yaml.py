@@ -64,10 +64,11 @@ def settings_fingerprint(values: dict) -> str:
 
 
 def _location(out_root: str, split: str, cache: Path) -> dict:
-    """A stream's place: object storage is cached under ``cache``; a local folder is read where it is."""
-    if is_remote(out_root):
-        return {"remote": out_root, "local": str(cache), "split": split}
-    return {"local": str(Path(out_root).resolve()), "split": split}
+    """A stream's place: the verified folder is the stream's remote, copied into ``cache``. Read in place, a
+    local folder would get streaming's decompressed shard copies written into it: verified data stays as it
+    was verified."""
+    return {"remote": out_root if is_remote(out_root) else str(Path(out_root).resolve()), "local": str(cache),
+            "split": split}
 
 
 def _loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:

@@ -7,10 +7,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from cpt_tasks.cli_args import load_json_arg
 from cpt_tasks.convert.manifest import read_manifest
 from cpt_tasks.errors import UserError
-from cpt_tasks.storage import download_file, is_remote, join, list_files, read_bytes
+from cpt_tasks.storage import download_file, is_remote, join, list_files, read_bytes, read_document
 from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir
 from cpt_tasks.verify.run import REPORT_FORMAT
 
@@ -19,17 +18,15 @@ MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoke
 
 def load_report(location: str) -> tuple[dict, str]:
     """The verification report and its sha256; UserError unless it is a passed `cpt-tasks verify` report."""
-    report, data = load_json_arg(location, "--report")
-    if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
-        raise UserError(f"--report {location}: not a verification report (the verify-report.json that "
-                        "`cpt-tasks verify` writes)")
+    report, sha256 = read_document(location, "--report", REPORT_FORMAT,
+                                   "a verification report (the verify-report.json that `cpt-tasks verify` writes)")
     if report.get("ok") is not True:
         failed = [s["name"] for s in report.get("subsets", []) if s.get("status") == "failed"]
         raise UserError(f"--report {location}: verification failed ({', '.join(failed) or 'see the report'}); "
                         "training runs only on verified data")
     if not report.get("subsets"):
         raise UserError(f"--report {location}: names no subsets")
-    return report, hashlib.sha256(data).hexdigest()
+    return report, sha256
 
 
 def check_data(report: dict) -> list[dict]:

@@ -10,19 +10,18 @@ proportion × total_tokens.
 
 from __future__ import annotations
 
-import hashlib
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
 from cpt_tasks import __version__
-from cpt_tasks.cli_args import load_json_arg
 from cpt_tasks.convert.manifest import read_manifest
-from cpt_tasks.errors import UserError
+from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
+from cpt_tasks.train.status import find_finished_run
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
 from cpt_tasks.verify.shards import ShardCheck, check_shard, read_index
@@ -38,14 +37,6 @@ class VerifyResult:
     ok: bool
     report: dict
     paths: dict[str, str]
-
-
-def load_plan(location: str) -> tuple[dict, str]:
-    """The plan and its sha256; UserError when missing or not a plan."""
-    plan, data = load_json_arg(location, "--plan")
-    if not isinstance(plan, dict) or plan.get("format") != "cpt-pipeline/plan/v1":
-        raise UserError(f"--plan {location}: not a cpt-pipeline plan")
-    return plan, hashlib.sha256(data).hexdigest()
 
 
 def _shard_job(args: tuple) -> tuple[str, str, ShardCheck]:
@@ -99,6 +90,8 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
         if manifests[sub["name"]] is not None:
             _check_budgets(sub, manifests[sub["name"]], checks[sub["name"]], plan)
     report = _report(plan, plan_sha, cfg.plan, manifests, checks)
+    if cfg.save_root:
+        report["finished_training"] = find_finished_run(cfg.save_root, plan["fingerprint"])
     report_dir = cfg.report_dir or _beside(cfg.plan)
     paths = write_report(report, report_dir)
     return VerifyResult(report["ok"], report, paths)
@@ -200,3 +193,17 @@ def _report(plan: dict, plan_sha: str, plan_path: str, manifests: dict, checks: 
         "subsets": subsets,
         "created_at": datetime.now(timezone.utc).isoformat(), "code_version": __version__,
     }
+
+
+def summarize_result(result: VerifyResult) -> dict:
+    """The JSON-ready result the DAG keeps (XCom): verdict, report location, and each subset's counts."""
+    report = result.report
+    return {
+        "ok": result.ok, "report": result.paths["json"], "report_md": result.paths["md"],
+        "plan": report["plan"]["path"], "plan_fingerprint": report["plan"]["fingerprint"],
+        "realized_train_tokens": report["realized_train_tokens"],
+        "finished_training": report.get("finished_training"),
+        "subsets": {s["name"]: {k: s[k] for k in ("status", "fingerprint", "out_root", "manifest", "train_tokens",
+                                                  "val_tokens", "proportion")} for s in report["subsets"]},
+    }
+

@@ -64,6 +64,12 @@ def check_shard(split_url: str, shard: dict, concat: int, vocab_size: int, keep:
             return result
         if not _check_file(data, raw_info, result.problems):
             return result
+        # Streaming decompresses a local dataset's shards beside the originals and reads those copies from
+        # then on: a damaged copy would be trained on, so it is checked like the original.
+        copy = read_bytes(join(split_url, raw_info["basename"]))
+        if copy is not None and not _check_file(copy, raw_info, result.problems):
+            result.problems[-1] += " (the decompressed copy that streaming reads)"
+            return result
     if shard.get("column_encodings") != ["ndarray:int32"] or shard.get("column_names") != ["tokens"]:
         result.problems.append(f"{stored['basename']}: columns {shard.get('column_names')} "
                                f"{shard.get('column_encodings')}, expected tokens ndarray:int32")

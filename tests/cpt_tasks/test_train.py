@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -58,7 +59,13 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
 
     generated = yaml.safe_load(open(tmp_path / "runs" / result["run_name"] / "train.yaml"))
     stream = generated["train_loader"]["dataset"]["streams"]["wiki"]
-    assert stream == {"local": body["subsets"][0]["out_root"], "split": "train", "proportion": 1.0}
+    out_root = body["subsets"][0]["out_root"]
+    assert {k: stream[k] for k in ("remote", "split", "proportion")} == {"remote": out_root, "split": "train",
+                                                                         "proportion": 1.0}
+    assert not stream["local"].startswith(out_root)  # streaming's copies go to scratch, not the verified data
+    assert sorted(p.name for p in (Path(out_root) / "train").iterdir()) == \
+        sorted(["index.json", *((s.get("zip_data") or s["raw_data"])["basename"] for s in json.loads(
+            (Path(out_root) / "train" / "index.json").read_text())["shards"])])  # nothing written beside
     assert generated["max_seq_len"] == 128 and generated["autoresume"] is True
     assert "eval_loaders" not in generated  # the mix has no val rows
 

@@ -88,7 +88,8 @@ def test_yaml_on_eight_gpus_shards_with_fsdp_in_bf16(tmp_path):
     streams = built["train_loader"]["dataset"]["streams"]
     assert streams["s0"] == {"remote": "s3://b/mix/s0", "local": str(tmp_path / "data" / ("0" * 16) / "s0"),
                              "split": "train", "proportion": 0.5}
-    assert streams["s1"] == {"local": "/data/mix/s1", "split": "train", "proportion": 0.5}
+    assert streams["s1"] == {"remote": "/data/mix/s1", "local": str(tmp_path / "data" / ("1" * 16) / "s1"),
+                             "split": "train", "proportion": 0.5}  # a local folder is copied too, never written
     assert [e["label"] for e in built["eval_loaders"]] == ["s1"]  # s0 has no val rows
     assert built["eval_loaders"][0]["dataset"]["split"] == "val"
     assert built["train_loader"]["num_workers"] == 8 and built["train_loader"]["persistent_workers"] is True

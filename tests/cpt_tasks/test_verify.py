@@ -73,7 +73,7 @@ def test_good_run_passes_and_writes_the_report(copy):
 def test_deleted_shard(copy):
     (subset_dir(copy, "flan") / "train" / "shard.00000.mds.zstd").unlink()
     proc = run_cli("verify", "--plan", copy / "plan.json")
-    assert proc.returncode == 1 and "Verification FAILED" in proc.stdout
+    assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
     assert "shard.00000.mds.zstd: missing" in proc.stdout
     assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"flan": ["shards:train"]}
 
@@ -86,6 +86,20 @@ def test_corrupted_shard_bytes(copy):
     report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
     assert failed_checks(report) == {"wiki": ["shards:train"]}
     assert "sha1 differs" in json.dumps(report)
+
+
+def test_damaged_decompressed_copy_that_streaming_would_read(copy):
+    import zstd
+
+    train = subset_dir(copy, "wiki") / "train"
+    raw = bytearray(zstd.decompress((train / "shard.00000.mds.zstd").read_bytes()))
+    (train / "shard.00000.mds").write_bytes(bytes(raw))  # what streaming leaves after reading a local dataset
+    assert verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).ok
+    raw[len(raw) // 2] ^= 0xFF
+    (train / "shard.00000.mds").write_bytes(bytes(raw))
+    report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
+    assert failed_checks(report) == {"wiki": ["shards:train"]}
+    assert "the decompressed copy that streaming reads" in json.dumps(report)
 
 
 def test_tampered_index(copy):
@@ -103,7 +117,7 @@ def test_manifest_with_another_fingerprint(copy):
     manifest["fingerprint"] = "0" * 64
     path.write_text(json.dumps(manifest))
     proc = run_cli("verify", "--plan", copy / "plan.json")
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"pes2o": ["fingerprint"]}
 
 
@@ -176,7 +190,7 @@ def test_each_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, dam
         client.put_object(Bucket="cpt", Key=prefix + "plan.json", Body=json.dumps(body).encode())
         expected = {"flan": ["mix"], "math": ["mix"]}
     proc = run_cli("verify", "--plan", f"{root}/plan.json", env=s3_server)
-    assert proc.returncode == 1 and "Verification FAILED" in proc.stdout
+    assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
     assert failed_checks(s3_json(client, prefix + "verify-report.json")) == expected
 
 
@@ -191,7 +205,7 @@ def test_on_object_storage(s3_server, tmp_path, sample_dir, tokenizer_dir):
                if "/stackexchange/train/shard." in o["Key"])
     client.delete_object(Bucket="cpt", Key=key)
     proc = run_cli("verify", "--plan", "s3://cpt/verify/plan.json", env=s3_server)
-    assert proc.returncode == 1 and "missing" in proc.stdout
+    assert proc.returncode == 3 and "missing" in proc.stdout
     failed = failed_checks(json.loads(client.get_object(Bucket="cpt", Key="verify/verify-report.json")["Body"].read()))
     assert failed == {"stackexchange": ["shards:train"]}
 
@@ -220,7 +234,7 @@ def test_rows_that_do_not_decode_to_text(copy):
 def test_out_of_range_ids_fail_the_check_without_crashing(copy):
     rewrite_train(copy, "wiki", 200_000)
     proc = run_cli("verify", "--plan", copy / "plan.json")
-    assert proc.returncode == 1 and "ids outside [0, 128256)" in proc.stdout
+    assert proc.returncode == 3 and "ids outside [0, 128256)" in proc.stdout
     assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"wiki": ["shards:train"]}
 
 

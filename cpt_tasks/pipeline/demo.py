@@ -1,0 +1,107 @@
+"""``make demo``: the embedded default, end to end through Airflow.
+
+Prepares the Airflow home (SQLite, local runner, OpenLineage to a file), runs
+``airflow dags test cpt_dolmino --conf <demo Params>`` on the bundled sample with a tiny random Llama on the
+CPU, and prints what was produced where. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, prepare
+from cpt_tasks.pipeline.steps import safe_name
+
+DAG_ID = "cpt_dolmino"
+AIRFLOW = Path(sys.executable).with_name("airflow")
+SHOWN = re.compile(r"\[DAG TEST\] end task|Skipping task|DagRun Finished|Task failed|ParamValidationError")
+
+
+def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | None]:
+    """``airflow dags test`` with ``conf``; full output to ``log_path``, task ends echoed; (status, run id)."""
+    subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = None
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            log.write(line)
+            found = re.search(r"run_id=([^\s,]+)", line)
+            if found and "DagRun Finished" in line:
+                run_id = found.group(1)
+            if SHOWN.search(line):
+                print("  " + re.sub(r"\s+\[[a-z_.]+\]\s+.*?loc=\S+", "", line.strip())[:160])
+        status = proc.wait()
+    return status, run_id
+
+
+def task_states(airflow_home: Path, run_id: str) -> list[dict]:
+    """The run's task instances (task, label of a mapped one, state), read from the SQLite metadata DB."""
+    import sqlite3
+
+    with sqlite3.connect(airflow_home / "airflow.db") as db:
+        rows = db.execute("select task_id, map_index, rendered_map_index, state from task_instance "
+                          "where dag_id = ? and run_id = ? order by start_date", (DAG_ID, run_id)).fetchall()
+    return [{"task_id": t, "map_index": m, "label": label or ("" if m < 0 else str(m)), "state": state}
+            for t, m, label, state in rows]
+
+
+def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
+    """What the run produced where: tasks, data, verification, checkpoint, lineage."""
+    run_dir = storage_root / "runs" / DAG_ID / safe_name(run_id)
+    lines = [f"Run {run_id}", "", "Tasks:"]
+    for s in states:
+        lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
+    report_path = run_dir / "verify-report.json"
+    lines += ["", f"Plan:          {run_dir / 'plan.json'}"]
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        lines.append(f"Verification:  {'PASSED' if report['ok'] else 'FAILED'}  {run_dir / 'verify-report.md'}, "
+                     f"{run_dir / 'verify-mix.png'}")
+        lines.append("Data (MDS):")
+        for s in report["subsets"]:
+            lines.append(f"  {s['name']:<14} {s['train_tokens']:>9,} train + {s['val_tokens']:>7,} val tokens  "
+                         f"{s['out_root']}")
+        pointer = storage_root / "checkpoints" / "finished" / f"{report['plan']['fingerprint']}.json"
+        if pointer.exists():
+            finished = json.loads(pointer.read_text())
+            folder = Path(finished["run_folder"])
+            lines += ["Training:", f"  run folder    {folder}",
+                      f"  final step    {finished.get('final_step')}",
+                      f"  run manifest  {finished.get('run_manifest')}",
+                      f"  HF export     {folder / 'hf'}", f"  loss curve    {folder / 'loss.png'}"]
+    events = storage_root / "openlineage" / "events.jsonl"
+    if events.exists():
+        count = sum(1 for _ in events.open())
+        lines.append(f"Lineage:       {count} OpenLineage events in {events}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conf", default="{}", help="JSON Params to change on top of the demo's")
+    args = parser.parse_args(argv)
+    home = cpt_home()
+    env = {**os.environ, **prepare(home)}
+    conf = demo_params(home) | json.loads(args.conf)
+    storage_root = Path(conf["storage_root"])
+    log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")
+    started = time.time()
+    status, run_id = run_dags_test(env, conf, log_path)
+    print(f"\n{'succeeded' if status == 0 else 'FAILED'} in {time.time() - started:.0f}s\n")
+    if run_id:
+        print(summarize(storage_root, run_id, task_states(Path(env['AIRFLOW_HOME']), run_id)))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The two runners of a :class:`~cpt_tasks.pipeline.steps.Step`: a local process with the tasks environment
+(``LocalStepOperator``) and a Kubernetes pod (``StepPodOperator``, a KubernetesPodOperator).
+
+Both share :class:`StepMixin`: the result JSON becomes the task's XCom, the exit status decides retry or not
+(2 = bad input and 3 = bad data fail at once; 99 = already up to date marks the task skipped; anything else
+is retried), a gate can skip the step before it starts, and the result feeds the Assets and OpenLineage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from cpt_tasks.errors import NO_RETRY_EXITS
+from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
+from cpt_tasks.pipeline.steps import UP_TO_DATE_EXIT
+
+Gate = Callable[[dict, dict | None], str | None]
+
+
+def exit_status_error(code: int, what: str) -> AirflowException:
+    """The exception for a step that exited with ``code``: final for user/data errors, else retried."""
+    if code == UP_TO_DATE_EXIT:
+        return AirflowSkipException(f"{what}: already up to date (exit {code}); nothing to do")
+    if code in NO_RETRY_EXITS:
+        kind = "bad input or arguments" if code == 2 else "the data failed verification"
+        return AirflowFailException(f"{what} exited {code}: {kind}; not retrying (see the log above)")
+    return AirflowException(f"{what} exited {code}; transient or unexpected, will be retried")
+
+
+class StepMixin:
+    """Result handling shared by both runners (see the module docstring)."""
+
+    gate: Gate | None = None
+    _cpt_result: dict | None = None
+    _cpt_verified: dict | None = None
+
+    def _check_gate(self, context) -> None:
+        verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
+        self._cpt_verified = verified
+        reason = self.gate(context["params"], verified) if self.gate else None
+        if reason:
+            raise AirflowSkipException(f"{self.task_id} skipped: {reason}")
+        subset = (getattr(self, "labels", None) or {}).get("cpt-pipeline/subset")
+        if subset:
+            context["subset"] = subset  # the mapped task's label in the UI (map_index_template)
+
+    def _record(self, context, result: dict | None) -> dict | None:
+        self._cpt_result = result
+        if result:
+            for asset in self.outlets or []:
+                extra = asset_extras(self.task_id, result).get(getattr(asset, "name", None))
+                if extra:
+                    context["outlet_events"][asset].extra.update(extra)
+        return result
+
+    def get_openlineage_facets_on_complete(self, task_instance):
+        """Inputs and outputs of the finished step for the OpenLineage provider."""
+        return operator_lineage(self.task_id, self._cpt_result, self._cpt_verified)
+
+
+class LocalStepOperator(StepMixin, BaseOperator):
+    """Run ``cpt-tasks <arguments>`` as a local process with the tasks environment (``CPT_RUNNER=local``)."""
+
+    template_fields = ("arguments", "env_vars", "labels")
+    ui_color = "#e7f5ff"
+
+    def __init__(self, *, arguments: list[str], tasks_bin: str, env_vars: dict | None = None,
+                 labels: dict | None = None, gate: Gate | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.arguments = arguments
+        self.tasks_bin = tasks_bin
+        self.env_vars = env_vars or {}
+        self.labels = labels or {}
+        self.gate = gate
+        self._proc: subprocess.Popen | None = None
+
+    def execute(self, context):
+        self._check_gate(context)
+        argv = [self.tasks_bin, *map(str, self.arguments)]
+        self.log.info("Running: %s", " ".join(argv))
+        with tempfile.TemporaryDirectory(prefix="cpt-step-") as tmp:
+            result_file = Path(tmp) / "result.json"
+            env = {**os.environ, **{k: str(v) for k, v in self.env_vars.items()},
+                   "CPT_RESULT_FILE": str(result_file), "PYTHONUNBUFFERED": "1"}
+            self._proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                          env=env, start_new_session=True, bufsize=1)
+            for line in self._proc.stdout:
+                self.log.info("%s", line.rstrip())
+            code = self._proc.wait()
+            if code != 0:
+                raise exit_status_error(code, f"cpt-tasks {self.arguments[0]}")
+            result = json.loads(result_file.read_text()) if result_file.exists() else None
+        return self._record(context, result)
+
+    def on_kill(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGTERM)
+
+
+class StepPodOperator(StepMixin, KubernetesPodOperator):
+    """A KubernetesPodOperator that applies the pipeline's exit-status policy, gate, Assets and lineage."""
+
+    def __init__(self, *, gate: Gate | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.gate = gate
+
+    def execute(self, context):
+        self._check_gate(context)
+        return self._record(context, super().execute(context))
+
+    def trigger_reentry(self, context, event):
+        # Deferred (training): this is a fresh operator instance in the worker that resumes the task.
+        self._cpt_verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
+        return self._record(context, super().trigger_reentry(context, event))
+
+    def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
+        try:
+            super().cleanup(pod, remote_pod, xcom_result=xcom_result, context=context)
+        except AirflowSkipException:
+            raise
+        except AirflowException as exc:
+            code = container_exit_code(remote_pod, self.base_container_name)
+            if code in NO_RETRY_EXITS:
+                raise exit_status_error(code, f"pod {pod and pod.metadata.name}") from exc
+            raise
+
+    def _render_nested_template_fields(self, content, context, jinja_env, seen_oids) -> None:
+        # The provider renders a V1Volume's name, PVC and ConfigMap only; /dev/shm's size is a Param.
+        from kubernetes.client import models as k8s
+
+        if id(content) not in seen_oids and isinstance(content, k8s.V1EmptyDirVolumeSource):
+            seen_oids.add(id(content))
+            self._do_render_template_fields(content, ("size_limit",), context, jinja_env, seen_oids)
+            return
+        if id(content) not in seen_oids and isinstance(content, k8s.V1Volume) and content.empty_dir:
+            self._render_nested_template_fields(content.empty_dir, context, jinja_env, seen_oids)
+        super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+
+
+def container_exit_code(remote_pod, container: str) -> int | None:
+    """The exit code of ``container`` in a finished pod (None when it did not terminate)."""
+    statuses = (remote_pod.status.container_statuses if remote_pod and remote_pod.status else None) or []
+    for status in statuses:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code
+    return None

@@ -1,0 +1,74 @@
+"""``make pods``: every pod the kubernetes runner would submit for the default Params, as YAML in
+``build/pods/`` (what a platform engineer reviews or diffs), built by the provider's own
+``build_pod_request_obj`` from the DAG's real operators, with no cluster.
+
+Run in the orchestration env: ``python -m cpt_tasks.pipeline.pods --out build/pods``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from cpt_tasks.pipeline.settings import REPO_ROOT
+from cpt_tasks.pipeline.steps import PLAN, convert_kwargs
+
+RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+
+
+def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py"):
+    """The DAG object, imported from its file with ``CPT_RUNNER=kubernetes``."""
+    os.environ["CPT_RUNNER"] = "kubernetes"
+    spec = importlib.util.spec_from_file_location("cpt_dolmino_for_pods", dag_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.plan.dag
+
+
+def render_pods(dag, params: dict | None = None) -> dict[str, dict]:
+    """File name -> pod manifest (a JSON-ready dict) of every step, one conversion pod per subset."""
+    from kubernetes.client import ApiClient
+
+    values = dict(dag.params.validate()) | (params or {})
+    env = dag.get_template_env()
+    base = {"params": values, "run_id": RUN_ID, "dag": dag}
+    plan_location = env.from_string(PLAN).render(**base)
+    tasks = [("plan", dag.get_task("plan"), -1)]
+    mapped = dag.get_task("convert")
+    for index, subset in enumerate(values["subsets"]):
+        tasks.append((f"convert-{subset}", mapped.unmap(convert_kwargs({"plan": plan_location, "subset": subset})),
+                      index))
+    tasks += [("verify", dag.get_task("verify"), -1), ("train", dag.get_task("train"), -1)]
+    client, pods = ApiClient(), {}
+    for name, task, map_index in tasks:
+        ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task.task_id, run_id=RUN_ID, map_index=map_index,
+                             try_number=1)
+        context = {**base, "ti": ti, "task_instance": ti, "task": task}
+        task.render_template_fields(context, env)
+        pod = task.build_pod_request_obj(context, dry_run=True)
+        pods[f"{name}.yaml"] = client.sanitize_for_serialization(pod)
+    return pods
+
+
+def main(argv: list[str] | None = None) -> int:
+    import yaml
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "pods", help="Folder to write")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("*.yaml"):
+        old.unlink()
+    pods = render_pods(load_dag())
+    for name, manifest in pods.items():
+        (args.out / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
+    print(f"{len(pods)} pod manifests written to {args.out}: {', '.join(pods)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""
+### cpt_dolmino: continual pretraining on the Dolmino mix
+
+**plan** → **convert** (one task per subset) → **verify** → **train**, each step running `cpt-tasks` in its own
+pod (`CPT_RUNNER=kubernetes`) or as a local process (`CPT_RUNNER=local`, the demo and CI).
+
+* **plan** derives every subset's token budget from *Total train tokens* and the *Proportions*, and a
+  fingerprint of everything that determines each subset's bytes.
+* **convert** tokenizes one subset with the Llama 3.1 tokenizer into fixed-length MDS rows. A subset already
+  converted with the same fingerprint is **skipped** (up to date), so a scheduled refresh with unchanged
+  sources converts nothing.
+* **verify** checks every subset's shards, counts and mix against the plan before any GPU is spent.
+* **train** continues pretraining with Composer + LLM-Foundry on the verified mix, one process per GPU;
+  retries resume from the latest checkpoint. With *Train* = `if_changed` it is skipped when this exact data
+  has already been trained on.
+
+Exit status 2 (bad input) and 3 (bad data) fail a step at once; other failures retry with backoff.
+Assets: `cpt_dolmino/<subset>` (from verify) and `cpt_dolmino/checkpoint` (from train).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import DAG, Asset, TriggerRule
+
+from cpt_tasks.mix import DEFAULT_MIX, load_mix
+from cpt_tasks.pipeline.lineage import CHECKPOINT, asset_name
+from cpt_tasks.pipeline.params import build_params
+from cpt_tasks.pipeline.runners import make_operator
+from cpt_tasks.pipeline.settings import Deployment
+from cpt_tasks.pipeline.steps import (
+    convert_kwargs, convert_step, plan_step, safe_name, train_gate, train_step, verify_step,
+)
+
+DEPLOYMENT = Deployment.from_env()
+SUBSET_ASSETS = [Asset(name=asset_name(subset)) for subset in load_mix(DEFAULT_MIX).proportions]
+CHECKPOINT_ASSET = Asset(name=asset_name(CHECKPOINT))
+
+with DAG(
+    dag_id="cpt_dolmino",
+    description="Plan, convert, verify and continue pretraining on the Dolmino mix",
+    doc_md=__doc__,
+    schedule=DEPLOYMENT.schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["cpt", "llm-foundry", "dolmino"],
+    params=build_params(DEPLOYMENT.storage_root, DEPLOYMENT.load_param_defaults()),
+    user_defined_filters={"cpt_safe": safe_name},
+    default_args={
+        "retries": DEPLOYMENT.retries,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+    },
+):
+    plan = make_operator(plan_step(), DEPLOYMENT)
+
+    convert = make_operator(
+        convert_step(), DEPLOYMENT, partial=True, map_index_template="{{ subset }}",
+    ).expand_kwargs(plan.output.map(convert_kwargs))
+
+    verify = make_operator(
+        verify_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=SUBSET_ASSETS,
+    )
+
+    train = make_operator(train_step(), DEPLOYMENT, gate=train_gate, outlets=[CHECKPOINT_ASSET])
+
+    plan >> convert >> verify >> train

@@ -1,0 +1,116 @@
+"""Both runners apply one exit-status policy: 0 done (result -> XCom, asset metadata), 2 and 3 final
+(no retry), 99 skipped (up to date), anything else retried; and the training gate."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator
+from cpt_tasks.pipeline.steps import train_gate
+
+
+def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
+    """A stand-in for the tasks env's `cpt-tasks`: writes ``result`` to $CPT_RESULT_FILE, exits ``status``."""
+    script = tmp_path / "cpt-tasks"
+    body = "echo 'argv:' \"$@\"\necho progress line\n"
+    if result is not None:
+        body += f"cat > \"$CPT_RESULT_FILE\" <<'JSON'\n{json.dumps(result)}\nJSON\n"
+    script.write_text(f"#!/bin/sh\n{body}exit {status}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return str(script)
+
+
+def context(params: dict | None = None, verified: dict | None = None) -> dict:
+    events = defaultdict(lambda: SimpleNamespace(extra={}))
+    ti = SimpleNamespace(xcom_pull=lambda task_ids: verified)
+    return {"params": params or {}, "ti": ti, "outlet_events": events}
+
+
+@pytest.mark.parametrize(("status", "error"), [(2, AirflowFailException), (3, AirflowFailException),
+                                               (99, AirflowSkipException), (1, AirflowException),
+                                               (137, AirflowException)])
+def test_local_runner_exit_statuses(tmp_path, status, error):
+    op = LocalStepOperator(task_id="convert", arguments=["convert-subset"], tasks_bin=fake_cli(tmp_path, status))
+    with pytest.raises(error) as raised:
+        op.execute(context())
+    if error is AirflowException:  # transient: must stay retryable, i.e. not the final kinds
+        assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))
+
+
+def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
+    result = {"ok": True, "report": "/r/verify-report.json", "plan_fingerprint": "f" * 64, "subsets": {
+        "dclm": {"fingerprint": "a" * 64, "out_root": "/d/dclm", "manifest": "/d/dclm/manifest.json",
+                 "train_tokens": 512, "val_tokens": 256, "status": "ok", "proportion": 1.0}}}
+    asset = Asset(name="cpt_dolmino/dclm")
+    op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[asset],
+                           tasks_bin=fake_cli(tmp_path, 0, result))
+    ctx = context()
+    assert op.execute(ctx) == result
+    assert ctx["outlet_events"][asset].extra == {
+        "fingerprint": "a" * 64, "location": "/d/dclm", "manifest": "/d/dclm/manifest.json", "train_tokens": 512,
+        "val_tokens": 256, "plan_fingerprint": "f" * 64, "report": "/r/verify-report.json"}
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", "/d/dclm")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", "/r/verify-report.json")]
+
+
+@pytest.mark.parametrize(("policy", "finished", "skipped"), [
+    ("never", None, True), ("always", {"run_folder": "/c/x"}, False), ("if_changed", None, False),
+    ("if_changed", {"run_folder": "/c/x", "plan_fingerprint": "abc"}, True)])
+def test_training_gate(tmp_path, policy, finished, skipped):
+    assert (train_gate({"train": policy}, {"finished_training": finished}) is not None) == skipped
+    op = LocalStepOperator(task_id="train", arguments=["train"], gate=train_gate,
+                           tasks_bin=fake_cli(tmp_path, 0, {"run_folder": "/c/y"}))
+    if skipped:
+        with pytest.raises(AirflowSkipException):
+            op.execute(context({"train": policy}, {"finished_training": finished}))
+    else:
+        assert op.execute(context({"train": policy}, {"finished_training": finished})) == {"run_folder": "/c/y"}
+
+
+def finished_pod(exit_code: int):
+    from kubernetes.client import models as k8s
+
+    state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code))
+    status = k8s.V1PodStatus(phase="Failed" if exit_code else "Succeeded", container_statuses=[
+        k8s.V1ContainerStatus(name="base", state=state, image="i", image_id="", ready=False, restart_count=0)])
+    spec = k8s.V1PodSpec(containers=[k8s.V1Container(name="base", image="i")])
+    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="cpt-convert-x", namespace="cpt"), spec=spec, status=status)
+
+
+class FakeCoreV1:
+    """The two Kubernetes API calls cleanup() makes for a finished pod: read it, and label it as checked."""
+
+    def __init__(self, pod) -> None:
+        self.pod, self.patched = pod, []
+
+    def read_namespaced_pod(self, name, namespace, **kwargs):
+        assert (name, namespace) == (self.pod.metadata.name, self.pod.metadata.namespace)
+        return self.pod
+
+    def patch_namespaced_pod(self, name, namespace, body, **kwargs):
+        self.patched.append(body)
+        return self.pod
+
+
+@pytest.mark.parametrize(("status", "error"), [(2, AirflowFailException), (3, AirflowFailException),
+                                               (99, AirflowSkipException), (1, AirflowException)])
+def test_pod_runner_exit_statuses(status, error):
+    """The provider's own cleanup() decides on the finished pod; no cluster is needed to reach that point."""
+    op = StepPodOperator(task_id="convert", name="cpt-convert", namespace="cpt", image="i", skip_on_exit_code=99,
+                         on_finish_action="delete_succeeded_pod", do_xcom_push=False)
+    pod = finished_pod(status)
+    op.__dict__["client"] = FakeCoreV1(pod)  # the Kubernetes API: the one thing faked
+    op.__dict__.pop("pod_manager", None)
+    with pytest.raises(error) as raised:
+        op.cleanup(pod, pod)
+    if error is AirflowException:
+        assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))

@@ -1,0 +1,87 @@
+"""The trigger form's Params: self-explanatory, production defaults, and invalid values rejected by the
+same validation Airflow runs when a run is triggered (ParamsDict in the SDK, SerializedParamsDict in the
+API server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cpt_tasks.mix import load_mix
+
+
+@pytest.fixture(scope="module")
+def dag():
+    import os
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conftest import ROOT
+
+    os.environ["CPT_RUNNER"] = "kubernetes"
+    return DagBag(dag_folder=str(ROOT / "dags")).dags["cpt_dolmino"]
+
+
+def test_every_param_has_a_title_and_description(dag):
+    for name, param in dag.params.items():
+        param = dag.params.get_param(name)
+        assert param.schema.get("title") and param.description, name
+
+
+def test_defaults_reproduce_the_reference_plan(dag):
+    values = dag.params.validate()
+    assert values["total_tokens"] == 50_000_000_000 and values["val_fraction"] == 0.0002
+    assert values["proportions"] == load_mix("dolmino-mix-1124").proportions
+    assert values["subsets"] == ["dclm", "flan", "pes2o", "wiki", "stackexchange", "math"]
+    assert values["concat_tokens"] == 8192 and values["train"] == "if_changed"
+
+
+BAD = [
+    ("proportions", {"dclm": 0.5, "flan": 0.3}, "proportions-sum-to-1"),
+    ("proportions", {"dclm": 0.5, "flan": 0.3, "wiki": 0.3}, "proportions-sum-to-1"),
+    ("proportions", {"dclm": 1.0, "reddit": 0.0}, "reddit"),
+    ("proportions", {"dclm": -0.5, "flan": 1.5}, ""),
+    ("subsets", ["dclm", "dclm"], "non-unique"),
+    ("subsets", ["c4"], "c4"),
+    ("subsets", [], ""),
+    ("total_tokens", 0, "minimum"),
+    ("total_tokens", "lots", "integer"),
+    ("storage_root", "relative/path", "does not match"),
+    ("max_duration", "10 epochs", "does not match"),
+    ("train", "sometimes", "is not one of"),
+    ("convert_memory", "lots", "does not match"),
+    ("gpus", -1, "minimum"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_invalid_values_are_rejected_by_the_sdk(dag, name, value, message):
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = copy.deepcopy(dag.params)
+    with pytest.raises(ParamValidationError) as err:
+        params[name] = value
+        params.validate()
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), BAD[:3], ids=["sum-low", "sum-high", "unknown-subset"])
+def test_the_api_server_rejects_a_bad_mix(dag, name, value, message):
+    """The API server validates with the serialized DAG's params: the mix format must work there too."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
+    params = served.params.deep_merge({name: value})
+    with pytest.raises(Exception) as err:
+        params.validate()
+    assert message in str(err.value)
+    served.params.deep_merge({"proportions": {"dclm": 0.4725, "flan": 0.5275}}).validate()  # a good mix passes
+
+
+def test_a_valid_custom_mix_passes(dag):
+    import copy
+
+    params = copy.deepcopy(dag.params)
+    params.update({"proportions": {"dclm": 0.6, "math": 0.4}, "subsets": ["dclm", "math"], "total_tokens": 1000})
+    assert params.validate()["proportions"] == {"dclm": 0.6, "math": 0.4}

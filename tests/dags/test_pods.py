@@ -1,0 +1,112 @@
+"""What the kubernetes runner would submit (``make pods``): every pod valid against the Kubernetes schema
+(strict: no unknown fields), hardened, with GPUs, /dev/shm, scheduling and credentials as specified."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cpt_tasks.pipeline.pods import load_dag, render_pods
+
+K8S_VERSION = "1.33"
+SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
+
+
+@pytest.fixture(scope="module")
+def pods(tmp_path_factory):
+    import os
+
+    os.environ["CPT_GPU_NODE_SELECTOR"] = json.dumps({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})
+    os.environ["CPT_GPU_TOLERATIONS"] = json.dumps([{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                     "effect": "NoSchedule"}])
+    try:
+        return render_pods(load_dag())
+    finally:
+        del os.environ["CPT_GPU_NODE_SELECTOR"], os.environ["CPT_GPU_TOLERATIONS"]
+
+
+def test_one_pod_per_step_and_subset(pods):
+    assert sorted(pods) == sorted(["plan.yaml", "verify.yaml", "train.yaml", *(f"convert-{s}.yaml" for s in SUBSETS)])
+
+
+def test_every_pod_is_valid_kubernetes(pods):
+    import kubernetes_validate
+
+    for name, manifest in pods.items():
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)  # raises on any schema error
+
+
+def test_schema_validation_can_fail(pods):
+    import kubernetes_validate
+
+    broken = json.loads(json.dumps(pods["train.yaml"]))
+    broken["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = {"count": 8}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_pods_are_hardened(pods):
+    for name, pod in pods.items():
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert spec["automountServiceAccountToken"] is False and not spec.get("hostNetwork"), name
+        for container in spec["containers"]:
+            ctx = container["securityContext"]
+            assert ctx["allowPrivilegeEscalation"] is False and ctx["capabilities"]["drop"] == ["ALL"], name
+            assert ctx["readOnlyRootFilesystem"] is True and not ctx.get("privileged"), name
+        assert not any("hostPath" in v for v in spec["volumes"]), name
+        mounts = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+        assert {"/tmp", "/cache", "/airflow/xcom"} <= mounts, name  # the only writable places
+
+
+def test_credentials_only_by_secret_reference(pods):
+    for name, pod in pods.items():
+        for env in pod["spec"]["containers"][0]["env"]:
+            if any(word in env["name"] for word in ("KEY", "TOKEN", "SECRET", "PASSWORD")):
+                assert "value" not in env and env["valueFrom"]["secretKeyRef"]["name"], (name, env)
+
+
+def test_conversion_pods_are_cpu_only_with_param_resources(pods):
+    for subset in SUBSETS:
+        pod = pods[f"convert-{subset}.yaml"]
+        container = pod["spec"]["containers"][0]
+        resources = container["resources"]
+        assert resources["requests"] == {"cpu": "8", "memory": "16Gi"}
+        assert resources["limits"] == {"cpu": "8", "memory": "16Gi"} and "nvidia.com/gpu" not in resources["limits"]
+        assert container["args"][:5] == ["convert-subset", "--plan",
+                                         "s3://cpt-pipeline/runs/cpt_dolmino/manual__2026-01-01T00-00-00-00-00/plan.json",
+                                         "--subset", subset]
+        assert pod["metadata"]["labels"]["cpt-pipeline/subset"] == subset
+        assert pod["spec"]["serviceAccountName"] == "cpt-convert" and not pod["spec"].get("tolerations")
+
+
+def test_training_pod_gets_gpus_shm_and_gpu_nodes(pods):
+    pod = pods["train.yaml"]
+    spec, container = pod["spec"], pod["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert "cpu" not in container["resources"]["limits"]
+    shm = next(v for v in spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
+    assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["serviceAccountName"] == "cpt-train" and spec["terminationGracePeriodSeconds"] == 120
+    args = container["args"]
+    assert args[args.index("--nprocs") + 1] == "8" and args[args.index("--run_id") + 1].startswith("manual__")
+
+
+def test_params_reach_the_pods():
+    dag = load_dag()
+    pods = render_pods(dag, {"gpus": 2, "convert_cpu": 4, "convert_memory": "6Gi", "shm_size": "8Gi",
+                             "subsets": ["dclm", "math"], "storage_root": "gs://bucket/cpt"})
+    assert sorted(pods) == ["convert-dclm.yaml", "convert-math.yaml", "plan.yaml", "train.yaml", "verify.yaml"]
+    train = pods["train.yaml"]["spec"]
+    assert train["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert next(v for v in train["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"] == "8Gi"
+    assert pods["convert-dclm.yaml"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "4"
+    plan_args = pods["plan.yaml"]["spec"]["containers"][0]["args"]
+    assert plan_args[plan_args.index("--out_root") + 1] == "gs://bucket/cpt/data"
+    config = json.loads(plan_args[plan_args.index("--config") + 1])
+    assert config["subsets"] == ["dclm", "math"] and config["allow_short"] is False
