@@ -1,8 +1,9 @@
 """``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
 
-Exit status: 0 done (or already up to date), 1 failed (transient: retry), 2 bad input or arguments and
-3 verification found bad data (both final: do not retry). When ``CPT_RESULT_FILE`` is set, a job also writes
-its result there as JSON (the pods' ``/airflow/xcom/return.json``; the local runner's temporary file).
+Exit status (``cpt_tasks.errors``): 0 done (or already up to date), 1 failed (transient: retry), 2 bad input
+or arguments and 3 verification found bad data (both final: do not retry), 99 up to date when
+``convert-subset --up_to_date_exit 99`` asks for it. When ``CPT_RESULT_FILE`` is set, a job also writes its
+result document there as JSON (the pods' ``/airflow/xcom/return.json``; the local runner's temporary file).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 
 from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.documents import Document, dump_document, write_document
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
@@ -39,13 +41,16 @@ def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Call
     return handler
 
 
-def write_result(result: object) -> None:
-    """Write a job's JSON result to ``$CPT_RESULT_FILE`` (atomically) when that is set."""
+def write_result(result: Document | list[Document]) -> None:
+    """Write a job's result document(s) as JSON to ``$CPT_RESULT_FILE`` (atomically) when that is set."""
     target = os.environ.get("CPT_RESULT_FILE")
     if target:
         from cpt_tasks.storage import write_bytes_atomic
 
-        write_bytes_atomic(target, json.dumps(result, indent=2).encode())
+        items = result if isinstance(result, list) else [result]
+        dumped = [json.loads(dump_document(item)) for item in items]
+        body = dumped if isinstance(result, list) else dumped[0]
+        write_bytes_atomic(target, json.dumps(body, indent=2).encode())
 
 
 def _convert(cfg: ConvertConfig) -> int:
@@ -67,22 +72,18 @@ def _convert_subset(args: argparse.Namespace) -> int:
         return EXIT_OK
     result = convert(cfg)
     print(format_summary(result))
-    write_result(summarize_result(result) | {"subset": args.subset})
+    write_result(summarize_result(result, args.subset))
     return args.up_to_date_exit if result.up_to_date and args.up_to_date_exit else EXIT_OK
 
 
 def _plan(cfg: PlanConfig) -> int:
-    from cpt_tasks.plan.run import format_plan, plan
-    from cpt_tasks.storage import write_bytes_atomic
-
-    from cpt_tasks.plan.run import plan_entries
+    from cpt_tasks.plan.run import format_plan, plan, plan_entries
 
     body = plan(cfg)
-    text = json.dumps(body, indent=2)
     if cfg.output:
-        write_bytes_atomic(cfg.output, text.encode())
+        write_document(cfg.output, body)
     print(format_plan(body), file=sys.stderr)
-    print(text)
+    print(dump_document(body).decode())
     write_result(plan_entries(body, cfg.output))
     return EXIT_OK
 
@@ -103,7 +104,7 @@ def _train(cfg: TrainConfig) -> int:
 
     result = train(cfg)
     print(result.model_dump_json())  # the last stdout line: the result, one line of JSON
-    write_result(result.model_dump(mode="json"))
+    write_result(result)
     return EXIT_OK
 
 

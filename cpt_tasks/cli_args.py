@@ -10,26 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import types
-import typing
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from cpt_tasks.config import is_dict, is_list
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import parse_json_strict
-
-
-def _is_list(annotation: object) -> bool:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_is_list(a) for a in typing.get_args(annotation))
-    return typing.get_origin(annotation) is list
-
-
-def _is_dict(annotation: object) -> bool:
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return any(_is_dict(a) for a in typing.get_args(annotation))
-    return typing.get_origin(annotation) is dict
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
@@ -45,9 +32,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, model: type[BaseModel])
         kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if field.annotation is bool:
             parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, **kwargs)
-        elif _is_list(field.annotation):
+        elif is_list(field.annotation):
             parser.add_argument(f"--{name}", nargs="+", metavar="VALUE", **kwargs)
-        elif _is_dict(field.annotation):
+        elif is_dict(field.annotation):
             parser.add_argument(f"--{name}", metavar="JSON", **kwargs)
         else:
             parser.add_argument(f"--{name}", metavar=name.upper(), **kwargs)
@@ -60,7 +47,7 @@ def build_config(model: type[BaseModel], args: argparse.Namespace) -> BaseModel:
         values.update(_load_file(args.config))
     for key, value in vars(args).items():
         if key in model.model_fields:
-            if isinstance(value, str) and _is_dict(model.model_fields[key].annotation):
+            if isinstance(value, str) and is_dict(model.model_fields[key].annotation):
                 value = parse_json_strict(value, f"--{key}")
             values[key] = value
     try:

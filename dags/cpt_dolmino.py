@@ -24,13 +24,14 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG, Asset, TriggerRule
 
+from cpt_tasks.layout import safe_run_id
 from cpt_tasks.mix import DEFAULT_MIX, load_mix
 from cpt_tasks.pipeline.lineage import CHECKPOINT, asset_name
 from cpt_tasks.pipeline.params import build_params
 from cpt_tasks.pipeline.runners import make_operator
 from cpt_tasks.pipeline.settings import Deployment
 from cpt_tasks.pipeline.steps import (
-    convert_kwargs, convert_step, plan_step, safe_name, train_gate, train_step, verify_step,
+    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, plan_step, train_gate, train_step, verify_step,
 )
 
 DEPLOYMENT = Deployment.from_env()
@@ -47,7 +48,7 @@ with DAG(
     max_active_runs=1,
     tags=["cpt", "llm-foundry", "dolmino"],
     params=build_params(DEPLOYMENT.storage_root, DEPLOYMENT.load_param_defaults()),
-    user_defined_filters={"cpt_safe": safe_name},
+    user_defined_filters={SAFE_RUN_ID_FILTER: safe_run_id},
     default_args={
         "retries": DEPLOYMENT.retries,
         "retry_delay": timedelta(minutes=1),

@@ -4,10 +4,12 @@ a small verified mix of the sample and a tiny random Llama."""
 
 from __future__ import annotations
 
-import json
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,32 @@ def sample_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample")
     write_sample(out)
     return out
+
+
+@dataclass
+class CliRun:
+    """What one ``cpt-tasks`` call returned and printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def call_cli(*args: object, check: bool = False) -> CliRun:
+    """``cpt-tasks ARGS`` in this process: the same parsing, exit status and output as the command, without
+    a new interpreter's start-up (use :func:`run_cli` where the process itself is under test)."""
+    from cpt_tasks.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    run = CliRun(code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"cpt-tasks {' '.join(map(str, args))} exited {code}:\n{run.stderr}")
+    return run
 
 
 def run_cli(*args: str, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
@@ -96,17 +124,17 @@ MIX_TOKENS = 22 * CONCAT
 def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
     """Plan, convert and verify the sample into ``root``; the verification report's path."""
     from cpt_tasks.convert.run import convert
+    from cpt_tasks.documents import write_document
     from cpt_tasks.plan.config import PlanConfig
-    from cpt_tasks.plan.run import plan, planned_config
-    from cpt_tasks.storage import write_bytes_atomic
+    from cpt_tasks.plan.run import plan
     from cpt_tasks.verify.config import VerifyConfig
     from cpt_tasks.verify.run import verify
 
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
                            num_workers=0, **plan_args))
-    write_bytes_atomic(str(root / "plan.json"), json.dumps(body).encode())
-    for sub in body["subsets"]:
-        convert(planned_config(sub), progress_interval=0)
+    write_document(str(root / "plan.json"), body)
+    for sub in body.subsets:
+        convert(sub.convert, progress_interval=0)
     result = verify(VerifyConfig(plan=str(root / "plan.json"), num_workers=0))
     assert result.ok
     return Path(result.paths["json"])
@@ -124,3 +152,32 @@ def tiny_model(tmp_path_factory, tokenizer_dir) -> Path:
 def mix_report(tmp_path_factory, sample_dir, tokenizer_dir) -> Path:
     """The verification report of a small verified mix of the sample (``MIX``)."""
     return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, tokenizer_dir, **MIX)
+
+
+def edit_plan(location: str, edit) -> None:
+    """Change a written plan in place (``edit(plan)``) and give it its new fingerprint, as a plan made with
+    those values would have: what a test needs to point a plan elsewhere or disagree with its data."""
+    from cpt_tasks.documents import parse_document, write_document
+    from cpt_tasks.documents.plan import Plan
+    from cpt_tasks.storage import read_bytes
+
+    body = parse_document(read_bytes(location), Plan, location)
+    edit(body)
+    body.fingerprint = body.content_fingerprint()
+    write_document(location, body)
+
+
+def copy_run(source: str, target: str) -> None:
+    """Copy a planned and converted root (``plan.json`` and its data; local or object storage) to ``target``
+    and point the copied plan at the copy."""
+    from cpt_tasks.storage import join, list_files, read_bytes, write_bytes_atomic
+
+    for name in list_files(source):
+        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+
+    def repoint(body) -> None:
+        body.root = body.root.replace(source, target, 1)
+        for sub in body.subsets:
+            sub.convert = sub.convert.model_copy(update={"out_root": sub.out_root.replace(source, target, 1)})
+
+    edit_plan(join(target, "plan.json"), repoint)

@@ -12,7 +12,6 @@ from pydantic import Field, field_validator, model_validator
 from cpt_tasks.config import StrictModel, TokenCount
 
 
-
 def default_workers() -> int:
     """Usable CPU cores of this process: its CPU affinity, capped by a cgroup CPU quota (a pod's limit)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -45,7 +44,8 @@ class ConvertConfig(StrictModel):
     out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
     tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
     tokenizer_revision: str | None = Field(None, description="Hub revision of --tokenizer (the plan pins a commit)")
-    num_workers: int = Field(default_factory=default_workers, ge=0, description="Tokenizer processes (0: in-process)")
+    num_workers: int | None = Field(None, ge=0, description="Tokenizer processes (0: in-process; default: the "
+                                    "usable cores where it runs)")
     concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     max_tokens: TokenCount | None = Field(None, description="Train budget: floor(max/concat) rows (none: all)")
     val_tokens: TokenCount = Field(0, ge=0, description="Val budget after train: floor(val/concat) rows")
@@ -103,6 +103,11 @@ class ConvertConfig(StrictModel):
             raise ValueError(f"val_tokens ({self.val_tokens}) is smaller than one row "
                              f"(concat_tokens={self.concat_tokens})")
         return self
+
+    @property
+    def workers(self) -> int:
+        """Tokenizer processes to start: ``num_workers``, or the usable cores of this machine."""
+        return default_workers() if self.num_workers is None else self.num_workers
 
     @property
     def train_rows(self) -> int | None:

@@ -1,8 +1,9 @@
 """The conversion's fingerprint and manifest: what determines the bytes, and the completion marker.
 
-``manifest.json`` is written last, atomically, into ``out_root``: a folder without one is incomplete and
-never trusted. Its ``fingerprint`` hashes everything that determines the output bytes, and nothing that
-does not (worker count, output location, the local path of the input folder).
+``manifest.json`` (:class:`~cpt_tasks.documents.convert.ConvertManifest`) is written last, atomically, into
+``out_root``: a folder without a valid one is incomplete and never trusted. Its ``fingerprint`` hashes
+everything that determines the output bytes, and nothing that does not (worker count, output location, the
+local path of the input folder).
 """
 
 from __future__ import annotations
@@ -14,18 +15,18 @@ from cpt_tasks import __version__
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.mds import MDS_VERSION
 from cpt_tasks.convert.sources import Source
-from cpt_tasks.storage import join, read_bytes
+from cpt_tasks.documents import find_document
+from cpt_tasks.documents.convert import ConvertManifest
+from cpt_tasks.layout import COLUMN_ENCODING, MANIFEST_FILE
+from cpt_tasks.storage import join
 from cpt_tasks.tokenizer import TokenizerInfo
 
 CONVERTER_VERSION = "1"  # bump whenever the same inputs would give different output bytes
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "cpt-pipeline/convert-manifest/v1"
-COLUMN_ENCODING = "ndarray:int32"
 
 
 def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
     """sha256 over the inputs that determine the output bytes."""
-    described = source.describe()
+    described = source.describe().model_dump()
     if source.kind == "local":
         described["dataset"] = None  # content-addressed by the files' hashes, not by where they lie
     payload = {
@@ -51,16 +52,14 @@ def _compressor_version() -> str:
     return zstd.ZSTD_version()
 
 
-def read_manifest(out_root: str) -> dict | None:
-    """The manifest at ``out_root``, or None when there is none (or it is unreadable)."""
-    data = read_bytes(join(out_root, MANIFEST_NAME))
-    if data is None:
-        return None
-    try:
-        manifest = json.loads(data)
-    except ValueError:
-        return None
-    return manifest if isinstance(manifest, dict) and manifest.get("format") == MANIFEST_FORMAT else None
+def manifest_location(out_root: str) -> str:
+    """Where a conversion's manifest lies."""
+    return join(out_root, MANIFEST_FILE)
+
+
+def read_manifest(out_root: str) -> ConvertManifest | None:
+    """The manifest at ``out_root``, or None when there is none (or it is not a valid one)."""
+    return find_document(manifest_location(out_root), ConvertManifest)
 
 
 def code_version(backend: str) -> dict[str, str]:

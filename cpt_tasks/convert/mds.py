@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, MDS_INDEX_FILE
 from cpt_tasks.storage import is_remote, join, upload_file
 
-INDEX_NAME = "index.json"
 MDS_VERSION = 2
 _SHAPE_DTYPES = ((1 << 8, np.uint8, 0), (1 << 16, np.uint16, 1), (1 << 32, np.uint32, 2))
 
@@ -67,8 +67,8 @@ class TokenShardWriter:
         self.local = Path(tempfile.mkdtemp(prefix="cpt-mds-")) if self.remote else Path(out)
         self.local.mkdir(parents=True, exist_ok=True)
         self.config = {"version": MDS_VERSION, "format": "mds", "compression": compression, "hashes": hashes,
-                       "size_limit": size_limit, "column_names": ["tokens"],
-                       "column_encodings": ["ndarray:int32"], "column_sizes": [None]}
+                       "size_limit": size_limit, "column_names": [COLUMN_NAME],
+                       "column_encodings": [COLUMN_ENCODING], "column_sizes": [None]}
         self.config_data = json.dumps(self.config, sort_keys=True).encode()
         self.shards: list[dict] = []
         self.uploads = ThreadPoolExecutor(4) if self.remote else None
@@ -159,11 +159,11 @@ class TokenShardWriter:
         if self.rows:
             self._flush()
         index = json.dumps({"version": MDS_VERSION, "shards": self.shards}, sort_keys=True)
-        (self.local / INDEX_NAME).write_text(index)
+        (self.local / MDS_INDEX_FILE).write_text(index)
         if self.uploads is not None:
             for future in self.pending:
                 future.result()
-            upload_file(str(self.local / INDEX_NAME), join(self.out, INDEX_NAME))
+            upload_file(str(self.local / MDS_INDEX_FILE), join(self.out, MDS_INDEX_FILE))
             self.uploads.shutdown()
             shutil.rmtree(self.local, ignore_errors=True)
         return sum(s["samples"] for s in self.shards)

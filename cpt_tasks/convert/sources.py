@@ -12,13 +12,14 @@ import gzip
 import itertools
 import zlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
-from cpt_tasks.errors import UserError
 from cpt_tasks.cache import sha256_file_cached
+from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
+from cpt_tasks.errors import UserError
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
 BLOCK = 1 << 22
@@ -50,11 +51,11 @@ class Source:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
-    def describe(self) -> dict:
-        """JSON-ready description (file URLs omitted: they are machine-specific)."""
-        data = asdict(self)
-        data["files"] = [{"path": f.rel, "size": f.size, "sha256": f.sha256} for f in self.files]
-        return data
+    def describe(self) -> SourceInfo:
+        """What the manifest and the fingerprint record (file URLs omitted: they are machine-specific)."""
+        return SourceInfo(kind=self.kind, dataset=self.dataset, subset=self.subset, split=self.split,
+                          revision=self.revision,
+                          files=[SourceFileInfo(path=f.rel, size=f.size, sha256=f.sha256) for f in self.files])
 
 
 def _has_suffix(name: str) -> bool:

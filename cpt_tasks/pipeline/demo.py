@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, prepare
-from cpt_tasks.pipeline.steps import safe_name
+from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG, checkpoints_root, run_dir, safe_run_id
 
 DAG_ID = "cpt_dolmino"
 AIRFLOW = Path(sys.executable).with_name("airflow")
@@ -56,28 +56,29 @@ def task_states(airflow_home: Path, run_id: str) -> list[dict]:
 
 def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
     """What the run produced where: tasks, data, verification, checkpoint, lineage."""
-    run_dir = storage_root / "runs" / DAG_ID / safe_name(run_id)
+    from cpt_tasks.documents import find_document
+    from cpt_tasks.documents.verify import VerifyReport
+    from cpt_tasks.train.status import find_finished_run
+
+    folder = Path(run_dir(str(storage_root), DAG_ID, safe_run_id(run_id)))
     lines = [f"Run {run_id}", "", "Tasks:"]
     for s in states:
         lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
-    report_path = run_dir / "verify-report.json"
-    lines += ["", f"Plan:          {run_dir / 'plan.json'}"]
-    if report_path.exists():
-        report = json.loads(report_path.read_text())
-        lines.append(f"Verification:  {'PASSED' if report['ok'] else 'FAILED'}  {run_dir / 'verify-report.md'}, "
-                     f"{run_dir / 'verify-mix.png'}")
+    lines += ["", f"Plan:          {folder / PLAN_FILE}"]
+    report = find_document(str(folder / REPORT_JSON), VerifyReport)
+    if report is not None:
+        lines.append(f"Verification:  {'PASSED' if report.ok else 'FAILED'}  {folder / REPORT_MD}, "
+                     f"{folder / REPORT_PNG}")
         lines.append("Data (MDS):")
-        for s in report["subsets"]:
-            lines.append(f"  {s['name']:<14} {s['train_tokens']:>9,} train + {s['val_tokens']:>7,} val tokens  "
-                         f"{s['out_root']}")
-        pointer = storage_root / "checkpoints" / "finished" / f"{report['plan']['fingerprint']}.json"
-        if pointer.exists():
-            finished = json.loads(pointer.read_text())
-            folder = Path(finished["run_folder"])
-            lines += ["Training:", f"  run folder    {folder}",
-                      f"  final step    {finished.get('final_step')}",
-                      f"  run manifest  {finished.get('run_manifest')}",
-                      f"  HF export     {folder / 'hf'}", f"  loss curve    {folder / 'loss.png'}"]
+        for s in report.subsets:
+            lines.append(f"  {s.name:<14} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}")
+        finished = find_finished_run(checkpoints_root(str(storage_root)), report.plan.fingerprint)
+        if finished is not None:
+            lines += ["Training:", f"  run folder    {finished.run_folder}",
+                      f"  final step    {finished.final_step}",
+                      f"  run manifest  {finished.run_manifest}",
+                      f"  HF export     {finished.hf_export}",
+                      f"  loss curve    {Path(finished.run_folder) / 'loss.png'}"]
     events = storage_root / "openlineage" / "events.jsonl"
     if events.exists():
         count = sum(1 for _ in events.open())

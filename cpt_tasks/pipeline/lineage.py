@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from cpt_tasks.documents.convert import ConvertSummary, SourceInfo
+from cpt_tasks.documents.train import TrainResult
+from cpt_tasks.documents.verify import VerifySummary
+
 ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
 
@@ -21,15 +25,16 @@ def asset_name(part: str) -> str:
 def asset_extras(task_id: str, result: dict) -> dict[str, dict]:
     """Asset name -> metadata to attach to this step's asset events (token counts, fingerprint, manifest)."""
     if task_id == "verify":
-        return {asset_name(name): {"fingerprint": s["fingerprint"], "location": s["out_root"],
-                                   "manifest": s["manifest"], "train_tokens": s["train_tokens"],
-                                   "val_tokens": s["val_tokens"], "plan_fingerprint": result["plan_fingerprint"],
-                                   "report": result["report"]}
-                for name, s in result.get("subsets", {}).items()}
+        verified = VerifySummary.model_validate(result)
+        return {asset_name(name): {"fingerprint": s.fingerprint, "location": s.out_root, "manifest": s.manifest,
+                                   "train_tokens": s.train_tokens, "val_tokens": s.val_tokens,
+                                   "plan_fingerprint": verified.plan_fingerprint, "report": verified.report}
+                for name, s in verified.subsets.items()}
     if task_id == "train":
-        keys = ("run_name", "run_folder", "checkpoint", "hf_export", "run_manifest", "plan_fingerprint",
-                "final_step", "train_tokens", "status")
-        return {asset_name(CHECKPOINT): {k: result.get(k) for k in keys}}
+        trained = TrainResult.model_validate(result)
+        return {asset_name(CHECKPOINT): trained.model_dump(include={
+            "run_name", "run_folder", "checkpoint", "hf_export", "run_manifest", "plan_fingerprint", "final_step",
+            "train_tokens", "status"})}
     return {}
 
 
@@ -41,12 +46,12 @@ def location_dataset(location: str) -> tuple[str, str]:
     return "file", location.rstrip("/")
 
 
-def source_dataset(source: dict) -> tuple[str, str]:
+def source_dataset(source: SourceInfo) -> tuple[str, str]:
     """(namespace, name) of a conversion's source: a hub dataset's subset, or a local folder."""
-    if source.get("kind") == "hub":
-        name = f"{source['dataset']}/{source.get('subset') or ''}".rstrip("/")
-        return "huggingface", f"{name}@{source['revision']}" if source.get("revision") else name
-    return location_dataset(f"{source.get('dataset', '')}/data/{source.get('subset') or ''}".rstrip("/"))
+    if source.kind == "hub":
+        name = f"{source.dataset}/{source.subset or ''}".rstrip("/")
+        return "huggingface", f"{name}@{source.revision}" if source.revision else name
+    return location_dataset(f"{source.dataset}/data/{source.subset or ''}".rstrip("/"))
 
 
 def lineage_pairs(task_id: str, result: dict, verified: dict | None = None
@@ -54,13 +59,15 @@ def lineage_pairs(task_id: str, result: dict, verified: dict | None = None
     """(inputs, outputs) of a step as (namespace, name) pairs, from the step's JSON result (and, for
     training, the verify step's result: the data it trained on)."""
     if task_id.startswith("convert"):
-        return [source_dataset(result.get("source", {}))], [location_dataset(result["out_root"])]
+        converted = ConvertSummary.model_validate(result)
+        return [source_dataset(converted.source)], [location_dataset(converted.out_root)]
     if task_id == "verify":
-        mds = [location_dataset(s["out_root"]) for s in result.get("subsets", {}).values()]
-        return mds, [location_dataset(result["report"])]
+        report = VerifySummary.model_validate(result)
+        return [location_dataset(s.out_root) for s in report.subsets.values()], [location_dataset(report.report)]
     if task_id == "train":
-        inputs = [location_dataset(s["out_root"]) for s in (verified or {}).get("subsets", {}).values()]
-        return inputs, [location_dataset(result["run_folder"])]
+        data = VerifySummary.model_validate(verified).subsets.values() if verified else []
+        return ([location_dataset(s.out_root) for s in data],
+                [location_dataset(TrainResult.model_validate(result).run_folder)])
     return [], []
 
 

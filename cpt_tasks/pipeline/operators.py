@@ -20,16 +20,15 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.errors import NO_RETRY_EXITS
+from cpt_tasks.errors import EXIT_UP_TO_DATE, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
-from cpt_tasks.pipeline.steps import UP_TO_DATE_EXIT
 
 Gate = Callable[[dict, dict | None], str | None]
 
 
 def exit_status_error(code: int, what: str) -> AirflowException:
     """The exception for a step that exited with ``code``: final for user/data errors, else retried."""
-    if code == UP_TO_DATE_EXIT:
+    if code == EXIT_UP_TO_DATE:
         return AirflowSkipException(f"{what}: already up to date (exit {code}); nothing to do")
     if code in NO_RETRY_EXITS:
         kind = "bad input or arguments" if code == 2 else "the data failed verification"

@@ -1,5 +1,11 @@
 """The trigger form: every Param of ``cpt_dolmino`` with a title, a description and a JSON schema.
 
+Params that are options of a job take their default, bounds and description from that job's config field
+(``PlanConfig``, ``TrainConfig``), through pydantic's JSON schema of the field, so the form and the CLI cannot
+disagree; the form adds only a title, a section and what JSON Schema can say that the field's type does not
+(the shipped mixes, the subsets' names). ``train_options`` and ``convert_options`` accept exactly the other
+fields of those configs.
+
 JSON Schema cannot say "the proportions sum to 1", so the ``proportions`` Param carries the custom format
 ``proportions-sum-to-1``. :func:`register_formats` teaches jsonschema's ``FormatChecker`` that format; every
 Airflow process calls it through ``airflow_local_settings`` (and the DAG file on import), so the API server
@@ -10,12 +16,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from cpt_tasks.errors import UserError
-from cpt_tasks.mix import DEFAULT_MIX, DEFAULT_TOTAL_TOKENS, DEFAULT_VAL_FRACTION, check_proportions, load_mix
+from cpt_tasks.mix import DEFAULT_MIX, available_mixes, check_proportions, load_mix
+from cpt_tasks.plan.config import CONVERT_OPTIONS, PlanConfig
+from cpt_tasks.train.config import DURATION, TrainConfig
 
 MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
 TRAIN_POLICIES = ("if_changed", "always", "never")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
+DATA, TRAINING, RESOURCES = "Data", "Training", "Resources"
+# TrainConfig fields that Params or the DAG set; train_options may hold any other.
+TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
+                               "device_microbatch_size", "max_duration")
+_SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
 
 
 def proportions_ok(value: Any) -> bool:
@@ -38,79 +53,99 @@ def register_formats() -> None:
     FormatChecker.checkers[MIX_FORMAT] = (proportions_ok, (ValueError,))
 
 
-def param_schemas(storage_root: str) -> dict[str, dict]:
-    """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
+def field_schema(model: type[BaseModel], name: str) -> dict:
+    """A config field as a Param's schema: its default, description, type and bounds (an optional field's
+    ``anyOf [X, null]`` becomes ``type: [X, "null"]``, which the trigger form renders)."""
+    field = model.model_json_schema()["properties"][name]
+    schema = {"default": model.model_fields[name].get_default(call_default_factory=True),
+              "description": model.model_fields[name].description}
+    options = field.get("anyOf", [field])
+    types = [o["type"] for o in options if "type" in o]
+    schema["type"] = types[0] if len(types) == 1 else types
+    for option in options:
+        schema.update({k: v for k, v in option.items() if k in _SCHEMA_KEYS and k != "type"})
+    return schema
+
+
+def _param(model: type[BaseModel], name: str, title: str, section: str, **form: Any) -> dict:
+    """A Param from a config field, with the form's title and section; ``form`` adds to or replaces keys."""
+    return {**field_schema(model, name), "title": title, "section": section, **form}
+
+
+def _options_param(model: type[BaseModel], allowed: tuple[str, ...], title: str, section: str,
+                   description: str) -> dict:
+    return {"default": {}, "type": "object", "propertyNames": {"enum": list(allowed)}, "title": title,
+            "section": section, "description": f"{description} Allowed: {', '.join(allowed)}."}
+
+
+def _data_params(storage_root: str) -> dict[str, dict]:
     mix = load_mix(DEFAULT_MIX)
     names = list(mix.proportions)
-    data, train, pods = "Data", "Training", "Resources"
     return {
-        "total_tokens": {"default": DEFAULT_TOTAL_TOKENS, "type": "integer", "minimum": 1,
-                         "title": "Total train tokens", "section": data,
-                         "description": "Train tokens over all subsets; each subset gets proportion × this."},
-        "mix": {"default": mix.name, "type": "string", "enum": [mix.name], "title": "Mix", "section": data,
-                "description": "The shipped mix whose subsets and default proportions are used."},
-        "proportions": {"default": dict(mix.proportions), "type": "object", "format": MIX_FORMAT,
-                        "propertyNames": {"enum": names}, "minProperties": 1,
-                        "additionalProperties": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                        "title": "Proportions", "section": data,
-                        "description": "Subset -> share of the total; must sum to 1 (±0.001). "
-                                       "Defaults are the OLMo 2 Dolmino mix."},
-        "subsets": {"default": names, "type": "array", "items": {"type": "string", "enum": names},
-                    "minItems": 1, "uniqueItems": True, "title": "Subsets", "section": data,
-                    "description": "Convert and train on these subsets only; their proportions are renormalized."},
-        "dataset": {"default": mix.dataset, "type": "string", "minLength": 1, "title": "Source dataset",
-                    "section": data, "description": "Hugging Face dataset id, or a folder of json/jsonl(.zst) "
-                                                    "files in the hub layout data/<subset>/…"},
-        "revision": {"default": None, "type": ["null", "string"], "title": "Dataset revision", "section": data,
-                     "description": "Hub branch, tag or commit (resolved to a commit in the plan); empty = main."},
-        "tokenizer": {"default": "meta-llama/Llama-3.1-8B", "type": "string", "minLength": 1,
-                      "title": "Tokenizer", "section": data,
-                      "description": "Hub id or folder of the Llama 3.1 tokenizer."},
-        "concat_tokens": {"default": 8192, "type": "integer", "minimum": 1, "maximum": 131072,
-                          "title": "Tokens per row", "section": data,
-                          "description": "Row length of the MDS data = the training sequence length."},
-        "val_fraction": {"default": DEFAULT_VAL_FRACTION, "type": "number", "minimum": 0, "exclusiveMaximum": 1,
-                         "title": "Validation fraction", "section": data,
-                         "description": "val_tokens = max_tokens × this, per subset."},
-        "seed": {"default": 17, "type": "integer", "title": "Shuffle seed", "section": data,
-                 "description": "Seed of every subset's document shuffle."},
-        "allow_short": {"default": False, "type": "boolean", "title": "Allow short subsets", "section": data,
-                        "description": "Accept a subset whose source runs out before its budget."},
+        "total_tokens": _param(PlanConfig, "total_tokens", "Total train tokens", DATA),
+        "mix": _param(PlanConfig, "mix", "Mix", DATA, enum=available_mixes()),
+        "proportions": _param(PlanConfig, "proportions", "Proportions", DATA, default=dict(mix.proportions),
+                              type="object", format=MIX_FORMAT, propertyNames={"enum": names}, minProperties=1,
+                              additionalProperties={"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+        "subsets": _param(PlanConfig, "subsets", "Subsets", DATA, default=names, type="array",
+                          items={"type": "string", "enum": names}, minItems=1, uniqueItems=True),
+        "dataset": _param(PlanConfig, "dataset", "Source dataset", DATA, default=mix.dataset, type="string",
+                          minLength=1),
+        "revision": _param(PlanConfig, "revision", "Dataset revision", DATA),
+        "tokenizer": _param(PlanConfig, "tokenizer", "Tokenizer", DATA, minLength=1),
+        "concat_tokens": _param(PlanConfig, "concat_tokens", "Tokens per row", DATA,
+                                maximum=PlanConfig.model_fields["context_length"].default),
+        "val_fraction": _param(PlanConfig, "val_fraction", "Validation fraction", DATA),
+        "seed": _param(PlanConfig, "seed", "Shuffle seed", DATA),
+        "allow_short": _param(PlanConfig, "allow_short", "Allow short subsets", DATA),
+        "convert_options": _options_param(PlanConfig, CONVERT_OPTIONS, "More conversion options", DATA,
+                                          PlanConfig.model_fields["convert_options"].description),
         "storage_root": {"default": storage_root, "type": "string", "pattern": r"^(s3://|gs://|/)\S+$",
-                         "title": "Storage root", "section": data,
+                         "title": "Storage root", "section": DATA,
                          "description": "Object storage (s3://, gs://) or absolute path for data, plans, "
                                         "reports and checkpoints."},
+    }
+
+
+def _training_params() -> dict[str, dict]:
+    other = tuple(f for f in TrainConfig.model_fields if f not in TRAIN_FIELDS_SET_BY_THE_DAG)
+    return {
         "train": {"default": "if_changed", "type": "string", "enum": list(TRAIN_POLICIES),
-                  "title": "Train", "section": train,
+                  "title": "Train", "section": TRAINING,
                   "description": "if_changed: only when this data has not been trained on yet; always; never."},
-        "model": {"default": "meta-llama/Llama-3.1-8B", "type": "string", "minLength": 1,
-                  "title": "Base model", "section": train,
-                  "description": "Hugging Face id or folder (local or object storage) of the model to continue."},
-        "gpus": {"default": 8, "type": "integer", "minimum": 0, "maximum": 64, "title": "GPUs", "section": train,
+        "model": _param(TrainConfig, "model", "Base model", TRAINING, minLength=1),
+        "gpus": {"default": 8, "type": "integer", "minimum": 0, "maximum": 64, "title": "GPUs", "section": TRAINING,
                  "description": "GPUs of the training pod (one process each); 0 trains on the CPU."},
-        "global_batch_size": {"default": 512, "type": "integer", "minimum": 1, "title": "Global batch size",
-                              "section": train, "description": "Rows per optimizer step over all GPUs."},
-        "device_microbatch_size": {"default": 2, "type": "integer", "minimum": 1, "title": "Micro-batch",
-                                   "section": train, "description": "Rows per forward/backward on one GPU."},
-        "max_duration": {"default": None, "type": ["null", "string"], "pattern": r"^[0-9]+(tok|ba)$",
-                         "title": "Max duration", "section": train,
-                         "description": "e.g. 1000ba or 5000000tok; empty = one pass over the verified tokens."},
-        "train_options": {"default": {}, "type": "object", "title": "More training options", "section": train,
-                          "description": "Other `cpt-tasks train` options as JSON, e.g. {\"lr\": 1e-5}."},
+        "global_batch_size": _param(TrainConfig, "global_batch_size", "Global batch size", TRAINING),
+        "device_microbatch_size": _param(TrainConfig, "device_microbatch_size", "Micro-batch", TRAINING,
+                                         type="integer", minimum=1),
+        "max_duration": _param(TrainConfig, "max_duration", "Max duration", TRAINING, pattern=DURATION.pattern),
+        "train_options": _options_param(TrainConfig, other, "More training options", TRAINING,
+                                        'Other `cpt-tasks train` options as JSON, e.g. {"lr": 1e-5}.'),
+    }
+
+
+def _resource_params() -> dict[str, dict]:
+    return {
         "convert_cpu": {"default": 8, "type": "integer", "minimum": 1, "maximum": 256,
-                        "title": "Conversion CPUs", "section": pods,
+                        "title": "Conversion CPUs", "section": RESOURCES,
                         "description": "CPU request/limit of each conversion pod = its tokenizer processes."},
         "convert_memory": {"default": "16Gi", "type": "string", "pattern": QUANTITY,
-                           "title": "Conversion memory", "section": pods,
+                           "title": "Conversion memory", "section": RESOURCES,
                            "description": "Memory request/limit of each conversion pod."},
-        "train_cpu": {"default": 32, "type": "integer", "minimum": 1, "title": "Training CPUs", "section": pods,
+        "train_cpu": {"default": 32, "type": "integer", "minimum": 1, "title": "Training CPUs", "section": RESOURCES,
                       "description": "CPU request of the training pod."},
         "train_memory": {"default": "512Gi", "type": "string", "pattern": QUANTITY,
-                         "title": "Training memory", "section": pods,
+                         "title": "Training memory", "section": RESOURCES,
                          "description": "Memory request/limit of the training pod."},
         "shm_size": {"default": "64Gi", "type": "string", "pattern": QUANTITY, "title": "Training /dev/shm",
-                     "section": pods, "description": "Size of the training pod's memory-backed /dev/shm."},
+                     "section": RESOURCES, "description": "Size of the training pod's memory-backed /dev/shm."},
     }
+
+
+def param_schemas(storage_root: str) -> dict[str, dict]:
+    """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
+    return {**_data_params(storage_root), **_training_params(), **_resource_params()}
 
 
 def build_params(storage_root: str, overrides: dict | None = None) -> dict:

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+from cpt_tasks.documents.plan import PlanEntry
 from cpt_tasks.pipeline.settings import REPO_ROOT
 from cpt_tasks.pipeline.steps import PLAN, convert_kwargs
 
@@ -40,8 +41,9 @@ def render_pods(dag, params: dict | None = None) -> dict[str, dict]:
     tasks = [("plan", dag.get_task("plan"), -1)]
     mapped = dag.get_task("convert")
     for index, subset in enumerate(values["subsets"]):
-        tasks.append((f"convert-{subset}", mapped.unmap(convert_kwargs({"plan": plan_location, "subset": subset})),
-                      index))
+        entry = PlanEntry(subset=subset, plan=plan_location, plan_fingerprint="-", fingerprint="-", out_root="-",
+                          max_tokens=0, val_tokens=0, dataset=values["dataset"])  # only plan and subset are used
+        tasks.append((f"convert-{subset}", mapped.unmap(convert_kwargs(entry.model_dump())), index))
     tasks += [("verify", dag.get_task("verify"), -1), ("train", dag.get_task("train"), -1)]
     client, pods = ApiClient(), {}
     for name, task, map_index in tasks:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from kubernetes.client import models as k8s
 
+from cpt_tasks.errors import EXIT_UP_TO_DATE
 from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator
 from cpt_tasks.pipeline.settings import Deployment
-from cpt_tasks.pipeline.steps import UP_TO_DATE_EXIT, Step
+from cpt_tasks.pipeline.steps import Step
 
 UID = 1000  # the tasks image's non-root user (docker/tasks/Dockerfile)
 RESULT_FILE = "/airflow/xcom/return.json"  # read back by the provider's XCom sidecar
@@ -46,7 +47,7 @@ def _secret_env(name: str, secret: str, key: str, optional: bool) -> k8s.V1EnvVa
 def pod_env(step: Step, deployment: Deployment) -> list[k8s.V1EnvVar]:
     """Caches on the /cache volume, the result file, and credentials by Secret reference only. Training's
     scratch (staged model, local checkpoint copies before upload) goes to /cache too: it outgrows /tmp."""
-    plain = {"HOME": "/tmp/home", "TMPDIR": "/cache" if step.role == "train" else "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
+    plain = {"HOME": "/tmp/home", "TMPDIR": "/cache" if step.pod_kind == "gpu" else "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
              "XDG_CACHE_HOME": "/cache/xdg", "PYTHONUNBUFFERED": "1", "CPT_RESULT_FILE": RESULT_FILE}
     env = [k8s.V1EnvVar(name=k, value=v) for k, v in plain.items()]
     s3 = deployment.storage_secret
@@ -75,7 +76,7 @@ def pod_volumes(step: Step, deployment: Deployment) -> tuple[list[k8s.V1Volume],
 
 def pod_options(step: Step, deployment: Deployment) -> dict:
     """KubernetesPodOperator arguments for ``step`` (see the module docstring for the choices)."""
-    train = step.role == "train"
+    train = step.pod_kind == "gpu"
     limits = {"memory": step.memory}
     if train:
         limits["nvidia.com/gpu"] = step.gpus  # no CPU limit on the trainer: throttling stalls the GPUs
@@ -117,5 +118,5 @@ def pod_options(step: Step, deployment: Deployment) -> dict:
             "termination_grace_period": 120,
         })
     else:
-        options["skip_on_exit_code"] = UP_TO_DATE_EXIT
+        options["skip_on_exit_code"] = EXIT_UP_TO_DATE
     return options

@@ -3,21 +3,27 @@ resources it asks for. Both runners take these unchanged (no Airflow import here
 
 Every pipeline run keeps its plan and verification report under ``<storage_root>/runs/<dag>/<run>/``; the
 data lives under ``<storage_root>/data/<mix>/<fingerprint>/`` and the checkpoints under
-``<storage_root>/checkpoints/<plan fingerprint>-<run>/``.
+``<storage_root>/checkpoints/<plan fingerprint>-<run>/`` (``cpt_tasks.layout``, rendered here as Jinja).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from typing import Literal
 
-UP_TO_DATE_EXIT = 99  # convert-subset's status for "already converted": the task is marked skipped
-RUN_DIR = "{{ params.storage_root }}/runs/{{ dag.dag_id }}/{{ run_id | cpt_safe }}"
-PLAN = RUN_DIR + "/plan.json"
-REPORT = RUN_DIR + "/verify-report.json"
-CHECKPOINTS = "{{ params.storage_root }}/checkpoints"
+from cpt_tasks.documents.plan import PlanEntry
+from cpt_tasks.documents.verify import VerifySummary
+from cpt_tasks.errors import EXIT_UP_TO_DATE
+from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root, run_dir
+
+STORAGE_ROOT = "{{ params.storage_root }}"
+SAFE_RUN_ID_FILTER = "cpt_safe"  # the DAG's Jinja filter: cpt_tasks.layout.safe_run_id
+RUN_DIR = run_dir(STORAGE_ROOT, "{{ dag.dag_id }}", "{{ run_id | %s }}" % SAFE_RUN_ID_FILTER)
+PLAN = f"{RUN_DIR}/{PLAN_FILE}"
+REPORT = f"{RUN_DIR}/{REPORT_JSON}"
+CHECKPOINTS = checkpoints_root(STORAGE_ROOT)
 PLAN_CONFIG = ('{{ {"proportions": params.proportions, "subsets": params.subsets, "revision": params.revision, '
-               '"allow_short": params.allow_short} | tojson }}')
+               '"allow_short": params.allow_short, "convert_options": params.convert_options} | tojson }}')
 TRAIN_CONFIG = "{{ dict(params.train_options, max_duration=params.max_duration) | tojson }}"
 
 
@@ -27,7 +33,7 @@ class Step:
 
     task_id: str
     arguments: list[str]
-    role: str  # "convert" (plan/convert/verify: CPU pods) or "train" (the GPU pod)
+    pod_kind: Literal["cpu", "gpu"]  # cpu: plan/convert/verify pods; gpu: the training pod (GPU nodes)
     cpu: str = "1"
     memory: str = "4Gi"
     gpus: str = "0"
@@ -35,34 +41,30 @@ class Step:
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def safe_name(value: str) -> str:
-    """A run id as a path segment: letters, digits, '.', '_' and '-' only (Jinja filter ``cpt_safe``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-") or "run"
-
-
 def plan_step() -> Step:
     """Budgets, fingerprints and locations from the Params; writes the run's plan.json."""
     return Step("plan", [
-        "plan", "--out_root", "{{ params.storage_root }}/data", "--output", PLAN,
+        "plan", "--out_root", data_root(STORAGE_ROOT), "--output", PLAN,
         "--dataset", "{{ params.dataset }}", "--tokenizer", "{{ params.tokenizer }}", "--mix", "{{ params.mix }}",
         "--total_tokens", "{{ params.total_tokens }}", "--concat_tokens", "{{ params.concat_tokens }}",
         "--val_fraction", "{{ params.val_fraction }}", "--seed", "{{ params.seed }}",
         "--num_workers", "{{ params.convert_cpu }}", "--config", PLAN_CONFIG,
-    ], role="convert", cpu="1", memory="2Gi")
+    ], pod_kind="cpu", cpu="1", memory="2Gi")
 
 
 def convert_step() -> Step:
     """One planned subset (the arguments come per subset from :func:`convert_kwargs`)."""
-    return Step("convert", [], role="convert", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
+    return Step("convert", [], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
 
 
 def convert_kwargs(entry: dict) -> dict:
-    """The mapped arguments of one conversion, from one entry of the plan step's result."""
+    """The mapped arguments of one conversion, from one entry of the plan step's result (a PlanEntry)."""
+    planned = PlanEntry.model_validate(entry)
     return {
-        "arguments": ["convert-subset", "--plan", entry["plan"], "--subset", entry["subset"],
-                      "--up_to_date_exit", str(UP_TO_DATE_EXIT)],
+        "arguments": ["convert-subset", "--plan", planned.plan, "--subset", planned.subset,
+                      "--up_to_date_exit", str(EXIT_UP_TO_DATE)],
         "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": "convert",
-                   "cpt-pipeline/subset": entry["subset"]},
+                   "cpt-pipeline/subset": planned.subset},
     }
 
 
@@ -70,7 +72,7 @@ def verify_step() -> Step:
     """Every planned subset's data against the plan; the report lands beside the plan."""
     return Step("verify", [
         "verify", "--plan", PLAN, "--num_workers", "{{ params.convert_cpu }}", "--save_root", CHECKPOINTS,
-    ], role="convert", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
+    ], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
 
 
 def train_step() -> Step:
@@ -80,7 +82,7 @@ def train_step() -> Step:
         "--run_id", "{{ run_id }}", "--nprocs", "{{ [params.gpus, 1] | max }}",
         "--global_batch_size", "{{ params.global_batch_size }}",
         "--device_microbatch_size", "{{ params.device_microbatch_size }}", "--config", TRAIN_CONFIG,
-    ], role="train", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
+    ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
         shm="{{ params.shm_size }}")
 
 
@@ -89,8 +91,8 @@ def train_gate(params: dict, verified: dict | None) -> str | None:
     policy = params.get("train", "if_changed")
     if policy == "never":
         return "the run's Param train is 'never'"
-    finished = (verified or {}).get("finished_training")
+    finished = VerifySummary.model_validate(verified).finished_training if verified else None
     if policy == "if_changed" and finished:
-        return (f"this data (plan {str(finished.get('plan_fingerprint', ''))[:12]}) was already trained on: "
-                f"{finished.get('run_folder')}; trigger with train=always to train again")
+        return (f"this data (plan {finished.plan_fingerprint[:12]}) was already trained on: "
+                f"{finished.run_folder}; trigger with train=always to train again")
     return None

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 
 from cpt_tasks.config import StrictModel, TokenCount
+from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.mix import DEFAULT_MIX, DEFAULT_TOTAL_TOKENS, DEFAULT_VAL_FRACTION
 
 LLAMA31_CONTEXT = 131072
+DEFAULT_TOKENIZER = "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe tokenizes with the Instruct one
+# ConvertConfig fields the plan derives for every subset; the others may be set with convert_options.
+PLANNED_CONVERT_FIELDS = frozenset({"dataset", "data_subset", "revision", "out_root", "tokenizer",
+                                    "tokenizer_revision", "num_workers", "concat_tokens", "max_tokens",
+                                    "val_tokens", "shuffle", "seed"})
+CONVERT_OPTIONS = tuple(f for f in ConvertConfig.model_fields if f not in PLANNED_CONVERT_FIELDS)
 
 
 class SubsetOverride(StrictModel):
@@ -23,7 +32,7 @@ class PlanConfig(StrictModel):
     out_root: str = Field(description="Storage root: outputs go to <root>/<mix>/<fingerprint>/<subset>/")
     dataset: str | None = Field(None, description="HF hub id or local folder (default: the mix's dataset)")
     revision: str | None = Field(None, description="Hub revision of the dataset (resolved to a commit)")
-    tokenizer: str = Field("meta-llama/Llama-3.1-8B-Instruct", description="HF hub id or local tokenizer folder")
+    tokenizer: str = Field(DEFAULT_TOKENIZER, description="HF hub id or local folder of the tokenizer")
     tokenizer_revision: str | None = Field(None, description="Hub revision of the tokenizer (pinned to a commit)")
     total_tokens: TokenCount = Field(DEFAULT_TOTAL_TOKENS, gt=0, description="Train tokens over all subsets")
     concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
@@ -39,6 +48,8 @@ class PlanConfig(StrictModel):
                                 description="The model's context; concat_tokens may not exceed it")
     allow_short: bool = Field(False, description="Accept subsets whose source runs out before their budget")
     num_workers: int | None = Field(None, ge=0, description="Converter processes per pod (default: the pod's cores)")
+    convert_options: dict[str, Any] | None = Field(None, description="Other `cpt-tasks convert` options for "
+                                                   'every subset (JSON), e.g. {"compression": "zstd:7"}')
     output: str | None = Field(None, description="Also write the plan JSON to this file")
 
     @field_validator("subsets")
@@ -50,6 +61,17 @@ class PlanConfig(StrictModel):
                 raise ValueError(f"duplicate subsets: {', '.join(dupes)}")
             if not value:
                 raise ValueError("give at least one subset")
+        return value
+
+    @field_validator("convert_options")
+    @classmethod
+    def _convert_options(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key in value or {}:
+            if key in PLANNED_CONVERT_FIELDS:
+                raise ValueError(f"{key} is set by the plan itself; options here: {', '.join(CONVERT_OPTIONS)}")
+            if key not in CONVERT_OPTIONS:
+                raise ValueError(f"{key} is not a `cpt-tasks convert` option; options here: "
+                                 f"{', '.join(CONVERT_OPTIONS)}")
         return value
 
     @model_validator(mode="after")

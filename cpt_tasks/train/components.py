@@ -12,8 +12,6 @@ lists this file in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it too
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from typing import Any
@@ -24,6 +22,9 @@ from composer.loggers import Logger, LoggerDestination, RemoteUploaderDownloader
 from composer.utils import dist, parse_uri
 from llmfoundry.callbacks import HuggingFaceCheckpointer
 from llmfoundry.registry import callbacks, loggers
+
+from cpt_tasks.documents import write_document
+from cpt_tasks.documents.train import WorkerOutcome
 
 TAG = "[cpt-train]"
 SYMLINK_CHECK_SECONDS = 2.0
@@ -104,13 +105,10 @@ class RunMetrics(LoggerDestination):
         """Rank 0 writes what the parent needs: start and final step/tokens, the metrics history."""
         if dist.get_global_rank() != 0:
             return
-        body = {"mode": mode, "start": self.start, "final_step": int(state.timestamp.batch),
-                "final_tokens": int(state.timestamp.token), "world_size": dist.get_world_size(),
-                "history": self.history}
-        tmp = f"{self.result_path}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(body, fh)
-        os.replace(tmp, self.result_path)
+        outcome = WorkerOutcome(mode=mode, start=self.start, final_step=int(state.timestamp.batch),
+                                final_tokens=int(state.timestamp.token), world_size=dist.get_world_size(),
+                                history=self.history)
+        write_document(self.result_path, outcome)
 
 
 def format_progress(record: dict[str, Any], planned: int | None) -> str:

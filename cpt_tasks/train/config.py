@@ -17,6 +17,7 @@ _INT = r"[0-9][0-9_]*"
 DURATION = re.compile(rf"^{_INT}(tok|ba)$")
 SCHEDULE_TIME = re.compile(rf"^({_INT}(tok|ba)|(0|1|0?\.[0-9]+|1\.0*)dur)$")
 NONE_WORDS = ("", "none", "null")
+DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"  # the reference recipe continues pretraining the base model
 
 
 def _clean_duration(value: object, pattern: re.Pattern, what: str) -> object:
@@ -32,8 +33,8 @@ class TrainConfig(StrictModel):
     """Arguments of ``cpt-tasks train``."""
 
     report: str = Field(description="The verify-report.json written by `cpt-tasks verify` (local path or URL)")
-    model: str = Field(description="Pretrained model to continue from: HF hub id, or a local, s3:// or gs:// "
-                       "folder with config.json and weights")
+    model: str = Field(DEFAULT_MODEL, description="Pretrained model to continue from: HF hub id, or a local, "
+                       "s3:// or gs:// folder with config.json and weights")
     model_revision: str | None = Field(None, description="Hub revision of --model (branch, tag or commit)")
     save_root: str = Field(description="Where runs go (local path, s3:// or gs://): <root>/<run_name>/ and "
                            "<root>/finished/<plan fingerprint>.json")
@@ -41,10 +42,10 @@ class TrainConfig(StrictModel):
                         "run folder, so retries of one pipeline run resume it")
     nprocs: int = Field(1, ge=1, description="Training processes on this machine, one per GPU (>1: the Composer "
                         "launcher; gloo on CPU)")
-    global_batch_size: int = Field(64, ge=1, description="Rows (sequences of concat_tokens) per optimizer step, "
+    global_batch_size: int = Field(512, ge=1, description="Rows (sequences of concat_tokens) per optimizer step, "
                                    "over all processes")
     device_microbatch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        1, description="Rows per forward/backward on one device, or auto (the largest that fits; needs FSDP, "
+        2, description="Rows per forward/backward on one device, or auto (the largest that fits; needs FSDP, "
         "i.e. more than one GPU)")
     device_eval_batch_size: int | None = Field(None, ge=1, description="Rows per eval step on one device "
                                                "(default: the microbatch size, 1 with auto)")

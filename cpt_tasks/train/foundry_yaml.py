@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.storage import is_remote
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.status import RunPaths
@@ -24,39 +25,39 @@ SPEED_WINDOW = 10
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What a run will do: its length in Composer's terms and in optimizer steps."""
+class TrainLength:
+    """How long a run trains: its length in Composer's terms and in optimizer steps."""
 
     max_duration: str
     final_step: int
     tokens_per_step: int
 
 
-def plan_duration(cfg: TrainConfig, report: dict) -> Plan:
+def train_length(cfg: TrainConfig, report: VerifyReport) -> TrainLength:
     """max_duration (the verified train total in tokens unless given) and the step training ends at."""
-    per_step = cfg.global_batch_size * report["concat_tokens"]
-    duration = cfg.max_duration or f"{report['realized_train_tokens']}tok"
+    per_step = cfg.global_batch_size * report.concat_tokens
+    duration = cfg.max_duration or f"{report.realized_train_tokens}tok"
     if duration.endswith("ba"):
-        return Plan(duration, int(duration[:-2]), per_step)
-    return Plan(duration, math.ceil(int(duration[:-3]) / per_step), per_step)
+        return TrainLength(duration, int(duration[:-2]), per_step)
+    return TrainLength(duration, math.ceil(int(duration[:-3]) / per_step), per_step)
 
 
-def in_duration_units(value: str, plan: Plan) -> str:
+def in_duration_units(value: str, length: TrainLength) -> str:
     """``value`` (dur, tok or ba) in max_duration's unit: Composer's warmup scheduler needs warmup and t_max in
     one unit, and t_max in ``dur`` becomes max_duration's. A step is always ``tokens_per_step`` tokens."""
-    unit = "ba" if plan.max_duration.endswith("ba") else "tok"
+    unit = "ba" if length.max_duration.endswith("ba") else "tok"
     if value.endswith("dur") or value.endswith(unit):
         return value
     if unit == "tok":  # value in batches
-        return f"{int(value[:-2]) * plan.tokens_per_step}tok"
-    return f"{math.ceil(int(value[:-3]) / plan.tokens_per_step)}ba"
+        return f"{int(value[:-2]) * length.tokens_per_step}tok"
+    return f"{math.ceil(int(value[:-3]) / length.tokens_per_step)}ba"
 
 
-def settings(cfg: TrainConfig, plan: Plan) -> dict:
+def settings(cfg: TrainConfig, length: TrainLength) -> dict:
     """What a resumed checkpoint must agree with (not how many GPUs or how often to save)."""
     keys = ("model", "model_revision", "global_batch_size", "lr", "warmup", "decay", "lr_final_ratio",
             "weight_decay", "grad_clip", "seed", "precision")
-    return {**{k: getattr(cfg, k) for k in keys}, "max_duration": plan.max_duration}
+    return {**{k: getattr(cfg, k) for k in keys}, "max_duration": length.max_duration}
 
 
 def settings_fingerprint(values: dict) -> str:
@@ -81,83 +82,117 @@ def _loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:
     return loader
 
 
-def build_yaml(cfg: TrainConfig, report: dict, *, run: RunPaths, plan: Plan, model_dir: str,
-               tokenizer_dir: str, scratch: Path, gpus: int) -> dict:
+@dataclass(frozen=True)
+class YamlInputs:
+    """Where a run's pieces are: the run folder, the staged model and tokenizer, local scratch, the GPUs."""
+
+    run: RunPaths
+    length: TrainLength
+    model_dir: str
+    tokenizer_dir: str
+    scratch: Path
+    gpus: int
+
+
+def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dict:
     """The complete LLM-Foundry config (a dict ready for yaml.safe_dump)."""
-    concat = report["concat_tokens"]
-    gpu = gpus > 0
-    fsdp = gpu and cfg.nprocs > 1
+    gpu = where.gpus > 0
     precision = ("amp_bf16" if gpu else "fp32") if cfg.precision == "auto" else cfg.precision
-    micro = cfg.device_microbatch_size
-    eval_batch = cfg.device_eval_batch_size or (micro if micro != "auto" else 1)
-    cache = scratch / "data"
-    streams = {
-        s["name"]: {**_location(s["out_root"], "train", cache / s["fingerprint"][:16] / s["name"]),
-                    "proportion": s["proportion"]}
-        for s in report["subsets"]
-    }
-    train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
-    evals = [
-        {**_loader({**_location(s["out_root"], "val", cache / s["fingerprint"][:16] / s["name"]),
-                    "shuffle": False, "max_seq_len": concat}, 0, gpu, False), "label": s["name"]}
-        for s in report["subsets"] if s["val_tokens"] > 0
-    ]
     yaml_cfg: dict = {
-        "run_name": run.run_name,
+        "run_name": where.run.run_name,
         "seed": cfg.seed,
-        "max_seq_len": concat,
+        "max_seq_len": report.concat_tokens,
         "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
-        "model": {"name": "hf_causal_lm", "pretrained_model_name_or_path": model_dir, "pretrained": True,
-                  "init_device": "mixed" if fsdp else "cpu", "trust_remote_code": False,
-                  "attn_implementation": cfg.attn_implementation,
-                  "use_train_metrics": False},  # a second full-vocabulary cross-entropy per batch; loss is logged
-        "tokenizer": {"name": tokenizer_dir, "kwargs": {"model_max_length": concat}},
-        "train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
-        "global_train_batch_size": cfg.global_batch_size,
-        "device_train_microbatch_size": micro,
-        "device_eval_batch_size": eval_batch,
-        "max_duration": plan.max_duration,
-        "optimizer": {"name": "decoupled_adamw", "lr": cfg.lr, "betas": [0.9, 0.95], "eps": 1.0e-8,
-                      "weight_decay": cfg.weight_decay},
-        "scheduler": {"name": "cosine_with_warmup", "t_warmup": in_duration_units(cfg.warmup, plan),
-                      "t_max": in_duration_units(cfg.decay, plan),
-                      "alpha_f": cfg.lr_final_ratio},
+        "model": _model(cfg, where, fsdp=_fsdp(cfg, where)),
+        "tokenizer": {"name": where.tokenizer_dir, "kwargs": {"model_max_length": report.concat_tokens}},
+        **_data(cfg, report, where.scratch / "data", gpu),
+        **_optimization(cfg, where.length),
         "precision": precision,
-        "eval_interval": cfg.eval_interval,
-        "eval_subset_num_batches": cfg.eval_subset_num_batches,
-        "eval_first": False,
-        "save_folder": run.checkpoints,
-        "save_interval": cfg.save_interval,
-        "save_num_checkpoints_to_keep": cfg.save_num_checkpoints_to_keep,
-        "save_overwrite": False,
-        "autoresume": True,
+        **_checkpoints(cfg, where.run),
         "progress_bar": False,
         "log_to_console": False,
         "python_log_level": "info",
         "dist_timeout": 600,
-        "loggers": {"cpt_metrics": {"result_path": str(scratch / "worker-result.json"),
-                                    "log_interval": cfg.log_interval, "planned_steps": plan.final_step}},
-        "callbacks": {
-            "speed_monitor": {"window_size": SPEED_WINDOW},
-            "lr_monitor": {},
-            "cpt_hf_export": {"save_folder": run.folder, "folder": "hf",
-                              "precision": "bfloat16" if precision == "amp_bf16" else "float32"},
-        },
-        "variables": {"cpt_settings": settings(cfg, plan)},
+        "loggers": {"cpt_metrics": {"result_path": str(where.scratch / "worker-result.json"),
+                                    "log_interval": cfg.log_interval, "planned_steps": where.length.final_step}},
+        "callbacks": _callbacks(where, precision),
+        "variables": {"cpt_settings": settings(cfg, where.length)},
     }
-    if evals:
-        yaml_cfg["eval_loaders"] = evals
-    if cfg.grad_clip > 0:
-        yaml_cfg["algorithms"] = {"gradient_clipping": {"clipping_type": "norm",
-                                                        "clipping_threshold": cfg.grad_clip}}
-    if gpu:
-        yaml_cfg["callbacks"]["memory_monitor"] = {}
-    if fsdp:
-        yaml_cfg["fsdp_config"] = {"sharding_strategy": "FULL_SHARD", "mixed_precision": "PURE",
-                                   "activation_checkpointing": cfg.activation_checkpointing,
-                                   "activation_checkpointing_reentrant": False, "activation_cpu_offload": False,
-                                   "limit_all_gathers": True, "state_dict_type": "full",
-                                   "sync_module_states": True, "use_orig_params": True}
+    if _fsdp(cfg, where):
+        yaml_cfg["fsdp_config"] = _fsdp_config(cfg)
     if cfg.compile:
         yaml_cfg["compile_config"] = {}
     return yaml_cfg
+
+
+def _fsdp(cfg: TrainConfig, where: YamlInputs) -> bool:
+    """FSDP when training on more than one GPU."""
+    return where.gpus > 0 and cfg.nprocs > 1
+
+
+def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:
+    return {"name": "hf_causal_lm", "pretrained_model_name_or_path": where.model_dir, "pretrained": True,
+            "init_device": "mixed" if fsdp else "cpu", "trust_remote_code": False,
+            "attn_implementation": cfg.attn_implementation,
+            "use_train_metrics": False}  # a second full-vocabulary cross-entropy per batch; loss is logged
+
+
+def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dict:
+    """The train loader (one stream per subset, the plan's proportions) and one eval loader per subset."""
+    concat = report.concat_tokens
+    streams = {s.name: {**_location(s.out_root, "train", cache / s.fingerprint[:16] / s.name),
+                        "proportion": s.proportion} for s in report.subsets}
+    train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
+    micro = cfg.device_microbatch_size
+    sections = {"train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
+                "global_train_batch_size": cfg.global_batch_size, "device_train_microbatch_size": micro,
+                "device_eval_batch_size": cfg.device_eval_batch_size or (micro if micro != "auto" else 1),
+                "eval_interval": cfg.eval_interval, "eval_subset_num_batches": cfg.eval_subset_num_batches,
+                "eval_first": False}
+    evals = [{**_loader({**_location(s.out_root, "val", cache / s.fingerprint[:16] / s.name), "shuffle": False,
+                         "max_seq_len": concat}, 0, gpu, False), "label": s.name}
+             for s in report.subsets if s.val_tokens > 0]
+    if evals:
+        sections["eval_loaders"] = evals
+    return sections
+
+
+def _optimization(cfg: TrainConfig, length: TrainLength) -> dict:
+    """Length, optimizer, schedule and gradient clipping."""
+    sections = {
+        "max_duration": length.max_duration,
+        "optimizer": {"name": "decoupled_adamw", "lr": cfg.lr, "betas": [0.9, 0.95], "eps": 1.0e-8,
+                      "weight_decay": cfg.weight_decay},
+        "scheduler": {"name": "cosine_with_warmup", "t_warmup": in_duration_units(cfg.warmup, length),
+                      "t_max": in_duration_units(cfg.decay, length), "alpha_f": cfg.lr_final_ratio},
+    }
+    if cfg.grad_clip > 0:
+        sections["algorithms"] = {"gradient_clipping": {"clipping_type": "norm",
+                                                        "clipping_threshold": cfg.grad_clip}}
+    return sections
+
+
+def _checkpoints(cfg: TrainConfig, run: RunPaths) -> dict:
+    """Checkpoints under the run folder, resumed automatically on a retry."""
+    return {"save_folder": run.checkpoints, "save_interval": cfg.save_interval,
+            "save_num_checkpoints_to_keep": cfg.save_num_checkpoints_to_keep, "save_overwrite": False,
+            "autoresume": True}
+
+
+def _callbacks(where: YamlInputs, precision: str) -> dict:
+    callbacks = {
+        "speed_monitor": {"window_size": SPEED_WINDOW},
+        "lr_monitor": {},
+        "cpt_hf_export": {"save_folder": where.run.folder, "folder": "hf",
+                          "precision": "bfloat16" if precision == "amp_bf16" else "float32"},
+    }
+    if where.gpus > 0:
+        callbacks["memory_monitor"] = {}
+    return callbacks
+
+
+def _fsdp_config(cfg: TrainConfig) -> dict:
+    return {"sharding_strategy": "FULL_SHARD", "mixed_precision": "PURE",
+            "activation_checkpointing": cfg.activation_checkpointing, "activation_checkpointing_reentrant": False,
+            "activation_cpu_offload": False, "limit_all_gathers": True, "state_dict_type": "full",
+            "sync_module_states": True, "use_orig_params": True}

@@ -6,12 +6,13 @@ from __future__ import annotations
 import io
 import json
 import statistics
-from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 
 from cpt_tasks import __version__
+from cpt_tasks.documents import write_document
+from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.storage import write_bytes_atomic
-from cpt_tasks.train.status import RUN_MANIFEST_FORMAT, RunPaths
+from cpt_tasks.train.status import RunPaths
 
 PACKAGES = ("llm-foundry", "mosaicml", "mosaicml-streaming", "torch", "transformers")
 
@@ -75,20 +76,15 @@ def render_loss_png(history: list[dict], title: str, start_step: int | None) -> 
     return buffer.getvalue()
 
 
-def write_run_record(paths: RunPaths, body: dict, history: list[dict]) -> dict:
-    """Write metrics.jsonl and loss.png, then the run manifest, then the finished-run pointer; return the
-    manifest."""
+def write_run_record(paths: RunPaths, manifest: RunManifest, history: list[dict]) -> RunManifest:
+    """Write metrics.jsonl and loss.png, then the run manifest (last but one), then the plan's finished-run
+    pointer; return the manifest."""
     write_bytes_atomic(paths.metrics, "".join(json.dumps(r) + "\n" for r in history).encode())
-    write_bytes_atomic(paths.loss_png, render_loss_png(history, f"{paths.run_name}: loss",
-                                                       body.get("start_step")))
-    manifest = {"format": RUN_MANIFEST_FORMAT, **body, "metrics": summarize(history),
-                "metrics_history": paths.metrics, "loss_curve": paths.loss_png, "code_version": code_version(),
-                "finished_at": datetime.now(timezone.utc).isoformat()}
-    write_bytes_atomic(paths.manifest, json.dumps(manifest, indent=2).encode())
-    fingerprint = manifest["plan"]["fingerprint"]
-    pointer = {"run_name": paths.run_name, "run_folder": paths.folder, "run_manifest": paths.manifest,
-               "plan_fingerprint": fingerprint, "final_step": manifest["final_step"],
-               "train_tokens": manifest["train_tokens"], "checkpoint": manifest["checkpoint"],
-               "hf_export": manifest["hf_export"], "finished_at": manifest["finished_at"]}
-    write_bytes_atomic(paths.finished_pointer(fingerprint), json.dumps(pointer, indent=2).encode())
+    write_bytes_atomic(paths.loss_png, render_loss_png(history, f"{paths.run_name}: loss", manifest.start_step))
+    write_document(paths.manifest, manifest)
+    pointer = FinishedRun(run_name=paths.run_name, run_folder=paths.folder, run_manifest=paths.manifest,
+                          plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
+                          train_tokens=manifest.train_tokens, checkpoint=manifest.checkpoint,
+                          hf_export=manifest.hf_export, finished_at=manifest.finished_at)
+    write_document(paths.finished_pointer(manifest.plan.fingerprint), pointer)
     return manifest

@@ -1,9 +1,9 @@
 """``train(cfg) -> TrainResult``: continual pretraining with LLM-Foundry on a verified mix, safe to retry.
 
-The parent checks the inputs, finds how far the run got, writes ``train.yaml`` and cleans streaming's stale
-shared memory; the training processes (``cpt_tasks.train.worker``; through ``composer -n N`` when N > 1) train
-with autoresume and write the Hugging Face export; the parent then writes the metrics, the loss curve, the
-run manifest (last) and the plan's finished-run pointer. A retry resumes from the latest checkpoint; a run
+The parent checks the inputs once, finds how far the run got, writes ``train.yaml`` and cleans streaming's
+stale shared memory; the training processes (``cpt_tasks.train.worker``; through ``composer -n N`` when
+N > 1) train with autoresume and write the Hugging Face export; the parent then writes the metrics, the loss
+curve, the run manifest and the plan's finished-run pointer. A retry resumes from the latest checkpoint; a run
 whose training finished but whose export or manifest did not only exports; a finished run returns at once.
 """
 
@@ -12,17 +12,20 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+from cpt_tasks.documents import find_document
+from cpt_tasks.documents.train import ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import list_files, read_bytes, remove_file, remove_tree, write_bytes_atomic
 from cpt_tasks.train.config import TrainConfig
-from cpt_tasks.train.foundry_yaml import Plan, build_yaml, plan_duration, settings, settings_fingerprint
-from cpt_tasks.train.inputs import check_data, check_model, load_report, resolve_tokenizer, stage_model
+from cpt_tasks.train.foundry_yaml import TrainLength, YamlInputs, build_yaml, settings, settings_fingerprint, \
+    train_length
+from cpt_tasks.train.inputs import TrainInputs, load_report, resolve_inputs
 from cpt_tasks.train.launch import clean_stale_shared_memory, count_gpus, run_workers, worker_argv
-from cpt_tasks.train.manifest import write_run_record
-from cpt_tasks.train.status import (RunPaths, TrainResult, checkpoints_after, latest_checkpoint, read_json,
-                                    read_run_manifest, run_name)
+from cpt_tasks.train.manifest import code_version, summarize, write_run_record
+from cpt_tasks.train.status import RunPaths, checkpoints_after, latest_checkpoint, read_run_manifest, run_paths
 
 
 def say(message: str) -> None:
@@ -33,51 +36,53 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume, or recognise as finished) the run of ``cfg.report``'s plan and ``cfg.run_id``."""
     started = time.time()
     report, report_sha = load_report(cfg.report)
-    fingerprint = report["plan"]["fingerprint"]
-    paths = RunPaths(cfg.save_root, run_name(fingerprint, cfg.run_id))
-    plan = plan_duration(cfg, report)
-    wanted = settings(cfg, plan)
-    finished = read_run_manifest(paths.manifest, fingerprint)
+    paths = run_paths(cfg.save_root, report.plan.fingerprint, cfg.run_id)
+    length = train_length(cfg, report)
+    wanted = settings(cfg, length)
+    finished = read_run_manifest(paths.manifest, report.plan.fingerprint)
     if finished is not None:
-        _check_settings(finished.get("settings"), wanted, paths, "finished")
-        say(f"run {paths.run_name} already finished at step {finished['final_step']}: {paths.manifest}")
-        return _result("already_complete", paths, finished, None)
+        _check_settings(finished.settings, wanted, paths, "finished")
+        say(f"run {paths.run_name} already finished at step {finished.final_step}: {paths.manifest}")
+        return _result("already_complete", paths, finished)
 
-    data = check_data(report)
     local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-train")
     scratch = local_root / paths.run_name
     scratch.mkdir(parents=True, exist_ok=True)
-    tokenizer_dir, vocab_size = resolve_tokenizer(report)
-    model_dir, model_info = stage_model(cfg.model, cfg.model_revision, local_root / "models")
-    check_model(model_dir, vocab_size, report["concat_tokens"], cfg.model)
+    inputs = resolve_inputs(cfg, report, report_sha, local_root)
     gpus = count_gpus()
     _check_device(cfg, gpus)
-    mode = _resume_point(paths, plan, wanted)
-    yaml_cfg = build_yaml(cfg, report, run=paths, plan=plan, model_dir=str(model_dir),
-                          tokenizer_dir=str(tokenizer_dir), scratch=scratch, gpus=gpus)
+    mode = _resume_point(paths, length, wanted)
+    yaml_cfg = build_yaml(cfg, report, YamlInputs(run=paths, length=length, model_dir=str(inputs.model_dir),
+                                                  tokenizer_dir=str(inputs.tokenizer_dir), scratch=scratch,
+                                                  gpus=gpus))
     outcome = _launch(yaml_cfg, paths, mode, cfg.nprocs, scratch)
-    _check_finished(outcome, plan, paths)
-    start_step = outcome["start"]["step"] if outcome.get("start") else None
-    latest = latest_checkpoint(paths.checkpoints)
-    body = {
-        "run_name": paths.run_name, "run_folder": paths.folder, "run_id": cfg.run_id,
-        "plan": report["plan"], "verify_report": {"location": cfg.report, "sha256": report_sha},
-        "mix": report["mix"], "concat_tokens": report["concat_tokens"], "tokenizer": report["tokenizer"],
-        "data": data, "model": model_info, "config": cfg.model_dump(), "settings": wanted,
-        "settings_fingerprint": settings_fingerprint(wanted), "train_yaml": paths.yaml,
-        "world_size": outcome.get("world_size"), "gpus": gpus, "planned_final_step": plan.final_step,
-        "final_step": outcome["final_step"], "train_tokens": outcome["final_tokens"], "start_step": start_step,
-        "last_attempt": mode, "checkpoint": latest[0] if latest else None, "hf_export": paths.hf,
-        "attempt_seconds": round(time.time() - started, 1),
-    }
-    manifest = write_run_record(paths, body, outcome["history"])
-    state = "trained" if mode == "train" and start_step == 0 else "resumed"
-    say(f"run {paths.run_name} {state}: step {manifest['final_step']}, {manifest['train_tokens']:,} tokens; "
+    _check_finished(outcome, length, paths)
+    manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started)
+    write_run_record(paths, manifest, outcome.history)
+    state = "trained" if mode == "train" and manifest.start_step == 0 else "resumed"
+    say(f"run {paths.run_name} {state}: step {manifest.final_step}, {manifest.train_tokens:,} tokens; "
         f"manifest {paths.manifest}")
-    return _result(state, paths, manifest, start_step)
+    return _result(state, paths, manifest)
 
 
-def _resume_point(paths: RunPaths, plan: Plan, wanted: dict) -> str:
+def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length: TrainLength, wanted: dict,
+                  outcome: WorkerOutcome, mode: str, gpus: int, started: float) -> RunManifest:
+    report, latest = inputs.report, latest_checkpoint(paths.checkpoints)
+    return RunManifest(
+        run_name=paths.run_name, run_folder=paths.folder, run_id=cfg.run_id, plan=report.plan,
+        verify_report=ReportRef(location=cfg.report, sha256=inputs.report_sha256), mix=report.mix,
+        concat_tokens=report.concat_tokens, tokenizer=report.tokenizer, framing=inputs.framing, data=inputs.data,
+        model=inputs.model, config=cfg, settings=wanted, settings_fingerprint=settings_fingerprint(wanted),
+        train_yaml=paths.yaml, world_size=outcome.world_size, gpus=gpus, planned_final_step=length.final_step,
+        final_step=outcome.final_step, train_tokens=outcome.final_tokens,
+        start_step=outcome.start.step if outcome.start else None, last_attempt=mode,
+        checkpoint=latest[0] if latest else None, hf_export=paths.hf,
+        attempt_seconds=round(time.time() - started, 1), metrics=summarize(outcome.history),
+        metrics_history=paths.metrics, loss_curve=paths.loss_png, code_version=code_version(),
+        finished_at=datetime.now(timezone.utc).isoformat())
+
+
+def _resume_point(paths: RunPaths, length: TrainLength, wanted: dict) -> str:
     """``train`` (from the latest complete checkpoint, if any) or ``export`` (training already finished).
     Checkpoint files a killed attempt left after the latest complete one are removed."""
     latest = latest_checkpoint(paths.checkpoints)
@@ -89,14 +94,14 @@ def _resume_point(paths: RunPaths, plan: Plan, wanted: dict) -> str:
         say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
         for location in stale:
             remove_file(location)
-    mode = "export" if latest is not None and latest[1] >= plan.final_step else "train"
-    say(f"run {paths.run_name}: {plan.final_step} steps of {plan.tokens_per_step:,} tokens ({plan.max_duration}); "
-        + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
+    mode = "export" if latest is not None and latest[1] >= length.final_step else "train"
+    say(f"run {paths.run_name}: {length.final_step} steps of {length.tokens_per_step:,} tokens "
+        f"({length.max_duration}); " + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
         + ("; training finished, exporting only" if mode == "export" else ""))
     return mode
 
 
-def _launch(yaml_cfg: dict, paths: RunPaths, mode: str, nprocs: int, scratch: Path) -> dict:
+def _launch(yaml_cfg: dict, paths: RunPaths, mode: str, nprocs: int, scratch: Path) -> WorkerOutcome:
     """Write train.yaml (scratch and run folder), clean up after dead attempts, run the training processes;
     their result (start, final step and tokens, metrics history)."""
     text = _dump_yaml(yaml_cfg)
@@ -110,19 +115,19 @@ def _launch(yaml_cfg: dict, paths: RunPaths, mode: str, nprocs: int, scratch: Pa
     if status != 0:
         raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
                            "latest checkpoint")
-    outcome = read_json(str(result_file))
+    outcome = find_document(str(result_file), WorkerOutcome)
     if outcome is None:
-        raise RuntimeError(f"the training processes ended without their result file {result_file}")
+        raise RuntimeError(f"the training processes ended without a valid result file {result_file}")
     return outcome
 
 
-def _result(status: str, paths: RunPaths, manifest: dict, start_step: int | None) -> TrainResult:
+def _result(status: str, paths: RunPaths, manifest: RunManifest) -> TrainResult:
     return TrainResult(status=status, run_name=paths.run_name, run_folder=paths.folder,
-                       checkpoint=manifest.get("checkpoint"), hf_export=manifest["hf_export"],
-                       run_manifest=paths.manifest, plan_fingerprint=manifest["plan"]["fingerprint"],
-                       final_step=manifest["final_step"], train_tokens=manifest["train_tokens"],
-                       start_step=start_step, loss_curve=manifest.get("loss_curve"),
-                       metrics=manifest.get("metrics", {}))
+                       checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, run_manifest=paths.manifest,
+                       plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
+                       train_tokens=manifest.train_tokens,
+                       start_step=None if status == "already_complete" else manifest.start_step,
+                       loss_curve=manifest.loss_curve, metrics=manifest.metrics)
 
 
 def _dump_yaml(yaml_cfg: dict) -> str:
@@ -166,9 +171,9 @@ def _check_device(cfg: TrainConfig, gpus: int) -> None:
             raise UserError("--attn_implementation flash_attention_2 needs a GPU and the flash-attn package")
 
 
-def _check_finished(outcome: dict, plan: Plan, paths: RunPaths) -> None:
-    if outcome["final_step"] < plan.final_step:
-        raise RuntimeError(f"training stopped at step {outcome['final_step']} of {plan.final_step}; a retry "
+def _check_finished(outcome: WorkerOutcome, length: TrainLength, paths: RunPaths) -> None:
+    if outcome.final_step < length.final_step:
+        raise RuntimeError(f"training stopped at step {outcome.final_step} of {length.final_step}; a retry "
                            "resumes it")
     names = set(list_files(paths.hf))
     if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):

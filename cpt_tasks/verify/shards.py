@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, MDS_INDEX_FILE
 from cpt_tasks.storage import join, read_bytes
 
 
@@ -24,7 +25,7 @@ class ShardCheck:
 
 def read_index(split_url: str) -> dict | None:
     """The split's index.json, or None if missing or unreadable."""
-    data = read_bytes(join(split_url, "index.json"))
+    data = read_bytes(join(split_url, MDS_INDEX_FILE))
     try:
         return json.loads(data) if data is not None else None
     except ValueError:
@@ -70,9 +71,9 @@ def check_shard(split_url: str, shard: dict, concat: int, vocab_size: int, keep:
         if copy is not None and not _check_file(copy, raw_info, result.problems):
             result.problems[-1] += " (the decompressed copy that streaming reads)"
             return result
-    if shard.get("column_encodings") != ["ndarray:int32"] or shard.get("column_names") != ["tokens"]:
+    if shard.get("column_encodings") != [COLUMN_ENCODING] or shard.get("column_names") != [COLUMN_NAME]:
         result.problems.append(f"{stored['basename']}: columns {shard.get('column_names')} "
-                               f"{shard.get('column_encodings')}, expected tokens ndarray:int32")
+                               f"{shard.get('column_encodings')}, expected {COLUMN_NAME} {COLUMN_ENCODING}")
         return result
     count = int(np.frombuffer(data, np.uint32, 1, 0)[0])
     offsets = np.frombuffer(data, np.uint32, count + 1, 4)

@@ -1,23 +1,37 @@
 """The CLI surface: flags from the config model, --dry-run, --config files, strict keys."""
 
+import argparse
 import json
 
-from conftest import run_cli
+import pytest
+from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
+from cpt_tasks.cli_args import add_model_arguments
 from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.train.config import TrainConfig
+from cpt_tasks.verify.config import VerifyConfig
 
 
-def test_every_config_field_is_a_flag_once():
-    convert = build_parser()._subparsers._group_actions[0].choices["convert"]
-    flags = [o for a in convert._actions for o in a.option_strings if o.startswith("--")]
-    assert len(flags) == len(set(flags))
-    for name in ConvertConfig.model_fields:
-        assert f"--{name}" in flags
+@pytest.mark.parametrize("job,model", [("convert", ConvertConfig), ("plan", PlanConfig), ("verify", VerifyConfig),
+                                       ("train", TrainConfig)])
+def test_every_config_field_is_a_flag_of_its_job(job, model):
+    parser = build_parser()
+    for name, field in model.model_fields.items():
+        value = [] if field.annotation is bool else ["1"]
+        assert name in vars(parser.parse_args([job, f"--{name}", *value])), name
+
+
+def test_a_flag_cannot_be_defined_twice():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed")
+    with pytest.raises(argparse.ArgumentError, match="conflicting option string: --seed"):
+        add_model_arguments(parser, TrainConfig)  # TrainConfig has a seed field
 
 
 def test_dry_run_prints_the_validated_config(tmp_path):
-    proc = run_cli("convert", "--dataset", "allenai/dolmino-mix-1124", "--data_subset", "dclm", "--out_root",
+    proc = call_cli("convert", "--dataset", "allenai/dolmino-mix-1124", "--data_subset", "dclm", "--out_root",
                    "s3://b/dclm", "--tokenizer", "meta-llama/Llama-3.1-8B-Instruct", "--max_tokens", "23.6e9",
                    "--val_tokens", "4_720_000", "--shuffle", "--num_workers", "16", "--dry-run", check=True)
     cfg = json.loads(proc.stdout)
@@ -28,19 +42,19 @@ def test_dry_run_prints_the_validated_config(tmp_path):
 def test_config_file_with_unknown_key_is_rejected(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("dataset: x\nout_root: y\ntokenizer: z\nmax_tokns: 100\n")
-    proc = run_cli("convert", "--config", path, "--dry-run")
+    proc = call_cli("convert", "--config", path, "--dry-run")
     assert proc.returncode == 2 and "--max_tokns: Extra inputs are not permitted" in proc.stderr
     path.write_text("dataset: x\nout_root: y\ntokenizer: z\nmax_tokens: 100000\n")
-    proc = run_cli("convert", "--config", path, "--max_tokens", "200000", "--dry-run", check=True)
+    proc = call_cli("convert", "--config", path, "--max_tokens", "200000", "--dry-run", check=True)
     assert json.loads(proc.stdout)["max_tokens"] == 200000
 
 
 def test_malformed_config_and_mix_files_are_user_errors(tmp_path):
     bad_yaml = tmp_path / "c.yaml"
     bad_yaml.write_text("dataset: [unclosed\n")
-    proc = run_cli("convert", "--config", bad_yaml, "--dry-run")
+    proc = call_cli("convert", "--config", bad_yaml, "--dry-run")
     assert proc.returncode == 2 and "--config" in proc.stderr and "Traceback" not in proc.stderr
     mix = tmp_path / "mix.json"
     mix.write_text('{"version": "v2", "proportions": {"a": 1.0}}')
-    proc = run_cli("plan", "--mix", mix, "--out_root", tmp_path, "--dataset", tmp_path, "--tokenizer", tmp_path)
+    proc = call_cli("plan", "--mix", mix, "--out_root", tmp_path, "--dataset", tmp_path, "--tokenizer", tmp_path)
     assert proc.returncode == 2 and "'version' must be an integer" in proc.stderr

@@ -18,6 +18,8 @@ from conftest import CPT, ROOT, read_rows, run_cli
 
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
+from cpt_tasks.documents import read_document
+from cpt_tasks.documents.convert import ConvertManifest
 from cpt_tasks.tokenizer import LLAMA3_BOS, LLAMA3_EOS, Encoder
 
 CONCAT = 512
@@ -51,13 +53,14 @@ def flan(tmp_path_factory, sample_dir, tokenizer_dir):
 
 def test_manifest_records_the_contract(flan, tokenizer_dir):
     cfg, result = flan
-    m = json.loads((Path(cfg.out_root) / "manifest.json").read_text())
+    m = read_document(str(Path(cfg.out_root) / "manifest.json"), ConvertManifest)[0]
     assert m == result.manifest and not result.up_to_date
-    assert m["fingerprint"] == result.fingerprint and len(m["fingerprint"]) == 64
-    assert m["concat_tokens"] == CONCAT and m["exhausted"] is False
-    assert m["splits"]["train"]["samples"] == 40 and m["splits"]["train"]["tokens"] == 40 * CONCAT
-    assert m["splits"]["val"]["samples"] == 5 and m["splits"]["val"]["tokens"] == 5 * CONCAT
-    assert m["splits"]["val"]["first_document"] > m["splits"]["train"]["last_document"]
+    assert m.fingerprint == result.fingerprint and len(m.fingerprint) == 64
+    assert m.concat_tokens == CONCAT and m.exhausted is False
+    assert m.splits["train"].samples == 40 and m.splits["train"].tokens == 40 * CONCAT
+    assert m.splits["val"].samples == 5 and m.splits["val"].tokens == 5 * CONCAT
+    assert m.splits["val"].first_document > m.splits["train"].last_document
+    assert m.config == cfg and m.framing.bos_id == 128000 and m.framing.eos_text == "<|end_of_text|>"
     assert m["tokenizer"]["bos_id"] == 128000 and m["tokenizer"]["eos_id"] == 128001
     assert m["tokenizer"]["name"] == str(tokenizer_dir) and len(m["tokenizer"]["sha256"]) == 64
     assert m["source"]["subset"] == "flan" and [f["path"] for f in m["source"]["files"]] == [
@@ -124,7 +127,7 @@ def test_shuffle_is_deterministic_for_any_worker_count(tmp_path, sample_dir, tok
         outs[workers] = (convert(cfg, progress_interval=0), tree_bytes(out))
     (r0, t0), (r1, t1), (r2, t2) = outs[0], outs[1], outs[2]
     assert t0 == t1 == t2 and r0.fingerprint == r1.fingerprint == r2.fingerprint
-    peaks = [r.manifest["timings"]["peak_rss_mb"]["workers"] for r in (r0, r1, r2)]
+    peaks = [r.manifest.timings.peak_rss_mb["workers"] for r in (r0, r1, r2)]
     assert peaks[0] == 0 and all(20 < p < 1000 for p in peaks[1:])  # measured by the workers themselves
     plain = ConvertConfig(dataset=str(sample_dir), data_subset="stackexchange", out_root=str(tmp_path / "plain"),
                           tokenizer=str(tokenizer_dir), concat_tokens=CONCAT, max_tokens=60 * CONCAT,
@@ -257,7 +260,7 @@ def test_hub_dataset_converts_like_its_local_copy(tmp_path, sample_dir, tokenize
                                 **common), progress_interval=0)
     local = convert(ConvertConfig(dataset=str(sample_dir), out_root=str(tmp_path / "local"), **common),
                     progress_interval=0)
-    assert len(opened) == 2 and opened == sorted(opened) and local.manifest["source"]["kind"] == "local"
+    assert len(opened) == 2 and opened == sorted(opened) and local.manifest.source.kind == "local"
     assert tree_bytes(tmp_path / "hub") == tree_bytes(tmp_path / "local")
-    assert hub.manifest["source"]["revision"] == "c0ffee" * 6 + "abcd" and hub.manifest["source"]["kind"] == "hub"
-    assert [f["sha256"] for f in hub.manifest["source"]["files"]] == ["ab" * 32] * 2
+    assert hub.manifest.source.revision == "c0ffee" * 6 + "abcd" and hub.manifest.source.kind == "hub"
+    assert [f.sha256 for f in hub.manifest.source.files] == ["ab" * 32] * 2

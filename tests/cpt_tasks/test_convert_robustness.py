@@ -165,7 +165,7 @@ def test_remote_staging_holds_few_shards_and_keys_keep_hashes(s3_server, sample_
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix="exp#3?/flan/")["Contents"]]
     assert "exp#3?/flan/manifest.json" in keys and len(keys) == len(seen) + 3
-    assert result.manifest["splits"]["train"]["samples"] > 0
+    assert result.manifest.splits["train"].samples > 0
 
 
 def test_user_error_after_the_loop_cleans_remote_staging(s3_server, tmp_path, tokenizer_dir):

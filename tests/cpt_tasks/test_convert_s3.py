@@ -33,7 +33,7 @@ def test_s3_output_matches_local_and_rerun_is_noop(s3_server, tmp_path, sample_d
             key = "runs/wiki/" + str(path.relative_to(tmp_path / "wiki"))
             assert client.get_object(Bucket="cpt", Key=key)["Body"].read() == path.read_bytes(), key
     manifest = json.loads(client.get_object(Bucket="cpt", Key="runs/wiki/manifest.json")["Body"].read())
-    assert manifest["splits"] == local.manifest["splits"]
+    assert manifest["splits"] == local.manifest.model_dump(mode="json")["splits"]
 
     rerun = run_cli("convert", "--dataset", sample_dir, "--data_subset", "wiki", "--out_root", "s3://cpt/runs/wiki",
                     "--tokenizer", tokenizer_dir, "--concat_tokens", 1024, "--max_tokens", 30 * 1024,

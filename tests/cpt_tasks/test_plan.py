@@ -5,9 +5,14 @@ import json
 import pytest
 from conftest import run_cli
 
+from cpt_tasks.cli import build_parser
+from cpt_tasks.cli_args import build_config
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.documents import DocumentError, read_document, write_document
+from cpt_tasks.documents.plan import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.errors import UserError
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import plan, planned_config
+from cpt_tasks.plan.run import load_plan, plan, planned_subset
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
     "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),
@@ -22,44 +27,125 @@ def default_plan(sample_dir, tokenizer_dir):
 
 
 def test_default_plan_reproduces_the_reference_table(default_plan):
-    got = {s["name"]: (s["max_tokens"], s["val_tokens"]) for s in default_plan["subsets"]}
+    got = {s.name: (s.max_tokens, s.val_tokens) for s in default_plan.subsets}
     assert got == REFERENCE
-    assert default_plan["total_tokens"] == 50_000_000_000 and default_plan["concat_tokens"] == 8192
-    for s in default_plan["subsets"]:
-        assert s["out_root"] == f"s3://bucket/cpt/dolmino-mix-1124/{s['fingerprint'][:16]}/{s['name']}"
-        assert s["train_rows"] == s["max_tokens"] // 8192
+    assert default_plan.total_tokens == 50_000_000_000 and default_plan.concat_tokens == 8192
+    for s in default_plan.subsets:
+        assert s.out_root == f"s3://bucket/cpt/dolmino-mix-1124/{s.fingerprint[:16]}/{s.name}"
+        assert s.train_rows == s.max_tokens // 8192
 
 
-def test_argv_parses_back_to_the_planned_conversion(default_plan, sample_dir):
-    for s in default_plan["subsets"]:
-        assert s["argv"][:2] == ["cpt-tasks", "convert"]
-        cfg = planned_config(s)
-        assert (cfg.max_tokens, cfg.val_tokens, cfg.out_root) == (s["max_tokens"], s["val_tokens"], s["out_root"])
-        assert cfg.data_subset == s["name"] and cfg.shuffle and cfg.seed == 17 and cfg.dataset == str(sample_dir)
+def test_the_plan_carries_each_conversion_and_its_command_says_the_same(default_plan, sample_dir):
+    parser = build_parser()
+    for s in default_plan.subsets:
+        cfg = s.convert
+        assert (cfg.max_tokens, cfg.val_tokens, cfg.out_root) == (REFERENCE[s.name] + (s.out_root,))
+        assert cfg.data_subset == s.name and cfg.shuffle and cfg.seed == 17 and cfg.dataset == str(sample_dir)
+        command = s.command()
+        assert command[:2] == ["cpt-tasks", "convert"]
+        assert build_config(ConvertConfig, parser.parse_args(command[1:])) == cfg
 
 
 def test_same_inputs_same_locations_and_a_change_moves_them(default_plan, sample_dir, tokenizer_dir):
     again = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="s3://bucket/cpt"))
-    assert [s["out_root"] for s in again["subsets"]] == [s["out_root"] for s in default_plan["subsets"]]
-    assert again["fingerprint"] == default_plan["fingerprint"]
+    assert [s.out_root for s in again.subsets] == [s.out_root for s in default_plan.subsets]
+    assert again.fingerprint == default_plan.fingerprint == again.content_fingerprint()
     reseeded = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="s3://bucket/cpt",
                                seed=18))
-    assert not {s["fingerprint"] for s in reseeded["subsets"]} & {s["fingerprint"] for s in default_plan["subsets"]}
+    assert not {s.fingerprint for s in reseeded.subsets} & {s.fingerprint for s in default_plan.subsets}
+    assert reseeded.fingerprint != default_plan.fingerprint
 
 
 def test_subsets_overrides_and_custom_proportions(sample_dir, tokenizer_dir):
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
                            total_tokens=1_000_000, concat_tokens=1024, val_fraction=0.01,
                            subsets=["dclm", "math"], overrides={"math": {"max_tokens": "2e5"}}))
-    by_name = {s["name"]: s for s in body["subsets"]}
-    assert list(by_name) == ["dclm", "math"] and body["mix"]["renormalized"]
-    assert by_name["dclm"]["max_tokens"] == round(1_000_000 * 0.472 / 0.68)
-    assert by_name["math"]["max_tokens"] == 200_000 and by_name["math"]["val_tokens"] == 2000
+    by_name = {s.name: s for s in body.subsets}
+    assert list(by_name) == ["dclm", "math"] and body.mix.renormalized
+    assert by_name["dclm"].max_tokens == round(1_000_000 * 0.472 / 0.68)
+    assert by_name["math"].max_tokens == 200_000 and by_name["math"].val_tokens == 2000
+    assert by_name["math"].overridden and not by_name["dclm"].overridden
     custom = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
                              total_tokens=100_000, concat_tokens=512, val_fraction=0,
                              proportions={"wiki": 0.25, "flan": 0.75}))
-    assert [(s["name"], s["max_tokens"], s["val_tokens"]) for s in custom["subsets"]] == [
-        ("wiki", 25_000, 0), ("flan", 75_000, 0)]
+    assert [(s.name, s.max_tokens, s.val_tokens) for s in custom.subsets] == [("wiki", 25_000, 0), ("flan", 75_000, 0)]
+
+
+# Every ConvertConfig field at a value other than its default (the tokenizer's reserved special tokens as the
+# framing): a plan must hand each of them to convert-subset unchanged.
+EVERY_FIELD = dict(
+    dataset="/data/dolmino", data_subset="wiki", revision="r" * 40, splits=["other"], out_root="s3://b/wiki",
+    tokenizer="meta-llama/Llama-3.1-8B-Instruct", tokenizer_revision="c" * 40, num_workers=3, concat_tokens=1024,
+    max_tokens=10240, val_tokens=2048, shuffle=True, seed=5, shuffle_buffer=77, compression="zstd:7",
+    size_limit=1 << 20, bos_text="<|reserved_special_token_0|>", eos_text="<|reserved_special_token_1|>",
+    tokenizer_backend="tokenizers", overwrite=True)
+
+
+def test_every_convert_field_survives_plan_to_convert_subset(tmp_path):
+    assert set(EVERY_FIELD) == set(ConvertConfig.model_fields), "a new ConvertConfig field needs a value here"
+    conv = ConvertConfig(**EVERY_FIELD)
+    for name, field in ConvertConfig.model_fields.items():
+        assert getattr(conv, name) != field.get_default(call_default_factory=True), name
+    body = Plan(fingerprint="-", created_at="now", code_version="0", dataset="/data/dolmino", revision=None,
+                mix=PlannedMix(name="m", version=1, proportions={"wiki": 1.0}, renormalized=False),
+                tokenizer=PlannedTokenizer(name="t", revision=None, sha256="s"), total_tokens=10240,
+                val_fraction=0.2, concat_tokens=1024, seed=5, shuffle=True, allow_short=False, root="s3://b",
+                subsets=[PlannedSubset(name="wiki", proportion=1.0, overridden=False, fingerprint="f" * 64,
+                                       source_files=1, source_bytes=1, convert=conv)])
+    body.fingerprint = body.content_fingerprint()
+    write_document(str(tmp_path / "plan.json"), body)
+    assert planned_subset(str(tmp_path / "plan.json"), "wiki") == conv
+    proc = run_cli("convert-subset", "--plan", tmp_path / "plan.json", "--subset", "wiki", "--dry-run", check=True)
+    assert ConvertConfig.model_validate_json(proc.stdout) == conv
+    assert build_config(ConvertConfig, build_parser().parse_args(body.subsets[0].command()[1:])) == conv
+
+
+def test_convert_options_reach_every_planned_conversion(sample_dir, tokenizer_dir):
+    options = {k: EVERY_FIELD[k] for k in ("shuffle_buffer", "compression", "size_limit", "bos_text", "eos_text",
+                                           "tokenizer_backend", "overwrite")}
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                           total_tokens=100_000, concat_tokens=512, val_fraction=0, convert_options=options))
+    default = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                              total_tokens=100_000, concat_tokens=512, val_fraction=0))
+    for s, d in zip(body.subsets, default.subsets):
+        assert s.convert.model_dump(include=set(options)) == options
+        assert s.fingerprint != d.fingerprint  # the framing ids and the shard format are part of the bytes
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"max_tokens": 5}, "max_tokens is set by the plan itself"),
+    ({"compresion": "none"}, "compresion is not a `cpt-tasks convert` option"),
+])
+def test_convert_options_the_plan_owns_or_that_do_not_exist_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        PlanConfig(out_root="/tmp/x", convert_options=options)
+
+
+def test_bad_convert_option_values_are_user_errors_naming_them(sample_dir, tokenizer_dir):
+    with pytest.raises(UserError, match="--convert_options: compression: Value error, expected zstd"):
+        plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                        total_tokens=100_000, concat_tokens=512, val_fraction=0,
+                        convert_options={"compression": "gzip"}))
+
+
+def test_a_plan_edited_by_hand_or_of_another_version_is_refused(default_plan, tmp_path):
+    path = tmp_path / "plan.json"
+    write_document(str(path), default_plan)
+    assert load_plan(str(path))[0] == default_plan
+    body = json.loads(path.read_text())
+    body["subsets"][0]["convert"]["max_tokens"] *= 2
+    path.write_text(json.dumps(body))
+    with pytest.raises(UserError, match="does not match its fingerprint"):
+        load_plan(str(path))
+    body["format"] = "cpt-pipeline/plan/v1"
+    path.write_text(json.dumps(body))
+    with pytest.raises(DocumentError, match=r"--plan .*plan.json: a cpt-pipeline plan of version v1, this code "
+                                            r"reads v2"):
+        load_plan(str(path))
+    body["format"], body["surprise"] = "cpt-pipeline/plan/v2", 1
+    path.write_text(json.dumps(body))
+    with pytest.raises(DocumentError, match="surprise: Extra inputs are not permitted"):
+        read_document(str(path), Plan, "--plan")
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -95,6 +181,8 @@ def test_cli_prints_and_writes_the_plan(sample_dir, tokenizer_dir, tmp_path):
     printed = json.loads(proc.stdout)
     assert printed == json.loads((tmp_path / "plan.json").read_text())
     assert "cpt-tasks convert --dataset" in proc.stderr and len(printed["subsets"]) == 6
+    assert load_plan(str(tmp_path / "plan.json"))[0].subset("wiki").convert.val_tokens == printed["subsets"][3][
+        "convert"]["val_tokens"]
 
 
 def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_dir, tmp_path):
@@ -103,7 +191,7 @@ def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_d
     def run_plan():
         body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path),
                                total_tokens=350_000, concat_tokens=256, val_fraction=0.03))
-        return [convert(planned_config(s), progress_interval=0) for s in body["subsets"]]
+        return [convert(s.convert, progress_interval=0) for s in body.subsets]
 
     first, second = run_plan(), run_plan()
     assert not any(r.up_to_date for r in first) and all(r.up_to_date for r in second)
@@ -128,8 +216,8 @@ def test_hub_tokenizer_is_pinned_to_the_planned_commit(sample_dir, tokenizer_dir
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer="meta-llama/Llama-3.1-8B-Instruct", out_root="/tmp/x",
                            subsets=["wiki"]))
-    assert body["tokenizer"]["revision"] == commit and calls == [("meta-llama/Llama-3.1-8B-Instruct", None)]
-    argv = body["subsets"][0]["argv"]
-    assert argv[argv.index("--tokenizer_revision") + 1] == commit
-    cfg = planned_config(body["subsets"][0])
+    assert body.tokenizer.revision == commit and calls == [("meta-llama/Llama-3.1-8B-Instruct", None)]
+    command = body.subsets[0].command()
+    assert command[command.index("--tokenizer_revision") + 1] == commit
+    cfg = body.subsets[0].convert
     assert (cfg.tokenizer, cfg.tokenizer_revision) == ("meta-llama/Llama-3.1-8B-Instruct", commit)

@@ -13,6 +13,9 @@ import yaml
 from conftest import MIX_TOKENS, SUBSETS, make_verified, read_rows, run_cli
 from train_helpers import kill_after_first_checkpoint, run_train, train_flags
 
+from cpt_tasks.documents import read_document
+from cpt_tasks.documents.train import RunManifest
+from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.train.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
@@ -24,7 +27,7 @@ def repeated(tmp_path_factory, sample_dir, tokenizer_dir):
     root = tmp_path_factory.mktemp("repeated")
     report = make_verified(root, sample_dir, tokenizer_dir, subsets=["wiki"], total_tokens=256, concat_tokens=128,
                            val_fraction=0)
-    return report, json.loads(report.read_text())
+    return report, read_document(str(report), VerifyReport)[0]
 
 
 def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repeated, tiny_model, tmp_path):
@@ -34,7 +37,7 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
     result, proc = run_train(flags)
     assert result["status"] == "trained" and result["start_step"] == 0
     assert result["final_step"] == 16 and result["train_tokens"] == 16 * 2 * 128
-    assert result["run_name"] == body["plan"]["fingerprint"][:16] + "-manual__2026-11-26T10-00-00-00-00-" \
+    assert result["run_name"] == body.plan.fingerprint[:16] + "-manual__2026-11-26T10-00-00-00-00-" \
         + result["run_name"][-8:]
     history = [json.loads(line) for line in open(tmp_path / "runs" / result["run_name"] / "metrics.jsonl")]
     losses = [r["loss"] for r in history]
@@ -46,20 +49,21 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
     assert max(losses[-5:]) < min(losses[:5]) - 2.0
     assert "[cpt-train] step 16/16" in proc.stderr and "start step 0 (0 tokens)" in proc.stderr
 
-    manifest = json.loads(open(result["run_manifest"]).read())
-    assert manifest["plan"]["fingerprint"] == result["plan_fingerprint"] == body["plan"]["fingerprint"]
-    assert manifest["final_step"] == manifest["planned_final_step"] == 16
-    assert [d["subset"] for d in manifest["data"]] == ["wiki"]
-    assert manifest["data"][0]["fingerprint"] == body["subsets"][0]["fingerprint"]
-    assert manifest["verify_report"]["sha256"] and manifest["code_version"]["llm-foundry"] == "0.22.0"
-    assert manifest["metrics"]["final_train_loss"] == losses[-1]
+    manifest = read_document(result["run_manifest"], RunManifest)[0]
+    assert manifest.plan.fingerprint == result["plan_fingerprint"] == body.plan.fingerprint
+    assert manifest.final_step == manifest.planned_final_step == 16
+    assert [d.subset for d in manifest.data] == ["wiki"]
+    assert manifest.data[0].fingerprint == body.subsets[0].fingerprint
+    assert manifest.verify_report.sha256 and manifest.code_version["llm-foundry"] == "0.22.0"
+    assert manifest.metrics["final_train_loss"] == losses[-1]
+    assert (manifest.framing.bos_id, manifest.framing.eos_id) == (128000, 128001)  # as the data recorded
     assert open(result["loss_curve"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
-    assert find_finished_run(str(tmp_path / "runs"), result["plan_fingerprint"])["run_manifest"] == \
+    assert find_finished_run(str(tmp_path / "runs"), result["plan_fingerprint"]).run_manifest == \
         result["run_manifest"]
 
     generated = yaml.safe_load(open(tmp_path / "runs" / result["run_name"] / "train.yaml"))
     stream = generated["train_loader"]["dataset"]["streams"]["wiki"]
-    out_root = body["subsets"][0]["out_root"]
+    out_root = body.subsets[0].out_root
     assert {k: stream[k] for k in ("remote", "split", "proportion")} == {"remote": out_root, "split": "train",
                                                                          "proportion": 1.0}
     assert not stream["local"].startswith(out_root)  # streaming's copies go to scratch, not the verified data
@@ -69,7 +73,7 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
     assert generated["max_seq_len"] == 128 and generated["autoresume"] is True
     assert "eval_loaders" not in generated  # the mix has no val rows
 
-    rows = read_rows(body["subsets"][0]["out_root"] + "/train")
+    rows = read_rows(body.subsets[0].out_root + "/train")
     export_loss, generated_ids = _evaluate_export(result["hf_export"], rows)
     assert abs(export_loss - losses[-1]) < 0.5  # the trained weights, not the initial ones (~11.8)
     assert generated_ids.shape[1] == 16 + 8
@@ -96,7 +100,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_on
     save_root = str(tmp_path / "runs")
     flags = train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local", nprocs=nprocs)
     planned = math.ceil(MIX_TOKENS / (4 * 128))  # 6 steps: the verified total, in tokens
-    fingerprint = json.loads(mix_report.read_text())["plan"]["fingerprint"]
+    fingerprint = read_document(str(mix_report), VerifyReport)[0].plan.fingerprint
     checkpoints = f"{save_root}/{fingerprint[:16]}-scheduled__1/checkpoints"
     kill_after_first_checkpoint(flags, checkpoints, tmp_path / "killed.log")
     location, step = latest_checkpoint(checkpoints)
@@ -110,7 +114,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_on
     assert [r["step"] for r in history] == list(range(1, planned + 1))  # the killed attempt's steps included
     assert set(history[-1]["eval"]) == set(SUBSETS)
     assert result["checkpoint"].endswith(f"-ba{planned}-rank0.pt")  # epoch 1: 22 rows make 5 full steps
-    assert json.loads(open(result["run_manifest"]).read())["world_size"] == nprocs
+    assert read_document(result["run_manifest"], RunManifest)[0].world_size == nprocs
 
     again, proc = run_train(flags)
     assert again["status"] == "already_complete" and again["final_step"] == planned

@@ -10,25 +10,31 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import call_cli
 
+from cpt_tasks.documents import read_document, write_document
+from cpt_tasks.documents.plan import PlannedTokenizer
+from cpt_tasks.documents.train import FinishedRun, PlanRef, RunManifest
+from cpt_tasks.documents.verify import SubsetReport, VerifyReport
+from cpt_tasks.layout import safe_run_id, training_run_name
 from cpt_tasks.train.config import TrainConfig
-from cpt_tasks.train.foundry_yaml import build_yaml, plan_duration
-from cpt_tasks.train.status import (RUN_MANIFEST_FORMAT, RunPaths, checkpoints_after, find_finished_run,
-                                    latest_checkpoint, run_name, sanitize_run_id)
+from cpt_tasks.train.foundry_yaml import YamlInputs, build_yaml, train_length
+from cpt_tasks.train.status import RunPaths, checkpoints_after, find_finished_run, latest_checkpoint, run_paths
 
 BASE = dict(report="r.json", model="m", save_root="/runs", run_id="x")
 
 
 def test_dry_run_shows_the_defaults_and_parses_units():
-    proc = run_cli("train", "--report", "s3://b/verify-report.json", "--model", "meta-llama/Llama-3.1-8B",
-                   "--save_root", "s3://b/runs", "--run_id", "manual__1", "--nprocs", "8", "--max_duration",
-                   "1_000_000tok", "--device_microbatch_size", "auto", "--dry-run", check=True)
+    proc = call_cli("train", "--report", "s3://b/verify-report.json", "--model", "meta-llama/Llama-3.1-8B",
+                    "--save_root", "s3://b/runs", "--run_id", "manual__1", "--nprocs", "8", "--max_duration",
+                    "1_000_000tok", "--device_microbatch_size", "auto", "--dry-run", check=True)
     cfg = json.loads(proc.stdout)
     assert cfg["max_duration"] == "1000000tok" and cfg["device_microbatch_size"] == "auto"
-    assert cfg["global_batch_size"] == 64 and cfg["warmup"] == "0.01dur" and cfg["precision"] == "auto"
-    assert json.loads(run_cli("train", *sum(([f"--{k}", v] for k, v in BASE.items()), []), "--max_duration",
-                              "null", "--dry-run", check=True).stdout)["max_duration"] is None
+    assert cfg["global_batch_size"] == 512 and cfg["warmup"] == "0.01dur" and cfg["precision"] == "auto"
+    assert json.loads(call_cli("train", *sum(([f"--{k}", v] for k, v in BASE.items()), []), "--max_duration",
+                               "null", "--dry-run", check=True).stdout)["max_duration"] is None
+    assert json.loads(call_cli("train", "--report", "r", "--save_root", "/s", "--run_id", "x", "--dry-run",
+                               check=True).stdout)["model"] == "meta-llama/Llama-3.1-8B"  # the base model
 
 
 @pytest.mark.parametrize("flags,message", [
@@ -44,41 +50,48 @@ def test_dry_run_shows_the_defaults_and_parses_units():
     (["--lr", "0"], "--lr: Input should be greater than 0"),
 ])
 def test_bad_arguments_are_user_errors(flags, message):
-    proc = run_cli("train", *sum(([f"--{k}", v] for k, v in BASE.items()), []), *flags, "--dry-run")
+    proc = call_cli("train", *sum(([f"--{k}", v] for k, v in BASE.items()), []), *flags, "--dry-run")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 def test_run_name_is_stable_safe_and_distinct():
     fingerprint = "ab" * 32
-    assert run_name(fingerprint, "scheduled__2026-11-26") == "abababababababab-scheduled__2026-11-26"
-    odd = sanitize_run_id("manual__2026-11-26T14:49:03.414223+00:00")
+    assert training_run_name(fingerprint, "scheduled__2026-11-26") == "abababababababab-scheduled__2026-11-26"
+    odd = safe_run_id("manual__2026-11-26T14:49:03.414223+00:00")
     assert odd.startswith("manual__2026-11-26T14-49-03.414223-00-00-") and len(odd) == 41 + 8
-    assert sanitize_run_id("a:b") != sanitize_run_id("a+b")  # altered ids keep a hash of the original
-    assert sanitize_run_id("a:b") == sanitize_run_id("a:b") and "{" not in sanitize_run_id("{run_name}")
-    assert len(sanitize_run_id("x" * 500)) <= 48 + 9
+    assert safe_run_id("a:b") != safe_run_id("a+b")  # altered ids keep a hash of the original
+    assert safe_run_id("a:b") == safe_run_id("a:b") and "{" not in safe_run_id("{run_name}")
+    assert len(safe_run_id("x" * 500)) <= 48 + 9
     assert RunPaths("s3://b/runs", "n").hf == "s3://b/runs/n/hf"
 
 
+def _report(out_roots: list[str], realized: int = 50 * 10**9, concat: int = 8192) -> VerifyReport:
+    subsets = [SubsetReport(name=f"s{i}", status="ok", fingerprint=f"{i}" * 64, out_root=root, manifest="-",
+                            proportion=0.5, planned_train_tokens=0, train_tokens=0, val_tokens=concat * i, share=0.5,
+                            documents=None, exhausted=False, checks=[]) for i, root in enumerate(out_roots)]
+    return VerifyReport(ok=True, plan=PlanRef(path="p", sha256="s", fingerprint="f" * 64), mix="m",
+                        concat_tokens=concat, tokenizer=PlannedTokenizer(name="t", revision=None, sha256="s"),
+                        total_tokens=realized, realized_train_tokens=realized, subsets=subsets, created_at="now",
+                        code_version="0")
+
+
 def test_duration_defaults_to_the_verified_tokens_and_warmup_follows_its_unit():
-    report = {"concat_tokens": 128, "realized_train_tokens": 2816}
-    plan = plan_duration(TrainConfig(**BASE, global_batch_size=4, device_microbatch_size=2), report)
-    assert (plan.max_duration, plan.final_step, plan.tokens_per_step) == ("2816tok", 6, 512)
-    plan = plan_duration(TrainConfig(**BASE, global_batch_size=4, max_duration="10ba"), report)
-    assert (plan.max_duration, plan.final_step) == ("10ba", 10)
+    report = _report(["/d/s0"], realized=2816, concat=128)
+    length = train_length(TrainConfig(**BASE, global_batch_size=4, device_microbatch_size=2), report)
+    assert (length.max_duration, length.final_step, length.tokens_per_step) == ("2816tok", 6, 512)
+    length = train_length(TrainConfig(**BASE, global_batch_size=4, max_duration="10ba"), report)
+    assert (length.max_duration, length.final_step) == ("10ba", 10)
 
 
-def _report(out_roots: list[str]) -> dict:
-    return {"concat_tokens": 8192, "realized_train_tokens": 50 * 10**9, "plan": {"fingerprint": "f" * 64},
-            "subsets": [{"name": f"s{i}", "out_root": root, "fingerprint": f"{i}" * 64, "proportion": 0.5,
-                         "val_tokens": 8192 * i} for i, root in enumerate(out_roots)]}
+def _where(cfg: TrainConfig, report: VerifyReport, run: RunPaths, scratch: Path, gpus: int) -> YamlInputs:
+    return YamlInputs(run=run, length=train_length(cfg, report), model_dir="/m", tokenizer_dir="/t",
+                      scratch=scratch, gpus=gpus)
 
 
 def test_yaml_on_eight_gpus_shards_with_fsdp_in_bf16(tmp_path):
     cfg = TrainConfig(**BASE, nprocs=8, global_batch_size=64, warmup="1000ba", num_workers=8)
     report = _report(["s3://b/mix/s0", "/data/mix/s1"])
-    plan = plan_duration(cfg, report)
-    built = build_yaml(cfg, report, run=RunPaths("s3://b/runs", "n"), plan=plan, model_dir="/m",
-                       tokenizer_dir="/t", scratch=tmp_path, gpus=8)
+    built = build_yaml(cfg, report, _where(cfg, report, RunPaths("s3://b/runs", "n"), tmp_path, 8))
     assert built["precision"] == "amp_bf16" and built["model"]["init_device"] == "mixed"
     assert built["fsdp_config"]["sharding_strategy"] == "FULL_SHARD"
     assert built["fsdp_config"]["activation_checkpointing"] is True
@@ -102,27 +115,46 @@ def test_yaml_on_eight_gpus_shards_with_fsdp_in_bf16(tmp_path):
 
 def test_yaml_on_the_cpu_is_plain(tmp_path):
     cfg = TrainConfig(**BASE, global_batch_size=4, device_microbatch_size=2, num_workers=0)
-    built = build_yaml(cfg, _report(["/d/s0"]), run=RunPaths("/runs", "n"),
-                       plan=plan_duration(cfg, _report(["/d/s0"])), model_dir="/m", tokenizer_dir="/t",
-                       scratch=tmp_path, gpus=0)
+    built = build_yaml(cfg, _report(["/d/s0"]), _where(cfg, _report(["/d/s0"]), RunPaths("/runs", "n"), tmp_path, 0))
     assert built["precision"] == "fp32" and "fsdp_config" not in built and built["model"]["init_device"] == "cpu"
     assert built["train_loader"]["prefetch_factor"] is None and built["train_loader"]["persistent_workers"] is False
     assert "memory_monitor" not in built["callbacks"]
 
 
-def test_finished_run_pointer_needs_its_manifest(tmp_path):
+@pytest.fixture
+def finished_manifest() -> RunManifest:
+    """A run manifest as a finished run writes it (its plan is replaced per case)."""
+    from cpt_tasks.documents.convert import Framing
+    from cpt_tasks.documents.train import ModelSource, ReportRef
+
+    return RunManifest(
+        run_name="n", run_folder="/runs/n", run_id="r", plan=PlanRef(path="p", sha256="s", fingerprint="0" * 64),
+        verify_report=ReportRef(location="r.json", sha256="s"), mix="m", concat_tokens=128,
+        tokenizer=PlannedTokenizer(name="t", revision=None, sha256="s"),
+        framing=Framing(bos_text="<|begin_of_text|>", eos_text="<|end_of_text|>", bos_id=128000, eos_id=128001),
+        data=[], model=ModelSource(source="m"), config=TrainConfig(**BASE), settings={}, settings_fingerprint="s",
+        train_yaml="/runs/n/train.yaml", world_size=1, gpus=0, planned_final_step=7, final_step=7,
+        train_tokens=70, start_step=0, last_attempt="train", checkpoint=None, hf_export="/runs/n/hf",
+        attempt_seconds=1.0, metrics={}, metrics_history="/runs/n/metrics.jsonl", loss_curve="/runs/n/loss.png",
+        code_version={}, finished_at="now")
+
+
+def test_finished_run_pointer_needs_its_manifest(tmp_path, finished_manifest):
     fingerprint = "c" * 64
     assert find_finished_run(str(tmp_path), fingerprint) is None
-    paths = RunPaths(str(tmp_path), run_name(fingerprint, "r"))
-    pointer = {"run_name": paths.run_name, "run_folder": paths.folder, "run_manifest": paths.manifest,
-               "plan_fingerprint": fingerprint, "final_step": 7}
-    Path(paths.finished_pointer(fingerprint)).parent.mkdir(parents=True)
-    Path(paths.finished_pointer(fingerprint)).write_text(json.dumps(pointer))
+    paths = run_paths(str(tmp_path), fingerprint, "r")
+    pointer = FinishedRun(run_name=paths.run_name, run_folder=paths.folder, run_manifest=paths.manifest,
+                          plan_fingerprint=fingerprint, final_step=7, train_tokens=70, checkpoint=None,
+                          hf_export=paths.hf, finished_at="now")
+    write_document(paths.finished_pointer(fingerprint), pointer)
     assert find_finished_run(str(tmp_path), fingerprint) is None  # the run folder is gone
-    Path(paths.folder).mkdir()
-    Path(paths.manifest).write_text(json.dumps({"format": RUN_MANIFEST_FORMAT, "plan": {"fingerprint": "d" * 64}}))
+    other = finished_manifest.model_copy(update={"plan": PlanRef(path="p", sha256="s", fingerprint="d" * 64)})
+    write_document(paths.manifest, other)
     assert find_finished_run(str(tmp_path), fingerprint) is None  # another plan's manifest
-    Path(paths.manifest).write_text(json.dumps({"format": RUN_MANIFEST_FORMAT, "plan": {"fingerprint": fingerprint}}))
+    Path(paths.manifest).write_text(json.dumps({"format": RunManifest.FORMAT, "plan": {"fingerprint": fingerprint}}))
+    assert find_finished_run(str(tmp_path), fingerprint) is None  # not a valid run manifest
+    write_document(paths.manifest, other.model_copy(update={"plan": PlanRef(path="p", sha256="s",
+                                                                            fingerprint=fingerprint)}))
     assert find_finished_run(str(tmp_path), fingerprint) == pointer
 
 
@@ -144,17 +176,20 @@ def _flags(report, model, tmp_path, **over):
 
 
 def test_reports_that_are_not_passed_verifications_are_refused(mix_report, tiny_model, tmp_path):
-    body = json.loads(mix_report.read_text())
+    body = read_document(str(mix_report), VerifyReport)[0]
     failed = tmp_path / "failed.json"
-    failed.write_text(json.dumps({**body, "ok": False, "subsets": [{**body["subsets"][0], "status": "failed"}]}))
+    first = body.subsets[0]
+    write_document(str(failed), body.model_copy(update={
+        "ok": False, "subsets": [first.model_copy(update={"status": "failed"}), *body.subsets[1:]]}))
     plan_file = mix_report.parent / "plan.json"
     changed = tmp_path / "changed.json"
-    changed.write_text(json.dumps({**body, "subsets": [{**body["subsets"][0], "fingerprint": "0" * 64}]}))
+    write_document(str(changed), body.model_copy(update={
+        "subsets": [first.model_copy(update={"fingerprint": "0" * 64}), *body.subsets[1:]]}))
     for report, message in [(failed, "verification failed (dclm); training runs only on verified data"),
                             (plan_file, "not a verification report"),
                             (tmp_path / "missing.json", "missing.json: no such file"),
                             (changed, "the data changed since verification, verify again")]:
-        proc = run_cli("train", *_flags(report, tiny_model, tmp_path))
+        proc = call_cli("train", *_flags(report, tiny_model, tmp_path))
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -172,7 +207,7 @@ def test_models_that_cannot_take_the_data_are_refused(mix_report, tiny_model, tm
     for model, message in [(tmp_path / "nothing", "no such model folder"),
                            (small, "vocabulary of 32000 ids is smaller than the tokenizer's 128256"),
                            (short, "context 64 is shorter than the data's rows (128)")]:
-        proc = run_cli("train", *_flags(mix_report, model, tmp_path))
+        proc = call_cli("train", *_flags(mix_report, model, tmp_path))
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    proc = run_cli("train", *_flags(mix_report, tiny_model, tmp_path, device_microbatch_size="auto"))
+    proc = call_cli("train", *_flags(mix_report, tiny_model, tmp_path, device_microbatch_size="auto"))
     assert proc.returncode == 2 and "auto needs FSDP (more than one GPU)" in proc.stderr

@@ -11,6 +11,9 @@ import boto3
 import pytest
 from train_helpers import run_train, train_flags
 
+from cpt_tasks.documents import read_document
+from cpt_tasks.documents.train import RunManifest
+from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.storage import upload_file
 from cpt_tasks.train.status import find_finished_run, latest_checkpoint
 
@@ -20,7 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry, pytest.mark.s3]
 def test_checkpoints_on_s3_resume_an_interrupted_export(s3_server, mix_report, tiny_model, tmp_path):
     for path in tiny_model.iterdir():
         upload_file(str(path), f"s3://cpt/models/tiny/{path.name}")
-    fingerprint = json.loads(mix_report.read_text())["plan"]["fingerprint"]
+    fingerprint = read_document(str(mix_report), VerifyReport)[0].plan.fingerprint
     flags = train_flags(mix_report, "s3://cpt/models/tiny", "s3://cpt/runs", "r-s3", tmp_path / "local",
                         max_duration="2ba")
     result, _ = run_train(flags, env=s3_server)
@@ -36,9 +39,9 @@ def test_checkpoints_on_s3_resume_an_interrupted_export(s3_server, mix_report, t
             run + "hf/tokenizer.json", run + "train.yaml", run + "metrics.jsonl", run + "loss.png",
             run + "run-manifest.json", f"runs/finished/{fingerprint}.json"} <= keys
     assert latest_checkpoint(f"s3://cpt/runs/{name}/checkpoints") == (result["checkpoint"], steps)
-    assert find_finished_run("s3://cpt/runs", fingerprint)["run_folder"] == result["run_folder"]
-    manifest = json.loads(client.get_object(Bucket="cpt", Key=run + "run-manifest.json")["Body"].read())
-    assert manifest["model"] == {"source": "s3://cpt/models/tiny"}
+    assert find_finished_run("s3://cpt/runs", fingerprint).run_folder == result["run_folder"]
+    manifest = read_document(f"s3://cpt/{run}run-manifest.json", RunManifest)[0]
+    assert manifest.model.model_dump() == {"source": "s3://cpt/models/tiny", "path": None, "revision": None}
 
     # the pod died after training: no manifest, a half export, a stray later checkpoint, an empty new disk
     client.delete_object(Bucket="cpt", Key=run + "run-manifest.json")

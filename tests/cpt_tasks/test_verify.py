@@ -7,24 +7,26 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import run_cli
+from conftest import copy_run, edit_plan, run_cli
 
 from cpt_tasks.convert.run import convert
+from cpt_tasks.documents import read_document, write_document
+from cpt_tasks.documents.convert import ConvertManifest
+from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import plan, planned_config
-from cpt_tasks.storage import write_bytes_atomic
+from cpt_tasks.plan.run import load_plan, plan
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.run import verify
 
 SMALL = dict(total_tokens=350_000, concat_tokens=256, val_fraction=0.03)
 
 
-def plan_and_convert(root: str, plan_path: str, sample_dir, tokenizer_dir, **overrides) -> dict:
+def plan_and_convert(root: str, plan_path: str, sample_dir, tokenizer_dir, **overrides):
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=root,
                            **{**SMALL, **overrides}))
-    write_bytes_atomic(plan_path, json.dumps(body).encode())
-    for sub in body["subsets"]:
-        convert(planned_config(sub), progress_interval=0)
+    write_document(plan_path, body)
+    for sub in body.subsets:
+        convert(sub.convert, progress_interval=0)
     return body
 
 
@@ -38,36 +40,37 @@ def good(tmp_path_factory, sample_dir, tokenizer_dir):
 @pytest.fixture
 def copy(good, tmp_path):
     """A private copy of the good run (plan rewritten to point at it)."""
-    target = tmp_path / "run"
-    shutil.copytree(good, target)
-    plan_file = target / "plan.json"
-    plan_file.write_text(plan_file.read_text().replace(str(good), str(target)))
-    return target
+    copy_run(str(good), str(tmp_path / "run"))
+    return tmp_path / "run"
 
 
 def subset_dir(root: Path, name: str) -> Path:
-    body = json.loads((root / "plan.json").read_text())
-    return Path(next(s["out_root"] for s in body["subsets"] if s["name"] == name))
+    return Path(load_plan(str(root / "plan.json"))[0].subset(name).out_root)
 
 
-def failed_checks(report: dict) -> dict[str, list[str]]:
-    return {s["name"]: [c["check"] for c in s["checks"] if not c["ok"]] for s in report["subsets"]
-            if any(not c["ok"] for c in s["checks"])}
+def report_at(location: str) -> VerifyReport:
+    return read_document(location, VerifyReport)[0]
+
+
+def failed_checks(report: VerifyReport) -> dict[str, list[str]]:
+    return {s.name: [c.check for c in s.checks if not c.ok] for s in report.subsets
+            if any(not c.ok for c in s.checks)}
 
 
 def test_good_run_passes_and_writes_the_report(copy):
     proc = run_cli("verify", "--plan", copy / "plan.json", check=True)
     assert "Verification PASSED" in proc.stdout
-    report = json.loads((copy / "verify-report.json").read_text())
-    assert report["ok"] and [s["status"] for s in report["subsets"]] == ["ok"] * 6
-    for s in report["subsets"]:
-        manifest = json.loads(Path(s["manifest"]).read_text())
-        assert s["train_tokens"] == manifest["splits"]["train"]["tokens"] == s["planned_train_tokens"]
-        assert s["val_tokens"] == manifest["splits"]["val"]["tokens"]
+    report = report_at(str(copy / "verify-report.json"))
+    assert report.ok and [s.status for s in report.subsets] == ["ok"] * 6
+    for s in report.subsets:
+        manifest = read_document(s.manifest, ConvertManifest)[0]
+        assert s.train_tokens == manifest.splits["train"].tokens == s.planned_train_tokens
+        assert s.val_tokens == manifest.splits["val"].tokens
+        assert {c.check for c in s.checks} >= {"framing:ids", "framing:first_row", "decode", "disjoint", "mix"}
     md = (copy / "verify-report.md").read_text()
     assert "| subset | planned | realized | share | planned share | val | status |" in md
     assert (copy / "verify-mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert report["plan"]["fingerprint"] == json.loads((copy / "plan.json").read_text())["fingerprint"]
+    assert report.plan.fingerprint == load_plan(str(copy / "plan.json"))[0].fingerprint
 
 
 def test_deleted_shard(copy):
@@ -75,7 +78,7 @@ def test_deleted_shard(copy):
     proc = run_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
     assert "shard.00000.mds.zstd: missing" in proc.stdout
-    assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"flan": ["shards:train"]}
+    assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"flan": ["shards:train"]}
 
 
 def test_corrupted_shard_bytes(copy):
@@ -85,7 +88,7 @@ def test_corrupted_shard_bytes(copy):
     shard.write_bytes(bytes(data))
     report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
     assert failed_checks(report) == {"wiki": ["shards:train"]}
-    assert "sha1 differs" in json.dumps(report)
+    assert "sha1 differs" in report.model_dump_json()
 
 
 def test_damaged_decompressed_copy_that_streaming_would_read(copy):
@@ -99,7 +102,7 @@ def test_damaged_decompressed_copy_that_streaming_would_read(copy):
     (train / "shard.00000.mds").write_bytes(bytes(raw))
     report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
     assert failed_checks(report) == {"wiki": ["shards:train"]}
-    assert "the decompressed copy that streaming reads" in json.dumps(report)
+    assert "the decompressed copy that streaming reads" in report.model_dump_json()
 
 
 def test_tampered_index(copy):
@@ -118,23 +121,37 @@ def test_manifest_with_another_fingerprint(copy):
     path.write_text(json.dumps(manifest))
     proc = run_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3
-    assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"pes2o": ["fingerprint"]}
+    assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"pes2o": ["fingerprint"]}
 
 
 def test_missing_manifest(copy):
     (subset_dir(copy, "dclm") / "manifest.json").unlink()
     report = verify(VerifyConfig(plan=str(copy / "plan.json"))).report
-    assert failed_checks(report) == {"dclm": ["manifest"]} and not report["ok"]
+    assert failed_checks(report) == {"dclm": ["manifest"]} and not report.ok
+
+
+def set_proportions(proportions: dict[str, float]):
+    def edit(body) -> None:
+        for s in body.subsets:
+            s.proportion = proportions.get(s.name, s.proportion)
+    return edit
 
 
 def test_wrong_proportion(copy):
-    plan_file = copy / "plan.json"
-    body = json.loads(plan_file.read_text())
-    for s in body["subsets"]:
-        s["proportion"] = {"dclm": 0.40, "flan": 0.238}.get(s["name"], s["proportion"])
-    plan_file.write_text(json.dumps(body))
-    report = verify(VerifyConfig(plan=str(plan_file))).report
+    edit_plan(str(copy / "plan.json"), set_proportions({"dclm": 0.40, "flan": 0.238}))
+    report = verify(VerifyConfig(plan=str(copy / "plan.json"))).report
     assert failed_checks(report) == {"dclm": ["mix"], "flan": ["mix"]}
+
+
+def test_framing_other_than_the_recorded_tokens(copy):
+    """The data's framing ids are checked against the tokenizer's ids for the texts the conversion recorded."""
+    location = str(subset_dir(copy, "flan") / "manifest.json")
+    manifest = read_document(location, ConvertManifest)[0]
+    manifest.tokenizer.bos_id = 128002
+    write_document(location, manifest)
+    report = verify(VerifyConfig(plan=str(copy / "plan.json"), num_workers=0)).report
+    assert failed_checks(report) == {"flan": ["framing:ids", "framing:first_row"]}
+    assert "recorded BOS id is 128002" in report.model_dump_json()
 
 
 def test_short_subset_fails_unless_allowed(tmp_path, sample_dir, tokenizer_dir):
@@ -145,7 +162,7 @@ def test_short_subset_fails_unless_allowed(tmp_path, sample_dir, tokenizer_dir):
     plan_and_convert(str(tmp_path / "b"), str(tmp_path / "b.json"), sample_dir, tokenizer_dir, allow_short=True,
                      **overrides)
     report = verify(VerifyConfig(plan=str(tmp_path / "b.json"))).report
-    assert report["ok"] and {s["name"]: s["status"] for s in report["subsets"]}["pes2o"] == "short"
+    assert report.ok and {s.name: s.status for s in report.subsets}["pes2o"] == "short"
 
 
 def test_missing_plan_is_a_user_error(tmp_path):
@@ -157,13 +174,23 @@ def s3_json(client, key):
     return json.loads(client.get_object(Bucket="cpt", Key=key)["Body"].read())
 
 
+@pytest.fixture(scope="module")
+def s3_good(s3_server, sample_dir, tokenizer_dir) -> str:
+    """Two subsets planned and converted once on the S3 server; each damage case works on a copy."""
+    plan_and_convert("s3://cpt/damage-good", "s3://cpt/damage-good/plan.json", sample_dir, tokenizer_dir,
+                     subsets=["flan", "math"], total_tokens=100_000)
+    return "s3://cpt/damage-good"
+
+
 @pytest.mark.s3
 @pytest.mark.parametrize("damage", ["shard", "index", "fingerprint", "short", "proportion"])
-def test_each_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, damage):
+def test_each_damage_on_object_storage(s3_server, s3_good, sample_dir, tokenizer_dir, damage):
     root, prefix = f"s3://cpt/damage-{damage}", f"damage-{damage}/"
-    overrides = {"overrides": {"math": {"max_tokens": 1e6}}} if damage == "short" else {}
-    plan_and_convert(root, f"{root}/plan.json", sample_dir, tokenizer_dir, subsets=["flan", "math"],
-                     total_tokens=100_000, **overrides)
+    if damage == "short":  # a source that runs out: its own conversion
+        plan_and_convert(root, f"{root}/plan.json", sample_dir, tokenizer_dir, subsets=["math"],
+                         total_tokens=100_000, overrides={"math": {"max_tokens": 1e6}})
+    else:
+        copy_run(s3_good, root)
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
     keys = [o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix=prefix)["Contents"]]
     if damage == "shard":
@@ -184,30 +211,25 @@ def test_each_damage_on_object_storage(s3_server, sample_dir, tokenizer_dir, dam
     elif damage == "short":
         expected = {"math": ["budget:train", "budget:val", "mix"]}
     else:
-        body = s3_json(client, prefix + "plan.json")
-        for sub in body["subsets"]:
-            sub["proportion"] = {"flan": 0.5, "math": 0.5}[sub["name"]]
-        client.put_object(Bucket="cpt", Key=prefix + "plan.json", Body=json.dumps(body).encode())
+        edit_plan(f"{root}/plan.json", set_proportions({"flan": 0.5, "math": 0.5}))
         expected = {"flan": ["mix"], "math": ["mix"]}
     proc = run_cli("verify", "--plan", f"{root}/plan.json", env=s3_server)
     assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
-    assert failed_checks(s3_json(client, prefix + "verify-report.json")) == expected
+    assert failed_checks(report_at(f"{root}/verify-report.json")) == expected
 
 
 @pytest.mark.s3
-def test_on_object_storage(s3_server, tmp_path, sample_dir, tokenizer_dir):
+def test_on_object_storage(s3_server, sample_dir, tokenizer_dir):
     plan_and_convert("s3://cpt/verify", "s3://cpt/verify/plan.json", sample_dir, tokenizer_dir)
     report = verify(VerifyConfig(plan="s3://cpt/verify/plan.json")).report
-    assert report["ok"]
+    assert report.ok and report_at("s3://cpt/verify/verify-report.json").ok
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
-    assert json.loads(client.get_object(Bucket="cpt", Key="verify/verify-report.json")["Body"].read())["ok"]
     key = next(o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix="verify/")["Contents"]
                if "/stackexchange/train/shard." in o["Key"])
     client.delete_object(Bucket="cpt", Key=key)
     proc = run_cli("verify", "--plan", "s3://cpt/verify/plan.json", env=s3_server)
     assert proc.returncode == 3 and "missing" in proc.stdout
-    failed = failed_checks(json.loads(client.get_object(Bucket="cpt", Key="verify/verify-report.json")["Body"].read()))
-    assert failed == {"stackexchange": ["shards:train"]}
+    assert failed_checks(report_at("s3://cpt/verify/verify-report.json")) == {"stackexchange": ["shards:train"]}
 
 
 def rewrite_train(root: Path, name: str, token: int) -> None:
@@ -217,7 +239,7 @@ def rewrite_train(root: Path, name: str, token: int) -> None:
     from cpt_tasks.convert.mds import TokenShardWriter, parse_size
 
     train = subset_dir(root, name) / "train"
-    rows = json.loads((subset_dir(root, name) / "manifest.json").read_text())["splits"]["train"]["samples"]
+    rows = read_document(str(subset_dir(root, name) / "manifest.json"), ConvertManifest)[0].splits["train"].samples
     shutil.rmtree(train)
     writer = TokenShardWriter(str(train), "zstd", parse_size("64mb"), ["sha1"])
     for _ in range(rows):
@@ -226,16 +248,16 @@ def rewrite_train(root: Path, name: str, token: int) -> None:
 
 
 def test_rows_that_do_not_decode_to_text(copy):
-    rewrite_train(copy, "math", 128001)  # valid ids, but no text at all
+    rewrite_train(copy, "math", 128001)  # valid ids, but no text at all (and no BOS first)
     report = verify(VerifyConfig(plan=str(copy / "plan.json"))).report
-    assert failed_checks(report) == {"math": ["decode"]}
+    assert failed_checks(report) == {"math": ["decode", "framing:first_row"]}
 
 
 def test_out_of_range_ids_fail_the_check_without_crashing(copy):
     rewrite_train(copy, "wiki", 200_000)
     proc = run_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3 and "ids outside [0, 128256)" in proc.stdout
-    assert failed_checks(json.loads((copy / "verify-report.json").read_text())) == {"wiki": ["shards:train"]}
+    assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"wiki": ["shards:train"]}
 
 
 def test_overridden_subsets_pass_the_mix_check(tmp_path, sample_dir, tokenizer_dir):
@@ -243,4 +265,16 @@ def test_overridden_subsets_pass_the_mix_check(tmp_path, sample_dir, tokenizer_d
                      subsets=["math", "wiki"], total_tokens=100_000, val_fraction=0,
                      overrides={"math": {"max_tokens": 5120}})
     report = verify(VerifyConfig(plan=str(tmp_path / "p.json"))).report
-    assert report["ok"], failed_checks(report)
+    assert report.ok, failed_checks(report)
+
+
+def test_a_conversion_framed_with_other_tokens_is_verified_with_its_own(tmp_path, sample_dir, tokenizer_dir):
+    framing = {"bos_text": "<|reserved_special_token_0|>", "eos_text": "<|reserved_special_token_1|>"}
+    plan_and_convert(str(tmp_path / "d"), str(tmp_path / "p.json"), sample_dir, tokenizer_dir, subsets=["wiki"],
+                     total_tokens=20_000, val_fraction=0, convert_options=framing)
+    report = verify(VerifyConfig(plan=str(tmp_path / "p.json"), num_workers=0)).report
+    assert report.ok, failed_checks(report)
+    manifest = read_document(report.subsets[0].manifest, ConvertManifest)[0]
+    assert (manifest.framing.bos_id, manifest.framing.eos_id) == (128002, 128003)
+    first_row = next(c for c in report.subsets[0].checks if c.check == "framing:first_row")
+    assert first_row.ok and "recorded BOS id is 128002" in first_row.detail

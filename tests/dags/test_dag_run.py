@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 
 
 def run_dir(dag_test, proc) -> Path:
-    from cpt_tasks.pipeline.steps import safe_name
+    from cpt_tasks.layout import run_dir as located, safe_run_id
 
-    return dag_test.storage / "runs" / "cpt_dolmino" / safe_name(run_id_of(proc))
+    return Path(located(str(dag_test.storage), "cpt_dolmino", safe_run_id(run_id_of(proc))))
 
 
 def lineage_events(dag_test) -> list[dict]:
@@ -101,7 +101,8 @@ def test_lineage_links_source_to_mds_to_checkpoint(dag_test, first_run):
     trained = datasets(by_job["cpt_dolmino.train"][-1], "inputs")
     assert len(converted) == len(sources) == 6
     assert converted == verified == trained
-    assert all(name.endswith(f"/data/{ns_name.split('/')[-1]}") for _, name in sources for ns_name in [name])
+    sample = Path(dag_test.params["dataset"]).resolve()
+    assert sources == {("file", f"{sample}/data/{subset}") for subset in SUBSETS}  # each subset's source folder
     (checkpoint,) = datasets(by_job["cpt_dolmino.train"][-1], "outputs")
     report = json.loads((run_dir(dag_test, first_run) / "verify-report.json").read_text())
     assert checkpoint[1].rsplit("/", 1)[-1].startswith(report["plan"]["fingerprint"][:16])

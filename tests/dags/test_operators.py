@@ -13,6 +13,8 @@ import pytest
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
+from cpt_tasks.documents.train import FinishedRun, TrainResult
+from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
 from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator
 from cpt_tasks.pipeline.steps import train_gate
 
@@ -45,10 +47,24 @@ def test_local_runner_exit_statuses(tmp_path, status, error):
         assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))
 
 
+def verify_result(finished: FinishedRun | None = None) -> dict:
+    """The verify step's result document as its XCom holds it."""
+    return VerifySummary(
+        ok=True, report="/r/verify-report.json", report_md="/r/verify-report.md", plan="/r/plan.json",
+        plan_fingerprint="f" * 64, realized_train_tokens=512, finished_training=finished,
+        subsets={"dclm": SubsetSummary(status="ok", fingerprint="a" * 64, out_root="/d/dclm",
+                                       manifest="/d/dclm/manifest.json", train_tokens=512, val_tokens=256,
+                                       proportion=1.0)}).model_dump(mode="json")
+
+
+def finished_run(folder: str) -> FinishedRun:
+    return FinishedRun(run_name="n", run_folder=folder, run_manifest=f"{folder}/run-manifest.json",
+                       plan_fingerprint="abc", final_step=1, train_tokens=1, checkpoint=None, hf_export=f"{folder}/hf",
+                       finished_at="now")
+
+
 def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
-    result = {"ok": True, "report": "/r/verify-report.json", "plan_fingerprint": "f" * 64, "subsets": {
-        "dclm": {"fingerprint": "a" * 64, "out_root": "/d/dclm", "manifest": "/d/dclm/manifest.json",
-                 "train_tokens": 512, "val_tokens": 256, "status": "ok", "proportion": 1.0}}}
+    result = verify_result()
     asset = Asset(name="cpt_dolmino/dclm")
     op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[asset],
                            tasks_bin=fake_cli(tmp_path, 0, result))
@@ -63,17 +79,20 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
 
 
 @pytest.mark.parametrize(("policy", "finished", "skipped"), [
-    ("never", None, True), ("always", {"run_folder": "/c/x"}, False), ("if_changed", None, False),
-    ("if_changed", {"run_folder": "/c/x", "plan_fingerprint": "abc"}, True)])
+    ("never", None, True), ("always", "/c/x", False), ("if_changed", None, False), ("if_changed", "/c/x", True)])
 def test_training_gate(tmp_path, policy, finished, skipped):
-    assert (train_gate({"train": policy}, {"finished_training": finished}) is not None) == skipped
+    verified = verify_result(finished_run(finished) if finished else None)
+    assert (train_gate({"train": policy}, verified) is not None) == skipped
+    trained = TrainResult(status="trained", run_name="y", run_folder="/c/y", checkpoint=None, hf_export="/c/y/hf",
+                          run_manifest="/c/y/run-manifest.json", plan_fingerprint="f" * 64, final_step=1,
+                          train_tokens=1).model_dump(mode="json")
     op = LocalStepOperator(task_id="train", arguments=["train"], gate=train_gate,
-                           tasks_bin=fake_cli(tmp_path, 0, {"run_folder": "/c/y"}))
+                           tasks_bin=fake_cli(tmp_path, 0, trained))
     if skipped:
-        with pytest.raises(AirflowSkipException):
-            op.execute(context({"train": policy}, {"finished_training": finished}))
+        with pytest.raises(AirflowSkipException, match="train skipped: "):
+            op.execute(context({"train": policy}, verified))
     else:
-        assert op.execute(context({"train": policy}, {"finished_training": finished})) == {"run_folder": "/c/y"}
+        assert op.execute(context({"train": policy}, verified)) == trained
 
 
 def finished_pod(exit_code: int):

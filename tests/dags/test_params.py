@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 
 from cpt_tasks.mix import load_mix
+from cpt_tasks.plan.config import PlanConfig
+from cpt_tasks.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,32 @@ def test_every_param_has_a_title_and_description(dag):
         assert param.schema.get("title") and param.description, name
 
 
+CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and description it shows
+    "total_tokens": (PlanConfig, "total_tokens"), "mix": (PlanConfig, "mix"), "revision": (PlanConfig, "revision"),
+    "tokenizer": (PlanConfig, "tokenizer"), "concat_tokens": (PlanConfig, "concat_tokens"),
+    "val_fraction": (PlanConfig, "val_fraction"), "seed": (PlanConfig, "seed"),
+    "allow_short": (PlanConfig, "allow_short"), "model": (TrainConfig, "model"),
+    "global_batch_size": (TrainConfig, "global_batch_size"),
+    "device_microbatch_size": (TrainConfig, "device_microbatch_size"), "max_duration": (TrainConfig, "max_duration"),
+}
+
+
+def test_params_of_job_options_say_what_the_configs_say(dag):
+    values = dag.params.validate()
+    for name, (config, field) in CONFIG_PARAMS.items():
+        info = config.model_fields[field]
+        assert values[name] == info.get_default(call_default_factory=True), name
+        assert dag.params.get_param(name).description == info.description, name
+    assert values["tokenizer"] == "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe's tokenizer
+    assert values["model"] == "meta-llama/Llama-3.1-8B"  # continues pretraining the base model
+    schema = dag.params.get_param("concat_tokens").schema
+    assert schema["exclusiveMinimum"] == 0 and schema["maximum"] == PlanConfig.model_fields["context_length"].default
+    train_options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
+    assert "lr" in train_options and not train_options & {"report", "model", "run_id", "nprocs", "max_duration"}
+    assert train_options | {"report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
+                            "device_microbatch_size", "max_duration"} == set(TrainConfig.model_fields)
+
+
 def test_defaults_reproduce_the_reference_plan(dag):
     values = dag.params.validate()
     assert values["total_tokens"] == 50_000_000_000 and values["val_fraction"] == 0.0002
@@ -39,10 +67,10 @@ BAD = [
     ("proportions", {"dclm": 0.5, "flan": 0.3}, "proportions-sum-to-1"),
     ("proportions", {"dclm": 0.5, "flan": 0.3, "wiki": 0.3}, "proportions-sum-to-1"),
     ("proportions", {"dclm": 1.0, "reddit": 0.0}, "reddit"),
-    ("proportions", {"dclm": -0.5, "flan": 1.5}, ""),
+    ("proportions", {"dclm": -0.5, "flan": 1.5}, "is not a 'proportions-sum-to-1'"),  # sums to 1, out of bounds
     ("subsets", ["dclm", "dclm"], "non-unique"),
     ("subsets", ["c4"], "c4"),
-    ("subsets", [], ""),
+    ("subsets", [], "[] should be non-empty"),
     ("total_tokens", 0, "minimum"),
     ("total_tokens", "lots", "integer"),
     ("storage_root", "relative/path", "does not match"),
@@ -50,6 +78,8 @@ BAD = [
     ("train", "sometimes", "is not one of"),
     ("convert_memory", "lots", "does not match"),
     ("gpus", -1, "minimum"),
+    ("train_options", {"lrr": 1e-5}, "'lrr' is not one of ['model_revision'"),
+    ("convert_options", {"max_tokens": 5}, "'max_tokens' is not one of ['splits'"),
 ]
 
 
@@ -69,11 +99,12 @@ def test_invalid_values_are_rejected_by_the_sdk(dag, name, value, message):
 @pytest.mark.parametrize(("name", "value", "message"), BAD[:3], ids=["sum-low", "sum-high", "unknown-subset"])
 def test_the_api_server_rejects_a_bad_mix(dag, name, value, message):
     """The API server validates with the serialized DAG's params: the mix format must work there too."""
+    from airflow.sdk.exceptions import ParamValidationError
     from airflow.serialization.serialized_objects import DagSerialization
 
     served = DagSerialization.from_dict(DagSerialization.to_dict(dag))
     params = served.params.deep_merge({name: value})
-    with pytest.raises(Exception) as err:
+    with pytest.raises(ParamValidationError) as err:
         params.validate()
     assert message in str(err.value)
     served.params.deep_merge({"proportions": {"dclm": 0.4725, "flan": 0.5275}}).validate()  # a good mix passes

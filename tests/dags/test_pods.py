@@ -7,6 +7,8 @@ import json
 
 import pytest
 
+from cpt_tasks.layout import safe_run_id
+
 from cpt_tasks.pipeline.pods import load_dag, render_pods
 
 K8S_VERSION = "1.33"
@@ -75,9 +77,10 @@ def test_conversion_pods_are_cpu_only_with_param_resources(pods):
         resources = container["resources"]
         assert resources["requests"] == {"cpu": "8", "memory": "16Gi"}
         assert resources["limits"] == {"cpu": "8", "memory": "16Gi"} and "nvidia.com/gpu" not in resources["limits"]
+        run = safe_run_id("manual__2026-01-01T00:00:00+00:00")
+        assert run.startswith("manual__2026-01-01T00-00-00-00-00-")  # made safe, with a hash of the original
         assert container["args"][:5] == ["convert-subset", "--plan",
-                                         "s3://cpt-pipeline/runs/cpt_dolmino/manual__2026-01-01T00-00-00-00-00/plan.json",
-                                         "--subset", subset]
+                                         f"s3://cpt-pipeline/runs/cpt_dolmino/{run}/plan.json", "--subset", subset]
         assert pod["metadata"]["labels"]["cpt-pipeline/subset"] == subset
         assert pod["spec"]["serviceAccountName"] == "cpt-convert" and not pod["spec"].get("tolerations")
 

@@ -1,0 +1,148 @@
+"""A training run's documents: ``run-manifest.json`` (written last: the run finished), the finished-run
+pointer of a plan, and the result ``cpt-tasks train`` hands to the DAG."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from cpt_tasks.config import StrictModel
+from cpt_tasks.documents.base import Document
+from cpt_tasks.documents.convert import Framing
+from cpt_tasks.documents.plan import PlannedTokenizer
+from cpt_tasks.train.config import TrainConfig
+
+
+class FinishedRun(Document):
+    """``<save_root>/finished/<plan fingerprint>.json``: the newest finished training run of a plan (the DAG
+    skips training on data that was already trained on)."""
+
+    FORMAT = "cpt-pipeline/finished-run/v1"
+    KIND = "a finished-run pointer"
+
+    run_name: str
+    run_folder: str
+    run_manifest: str = Field(description="Location of the run's manifest")
+    plan_fingerprint: str
+    final_step: int
+    train_tokens: int
+    checkpoint: str | None
+    hf_export: str
+    finished_at: str
+
+
+class PlanRef(StrictModel):
+    """The plan a report (and so a run) derives from."""
+
+    path: str = Field(description="Where the plan was read")
+    sha256: str = Field(description="sha256 of the plan's bytes")
+    fingerprint: str = Field(description="The plan's content fingerprint")
+
+
+class ReportRef(StrictModel):
+    """The verification report a run trained on."""
+
+    location: str
+    sha256: str
+
+
+class ConsumedData(StrictModel):
+    """One subset a run trained on, as verified."""
+
+    subset: str
+    manifest: str = Field(description="Location of the conversion manifest")
+    fingerprint: str
+    manifest_sha256: str
+    out_root: str
+    proportion: float
+    train_tokens: int
+    val_tokens: int
+
+
+class ModelSource(StrictModel):
+    """Where the pretrained model came from."""
+
+    source: str = Field(description="--model as given")
+    path: str | None = Field(None, description="The local folder it was read from")
+    revision: str | None = Field(None, description="The hub commit (hub models)")
+
+
+class RunManifest(Document):
+    """``<run folder>/run-manifest.json``: lineage (plan, report, every data manifest, model, code) and the
+    outcome (steps, tokens, metrics) of a finished run; written last."""
+
+    FORMAT = "cpt-pipeline/run-manifest/v2"
+    KIND = "a training run manifest"
+
+    run_name: str
+    run_folder: str
+    run_id: str = Field(description="The pipeline run id")
+    plan: PlanRef
+    verify_report: ReportRef
+    mix: str
+    concat_tokens: int
+    tokenizer: PlannedTokenizer
+    framing: Framing = Field(description="The special tokens around every document of the data")
+    data: list[ConsumedData]
+    model: ModelSource
+    config: TrainConfig
+    settings: dict[str, Any] = Field(description="What a resumed checkpoint must agree with")
+    settings_fingerprint: str
+    train_yaml: str = Field(description="Location of the LLM-Foundry config")
+    world_size: int | None
+    gpus: int = Field(ge=0, description="GPUs of this machine (0: CPU)")
+    planned_final_step: int
+    final_step: int
+    train_tokens: int
+    start_step: int | None = Field(description="Where the last attempt started (0: from the pretrained model)")
+    last_attempt: Literal["train", "export"]
+    checkpoint: str | None
+    hf_export: str
+    attempt_seconds: float
+    metrics: dict[str, Any] = Field(description="Headline metrics (losses, speed)")
+    metrics_history: str = Field(description="Location of metrics.jsonl")
+    loss_curve: str = Field(description="Location of loss.png")
+    code_version: dict[str, str]
+    finished_at: str
+
+
+class TrainResult(Document):
+    """The result of ``cpt-tasks train`` (its last stdout line, and the DAG's XCom)."""
+
+    FORMAT = "cpt-pipeline/train-result/v1"
+    KIND = "a training result"
+
+    status: Literal["trained", "resumed", "already_complete"]
+    run_name: str
+    run_folder: str
+    checkpoint: str | None
+    hf_export: str
+    run_manifest: str
+    plan_fingerprint: str
+    final_step: int
+    train_tokens: int
+    start_step: int | None = None
+    loss_curve: str | None = None
+    metrics: dict[str, Any] = {}
+
+
+class StartPoint(StrictModel):
+    """Where the training processes started: step and tokens of the checkpoint resumed (0: none)."""
+
+    step: int
+    tokens: int
+
+
+class WorkerOutcome(Document):
+    """What the training processes hand back to ``cpt-tasks train`` (written by global rank 0 at the end)."""
+
+    FORMAT = "cpt-pipeline/train-worker-result/v1"
+    KIND = "a training processes' result"
+
+    mode: Literal["train", "export"]
+    start: StartPoint | None
+    final_step: int
+    final_tokens: int
+    world_size: int
+    history: list[dict[str, Any]] = Field(description="One record per step: loss, lr, speed, eval losses")

@@ -1,0 +1,88 @@
+"""Verification's documents: ``verify-report.json`` (what training reads) and the result ``cpt-tasks verify``
+hands to the DAG."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from cpt_tasks.config import StrictModel
+from cpt_tasks.documents.base import Document
+from cpt_tasks.documents.plan import PlannedTokenizer
+from cpt_tasks.documents.train import FinishedRun, PlanRef
+from cpt_tasks.layout import Split
+
+
+class Check(StrictModel):
+    """One check of one subset."""
+
+    check: str = Field(description="What was checked, e.g. shards:train, budget:val, mix")
+    ok: bool
+    detail: str = ""
+
+
+class SubsetReport(StrictModel):
+    """One subset's verdict, counts and checks."""
+
+    name: str
+    status: Literal["ok", "short", "failed"]
+    fingerprint: str
+    out_root: str
+    manifest: str = Field(description="Location of its conversion manifest")
+    proportion: float
+    planned_train_tokens: int
+    train_tokens: int
+    val_tokens: int
+    share: float = Field(description="Its share of the realized train tokens")
+    documents: dict[Split, int] | None = Field(description="Documents per split (None: no manifest)")
+    exhausted: bool = Field(description="Its source ran out before the budget")
+    checks: list[Check]
+
+
+class VerifyReport(Document):
+    """``verify-report.json``: training reads only a passed one."""
+
+    FORMAT = "cpt-pipeline/verify-report/v1"
+    KIND = "a verification report (the verify-report.json that `cpt-tasks verify` writes)"
+
+    ok: bool
+    plan: PlanRef
+    mix: str
+    concat_tokens: int
+    tokenizer: PlannedTokenizer
+    total_tokens: int
+    realized_train_tokens: int
+    subsets: list[SubsetReport]
+    created_at: str
+    code_version: str
+    finished_training: FinishedRun | None = Field(None, description="A finished training run of this plan "
+                                                  "under --save_root, if one was asked for and exists")
+
+
+class SubsetSummary(StrictModel):
+    """A subset's line in the verify step's result."""
+
+    status: Literal["ok", "short", "failed"]
+    fingerprint: str
+    out_root: str
+    manifest: str
+    train_tokens: int
+    val_tokens: int
+    proportion: float
+
+
+class VerifySummary(Document):
+    """The result of ``cpt-tasks verify`` (the DAG's XCom): verdict, report location, each subset's counts."""
+
+    FORMAT = "cpt-pipeline/verify-result/v1"
+    KIND = "a verification result"
+
+    ok: bool
+    report: str
+    report_md: str
+    plan: str
+    plan_fingerprint: str
+    realized_train_tokens: int
+    finished_training: FinishedRun | None
+    subsets: dict[str, SubsetSummary]

@@ -1,0 +1,71 @@
+"""The pipeline's fixed names and storage layout, in one place (light core).
+
+Under one storage root (a local path, ``s3://`` or ``gs://``)::
+
+    <root>/data/<mix>/<fingerprint[:16]>/<subset>/{train,val}/   MDS (index.json + shards), manifest.json
+    <root>/runs/<dag>/<run>/                                       plan.json, verify-report.{json,md}, verify-mix.png
+    <root>/checkpoints/<plan fingerprint[:16]>-<run>/              a training run (see cpt_tasks.train.status)
+    <root>/checkpoints/finished/<plan fingerprint>.json            the newest finished run of a plan
+
+``<run>`` is :func:`safe_run_id` of the Airflow run id, everywhere it appears.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Literal, get_args
+
+from cpt_tasks.storage import join
+
+Split = Literal["train", "val"]  # the output splits of every conversion
+SPLITS: tuple[str, ...] = get_args(Split)  # in write order
+MANIFEST_FILE = "manifest.json"  # a conversion's completion marker, written last
+MDS_INDEX_FILE = "index.json"  # an MDS split's index
+COLUMN_NAME = "tokens"  # the one MDS column
+COLUMN_ENCODING = "ndarray:int32"  # its encoding: rows of exactly concat_tokens int32 ids
+PLAN_FILE = "plan.json"
+REPORT_JSON, REPORT_MD, REPORT_PNG = "verify-report.json", "verify-report.md", "verify-mix.png"
+RUN_MANIFEST_FILE = "run-manifest.json"  # a training run's completion marker, written last
+FINISHED_DIR = "finished"
+LOCATION_DIGITS = 16  # fingerprint characters in data and run folder names
+RUN_ID_CHARS = 48
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id as one folder name (and Composer run name): letters, digits, '.', '_' and '-', at most
+    48 characters; an id that had to change gets a short hash of the original, so two ids never collide."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", run_id).strip("-.")[:RUN_ID_CHARS].strip("-.")
+    if clean != run_id:
+        clean = f"{clean}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}".lstrip("-")
+    return clean
+
+
+def data_root(storage_root: str) -> str:
+    """Where conversions go: ``<root>/data``."""
+    return join(storage_root, "data")
+
+
+def subset_root(data: str, mix: str, fingerprint: str, subset: str) -> str:
+    """One conversion's folder: ``<data>/<mix>/<fingerprint[:16]>/<subset>``."""
+    return join(data, mix, fingerprint[:LOCATION_DIGITS], subset)
+
+
+def run_dir(storage_root: str, dag_id: str, safe_run: str) -> str:
+    """A pipeline run's documents: ``<root>/runs/<dag>/<run>`` (``safe_run`` already made safe)."""
+    return join(storage_root, "runs", dag_id, safe_run)
+
+
+def checkpoints_root(storage_root: str) -> str:
+    """Where training runs go: ``<root>/checkpoints`` (the train step's save root)."""
+    return join(storage_root, "checkpoints")
+
+
+def training_run_name(plan_fingerprint: str, run_id: str) -> str:
+    """A training run's folder name: ``<plan fingerprint[:16]>-<safe run id>``, stable across retries."""
+    return f"{plan_fingerprint[:LOCATION_DIGITS]}-{safe_run_id(run_id)}"
+
+
+def finished_pointer(save_root: str, plan_fingerprint: str) -> str:
+    """The pointer to the newest finished training run of a plan."""
+    return join(save_root, FINISHED_DIR, f"{plan_fingerprint}.json")
