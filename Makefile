@@ -12,12 +12,14 @@ CPT := .venv/bin/cpt-tasks
 TOKENIZER := $(CPT_HOME)/tokenizer/llama3
 SAMPLE := $(CPT_HOME)/sample/dolmino
 TINY_MODEL := $(CPT_HOME)/models/tiny-llama
+SMALL_TOKENIZER := $(CPT_HOME)/tokenizer/small
+SMALL_MODEL := $(CPT_HOME)/models/tiny-small
 AIRFLOW_PY := .venv-airflow/bin/python
 
 .PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow pods lock clean
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
-	$(TINY_MODEL)/config.json
+	$(TINY_MODEL)/config.json $(SMALL_TOKENIZER)/tokenizer.json $(SMALL_MODEL)/config.json
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -43,6 +45,13 @@ $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 
 $(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
 	$(CPT) tiny-model --out $(TINY_MODEL) --tokenizer $(TOKENIZER)
+
+# The fast tests' tokenizer (1,024 BPE ids + Llama 3's BOS/EOS, trained on the sample) and its tiny Llama.
+$(SMALL_TOKENIZER)/tokenizer.json: .venv/.installed $(SAMPLE)/.complete cpt_tasks/small_tokenizer.py
+	$(CPT) small-tokenizer --out $(SMALL_TOKENIZER) --sample $(SAMPLE)
+
+$(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
+	$(CPT) tiny-model --out $(SMALL_MODEL) --tokenizer $(SMALL_TOKENIZER)
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here. Two sessions, one per
 # environment: the jobs' tests in the tasks env, the DAG's (real Airflow) in the orchestration env.

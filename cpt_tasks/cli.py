@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -115,6 +116,18 @@ def _tokenizer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _small_tokenizer(args: argparse.Namespace) -> int:
+    from cpt_tasks.small_tokenizer import write_small_tokenizer
+
+    staging = args.out.with_name(args.out.name + ".partial")  # a half-written folder never looks complete
+    shutil.rmtree(staging, ignore_errors=True)
+    write_small_tokenizer(args.sample, staging, args.vocab_size)
+    shutil.rmtree(args.out, ignore_errors=True)
+    staging.rename(args.out)
+    print(f"small tokenizer ({args.vocab_size} BPE ids + BOS/EOS) written to {args.out}")
+    return EXIT_OK
+
+
 def _sample(args: argparse.Namespace) -> int:
     from cpt_tasks.sample_data import write_sample
 
@@ -123,8 +136,6 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _tiny_model(args: argparse.Namespace) -> int:
-    import shutil
-
     from cpt_tasks.train.tiny import write_random_llama
 
     staging = args.out.with_name(args.out.name + ".partial")  # a half-written model never looks complete
@@ -171,13 +182,21 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")
     commands["tokenizer"] = _tokenizer
 
+    small = sub.add_parser("small-tokenizer", help="Train the small test tokenizer (byte-level BPE with Llama 3's "
+                           "framing tokens) on the sample")
+    small.add_argument("--out", type=Path, required=True, help="Folder to write")
+    small.add_argument("--sample", type=Path, required=True, help="The sample dataset (cpt-tasks sample --out)")
+    small.add_argument("--vocab_size", type=int, default=1024, help="BPE ids before BOS/EOS (default: 1024)")
+    commands["small-tokenizer"] = _small_tokenizer
+
     sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")
     sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
     commands["sample"] = _sample
 
     tiny = sub.add_parser("tiny-model", help="Write a tiny random Llama (HF folder) for the demo and tests")
     tiny.add_argument("--out", type=Path, required=True, help="Folder to write")
-    tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it")
+    tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it (it sets the "
+                      "vocabulary and the BOS/EOS ids)")
     commands["tiny-model"] = _tiny_model
 
     parser.set_defaults(_commands=commands)

@@ -1,6 +1,7 @@
 """Shared fixtures: the Llama 3 tokenizer folder, the generated sample data, a real S3-compatible server
 on 127.0.0.1 (moto's server mode), helpers to run the CLI and read MDS back with ``streaming``, and for training
-a small verified mix of the sample and a tiny random Llama."""
+a small verified mix of the sample and a tiny random Llama, both in the small test tokenizer (the data
+contract's tests use the real Llama 3 tokenizer)."""
 
 from __future__ import annotations
 
@@ -140,44 +141,35 @@ def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args
     return Path(result.paths["json"])
 
 
+def made_by_setup(relative: str) -> Path | None:
+    """A file or folder that `make setup` made under $CPT_HOME, if it is there."""
+    path = Path(os.environ.get("CPT_HOME", ROOT / ".cpt")) / relative
+    return path if path.exists() else None
+
+
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory, tokenizer_dir) -> Path:
-    """A random 2-layer Llama with the Llama 3 vocabulary and tokenizer, saved with save_pretrained."""
+def small_tokenizer_dir(tmp_path_factory, sample_dir) -> Path:
+    """The small test tokenizer (1,024 BPE ids + Llama 3's BOS/EOS, trained on the sample) of `make setup`."""
+    made = made_by_setup("tokenizer/small/tokenizer.json")
+    if made is not None:
+        return made.parent
+    from cpt_tasks.small_tokenizer import write_small_tokenizer
+
+    return write_small_tokenizer(sample_dir, tmp_path_factory.mktemp("tok") / "small")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, small_tokenizer_dir) -> Path:
+    """A random 2-layer Llama over the small tokenizer, saved with save_pretrained (the training tests' model)."""
+    made = made_by_setup("models/tiny-small/config.json")
+    if made is not None:
+        return made.parent
     from cpt_tasks.train.tiny import write_random_llama
 
-    return write_random_llama(tmp_path_factory.mktemp("model") / "tiny", tokenizer_dir)
+    return write_random_llama(tmp_path_factory.mktemp("model") / "tiny", small_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")
-def mix_report(tmp_path_factory, sample_dir, tokenizer_dir) -> Path:
-    """The verification report of a small verified mix of the sample (``MIX``)."""
-    return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, tokenizer_dir, **MIX)
-
-
-def edit_plan(location: str, edit) -> None:
-    """Change a written plan in place (``edit(plan)``) and give it its new fingerprint, as a plan made with
-    those values would have: what a test needs to point a plan elsewhere or disagree with its data."""
-    from cpt_tasks.documents import parse_document, write_document
-    from cpt_tasks.documents.plan import Plan
-    from cpt_tasks.storage import read_bytes
-
-    body = parse_document(read_bytes(location), Plan, location)
-    edit(body)
-    body.fingerprint = body.content_fingerprint()
-    write_document(location, body)
-
-
-def copy_run(source: str, target: str) -> None:
-    """Copy a planned and converted root (``plan.json`` and its data; local or object storage) to ``target``
-    and point the copied plan at the copy."""
-    from cpt_tasks.storage import join, list_files, read_bytes, write_bytes_atomic
-
-    for name in list_files(source):
-        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
-
-    def repoint(body) -> None:
-        body.root = body.root.replace(source, target, 1)
-        for sub in body.subsets:
-            sub.convert = sub.convert.model_copy(update={"out_root": sub.out_root.replace(source, target, 1)})
-
-    edit_plan(join(target, "plan.json"), repoint)
+def mix_report(tmp_path_factory, sample_dir, small_tokenizer_dir) -> Path:
+    """The verification report of a small verified mix of the sample (``MIX``), in the small tokenizer."""
+    return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, small_tokenizer_dir, **MIX)

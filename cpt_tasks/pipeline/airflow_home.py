@@ -34,18 +34,18 @@ def demo_params(home: Path, storage_root: Path | None = None) -> dict:
     }
 
 
-def prepare(home: Path | None = None, airflow_home: Path | None = None,
-            storage_root: Path | None = None) -> dict[str, str]:
-    """Create an Airflow home (default ``$CPT_HOME/airflow``) whose Param defaults are the demo's, with
-    outputs under ``storage_root`` (default ``$CPT_HOME/demo``); return the environment to run Airflow with.
-    The sample, tokenizer and tiny model come from ``home`` (made by ``make setup``)."""
+def prepare(home: Path | None = None, airflow_home: Path | None = None, storage_root: Path | None = None,
+            params: dict | None = None) -> dict[str, str]:
+    """Create an Airflow home (default ``$CPT_HOME/airflow``) whose Param defaults are the demo's (with
+    ``params`` over them), with outputs under ``storage_root`` (default ``$CPT_HOME/demo``); return the
+    environment to run Airflow with. The sample, tokenizer and tiny model come from ``home`` (``make setup``)."""
     home = home or cpt_home()
     airflow_home = airflow_home or home / "airflow"
     storage_root = storage_root or home / "demo"
     (airflow_home / "config").mkdir(parents=True, exist_ok=True)
     (airflow_home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS.read_text())
     defaults = airflow_home / "demo-params.json"
-    defaults.write_text(json.dumps(demo_params(home, storage_root), indent=2))
+    defaults.write_text(json.dumps(demo_params(home, storage_root) | (params or {}), indent=2))
     lineage = storage_root / "openlineage"
     lineage.mkdir(parents=True, exist_ok=True)
     return {

@@ -198,14 +198,14 @@ def test_models_that_cannot_take_the_data_are_refused(mix_report, tiny_model, tm
     small = tmp_path / "small"
     small.mkdir()
     (small / "config.json").write_text(json.dumps({**json.loads((tiny_model / "config.json").read_text()),
-                                                   "vocab_size": 32000}))
+                                                   "vocab_size": 1000}))
     (small / "model.safetensors").write_bytes(b"")
     short = tmp_path / "short"
     short.mkdir()
-    (short / "config.json").write_text(json.dumps({"vocab_size": 128256, "max_position_embeddings": 64}))
+    (short / "config.json").write_text(json.dumps({"vocab_size": 1026, "max_position_embeddings": 64}))
     (short / "model.safetensors").write_bytes(b"")
     for model, message in [(tmp_path / "nothing", "no such model folder"),
-                           (small, "vocabulary of 32000 ids is smaller than the tokenizer's 128256"),
+                           (small, "vocabulary of 1000 ids is smaller than the tokenizer's 1026"),
                            (short, "context 64 is shorter than the data's rows (128)")]:
         proc = call_cli("train", *_flags(mix_report, model, tmp_path))
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

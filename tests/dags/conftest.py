@@ -54,7 +54,10 @@ class DagTest:
 
         self.storage = base / "storage"
         self.env = {**os.environ, **prepare(cpt_home(), base / "airflow", self.storage)}
-        self.params = demo_params(cpt_home(), self.storage)
+        demo = demo_params(cpt_home(), self.storage)
+        # The demo's training, shortened: 8 steps, a checkpoint and an eval every 4 (the DAG is the subject).
+        shorter = {"save_interval": "4ba", "eval_interval": "4ba"}
+        self.params = demo | {"max_duration": "8ba", "train_options": demo["train_options"] | shorter}
         subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True)
 
     def run(self, **conf) -> subprocess.CompletedProcess:

@@ -36,10 +36,14 @@ def airflow(tmp_path_factory, ui_out):
     """Airflow standalone serving cpt_dolmino; every process it started is gone after the session."""
     base = tmp_path_factory.mktemp("airflow")
     home = Path(os.environ.get("CPT_HOME") or ROOT / ".cpt")
-    for needed in ("sample/dolmino/.complete", "tokenizer/llama3/tokenizer.json", "models/tiny-llama/config.json"):
+    for needed in ("sample/dolmino/.complete", "tokenizer/small/tokenizer.json", "models/tiny-small/config.json"):
         if not (home / needed).exists():
             pytest.fail(f"{home / needed} is missing: run `make setup` first")
-    env = prepare(home, base / "airflow-home", base / "storage")
+    # The UI's subject is the form and the run's page, not training: the small test tokenizer and its tiny
+    # model, four steps (the Llama 3 vocabulary is trained end to end by the DAG tests).
+    env = prepare(home, base / "airflow-home", base / "storage",
+                  params={"tokenizer": str(home / "tokenizer" / "small"), "model": str(home / "models" / "tiny-small"),
+                          "max_duration": "4ba"})
     env["CPT_SCHEDULE"] = "none"  # no scheduled run next to the one the test triggers (max_active_runs=1)
     server = AirflowServer(env=env)
     try:
