@@ -64,6 +64,23 @@ def read_bytes(url: str) -> bytes | None:
     return path.read_bytes() if path.is_file() else None
 
 
+def exists(url: str) -> bool:
+    """True when the file/object exists (without reading it)."""
+    scheme, bucket, key = _split(url)
+    if scheme == "s3":
+        client = _s3_client()
+        try:
+            client.head_object(Bucket=bucket, Key=key)
+        except client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+    if scheme == "gs":
+        return _gcs_bucket(bucket).blob(key).exists()
+    return Path(url).is_file()
+
+
 def write_bytes_atomic(url: str, data: bytes) -> None:
     """Write an object so that readers see either nothing or the whole content."""
     scheme, bucket, key = _split(url)

@@ -12,6 +12,7 @@ lists this file in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it too
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from typing import Any
@@ -73,6 +74,7 @@ class RunMetrics(LoggerDestination):
         # and eval results (logged after BATCH_END) are in the history before BATCH_CHECKPOINT saves it.
         if event == Event.INIT:
             _attach_flops(state)
+            _drop_tokenizer_from_checkpoints(state)
             _check_uploads_often(state)
         elif event == Event.AFTER_LOAD:
             step, tokens = int(state.timestamp.batch), int(state.timestamp.token)
@@ -96,10 +98,16 @@ class RunMetrics(LoggerDestination):
             say(format_progress(record, self.planned_steps))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history}
+        # One string, not a list of records: a sharded (torch.distributed.checkpoint) checkpoint stores every
+        # leaf as its own entry and loads into the layout of the fresh, empty history ("Missing key in
+        # checkpoint state_dict: state.callbacks.RunMetrics.history").
+        return {"history_json": json.dumps(self.history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = list(state.get("history", []))
+        if "history_json" in state:
+            self.history = list(json.loads(state["history_json"]))
+        else:  # a checkpoint written before the history became one string
+            self.history = list(state.get("history", []))
 
     def write_result(self, state: State, mode: str) -> None:
         """Rank 0 writes what the parent needs: start and final step/tokens, the metrics history."""
@@ -140,6 +148,26 @@ def _attach_flops(state: State) -> None:
         return transformer_flops_per_token(n_params, layers, width, seq) * rows * seq
 
     composer_model.flops_per_batch = flops_per_batch
+
+
+def _drop_tokenizer_from_checkpoints(state: State) -> None:
+    """Keep the tokenizer out of the checkpoints. Composer stores its files in every checkpoint
+    (``state/integrations/huggingface/tokenizer``); in a sharded checkpoint each of Llama 3's ~131k vocabulary
+    and merge entries becomes its own item (a 51 MB ``.metadata``, minutes per save on a CPU). The YAML names
+    the tokenizer and the HF export takes it from the model. Saving and autoresume's loading both build the state
+    through ``get_metadata``, so they agree (``save_ignore_keys`` would not: autoresume drops the load side's)."""
+    model = state.model
+    original = getattr(model, "get_metadata", None)
+    if original is None or getattr(original, "_cpt_no_tokenizer", False):
+        return
+
+    def get_metadata() -> dict:
+        metadata = original()
+        metadata.pop("tokenizer", None)
+        return metadata
+
+    get_metadata._cpt_no_tokenizer = True
+    model.get_metadata = get_metadata
 
 
 def _check_uploads_often(state: State) -> None:

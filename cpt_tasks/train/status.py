@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from cpt_tasks.documents import find_document
 from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.layout import RUN_MANIFEST_FILE, finished_pointer, training_run_name
-from cpt_tasks.storage import is_remote, join, list_files, read_bytes
+from cpt_tasks.storage import exists, is_remote, join, list_files, read_bytes, remove_file, remove_tree
 
 LATEST = "latest-rank0.pt"  # Composer's save_latest_filename for rank 0 (a symlink, or a .symlink object)
+LATEST_SHARDED = "latest-sharded-rank0"  # LLM-Foundry's name for it with sharded checkpoints (nnodes > 1)
 CHECKPOINT_NAME = re.compile(r"^ep\d+-ba(\d+)-rank\d+\.pt$")  # LLM-Foundry's save_filename, formatted
+SHARDED_NAME = re.compile(r"^ep\d+-ba(\d+)$")  # a sharded checkpoint: a folder of one .distcp file per rank
+SHARDED_METADATA = ".metadata"  # torch.distributed.checkpoint's index, in every sharded checkpoint folder
 
 
 @dataclass(frozen=True)
@@ -85,28 +88,52 @@ def find_finished_run(save_root: str, plan_fingerprint: str) -> FinishedRun | No
 def latest_checkpoint(checkpoints: str) -> tuple[str, int] | None:
     """(location, batch) of the newest complete checkpoint in a Composer save folder, or None.
 
-    Composer points ``latest-rank0.pt`` at a checkpoint only after writing it (locally a symlink; on object
-    storage a ``.symlink`` object holding the key, uploaded once the checkpoint is there)."""
+    Composer points ``latest-rank0.pt`` at a checkpoint file, or with sharded checkpoints
+    ``latest-sharded-rank0`` at a checkpoint folder, only after every rank wrote its part (locally a symlink;
+    on object storage a ``.symlink`` object holding the key, uploaded once the checkpoint is there)."""
+    found = [c for c in (_pointed(checkpoints, LATEST, CHECKPOINT_NAME),
+                         _pointed(checkpoints, LATEST_SHARDED, SHARDED_NAME)) if c is not None]
+    return max(found, key=lambda c: c[1]) if found else None
+
+
+def _pointed(checkpoints: str, pointer: str, name: re.Pattern) -> tuple[str, int] | None:
+    """(location, batch) of the checkpoint ``pointer`` names, if it is one of ``name`` and there."""
     if is_remote(checkpoints):
-        data = read_bytes(join(checkpoints, LATEST + ".symlink"))
+        data = read_bytes(join(checkpoints, pointer + ".symlink"))
         if not data:
             return None
         key = data.decode().strip()
         scheme, rest = checkpoints.split("://", 1)
-        location = f"{scheme}://{rest.split('/', 1)[0]}/{key.lstrip('/')}"
+        location = f"{scheme}://{rest.split('/', 1)[0]}/{key.lstrip('/')}".rstrip("/")
     else:
         import os
 
-        link = os.path.join(checkpoints, LATEST)
+        link = os.path.join(checkpoints, pointer)
         if not os.path.islink(link) or not os.path.exists(link):
             return None
         location = os.path.normpath(os.path.join(checkpoints, os.readlink(link)))
-    found = CHECKPOINT_NAME.match(location.rsplit("/", 1)[-1])
-    return (location, int(found.group(1))) if found else None
+    found = name.match(location.rsplit("/", 1)[-1])
+    if found is None or (name is SHARDED_NAME and not exists(join(location, SHARDED_METADATA))):
+        return None
+    return location, int(found.group(1))
 
 
 def checkpoints_after(checkpoints: str, step: int) -> list[str]:
-    """Checkpoint files in the save folder from after ``step``: a killed attempt's, written or half-written
-    but never made the latest. Composer refuses to save over them (autoresume forbids overwriting)."""
-    return [join(checkpoints, name) for name in list_files(checkpoints)
-            if (found := CHECKPOINT_NAME.match(name)) and int(found.group(1)) > step]
+    """Checkpoints in the save folder from after ``step`` (files, or folders of sharded ones): a killed
+    attempt's, written or half-written but never made the latest. Composer refuses to save over them
+    (autoresume forbids overwriting)."""
+    stale: set[str] = set()
+    for name in list_files(checkpoints):
+        top = name.split("/", 1)[0]
+        found = (CHECKPOINT_NAME if top == name else SHARDED_NAME).match(top)
+        if found and int(found.group(1)) > step:
+            stale.add(join(checkpoints, top))
+    return sorted(stale)
+
+
+def remove_checkpoint(location: str) -> None:
+    """Delete one checkpoint: a file, or a sharded checkpoint's folder."""
+    if SHARDED_NAME.match(location.rstrip("/").rsplit("/", 1)[-1]):
+        remove_tree(location)
+    else:
+        remove_file(location)

@@ -51,7 +51,7 @@ def test_checkpoints_on_s3_resume_an_interrupted_export(s3_server, mix_report, t
     assert find_finished_run("s3://cpt/runs", fingerprint) is None
     again, proc = run_train(flags, env=s3_server)
     assert again["status"] == "resumed" and again["start_step"] == steps and again["final_step"] == steps
-    assert "training finished, exporting only" in proc.stderr and "removing 1 checkpoint file(s)" in proc.stderr
+    assert "training finished, exporting only" in proc.stderr and "removing 1 checkpoint(s)" in proc.stderr
     keys = {o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix=run)["Contents"]}
     assert run + "hf/model.safetensors" in keys and run + "checkpoints/ep1-ba99-rank0.pt" not in keys
     history = [json.loads(line) for line in
