@@ -42,6 +42,10 @@ def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Call
     return handler
 
 
+TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
+TERMINATION_LIMIT = 4096  # bytes of it the kubelet keeps
+
+
 def write_result(result: Document | list[Document]) -> None:
     """Write a job's result document(s) as JSON to ``$CPT_RESULT_FILE`` (atomically) when that is set."""
     target = os.environ.get("CPT_RESULT_FILE")
@@ -51,7 +55,20 @@ def write_result(result: Document | list[Document]) -> None:
         items = result if isinstance(result, list) else [result]
         dumped = [json.loads(dump_document(item)) for item in items]
         body = dumped if isinstance(result, list) else dumped[0]
-        write_bytes_atomic(target, json.dumps(body, indent=2).encode())
+        if target == TERMINATION_LOG:
+            write_termination_message(body)
+        else:
+            write_bytes_atomic(target, json.dumps(body, indent=2).encode())
+
+
+def write_termination_message(body: dict) -> None:
+    """The result as the container's termination message (the multi-node Job's pods: no XCom sidecar). The
+    kubelet mounts the file, so it is written in place, and keeps 4 KiB of it: past that the metrics are left out."""
+    text = json.dumps(body, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_LIMIT and body.get("metrics"):
+        text = json.dumps({**body, "metrics": {}}, separators=(",", ":"))
+    with open(TERMINATION_LOG, "w") as message:
+        message.write(text)
 
 
 def _convert(cfg: ConvertConfig) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from cpt_tasks.config import StrictModel
 from cpt_tasks.documents.base import Document
@@ -90,8 +90,13 @@ class RunManifest(Document):
     settings: dict[str, Any] = Field(description="What a resumed checkpoint must agree with")
     settings_fingerprint: str
     train_yaml: str = Field(description="Location of the LLM-Foundry config")
-    world_size: int | None
-    gpus: int = Field(ge=0, description="GPUs of this machine (0: CPU)")
+    nodes: int = Field(1, ge=1, description="Machines the run trained on")
+    gpus_per_node: int = Field(ge=0, validation_alias=AliasChoices("gpus_per_node", "gpus"),
+                               description="GPUs of each machine (0: CPU); run manifests before multi-node "
+                               "training called it gpus")
+    world_size: int | None = Field(description="Training processes over all machines")
+    sharding_strategy: str | None = Field(None, description="FSDP's sharding strategy (None: no FSDP); several "
+                                          "nodes always shard, and checkpoint sharded")
     planned_final_step: int
     final_step: int
     train_tokens: int
@@ -113,7 +118,9 @@ class TrainResult(Document):
     FORMAT = "cpt-pipeline/train-result/v1"
     KIND = "a training result"
 
-    status: Literal["trained", "resumed", "already_complete"]
+    status: Literal["trained", "resumed", "already_complete", "node_done"] = Field(
+        description="node_done: a node other than node 0 of a multi-node run finished its part (node 0 reports "
+        "the run)")
     run_name: str
     run_folder: str
     checkpoint: str | None

@@ -18,6 +18,7 @@ DURATION = re.compile(rf"^{_INT}(tok|ba)$")
 SCHEDULE_TIME = re.compile(rf"^({_INT}(tok|ba)|(0|1|0?\.[0-9]+|1\.0*)dur)$")
 NONE_WORDS = ("", "none", "null")
 DEFAULT_MODEL = "meta-llama/Llama-3.1-8B"  # the reference recipe continues pretraining the base model
+SHARDING_STRATEGIES = ("auto", "FULL_SHARD", "HYBRID_SHARD", "SHARD_GRAD_OP", "NO_SHARD")
 
 
 def _clean_duration(value: object, pattern: re.Pattern, what: str) -> object:
@@ -76,6 +77,23 @@ class TrainConfig(StrictModel):
     log_interval: int = Field(10, ge=1, description="A progress line (loss, tokens/s, MFU) every this many batches")
     local_dir: str | None = Field(None, description="Local scratch for the data cache, the staged model and the "
                                   "worker's files (default: $TMPDIR/cpt-train)")
+    nnodes: int = Field(1, ge=1, le=1024, description="Machines (nodes) to train on, each running `cpt-tasks "
+                        "train` with its --node_rank; more than 1: FSDP with sharded checkpoints on storage every "
+                        "node sees (in the DAG: an Indexed Job of that many pods)")
+    node_rank: int = Field(0, ge=0, description="This machine's rank, 0 to nnodes-1 (in an Indexed Job: the pod's "
+                           "JOB_COMPLETION_INDEX); node 0 hosts the rendezvous and writes the run's record")
+    master_addr: str = Field("127.0.0.1", min_length=1, description="Node 0's host name or IP, reachable from "
+                             "every node (with --nnodes > 1)")
+    master_port: int = Field(29500, ge=1024, le=65534, description="Node 0's rendezvous port (torch's store); the "
+                             "nodes' pre-launch agreement uses the next port")
+    dist_timeout: float = Field(600, ge=10, description="Seconds a training process waits for the others in a "
+                                "collective: a dead or hung node fails the run (exit 1, retried) after at most "
+                                "this long; it must exceed rank 0's longest solo phase (upload waits, HF export)")
+    node_wait: float = Field(1800, gt=0, description="Seconds the nodes wait for each other before training (a "
+                             "node's pod may wait for a GPU node to scale up)")
+    sharding_strategy: Literal[SHARDING_STRATEGIES] = Field(  # type: ignore[valid-type]
+        "auto", description="FSDP sharding on GPUs: auto = HYBRID_SHARD with --nnodes > 1 and more than one GPU "
+        "per node (shard within a node, replicate across nodes), else FULL_SHARD; the CPU has only FULL_SHARD")
 
     @field_validator("max_duration", mode="before")
     @classmethod
@@ -99,13 +117,27 @@ class TrainConfig(StrictModel):
             raise ValueError("must be more than 0")
         return value
 
+    @property
+    def world_size(self) -> int:
+        """Training processes over all nodes."""
+        return self.nprocs * self.nnodes
+
     @model_validator(mode="after")
     def _batches(self) -> TrainConfig:
-        if self.global_batch_size % self.nprocs:
-            raise ValueError(f"global_batch_size ({self.global_batch_size}) must be a multiple of nprocs "
-                             f"({self.nprocs})")
-        per_device = self.global_batch_size // self.nprocs
+        processes = "nprocs" if self.nnodes == 1 else "nprocs x nnodes"
+        if self.global_batch_size % self.world_size:
+            raise ValueError(f"global_batch_size ({self.global_batch_size}) must be a multiple of {processes} "
+                             f"({self.world_size})")
+        per_device = self.global_batch_size // self.world_size
         if self.device_microbatch_size != "auto" and self.device_microbatch_size > per_device:
             raise ValueError(f"device_microbatch_size ({self.device_microbatch_size}) is larger than the "
-                             f"batch of one device ({per_device} = global_batch_size / nprocs)")
+                             f"batch of one device ({per_device} = global_batch_size / {processes})")
+        return self
+
+    @model_validator(mode="after")
+    def _nodes(self) -> TrainConfig:
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank ({self.node_rank}) must be less than nnodes ({self.nnodes})")
+        if self.sharding_strategy == "HYBRID_SHARD" and self.nnodes == 1:
+            raise ValueError("sharding_strategy HYBRID_SHARD replicates across nodes: it needs nnodes > 1")
         return self

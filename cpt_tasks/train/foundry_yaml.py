@@ -2,7 +2,10 @@
 
 One ``streams`` entry per subset (``split: train``, the plan's ``proportion``), one eval loader per subset on
 ``val``, ``max_seq_len = concat_tokens``, checkpoints with autoresume under the run folder, and on GPUs bf16 —
-with FSDP (FULL_SHARD, activation checkpointing) when there is more than one. The file names the project's two
+with FSDP (FULL_SHARD, activation checkpointing) when there is more than one. A run over several nodes always
+uses FSDP with sharded checkpoints (every rank writes its shard; autoresume needs no rank-0-only file): on GPUs
+HYBRID_SHARD by default (shard within a node, replicate across nodes), on the CPU Composer's FSDP2 (the
+launcher sets ``FSDP_VERSION=2``: FSDP1 needs CUDA). The file names the project's two
 Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it unchanged.
 """
 
@@ -54,10 +57,30 @@ def in_duration_units(value: str, length: TrainLength) -> str:
 
 
 def settings(cfg: TrainConfig, length: TrainLength) -> dict:
-    """What a resumed checkpoint must agree with (not how many GPUs or how often to save)."""
+    """What a resumed checkpoint must agree with (not how many GPUs of one node or how often to save). Over
+    several nodes also the shape of the world: the checkpoints are sharded by it, and streaming's data order
+    follows the number of nodes."""
     keys = ("model", "model_revision", "global_batch_size", "lr", "warmup", "decay", "lr_final_ratio",
             "weight_decay", "grad_clip", "seed", "precision")
-    return {**{k: getattr(cfg, k) for k in keys}, "max_duration": length.max_duration}
+    values = {**{k: getattr(cfg, k) for k in keys}, "max_duration": length.max_duration}
+    if cfg.nnodes > 1:
+        values.update(nnodes=cfg.nnodes, nprocs=cfg.nprocs)
+    return values
+
+
+def uses_fsdp(cfg: TrainConfig, gpus: int) -> bool:
+    """FSDP when training on more than one GPU, and always over several nodes."""
+    return cfg.nnodes > 1 or (gpus > 0 and cfg.nprocs > 1)
+
+
+def sharding_strategy(cfg: TrainConfig, gpus: int) -> str | None:
+    """The FSDP sharding strategy the run uses (None: no FSDP). ``auto``: HYBRID_SHARD over several nodes with
+    more than one GPU each, else FULL_SHARD (the only one FSDP2 on the CPU has)."""
+    if not uses_fsdp(cfg, gpus):
+        return None
+    if cfg.sharding_strategy != "auto":
+        return cfg.sharding_strategy
+    return "HYBRID_SHARD" if gpus > 0 and cfg.nnodes > 1 and cfg.nprocs > 1 else "FULL_SHARD"
 
 
 def settings_fingerprint(values: dict) -> str:
@@ -103,7 +126,7 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
         "seed": cfg.seed,
         "max_seq_len": report.concat_tokens,
         "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
-        "model": _model(cfg, where, fsdp=_fsdp(cfg, where)),
+        "model": _model(cfg, where, fsdp=uses_fsdp(cfg, where.gpus) and gpu),
         "tokenizer": {"name": where.tokenizer_dir, "kwargs": {"model_max_length": report.concat_tokens}},
         **_data(cfg, report, where.scratch / "data", gpu),
         **_optimization(cfg, where.length),
@@ -112,22 +135,17 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
         "progress_bar": False,
         "log_to_console": False,
         "python_log_level": "info",
-        "dist_timeout": 600,
+        "dist_timeout": cfg.dist_timeout,
         "loggers": {"cpt_metrics": {"result_path": str(where.scratch / "worker-result.json"),
                                     "log_interval": cfg.log_interval, "planned_steps": where.length.final_step}},
         "callbacks": _callbacks(where, precision),
         "variables": {"cpt_settings": settings(cfg, where.length)},
     }
-    if _fsdp(cfg, where):
-        yaml_cfg["fsdp_config"] = _fsdp_config(cfg)
+    if uses_fsdp(cfg, where.gpus):
+        yaml_cfg["fsdp_config"] = _fsdp_config(cfg, where.gpus)
     if cfg.compile:
         yaml_cfg["compile_config"] = {}
     return yaml_cfg
-
-
-def _fsdp(cfg: TrainConfig, where: YamlInputs) -> bool:
-    """FSDP when training on more than one GPU."""
-    return where.gpus > 0 and cfg.nprocs > 1
 
 
 def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:
@@ -191,8 +209,17 @@ def _callbacks(where: YamlInputs, precision: str) -> dict:
     return callbacks
 
 
-def _fsdp_config(cfg: TrainConfig) -> dict:
-    return {"sharding_strategy": "FULL_SHARD", "mixed_precision": "PURE",
-            "activation_checkpointing": cfg.activation_checkpointing, "activation_checkpointing_reentrant": False,
-            "activation_cpu_offload": False, "limit_all_gathers": True, "state_dict_type": "full",
-            "sync_module_states": True, "use_orig_params": True}
+def _fsdp_config(cfg: TrainConfig, gpus: int) -> dict:
+    """FSDP1 on GPUs; on the CPU (several nodes) what Composer's FSDP2 takes. Without the two degrees Composer
+    builds a one-dimensional mesh and silently turns HYBRID_SHARD into FULL_SHARD."""
+    state_dict_type = "sharded" if cfg.nnodes > 1 else "full"
+    if gpus == 0:
+        return {"state_dict_type": state_dict_type, "mixed_precision": "PURE", "activation_checkpointing": False}
+    strategy = sharding_strategy(cfg, gpus)
+    config = {"sharding_strategy": strategy, "mixed_precision": "PURE",
+              "activation_checkpointing": cfg.activation_checkpointing, "activation_checkpointing_reentrant": False,
+              "activation_cpu_offload": False, "limit_all_gathers": True, "state_dict_type": state_dict_type,
+              "sync_module_states": True, "use_orig_params": True}
+    if strategy == "HYBRID_SHARD":
+        config.update(data_parallel_replicate_degree=cfg.nnodes, data_parallel_shard_degree=cfg.nprocs)
+    return config

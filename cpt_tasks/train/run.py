@@ -9,6 +9,7 @@ whose training finished but whose export or manifest did not only exports; a fin
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -18,14 +19,16 @@ from pathlib import Path
 from cpt_tasks.documents import find_document
 from cpt_tasks.documents.train import ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
-from cpt_tasks.storage import list_files, read_bytes, remove_file, remove_tree, write_bytes_atomic
+from cpt_tasks.storage import list_files, read_bytes, remove_tree, write_bytes_atomic
+from cpt_tasks.train.agreement import NodeAgreement, node_agreement
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import TrainLength, YamlInputs, build_yaml, settings, settings_fingerprint, \
-    train_length
+    sharding_strategy, train_length, uses_fsdp
 from cpt_tasks.train.inputs import TrainInputs, load_report, resolve_inputs
-from cpt_tasks.train.launch import clean_stale_shared_memory, count_gpus, run_workers, worker_argv
+from cpt_tasks.train.launch import Rendezvous, clean_stale_shared_memory, count_gpus, run_workers, worker_argv
 from cpt_tasks.train.manifest import code_version, summarize, write_run_record
-from cpt_tasks.train.status import RunPaths, checkpoints_after, latest_checkpoint, read_run_manifest, run_paths
+from cpt_tasks.train.status import RunPaths, checkpoints_after, latest_checkpoint, read_run_manifest, \
+    remove_checkpoint, run_paths
 
 
 def say(message: str) -> None:
@@ -34,6 +37,11 @@ def say(message: str) -> None:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Train (or resume, or recognise as finished) the run of ``cfg.report``'s plan and ``cfg.run_id``."""
+    with node_agreement(cfg) as nodes:
+        return _train(cfg, nodes)
+
+
+def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
     started = time.time()
     report, report_sha = load_report(cfg.report)
     paths = run_paths(cfg.save_root, report.plan.fingerprint, cfg.run_id)
@@ -42,6 +50,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     finished = read_run_manifest(paths.manifest, report.plan.fingerprint)
     if finished is not None:
         _check_settings(finished.settings, wanted, paths, "finished")
+        if nodes is not None:
+            nodes.agree(_view(paths, report_sha, "already_complete", finished.final_step))
         say(f"run {paths.run_name} already finished at step {finished.final_step}: {paths.manifest}")
         return _result("already_complete", paths, finished)
 
@@ -51,11 +61,19 @@ def train(cfg: TrainConfig) -> TrainResult:
     inputs = resolve_inputs(cfg, report, report_sha, local_root)
     gpus = count_gpus()
     _check_device(cfg, gpus)
-    mode = _resume_point(paths, length, wanted)
+    mode, step, stale = _resume_point(paths, length, wanted)
     yaml_cfg = build_yaml(cfg, report, YamlInputs(run=paths, length=length, model_dir=str(inputs.model_dir),
                                                   tokenizer_dir=str(inputs.tokenizer_dir), scratch=scratch,
                                                   gpus=gpus))
-    outcome = _launch(yaml_cfg, paths, mode, cfg.nprocs, scratch)
+    if nodes is not None:
+        nodes.agree(_view(paths, report_sha, mode, step, device="cuda" if gpus else "cpu"))
+    first = cfg.node_rank == 0
+    if first:
+        _remove_stale(stale)
+    outcome = _launch(cfg, yaml_cfg, paths, mode, scratch, gpus)
+    if not first:
+        say(f"node {cfg.node_rank}: training processes done; node 0 writes the run's record")
+        return _node_result(paths, report.plan.fingerprint, length, step)
     _check_finished(outcome, length, paths)
     manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started)
     write_run_record(paths, manifest, outcome.history)
@@ -63,6 +81,12 @@ def train(cfg: TrainConfig) -> TrainResult:
     say(f"run {paths.run_name} {state}: step {manifest.final_step}, {manifest.train_tokens:,} tokens; "
         f"manifest {paths.manifest}")
     return _result(state, paths, manifest)
+
+
+def _view(paths: RunPaths, report_sha: str, decision: str, step: int, **more: str) -> dict:
+    """What this node publishes for the nodes' agreement (its options are added by the agreement)."""
+    return {"run_folder": paths.folder, "report_sha256": report_sha, "decision": decision, "resume_step": step,
+            "code_version": json.dumps(code_version(), sort_keys=True), **more}
 
 
 def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length: TrainLength, wanted: dict,
@@ -73,7 +97,8 @@ def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length
         verify_report=ReportRef(location=cfg.report, sha256=inputs.report_sha256), mix=report.mix,
         concat_tokens=report.concat_tokens, tokenizer=report.tokenizer, framing=inputs.framing, data=inputs.data,
         model=inputs.model, config=cfg, settings=wanted, settings_fingerprint=settings_fingerprint(wanted),
-        train_yaml=paths.yaml, world_size=outcome.world_size, gpus=gpus, planned_final_step=length.final_step,
+        train_yaml=paths.yaml, nodes=cfg.nnodes, gpus_per_node=gpus, world_size=outcome.world_size,
+        sharding_strategy=sharding_strategy(cfg, gpus), planned_final_step=length.final_step,
         final_step=outcome.final_step, train_tokens=outcome.final_tokens,
         start_step=outcome.start.step if outcome.start else None, last_attempt=mode,
         checkpoint=latest[0] if latest else None, hf_export=paths.hf,
@@ -82,39 +107,54 @@ def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length
         finished_at=datetime.now(timezone.utc).isoformat())
 
 
-def _resume_point(paths: RunPaths, length: TrainLength, wanted: dict) -> str:
-    """``train`` (from the latest complete checkpoint, if any) or ``export`` (training already finished).
-    Checkpoint files a killed attempt left after the latest complete one are removed."""
+def _resume_point(paths: RunPaths, length: TrainLength, wanted: dict) -> tuple[str, int, list[str]]:
+    """``train`` (from the latest complete checkpoint, if any) or ``export`` (training already finished), the
+    step it starts from, and the checkpoints a killed attempt left after the latest complete one."""
     latest = latest_checkpoint(paths.checkpoints)
     if latest is not None:
         _check_settings((read_yaml(paths.yaml) or {}).get("variables", {}).get("cpt_settings"), wanted, paths,
                         "started")
     stale = checkpoints_after(paths.checkpoints, latest[1] if latest else 0)
-    if stale:
-        say(f"removing {len(stale)} checkpoint file(s) after the latest complete one (a killed attempt's)")
-        for location in stale:
-            remove_file(location)
     mode = "export" if latest is not None and latest[1] >= length.final_step else "train"
     say(f"run {paths.run_name}: {length.final_step} steps of {length.tokens_per_step:,} tokens "
         f"({length.max_duration}); " + (f"latest checkpoint at step {latest[1]}" if latest else "no checkpoint yet")
         + ("; training finished, exporting only" if mode == "export" else ""))
-    return mode
+    return mode, latest[1] if latest else 0, stale
 
 
-def _launch(yaml_cfg: dict, paths: RunPaths, mode: str, nprocs: int, scratch: Path) -> WorkerOutcome:
-    """Write train.yaml (scratch and run folder), clean up after dead attempts, run the training processes;
-    their result (start, final step and tokens, metrics history)."""
+def _remove_stale(stale: list[str]) -> None:
+    """Remove a killed attempt's checkpoints after the latest complete one (Composer refuses to save over them)."""
+    if stale:
+        say(f"removing {len(stale)} checkpoint(s) after the latest complete one (a killed attempt's)")
+    for location in stale:
+        remove_checkpoint(location)
+
+
+def _launch(cfg: TrainConfig, yaml_cfg: dict, paths: RunPaths, mode: str, scratch: Path,
+            gpus: int) -> WorkerOutcome | None:
+    """Write train.yaml (scratch, and from node 0 the run folder), clean up after dead attempts, run this node's
+    training processes; their result (start, final step and tokens, metrics history) on node 0, else None."""
     text = _dump_yaml(yaml_cfg)
     (scratch / "train.yaml").write_text(text)
-    write_bytes_atomic(paths.yaml, text.encode())
-    remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
+    first = cfg.node_rank == 0
+    if first:
+        write_bytes_atomic(paths.yaml, text.encode())
+        remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
     result_file = scratch / "worker-result.json"
     result_file.unlink(missing_ok=True)
     clean_stale_shared_memory()
-    status = run_workers(worker_argv(scratch / "train.yaml", mode, nprocs, scratch / "logs"), scratch)
+    rendezvous, env = None, {}
+    if cfg.nnodes > 1:
+        rendezvous = Rendezvous(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port)
+        if gpus == 0:
+            env["FSDP_VERSION"] = "2"  # Composer's FSDP1 needs CUDA; its FSDP2 runs on the CPU with gloo
+    status = run_workers(worker_argv(scratch / "train.yaml", mode, cfg.nprocs, scratch / "logs", rendezvous),
+                         scratch, env)
     if status != 0:
         raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
                            "latest checkpoint")
+    if not first:
+        return None  # only global rank 0 writes the result file
     outcome = find_document(str(result_file), WorkerOutcome)
     if outcome is None:
         raise RuntimeError(f"the training processes ended without a valid result file {result_file}")
@@ -128,6 +168,14 @@ def _result(status: str, paths: RunPaths, manifest: RunManifest) -> TrainResult:
                        train_tokens=manifest.train_tokens,
                        start_step=None if status == "already_complete" else manifest.start_step,
                        loss_curve=manifest.loss_curve, metrics=manifest.metrics)
+
+
+def _node_result(paths: RunPaths, plan_fingerprint: str, length: TrainLength, start_step: int) -> TrainResult:
+    """What a node other than node 0 reports: where the run is (node 0 writes its manifest)."""
+    return TrainResult(status="node_done", run_name=paths.run_name, run_folder=paths.folder, checkpoint=None,
+                       hf_export=paths.hf, run_manifest=paths.manifest, plan_fingerprint=plan_fingerprint,
+                       final_step=length.final_step, train_tokens=length.final_step * length.tokens_per_step,
+                       start_step=start_step)
 
 
 def _dump_yaml(yaml_cfg: dict) -> str:
@@ -162,8 +210,14 @@ def _check_settings(found: dict | None, wanted: dict, paths: RunPaths, what: str
 def _check_device(cfg: TrainConfig, gpus: int) -> None:
     if gpus and cfg.nprocs > gpus:
         raise UserError(f"--nprocs {cfg.nprocs}: this machine has {gpus} GPU(s)")
-    if cfg.device_microbatch_size == "auto" and not (gpus and cfg.nprocs > 1):
+    if cfg.device_microbatch_size == "auto" and not (gpus and uses_fsdp(cfg, gpus)):
         raise UserError("--device_microbatch_size auto needs FSDP (more than one GPU); give a number")
+    if cfg.sharding_strategy != "auto" and not uses_fsdp(cfg, gpus):
+        raise UserError(f"--sharding_strategy {cfg.sharding_strategy}: this run does not shard (FSDP is used "
+                        "with more than one GPU, or more than one node)")
+    if cfg.sharding_strategy not in ("auto", "FULL_SHARD") and not gpus:
+        raise UserError(f"--sharding_strategy {cfg.sharding_strategy} needs GPUs; on the CPU only FULL_SHARD "
+                        "(Composer's FSDP2) runs")
     if cfg.attn_implementation == "flash_attention_2":
         import importlib.util
 

@@ -47,3 +47,43 @@ def kill_after_first_checkpoint(flags: list[str], checkpoints: str, log: Path, e
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+class Nodes:
+    """The nodes of one multi-node run started together on this machine, each `cpt-tasks train --node_rank R`
+    in its own /dev/shm (what the local runner starts), each with its own log; no node stops the others."""
+
+    def __init__(self, flags: list[str], nnodes: int, base: Path, name: str, env: dict | None = None) -> None:
+        from cpt_tasks.train.local_nodes import free_port_pair, node_argv
+
+        port = free_port_pair()
+        self.logs = [base / f"{name}-node{rank}.log" for rank in range(nnodes)]
+        self.procs = []
+        for rank in range(nnodes):
+            argv = node_argv([*CPT, "train", *flags[rank]], nnodes, rank, port, base / f"local{rank}", 1 << 30)
+            with open(self.logs[rank], "w") as log:
+                self.procs.append(subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                                   env={**os.environ, **(env or {})}, start_new_session=True))
+
+    def wait(self, timeout: float = 900) -> list[int]:
+        deadline = time.monotonic() + timeout
+        try:
+            return [proc.wait(timeout=max(1.0, deadline - time.monotonic())) for proc in self.procs]
+        finally:
+            self.kill()
+
+    def kill(self, rank: int | None = None) -> None:
+        """SIGKILL the process group of one node (or of every node still running)."""
+        for index, proc in enumerate(self.procs):
+            if (rank is None or index == rank) and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def log(self, rank: int) -> str:
+        return self.logs[rank].read_text()
+
+    def result(self, rank: int) -> dict:
+        """The node's result: the last line of its output that is JSON."""
+        lines = [line for line in self.log(rank).splitlines() if line.startswith("{")]
+        assert lines, self.log(rank)[-3000:]
+        return json.loads(lines[-1])
