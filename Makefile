@@ -78,16 +78,19 @@ bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)
 
 # The embedded default: `airflow dags test cpt_dolmino` on the sample, a tiny Llama trained on the CPU.
+# CONF: a JSON object of Params merged over the demo's, e.g. `make demo CONF='{"nodes": 2}'` (two training nodes).
+CONF ?= {}
 demo: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)'
 
 # The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults).
 airflow: setup
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
 
-# Every pod manifest the kubernetes runner would submit for the default Params, for review.
+# Every pod manifest the kubernetes runner would submit for the default Params (CONF over them), for review:
+# `make pods CONF='{"nodes": 2, "gpus": 8}'` writes the training Job (train-job.yaml) instead of its pod.
 pods: .venv-airflow/.installed
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.pods --out build/pods
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.pods --out build/pods --conf '$(CONF)'
 
 # Re-resolve both lock files from requirements/*.in.
 lock: | $(UV)

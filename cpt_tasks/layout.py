@@ -28,6 +28,7 @@ PLAN_FILE = "plan.json"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "verify-report.json", "verify-report.md", "verify-mix.png"
 RUN_MANIFEST_FILE = "run-manifest.json"  # a training run's completion marker, written last
 FINISHED_DIR = "finished"
+TRAIN_NODE_LABEL = "cpt-pipeline/train-node"  # on multi-node training pods: the chart's Service and policy select it
 LOCATION_DIGITS = 16  # fingerprint characters in data and run folder names
 RUN_ID_CHARS = 48
 

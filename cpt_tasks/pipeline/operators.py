@@ -68,23 +68,30 @@ class StepMixin:
 
 
 class LocalStepOperator(StepMixin, BaseOperator):
-    """Run ``cpt-tasks <arguments>`` as a local process with the tasks environment (``CPT_RUNNER=local``)."""
+    """Run ``cpt-tasks <arguments>`` as a local process with the tasks environment (``CPT_RUNNER=local``);
+    with ``nodes`` > 1 (training) one process per node on 127.0.0.1 (``cpt_tasks.train.local_nodes``)."""
 
-    template_fields = ("arguments", "env_vars", "labels")
+    template_fields = ("arguments", "env_vars", "labels", "nodes", "shm_size")
     ui_color = "#e7f5ff"
 
     def __init__(self, *, arguments: list[str], tasks_bin: str, env_vars: dict | None = None,
-                 labels: dict | None = None, gate: Gate | None = None, **kwargs) -> None:
+                 labels: dict | None = None, gate: Gate | None = None, nodes: int | str = 1,
+                 shm_size: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.arguments = arguments
         self.tasks_bin = tasks_bin
         self.env_vars = env_vars or {}
         self.labels = labels or {}
         self.gate = gate
+        self.nodes = nodes
+        self.shm_size = shm_size
         self._proc: subprocess.Popen | None = None
+        self._nodes = None
 
     def execute(self, context):
         self._check_gate(context)
+        if int(self.nodes) > 1:
+            return self._record(context, self._run_nodes(int(self.nodes)))
         argv = [self.tasks_bin, *map(str, self.arguments)]
         self.log.info("Running: %s", " ".join(argv))
         with tempfile.TemporaryDirectory(prefix="cpt-step-") as tmp:
@@ -101,9 +108,35 @@ class LocalStepOperator(StepMixin, BaseOperator):
             result = json.loads(result_file.read_text()) if result_file.exists() else None
         return self._record(context, result)
 
+    def _run_nodes(self, nodes: int) -> dict | None:
+        """One ``cpt-tasks train`` per node, each in its own /dev/shm and scratch; node 0's result."""
+        from cpt_tasks.train.local_nodes import LocalNodes, PrivateShmUnavailable, check_private_shm, \
+            combined_status, free_port_pair, node_argv, shm_bytes
+
+        try:
+            check_private_shm()
+        except PrivateShmUnavailable as exc:
+            raise AirflowFailException(str(exc)) from None
+        port = free_port_pair()
+        argv = [self.tasks_bin, *map(str, self.arguments)]
+        with tempfile.TemporaryDirectory(prefix="cpt-nodes-") as tmp:
+            results = [Path(tmp) / f"node-{rank}-result.json" for rank in range(nodes)]
+            argvs = [node_argv(argv, nodes, rank, port, Path(tmp) / f"node-{rank}", shm_bytes(self.shm_size))
+                     for rank in range(nodes)]
+            envs = [{**os.environ, **{k: str(v) for k, v in self.env_vars.items()}, "CPT_RESULT_FILE": str(result),
+                     "PYTHONUNBUFFERED": "1"} for result in results]
+            self.log.info("Running %d nodes on 127.0.0.1:%d: %s", nodes, port, " ".join(argvs[0]))
+            self._nodes = LocalNodes(argvs, envs, lambda line: self.log.info("%s", line))
+            code = combined_status(self._nodes.wait())
+            if code != 0:
+                raise exit_status_error(code, f"cpt-tasks {self.arguments[0]} ({nodes} nodes)")
+            return json.loads(results[0].read_text()) if results[0].exists() else None
+
     def on_kill(self) -> None:
         if self._proc and self._proc.poll() is None:
             os.killpg(self._proc.pid, signal.SIGTERM)
+        if self._nodes is not None:
+            self._nodes.stop()
 
 
 class StepPodOperator(StepMixin, KubernetesPodOperator):

@@ -29,7 +29,8 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resour
 DATA, TRAINING, RESOURCES = "Data", "Training", "Resources"
 # TrainConfig fields that Params or the DAG set; train_options may hold any other.
 TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
-                               "device_microbatch_size", "max_duration")
+                               "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
+                               "master_port")
 _SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
 
 
@@ -114,8 +115,10 @@ def _training_params() -> dict[str, dict]:
                   "title": "Train", "section": TRAINING,
                   "description": "if_changed: only when this data has not been trained on yet; always; never."},
         "model": _param(TrainConfig, "model", "Base model", TRAINING, minLength=1),
+        "nodes": _param(TrainConfig, "nnodes", "Nodes", TRAINING),
         "gpus": {"default": 8, "type": "integer", "minimum": 0, "maximum": 64, "title": "GPUs", "section": TRAINING,
-                 "description": "GPUs of the training pod (one process each); 0 trains on the CPU."},
+                 "description": "GPUs of each training pod, i.e. of each node (one process each); 0 trains on "
+                                "the CPU."},
         "global_batch_size": _param(TrainConfig, "global_batch_size", "Global batch size", TRAINING),
         "device_microbatch_size": _param(TrainConfig, "device_microbatch_size", "Micro-batch", TRAINING,
                                          type="integer", minimum=1),

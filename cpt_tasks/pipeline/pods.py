@@ -1,14 +1,17 @@
-"""``make pods``: every pod the kubernetes runner would submit for the default Params, as YAML in
-``build/pods/`` (what a platform engineer reviews or diffs), built by the provider's own
-``build_pod_request_obj`` from the DAG's real operators, with no cluster.
+"""``make pods``: every pod the kubernetes runner would submit for the default Params (or for ``--conf``, a
+JSON object of Params over them), as YAML in ``build/pods/`` (what a platform engineer reviews or diffs), built
+by the provider's own ``build_pod_request_obj`` from the DAG's real operators, with no cluster. With ``nodes``
+> 1 training is an Indexed Job (``train-job.yaml``, built by the provider's ``build_job_request_obj``); its
+headless Service is the chart's (``helm/cpt-pipeline/templates/service-train-nodes.yaml``).
 
-Run in the orchestration env: ``python -m cpt_tasks.pipeline.pods --out build/pods``.
+Run in the orchestration env: ``python -m cpt_tasks.pipeline.pods --out build/pods [--conf '{"nodes": 2}']``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
@@ -51,8 +54,10 @@ def render_pods(dag, params: dict | None = None) -> dict[str, dict]:
                              try_number=1)
         context = {**base, "ti": ti, "task_instance": ti, "task": task}
         task.render_template_fields(context, env)
-        pod = task.build_pod_request_obj(context, dry_run=True)
-        pods[f"{name}.yaml"] = client.sanitize_for_serialization(pod)
+        if int(getattr(task, "nodes", 1)) > 1:
+            pods[f"{name}-job.yaml"] = client.sanitize_for_serialization(task.job_manifest(context))
+        else:
+            pods[f"{name}.yaml"] = client.sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))
     return pods
 
 
@@ -61,14 +66,25 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "pods", help="Folder to write")
+    parser.add_argument("--conf", default="{}", help="JSON object of Params over the defaults, e.g. "
+                        "'{\"nodes\": 2, \"gpus\": 8}'")
     args = parser.parse_args(argv)
+    conf = json.loads(args.conf or "{}")
+    if not isinstance(conf, dict):
+        parser.error("--conf: expected a JSON object of Param names to values")
+    dag = load_dag()
+    unknown = sorted(set(conf) - set(dag.params))
+    if unknown:
+        parser.error(f"--conf: unknown Params: {', '.join(unknown)}")
+    dag.params.update(conf)
+    dag.params.validate()  # the trigger form's checks: a bad value fails here, as it would there
+    pods = render_pods(dag)
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("*.yaml"):
         old.unlink()
-    pods = render_pods(load_dag())
     for name, manifest in pods.items():
         (args.out / name).write_text(yaml.safe_dump(manifest, sort_keys=False))
-    print(f"{len(pods)} pod manifests written to {args.out}: {', '.join(pods)}")
+    print(f"{len(pods)} manifests written to {args.out}: {', '.join(pods)}")
     return 0
 
 

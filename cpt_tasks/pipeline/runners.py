@@ -3,7 +3,8 @@
 Kubernetes (``CPT_RUNNER=kubernetes``): a hardened pod (non-root, no privilege escalation, all capabilities
 dropped, read-only root filesystem with writable /tmp and /cache, RuntimeDefault seccomp, no service-account
 token), object-storage and Hub credentials only by Secret reference, CPU-only conversions and a GPU training
-pod with a memory-backed /dev/shm. Local (``CPT_RUNNER=local``): the same argv as a process.
+pod with a memory-backed /dev/shm; training on more than one node is an Indexed Job of such pods
+(``cpt_tasks.pipeline.train_job``). Local (``CPT_RUNNER=local``): the same argv as a process, one per node.
 The task id, mapping, retries, assets and gates do not depend on the runner.
 """
 
@@ -24,6 +25,13 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
     """The step's operator (or its ``.partial(...)`` for a mapped step); ``kwargs`` go to the operator."""
     if deployment.runner == "local":
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
+        if step.nodes is not None:
+            options.update(nodes=step.nodes, shm_size=step.shm)
+    elif step.nodes is not None:
+        from cpt_tasks.pipeline.train_job import StepTrainOperator
+
+        cls, options = StepTrainOperator, {**pod_options(step, deployment), "nodes": step.nodes,
+                                           "node_subdomain": deployment.train_subdomain}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
     if partial:

@@ -41,6 +41,9 @@ class Deployment:
     cache_pvc: str = ""  # CPT_CACHE_PVC: PVC for /cache; empty = an ephemeral volume per pod
     convert_service_account: str = "cpt-convert"  # CPT_CONVERT_SA: plan, convert and verify pods
     train_service_account: str = "cpt-train"  # CPT_TRAIN_SA: the training pod
+    # CPT_TRAIN_SUBDOMAIN: the chart's headless Service of the multi-node training pods (their subdomain);
+    # "" when the chart's trainNodes is off: then a run with nodes > 1 fails at once
+    train_subdomain: str = "cpt-train-nodes"
     gpu_node_selector: dict = field(default_factory=dict)  # CPT_GPU_NODE_SELECTOR (JSON object)
     gpu_tolerations: list = field(default_factory=list)  # CPT_GPU_TOLERATIONS (JSON list)
     schedule: str | None = "@weekly"  # CPT_SCHEDULE: the refresh schedule; "none" disables it
@@ -68,6 +71,7 @@ class Deployment:
             cache_pvc=env.get("CPT_CACHE_PVC", base.cache_pvc),
             convert_service_account=env.get("CPT_CONVERT_SA", base.convert_service_account),
             train_service_account=env.get("CPT_TRAIN_SA", base.train_service_account),
+            train_subdomain=env.get("CPT_TRAIN_SUBDOMAIN", base.train_subdomain),
             gpu_node_selector=_json_env("CPT_GPU_NODE_SELECTOR", {}, dict),
             gpu_tolerations=_json_env("CPT_GPU_TOLERATIONS", [], list),
             schedule=None if (schedule or "").lower() in ("", "none", "null") else schedule,

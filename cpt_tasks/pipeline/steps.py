@@ -38,6 +38,7 @@ class Step:
     memory: str = "4Gi"
     gpus: str = "0"
     shm: str | None = None  # size of a memory-backed /dev/shm (training's data loaders and NCCL)
+    nodes: str | None = None  # machines the step spans (training; Jinja); None: always one pod or process
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -76,14 +77,15 @@ def verify_step() -> Step:
 
 
 def train_step() -> Step:
-    """Composer + LLM-Foundry on the verified mix, one process per GPU; resumes from the latest checkpoint."""
+    """Composer + LLM-Foundry on the verified mix, one process per GPU; resumes from the latest checkpoint. On
+    more than one node the runner adds each node's rank and the rendezvous (``--nnodes --node_rank ...``)."""
     return Step("train", [
         "train", "--report", REPORT, "--model", "{{ params.model }}", "--save_root", CHECKPOINTS,
         "--run_id", "{{ run_id }}", "--nprocs", "{{ [params.gpus, 1] | max }}",
         "--global_batch_size", "{{ params.global_batch_size }}",
         "--device_microbatch_size", "{{ params.device_microbatch_size }}", "--config", TRAIN_CONFIG,
     ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
-        shm="{{ params.shm_size }}")
+        shm="{{ params.shm_size }}", nodes="{{ params.nodes }}")
 
 
 def train_gate(params: dict, verified: dict | None) -> str | None:

@@ -36,6 +36,7 @@ CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and descript
     "allow_short": (PlanConfig, "allow_short"), "model": (TrainConfig, "model"),
     "global_batch_size": (TrainConfig, "global_batch_size"),
     "device_microbatch_size": (TrainConfig, "device_microbatch_size"), "max_duration": (TrainConfig, "max_duration"),
+    "nodes": (TrainConfig, "nnodes"),
 }
 
 
@@ -52,7 +53,11 @@ def test_params_of_job_options_say_what_the_configs_say(dag):
     train_options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
     assert "lr" in train_options and not train_options & {"report", "model", "run_id", "nprocs", "max_duration"}
     assert train_options | {"report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
-                            "device_microbatch_size", "max_duration"} == set(TrainConfig.model_fields)
+                            "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
+                            "master_port"} == set(TrainConfig.model_fields)
+    assert {"dist_timeout", "sharding_strategy", "node_wait"} <= train_options  # multi-node options a run may set
+    nodes = dag.params.get_param("nodes").schema
+    assert (nodes["type"], nodes["minimum"], values["nodes"]) == ("integer", 1, 1)
 
 
 def test_defaults_reproduce_the_reference_plan(dag):
@@ -78,6 +83,8 @@ BAD = [
     ("train", "sometimes", "is not one of"),
     ("convert_memory", "lots", "does not match"),
     ("gpus", -1, "minimum"),
+    ("nodes", 0, "minimum"),
+    ("train_options", {"node_rank": 1}, "'node_rank' is not one of"),
     ("train_options", {"lrr": 1e-5}, "'lrr' is not one of ['model_revision'"),
     ("convert_options", {"max_tokens": 5}, "'max_tokens' is not one of ['splits'"),
 ]

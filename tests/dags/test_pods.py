@@ -113,3 +113,74 @@ def test_params_reach_the_pods():
     assert plan_args[plan_args.index("--out_root") + 1] == "gs://bucket/cpt/data"
     config = json.loads(plan_args[plan_args.index("--config") + 1])
     assert config["subsets"] == ["dclm", "math"] and config["allow_short"] is False
+
+
+JOB_K8S_VERSIONS = ("1.30", "1.37")  # the chart's kubeVersion floor (podFailurePolicy beta, on) and the newest
+
+
+@pytest.fixture(scope="module")
+def job():
+    """`make pods CONF='{"nodes": 2, "gpus": 8}'`: the training step as an Indexed Job."""
+    import os
+
+    os.environ["CPT_GPU_NODE_SELECTOR"] = json.dumps({"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})
+    try:
+        rendered = render_pods(load_dag(), {"nodes": 2, "gpus": 8})
+    finally:
+        del os.environ["CPT_GPU_NODE_SELECTOR"]
+    assert "train.yaml" not in rendered and len(rendered) == 9  # plan, six conversions, verify, the Job
+    return rendered["train-job.yaml"]
+
+
+def test_the_training_job_is_valid_kubernetes(job):
+    import kubernetes_validate
+
+    assert job["apiVersion"] == "batch/v1" and job["kind"] == "Job"
+    for version in JOB_K8S_VERSIONS:
+        kubernetes_validate.validate(job, version, strict=True)
+    broken = json.loads(json.dumps(job))
+    broken["spec"]["podFailurePolicy"]["rules"][0]["onExitCode"] = broken["spec"]["podFailurePolicy"]["rules"][0].pop(
+        "onExitCodes")  # a misspelt field: strict validation must see it
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, JOB_K8S_VERSIONS[-1], strict=True)
+
+
+def test_the_training_job_runs_every_node_together_and_fails_as_one(job):
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert spec["backoffLimit"] == 0 and spec["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "base", "operator": "In",
+                                                              "values": [2, 3]}}
+    assert rules[1] == {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["subdomain"] == "cpt-train-nodes"
+    assert spec["template"]["metadata"]["labels"]["cpt-pipeline/train-node"] == "true"
+    assert job["metadata"]["name"].startswith("job-cpt-train") and len(job["metadata"]["name"]) <= 55
+
+
+def test_every_node_pod_is_the_training_pod_with_its_rank(job):
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]  # no XCom sidecar: a failed node's pod must turn Failed at once
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8" and "cpu" not in container["resources"]["limits"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["serviceAccountName"] == "cpt-train" and pod["terminationGracePeriodSeconds"] == 120
+    assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    args = container["args"]
+    assert args[args.index("--nprocs") + 1] == "8"
+    assert args[-8:] == ["--nnodes", "2", "--node_rank", "$(JOB_COMPLETION_INDEX)",
+                         "--master_addr", "$(CPT_JOB_NAME)-0.cpt-train-nodes", "--master_port", "29500"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CPT_RESULT_FILE"]["value"] == "/dev/termination-log"
+    assert env["CPT_JOB_NAME"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"}}
+    assert all("value" not in env[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "HF_TOKEN"))
+
+
+def test_one_node_keeps_the_single_training_pod(pods):
+    args = pods["train.yaml"]["spec"]["containers"][0]["args"]
+    assert "--nnodes" not in args and "subdomain" not in pods["train.yaml"]["spec"]
