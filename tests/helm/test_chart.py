@@ -23,6 +23,9 @@ STANDARD_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.
 # KubernetesPodOperator's calls (cncf-kubernetes 10.25) and nothing more.
 KPO_RULES = {"pods": ["create", "get", "list", "watch", "patch", "delete"], "pods/log": ["get"],
              "pods/exec": ["create", "get"], "events": ["list", "watch"]}
+# KubernetesJobOperator's (multi-node training, trainNodes.enabled) on top: no Services (the chart's own).
+JOB_RULES = {"jobs": ["create", "get", "list", "watch", "delete"], "jobs/status": ["get"]}
+NODE_LABEL = {"cpt-pipeline/train-node": "true"}
 BAD_VALUES = {
     "unknown-key": ({"cache": {"pvc": {"sise": "1Gi"}}}, "additional properties 'sise' not allowed"),
     "latest-tag": ({"image": {"tag": "latest"}}, "/image/tag"),
@@ -30,6 +33,7 @@ BAD_VALUES = {
                          "/podLauncher/subjects/0/name"),
     "unknown-mix": ({"pipeline": {"mix": "no-such-mix"}}, 'pipeline.mix "no-such-mix"'),
     "namespace-create-without-name": ({"namespace": {"create": True}}, "namespace.create"),
+    "service-name-not-a-dns-label": ({"trainNodes": {"name": "Train_Nodes"}}, "/trainNodes/name"),
 }
 BROKEN_POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
               "spec": {"containerz": [{"name": "c", "image": "busybox:1.36"}]}}
@@ -41,6 +45,7 @@ def helm_out() -> dict:
     base = {"release": "cpt-pipeline", "namespace": "cpt"}
     jobs = [{"id": "default", **base},
             {"id": "all", **base, "namespace": "airflow", "values_files": [str(CHART / "ci/all-features-values.yaml")]}]
+    jobs.append({"id": "one-node", **base, "values": {"trainNodes": {"enabled": False}}})
     jobs += [{"id": key, **base, "values": values} for key, (values, _) in BAD_VALUES.items()]
     request = {"chart": str(CHART), "kube_versions": KUBE_VERSIONS, "jobs": jobs, "validate": [BROKEN_POD]}
     return run_python_tool("helm_tool.py", stdin=json.dumps(request))
@@ -78,10 +83,13 @@ def test_what_each_install_renders(helm_out):
     default = sorted((o["kind"], o["metadata"]["name"]) for o in objects(helm_out, "default"))
     assert default == [("ConfigMap", "cpt-pipeline-config"), ("Pod", "cpt-pipeline-test-tasks-image"),
                        ("Role", "cpt-pipeline-pod-launcher"), ("RoleBinding", "cpt-pipeline-pod-launcher"),
-                       ("ServiceAccount", "cpt-convert"), ("ServiceAccount", "cpt-train")]
+                       ("Service", "cpt-train-nodes"), ("ServiceAccount", "cpt-convert"),
+                       ("ServiceAccount", "cpt-train")]
     every = {o["kind"] for o in objects(helm_out, "all")}
     assert every == {"ConfigMap", "Pod", "Role", "RoleBinding", "ServiceAccount", "Namespace",
-                     "PersistentVolumeClaim", "ResourceQuota", "NetworkPolicy"}
+                     "PersistentVolumeClaim", "ResourceQuota", "NetworkPolicy", "Service"}
+    one_node = sorted((o["kind"], o["metadata"]["name"]) for o in objects(helm_out, "one-node"))
+    assert one_node == [o for o in default if o[0] != "Service"]
 
 
 @pytest.mark.parametrize("job", ["default", "all"])
@@ -91,14 +99,17 @@ def test_security_rules_hold_for_every_object(helm_out, job):
     assert not by_kind(objs, "Secret"), "the chart references existing Secrets and never creates one"
 
 
-@pytest.mark.parametrize("job", ["default", "all"])
-def test_pod_launcher_role_has_exactly_the_kpo_verbs_in_the_pods_namespace(helm_out, job):
+@pytest.mark.parametrize("job", ["default", "all", "one-node"])
+def test_pod_launcher_role_has_exactly_the_kpo_and_job_verbs_in_the_pods_namespace(helm_out, job):
     objs = objects(helm_out, job)
-    namespace = "cpt" if job == "default" else "cpt-pods"
+    namespace = "cpt-pods" if job == "all" else "cpt"
     (role,), (binding,) = by_kind(objs, "Role"), by_kind(objs, "RoleBinding")
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
-    assert {r["resources"][0]: r["verbs"] for r in role["rules"]} == KPO_RULES
-    assert all(r["apiGroups"] == [""] and len(r["resources"]) == 1 for r in role["rules"])
+    assert all(len(r["apiGroups"]) == 1 and len(r["resources"]) == 1 for r in role["rules"])
+    assert {r["resources"][0]: r["verbs"] for r in role["rules"] if r["apiGroups"] == [""]} == KPO_RULES
+    batch = {r["resources"][0]: r["verbs"] for r in role["rules"] if r["apiGroups"] == ["batch"]}
+    assert batch == ({} if job == "one-node" else JOB_RULES)  # Jobs only when multi-node training is on
+    assert {g for r in role["rules"] for g in r["apiGroups"]} <= {"", "batch"}
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": role["metadata"]["name"]}
     assert [(s["name"], s["namespace"]) for s in binding["subjects"]] == [("airflow-worker", "airflow"),
@@ -155,10 +166,25 @@ def test_optional_objects(helm_out):
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     (quota,) = by_kind(objs, "ResourceQuota")
     assert quota["spec"]["hard"]["requests.nvidia.com/gpu"] == "16"
-    (policy,) = by_kind(objs, "NetworkPolicy")
-    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    deny, nodes = sorted(by_kind(objs, "NetworkPolicy"), key=lambda o: o["metadata"]["name"])
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    # training pods may reach training pods (rendezvous, gloo/NCCL on any port), and nothing else changes
+    assert nodes["metadata"]["name"].endswith("-train-nodes")
+    assert nodes["spec"] == {"podSelector": {"matchLabels": NODE_LABEL}, "policyTypes": ["Ingress"],
+                             "ingress": [{"from": [{"podSelector": {"matchLabels": NODE_LABEL}}]}]}
     (pod,) = by_kind(objs, "Pod")
     assert pod["spec"]["containers"][0]["image"].endswith("@sha256:" + "0123456789abcdef" * 4)
+
+
+def test_training_nodes_service_is_headless_and_selects_the_node_pods(helm_out):
+    from cpt_tasks.layout import TRAIN_NODE_LABEL
+    from cpt_tasks.pipeline.settings import Deployment
+
+    (service,) = by_kind(objects(helm_out, "default"), "Service")
+    assert service["metadata"]["name"] == Deployment().train_subdomain  # the pods' subdomain
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"] == NODE_LABEL == {TRAIN_NODE_LABEL: "true"}
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP" and "ports" not in service["spec"]
 
 
 def test_test_pod_runs_the_tasks_cli_as_the_convert_account(helm_out):
@@ -181,9 +207,10 @@ def test_bad_values_are_refused(helm_out, case):
 def test_notes_give_airflow_the_same_names(helm_out):
     notes = helm_out["default"]["notes"]
     for line in ("CPT_RUNNER=kubernetes", "CPT_NAMESPACE=cpt", "CPT_STORAGE_SECRET=cpt-object-storage",
-                 "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n",
+                 "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n", "CPT_TRAIN_SUBDOMAIN=cpt-train-nodes\n",
                  "CPT_TASKS_IMAGE=ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"):
         assert line in notes, line
     assert "WARNING: pipeline.storageRoot is empty" in notes
+    assert "CPT_TRAIN_SUBDOMAIN=\n" in helm_out["one-node"]["notes"]
     every = helm_out["all"]["notes"]
     assert "CPT_CACHE_PVC=cpt-cache\n" in every and "CPT_STORAGE_ROOT=s3://my-bucket/cpt" in every

@@ -101,6 +101,7 @@ def test_airflow_values_name_what_the_chart_creates():
     assert env["CPT_HF_SECRET"] == VALUES["secrets"]["hfToken"] == "cpt-hf-token"
     assert env["CPT_CONVERT_SA"] == VALUES["serviceAccounts"]["convert"]["name"] == "cpt-convert"
     assert env["CPT_TRAIN_SA"] == VALUES["serviceAccounts"]["train"]["name"] == "cpt-train"
+    assert env["CPT_TRAIN_SUBDOMAIN"] == VALUES["trainNodes"]["name"] == "cpt-train-nodes"
     pvc = VALUES["cache"]["pvc"]
     assert env["CPT_CACHE_PVC"] == (pvc["name"] if pvc["enabled"] else "")
     assert json.loads(env["CPT_GPU_NODE_SELECTOR"]) == VALUES["gpu"]["nodeSelector"]
