@@ -27,7 +27,7 @@ def demo_params(home: Path, storage_root: Path | None = None) -> dict:
         "total_tokens": 350_000, "concat_tokens": 256, "val_fraction": 0.03,
         "dataset": str(home / "sample" / "dolmino"), "tokenizer": str(home / "tokenizer" / "llama3"),
         "storage_root": str(storage_root or home / "demo"), "model": str(home / "models" / "tiny-llama"),
-        "gpus": 0, "global_batch_size": 4, "device_microbatch_size": 4, "max_duration": "20ba",
+        "gpus": 0, "global_batch_size": 4, "device_microbatch_size": 2, "max_duration": "20ba",
         "train_options": {"save_interval": "10ba", "eval_interval": "10ba", "eval_subset_num_batches": 2,
                           "lr": 0.001, "num_workers": 0},
         "convert_cpu": 2, "convert_memory": "2Gi", "train_cpu": 2, "train_memory": "8Gi", "shm_size": "1Gi",

@@ -76,8 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(conf) - set(dag.params))
     if unknown:
         parser.error(f"--conf: unknown Params: {', '.join(unknown)}")
-    dag.params.update(conf)
-    dag.params.validate()  # the trigger form's checks: a bad value fails here, as it would there
+    from airflow.sdk.exceptions import ParamValidationError
+
+    try:
+        dag.params.update(conf)
+        dag.params.validate()  # the trigger form's checks: a bad value fails here, as it would there
+    except ParamValidationError as exc:
+        parser.error(f"--conf: {str(exc).splitlines()[0]}")
     pods = render_pods(dag)
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("*.yaml"):
