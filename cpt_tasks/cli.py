@@ -67,8 +67,11 @@ def write_termination_message(body: dict) -> None:
     text = json.dumps(body, separators=(",", ":"))
     if len(text.encode()) > TERMINATION_LIMIT and body.get("metrics"):
         text = json.dumps({**body, "metrics": {}}, separators=(",", ":"))
-    with open(TERMINATION_LOG, "w") as message:
-        message.write(text)
+    try:
+        with open(TERMINATION_LOG, "w") as message:
+            message.write(text)
+    except OSError as exc:  # the work is done; the operator reports the missing result
+        print(f"could not write the result to {TERMINATION_LOG}: {exc}", file=sys.stderr)
 
 
 def _convert(cfg: ConvertConfig) -> int:

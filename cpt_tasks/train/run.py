@@ -142,7 +142,8 @@ def _launch(cfg: TrainConfig, yaml_cfg: dict, paths: RunPaths, mode: str, scratc
         remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
     result_file = scratch / "worker-result.json"
     result_file.unlink(missing_ok=True)
-    clean_stale_shared_memory()
+    if cfg.nnodes == 1:
+        clean_stale_shared_memory()  # host-wide; every node of a multi-node run starts with a fresh /dev/shm
     rendezvous, env = None, {}
     if cfg.nnodes > 1:
         rendezvous = Rendezvous(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port)

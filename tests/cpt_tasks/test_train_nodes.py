@@ -34,6 +34,7 @@ def flags(report, model, tmp_path: Path, **over) -> list[str]:
 def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report, tiny_model, tmp_path):
     same = flags(mix_report, tiny_model, tmp_path)
     planned = math.ceil(MIX_TOKENS / (4 * 128))  # 6 steps of 4 rows
+    started = time.monotonic()
     killed = Nodes([same, same], 2, tmp_path, "killed")
     checkpoints = None
     deadline = time.monotonic() + 600
@@ -53,10 +54,13 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
     assert Path(location).name == f"ep0-ba{step}" and (Path(location) / ".metadata").is_file()
     assert sorted(p.name for p in Path(location).glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     assert 0 < step < planned
-    print(f"node 0 exited {status} {waited:.1f} s after node 1 was killed at step {step}")
+    print(f"node 0 exited {status} {waited:.1f} s after node 1 was killed at step {step} "
+          f"({time.monotonic() - started:.0f} s after the start)")
 
+    started = time.monotonic()
     resumed = Nodes([same, same], 2, tmp_path, "resumed")
     assert resumed.wait() == [0, 0], [resumed.log(r)[-3000:] for r in (0, 1)]
+    print(f"resumed run: {time.monotonic() - started:.0f} s")
     result, other = resumed.result(0), resumed.result(1)
     assert result["status"] == "resumed" and result["start_step"] == step and result["final_step"] == planned
     assert f"[cpt-train] start step {step} ({step * 4 * 128:,} tokens), resumed from checkpoint" in resumed.log(0)
@@ -73,8 +77,10 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
     assert (export / "config.json").is_file() and len(list(export.glob("*.safetensors"))) == 1  # one full model
     assert not list(Path(result["run_folder"]).glob(".cpt-nodes-probe-*"))
 
+    started = time.monotonic()
     again = Nodes([same, same], 2, tmp_path, "again")
     assert again.wait(timeout=300) == [0, 0], [again.log(r)[-3000:] for r in (0, 1)]
+    print(f"already complete: {time.monotonic() - started:.0f} s")
     assert [again.result(r)["status"] for r in (0, 1)] == ["already_complete"] * 2
     assert "launching" not in again.log(0) + again.log(1)
 
