@@ -56,6 +56,8 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
         return _result("already_complete", paths, finished)
 
     local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-train")
+    if cfg.nnodes > 1:  # nodes may share the scratch volume (a cache PVC): each needs its own data cache and files
+        local_root = local_root / f"node-{cfg.node_rank}"
     scratch = local_root / paths.run_name
     scratch.mkdir(parents=True, exist_ok=True)
     inputs = resolve_inputs(cfg, report, report_sha, local_root)
