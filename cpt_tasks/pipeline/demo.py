@@ -101,6 +101,9 @@ def podman_environment(home: Path, image: str) -> dict[str, str]:
     env = prepare(home, home / "airflow-pods", storage_root)
     if os.geteuid() == 0:
         os.chown(storage_root, UID, UID)
+    # `make setup` writes the tiny model's weights owner-only (0600): the pods read the inputs as another user.
+    for name in ("sample", "tokenizer", "models"):
+        subprocess.run(["chmod", "-R", "a+rX", str(home / name)], check=True)
     return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root)}
 
 

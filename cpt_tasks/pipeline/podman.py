@@ -146,6 +146,27 @@ def give_to(path: Path, uid: int, gid: int) -> None:
                               f"{info.st_uid}): chown {uid}:{gid} {path}")
 
 
+def unreadable(path: Path, uid: int, gid: int, most: int = 5) -> list[str]:
+    """Files and folders under ``path`` that the pod's user could not read (or enter), at most ``most``."""
+
+    def readable(info: os.stat_result, bits: int) -> bool:
+        if info.st_uid == uid:
+            return info.st_mode & (bits << 6) == bits << 6
+        if info.st_gid == gid:
+            return info.st_mode & (bits << 3) == bits << 3
+        return info.st_mode & bits == bits
+
+    bad = []
+    for folder, dirs, files in os.walk(path):
+        if not readable(os.stat(folder), 0o5):
+            bad.append(folder)
+            dirs.clear()
+        bad += [os.path.join(folder, f) for f in files if not readable(os.stat(os.path.join(folder, f)), 0o4)]
+        if len(bad) >= most:
+            break
+    return bad[:most]
+
+
 class PodmanStepOperator(StepPodOperator):
     """Run the step's Kubernetes pod with ``podman kube play`` (see the module docstring)."""
 
@@ -172,6 +193,9 @@ class PodmanStepOperator(StepPodOperator):
             for path, read_only in mounts:
                 if not read_only:
                     give_to(Path(path), uid, gid)
+                elif os.geteuid() == 0 and (bad := unreadable(Path(path), uid, gid)):
+                    raise PermissionError(f"the pods run as uid {uid} and cannot read {', '.join(bad)}: "
+                                          f"chmod -R a+rX {path}")
         except PermissionError as exc:
             raise AirflowFailException(str(exc)) from None
         adapted, changes = adapt_pod(pod, xcom_dir=str(xcom_dir), mounts=mounts)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -115,7 +116,8 @@ def run_pod(tmp_path):
         params = {"storage_root": str(tmp_path / "store"), "dataset": str(tmp_path / "input")}
         (tmp_path / "input").mkdir(exist_ok=True)
         (tmp_path / "input" / "doc.txt").write_text("read me")
-        context = {"params": params, "ti": ti, "task_instance": ti, "run_id": "manual__t", "outlet_events": {}}
+        context = {"params": params, "ti": ti, "task_instance": ti, "run_id": "manual__t", "outlet_events": {},
+                   "dag": SimpleNamespace(dag_id="cpt_test")}
         try:
             return op, op.execute(context)
         except AirflowException as exc:
@@ -129,18 +131,17 @@ def pods_of(op) -> list[str]:
 
 
 @pytest.mark.images
-def test_a_pod_runs_under_the_security_context_and_returns_its_result(run_pod, tmp_path, caplog):
+def test_a_pod_runs_under_the_security_context_and_returns_its_result(run_pod, tmp_path, capfd):
     script = ('id -u; cat "$0"/doc.txt; touch /root-fs 2>/dev/null && echo ROOTFS-WRITABLE; '
               'touch "$0"/x 2>/dev/null && echo INPUT-WRITABLE; echo out > "$1"/written; '
               'echo \'{"ok": true, "n": 3}\' > "$CPT_RESULT_FILE"')
     script = script.replace('"$0"', str(tmp_path / "input")).replace('"$1"', str(tmp_path / "store"))
-    with caplog.at_level("INFO"):
-        op, result = run_pod(script)
+    op, result = run_pod(script)
     assert result == {"ok": True, "n": 3}
     assert (tmp_path / "store" / "written").read_text() == "out\n"
-    log = caplog.text
-    assert "1000\n" in log or "1000" in log.split()
-    assert "read me" in log and "ROOTFS-WRITABLE" not in log and "INPUT-WRITABLE" not in log
+    log = capfd.readouterr().out  # the task log: the container's lines, streamed
+    assert re.search(r"\] 1000\s", log) and re.search(r"\] read me\s", log), log[-3000:]
+    assert "ROOTFS-WRITABLE" not in log and "INPUT-WRITABLE" not in log
     (name,) = pods_of(op)
     assert podman("pod", "exists", name).returncode == 1  # removed on success
     manifest = (Path(op.podman_dir) / "pods" / f"{name}.yaml").read_text()

@@ -75,16 +75,19 @@ def test_tasks_image_installs_the_lock_with_the_makefile_tools():
     makefile = (ROOT / "Makefile").read_text()
     uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M).group(1)
     assert f"uv=={uv_version}" in text
-    assert "uv pip sync --no-cache --compile-bytecode requirements/tasks.lock.txt" in text
-    assert "--no-deps --python /opt/venv/bin/python --prefix /opt/app ." in text  # the package brings no unlocked dependency
+    assert "--mount=type=bind,source=requirements/tasks.lock.txt,target=/tmp/tasks.lock.txt" in text
+    assert "uv pip sync --no-cache --compile-bytecode /tmp/tasks.lock.txt" in text and "rm -rf /tmp/uv" in text
+    assert "--no-deps --python /opt/venv/bin/python --prefix /opt/app /src" in text  # no unlocked dependency
     assert re.search(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm", text)  # the lock's interpreter
     assert "PYTHON ?= python3.11" in makefile
     stages = [a for kind, a in instructions("tasks") if kind == "FROM"]
-    assert stages == ["${PYTHON_IMAGE} AS env", "env AS app", "${PYTHON_IMAGE}"]  # runtime: no uv, no caches
-    assert "COPY --from=env /opt/venv /opt/venv" in text and "COPY --from=app /opt/app /opt/venv" in text
+    # the runtime is the env stage itself (the 7.9 GB environment is never copied) plus the package's files
+    assert stages == ["${PYTHON_IMAGE} AS env", "env AS app", "env"]
+    assert "COPY --from=app /opt/app /opt/venv" in text
     # the lock is a layer of its own, before any code: a code change rebuilds only the small app layer
     steps = instructions("tasks")
     sync = next(i for i, (kind, a) in enumerate(steps) if kind == "RUN" and "uv pip sync" in a)
+    assert not [a for kind, a in steps[:sync] if kind in ("COPY", "ADD")]  # nothing copied before the env
     first_code = next(i for i, (kind, a) in enumerate(steps) if kind == "COPY" and "cpt_tasks" in a)
     assert sync < first_code
     env = " ".join(a for kind, a in instructions("tasks") if kind == "ENV")

@@ -21,7 +21,7 @@ from jsonschema import FormatChecker
 import airflow.sdk, airflow.providers.cncf.kubernetes.operators.pod
 before = set(sys.modules)
 from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=os.path.join(os.environ["AIRFLOW_HOME"], "dags"), include_examples=False)
+bag = DagBag(dag_folder=os.path.join(os.environ["AIRFLOW_HOME"], "dags"))
 dag = bag.dags.get("cpt_dolmino")
 checker = FormatChecker()
 print(json.dumps({
