@@ -111,12 +111,13 @@ demo-pods: setup image-tasks
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --runner podman --image $(TASKS_IMAGE)
 
 # The images' own tests (not part of `make test`: building takes minutes): containers of both images under the
-# pods' security context, the podman runner on real pods, then `make demo-pods`.
+# pods' security context, `make demo-pods`, then the podman runner on real pods and a second demo-pods run that
+# must convert nothing.
 test-images: setup images
 	CPT_TASKS_IMAGE=$(TASKS_IMAGE) CPT_AIRFLOW_IMAGE=$(AIRFLOW_IMAGE) HF_HUB_OFFLINE=1 $(TASKS_PY) -m pytest tests/images -m images $(PYTEST_ARGS)
+	$(MAKE) demo-pods
 	CPT_TASKS_IMAGE=$(TASKS_IMAGE) HF_HUB_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
 		-m images $(PYTEST_ARGS)
-	$(MAKE) demo-pods
 
 # Image sizes and build times, cold and after a one-line code change (bench/results/images.md); --bases also
 # rebuilds the stand-in bases: `make bench-images BENCH_ARGS=--bases`.

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -198,3 +199,30 @@ def test_on_kill_removes_the_running_pod(run_pod):
         assert podman("pod", "exists", name).returncode == 1
     finally:
         PodmanStepOperator._follow = original
+
+
+@pytest.mark.images
+@pytest.mark.timeout(1800)
+def test_a_second_demo_pods_converts_nothing():
+    """After `make demo-pods` (make test-images runs it first): the same run again skips the six conversions as up
+    to date and training as already done, with every pod a real pod again (plan and verify run, and are removed)."""
+    from conftest import cpt_home
+
+    from cpt_tasks.pipeline.demo import task_states
+
+    home = cpt_home().resolve()
+    if not (home / "demo-pods" / "runs").is_dir():
+        pytest.fail(f"{home / 'demo-pods'} has no run: `make demo-pods` first (make test-images does)")
+    before = set((home / "demo-pods" / "pods").glob("*.yaml"))
+    proc = subprocess.run([sys.executable, "-m", "cpt_tasks.pipeline.demo", "--runner", "podman", "--image", IMAGE],
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run_id = re.findall(r"^Run (\S+)$", proc.stdout, re.M)[-1]
+    states = {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]
+              for s in task_states(home / "airflow-pods", run_id)}
+    assert states == {"plan": "success", "verify": "success", "train": "skipped",
+                      **{f"convert[{s}]": "skipped" for s in SUBSETS}}
+    submitted = set((home / "demo-pods" / "pods").glob("*.yaml")) - before
+    assert sorted(p.name.rsplit("-", 1)[0] for p in submitted) == ["cpt-convert"] * 6 + ["cpt-plan", "cpt-verify"]
+    assert not [p for p in podman("pod", "ls", "--format", "{{.Name}}").stdout.split() if p in
+                {s.stem for s in submitted}]  # up to date (99) and success: every pod removed
