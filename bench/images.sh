@@ -27,7 +27,7 @@ seconds() { local start; start=$(date +%s.%N); "$@" > "$clone/build.log" 2>&1 ||
 cold=$(seconds make -C "$clone" images)
 echo "# one-line code change for the rebuild benchmark" >> "$clone/cpt_tasks/pipeline/steps.py"
 rebuild=$(seconds make -C "$clone" images)
-size() { podman image inspect --format '{{.Size}}' "$1" | awk '{printf "%.2f GB (%d bytes)", $1/1e9, $1}'; }
+size() { podman image inspect --format '{{.Size}}' "$1" | awk '{printf "%.2f GB (%.0f bytes)", $1/1e9, $1}'; }
 load=$(cut -d' ' -f1 /proc/loadavg)
 {
   echo "# Image builds"
