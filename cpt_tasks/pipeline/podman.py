@@ -46,7 +46,7 @@ SIDECAR = "airflow-xcom-sidecar"
 XCOM_VOLUME = "xcom"
 WRITABLE_PARAMS = ("storage_root",)
 READ_ONLY_PARAMS = ("dataset", "tokenizer", "model")
-KEPT_EXITS = (0, UP_TO_DATE_EXIT)  # exits after which the pod is removed
+REMOVED_EXITS = (0, UP_TO_DATE_EXIT)  # exits after which the pod is removed (any other keeps it)
 
 
 def local_path(value: object) -> str | None:
@@ -56,8 +56,8 @@ def local_path(value: object) -> str | None:
 
 
 def host_mounts(params: dict) -> list[tuple[str, bool]]:
-    """(path, read_only) of the Params' local paths, outer paths first, duplicates and nested read-only
-    paths inside a writable one kept (a read-only mount inside a writable one narrows it)."""
+    """(path, read_only) of the Params' local paths, outer paths first (a read-only input inside the storage root
+    is mounted over it, narrowing it); a path named twice is mounted once, writable if storage_root is it."""
     mounts: dict[str, bool] = {}
     for name in WRITABLE_PARAMS + READ_ONLY_PARAMS:
         path = local_path(params.get(name))
@@ -209,7 +209,7 @@ class PodmanStepOperator(StepPodOperator):
         self._pod_name = name
         code = self._follow(f"{name}-{self.base_container_name}")
         what = f"pod {name}"
-        if code in KEPT_EXITS:
+        if code in REMOVED_EXITS:
             podman("pod", "rm", "--force", name, check=False)
             self._pod_name = None
         else:

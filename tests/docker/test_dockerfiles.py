@@ -76,7 +76,7 @@ def test_tasks_image_installs_the_lock_with_the_makefile_tools():
     uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M).group(1)
     assert f"uv=={uv_version}" in text
     assert "--mount=type=bind,source=requirements/tasks.lock.txt,target=/tmp/tasks.lock.txt" in text
-    assert "uv pip sync --no-cache --compile-bytecode /tmp/tasks.lock.txt" in text and "rm -rf /tmp/uv" in text
+    assert "uv pip sync --no-cache --compile-bytecode /tmp/tasks.lock.txt" in text and "rm -rf /tmp/uv /tmp/uv-*" in text
     assert "--no-deps --python /opt/venv/bin/python --prefix /opt/app /src" in text  # no unlocked dependency
     assert re.search(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm", text)  # the lock's interpreter
     assert "PYTHON ?= python3.11" in makefile
