@@ -3,7 +3,8 @@
 Kubernetes (``CPT_RUNNER=kubernetes``): a hardened pod (non-root, no privilege escalation, all capabilities
 dropped, read-only root filesystem with writable /tmp and /cache, RuntimeDefault seccomp, no service-account
 token), object-storage and Hub credentials only by Secret reference, CPU-only conversions and a GPU training
-pod with a memory-backed /dev/shm. Local (``CPT_RUNNER=local``): the same argv as a process.
+pod with a memory-backed /dev/shm. Podman (``CPT_RUNNER=podman``): the same pod, run on this machine with
+``podman kube play`` (``cpt_tasks.pipeline.podman``). Local (``CPT_RUNNER=local``): the same argv as a process.
 The task id, mapping, retries, assets and gates do not depend on the runner.
 """
 
@@ -24,6 +25,10 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
     """The step's operator (or its ``.partial(...)`` for a mapped step); ``kwargs`` go to the operator."""
     if deployment.runner == "local":
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
+    elif deployment.runner == "podman":
+        from cpt_tasks.pipeline.podman import PodmanStepOperator
+
+        cls, options = PodmanStepOperator, {**pod_options(step, deployment), "podman_dir": deployment.podman_dir}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
     if partial:
