@@ -173,3 +173,32 @@ def tiny_model(tmp_path_factory, small_tokenizer_dir) -> Path:
 def mix_report(tmp_path_factory, sample_dir, small_tokenizer_dir) -> Path:
     """The verification report of a small verified mix of the sample (``MIX``), in the small tokenizer."""
     return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, small_tokenizer_dir, **MIX)
+
+
+def edit_plan(location: str, edit) -> None:
+    """Change a written plan in place (``edit(plan)``) and give it its new fingerprint, as a plan made with
+    those values would have: what a test needs to point a plan elsewhere or disagree with its data."""
+    from cpt_tasks.documents import parse_document, write_document
+    from cpt_tasks.documents.plan import Plan
+    from cpt_tasks.storage import read_bytes
+
+    body = parse_document(read_bytes(location), Plan, location)
+    edit(body)
+    body.fingerprint = body.content_fingerprint()
+    write_document(location, body)
+
+
+def copy_run(source: str, target: str) -> None:
+    """Copy a planned and converted root (``plan.json`` and its data; local or object storage) to ``target``
+    and point the copied plan at the copy."""
+    from cpt_tasks.storage import join, list_files, read_bytes, write_bytes_atomic
+
+    for name in list_files(source):
+        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+
+    def repoint(body) -> None:
+        body.root = body.root.replace(source, target, 1)
+        for sub in body.subsets:
+            sub.convert = sub.convert.model_copy(update={"out_root": sub.out_root.replace(source, target, 1)})
+
+    edit_plan(join(target, "plan.json"), repoint)

@@ -24,9 +24,10 @@ from cpt_tasks.pipeline.steps import PLAN, convert_kwargs
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 
 
-def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py"):
-    """The DAG object, imported from its file with ``CPT_RUNNER=kubernetes``."""
-    os.environ["CPT_RUNNER"] = "kubernetes"
+def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py", runner: str = "kubernetes"):
+    """The DAG object, imported from its file with ``CPT_RUNNER=runner`` (kubernetes, or podman: its operators
+    build the same pods)."""
+    os.environ["CPT_RUNNER"] = runner
     spec = importlib.util.spec_from_file_location("cpt_dolmino_for_pods", dag_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -69,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", default="{}", help="JSON object of Params over the defaults, e.g. "
                         "'{\"nodes\": 2, \"gpus\": 8}'")
     args = parser.parse_args(argv)
-    conf = json.loads(args.conf or "{}")
+    try:
+        conf = json.loads(args.conf or "{}")
+    except ValueError as exc:
+        parser.error(f"--conf: invalid JSON: {exc}")
     if not isinstance(conf, dict):
         parser.error("--conf: expected a JSON object of Param names to values")
     dag = load_dag()

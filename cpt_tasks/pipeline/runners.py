@@ -4,7 +4,9 @@ Kubernetes (``CPT_RUNNER=kubernetes``): a hardened pod (non-root, no privilege e
 dropped, read-only root filesystem with writable /tmp and /cache, RuntimeDefault seccomp, no service-account
 token), object-storage and Hub credentials only by Secret reference, CPU-only conversions and a GPU training
 pod with a memory-backed /dev/shm; training on more than one node is an Indexed Job of such pods
-(``cpt_tasks.pipeline.train_job``). Local (``CPT_RUNNER=local``): the same argv as a process, one per node.
+(``cpt_tasks.pipeline.train_job``). Podman (``CPT_RUNNER=podman``): the same pod, run on this machine with
+``podman kube play`` (``cpt_tasks.pipeline.podman``; one node only). Local (``CPT_RUNNER=local``): the same argv
+as a process, one per node.
 The task id, mapping, retries, assets and gates do not depend on the runner.
 """
 
@@ -27,6 +29,12 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
         if step.nodes is not None:
             options.update(nodes=step.nodes, shm_size=step.shm)
+    elif deployment.runner == "podman":
+        from cpt_tasks.pipeline.podman import PodmanStepOperator
+
+        cls, options = PodmanStepOperator, {**pod_options(step, deployment), "podman_dir": deployment.podman_dir}
+        if step.nodes is not None:
+            options["nodes"] = step.nodes
     elif step.nodes is not None:
         from cpt_tasks.pipeline.train_job import StepTrainOperator
 
