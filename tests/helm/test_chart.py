@@ -207,10 +207,13 @@ def test_bad_values_are_refused(helm_out, case):
 def test_notes_give_airflow_the_same_names(helm_out):
     notes = helm_out["default"]["notes"]
     for line in ("CPT_RUNNER=kubernetes", "CPT_NAMESPACE=cpt", "CPT_STORAGE_SECRET=cpt-object-storage",
-                 "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n", "CPT_TRAIN_SUBDOMAIN=cpt-train-nodes\n",
+                 "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n",
                  "CPT_TASKS_IMAGE=ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"):
         assert line in notes, line
     assert "WARNING: pipeline.storageRoot is empty" in notes
-    assert "CPT_TRAIN_SUBDOMAIN=\n" in helm_out["one-node"]["notes"]
+    for job, subdomain in (("default", "cpt-train-nodes"), ("one-node", "")):  # multi-node training's Service
+        named = dict(line.strip().split("=", 1) for line in helm_out[job]["notes"].splitlines()
+                     if line.strip().startswith("CPT_"))
+        assert named["CPT_TRAIN_SUBDOMAIN"] == subdomain
     every = helm_out["all"]["notes"]
     assert "CPT_CACHE_PVC=cpt-cache\n" in every and "CPT_STORAGE_ROOT=s3://my-bucket/cpt" in every
