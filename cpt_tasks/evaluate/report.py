@@ -104,25 +104,34 @@ def format_summary(report: EvalReport) -> str:
 
 
 def render_png(report: EvalReport) -> bytes:
-    """Held-out loss per subset and ICL score per task, base vs trained, as paired bars."""
+    """Where training helped: the change of held-out loss per subset and of the ICL score per task (green:
+    better, red: worse), each bar labelled base → trained."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [(rows, title) for rows, title in (
-        ([r for r in report.rows if r.metric == "LanguageCrossEntropy"], "held-out loss (lower is better)"),
-        ([r for r in report.rows if r.kind == "icl"], "ICL score (higher is better)")) if rows]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.5 * max(1, len(panels)), 3.8), dpi=100,
+        ([r for r in report.rows if r.metric == "LanguageCrossEntropy"], "held-out loss (nats): trained − base, lower "
+                                                                          "is better"),
+        ([r for r in report.rows if r.kind == "icl"], "ICL score: trained − base, higher is better")) if rows]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.8 * max(1, len(panels)), 4.0), dpi=100,
                              squeeze=False)
+    colors = {"better": "#2f9e44", "worse": "#e03131", "same": "#adb5bd"}
     for ax, (rows, title) in zip(axes[0], panels):
-        xs = range(len(rows))
-        ax.bar([x - 0.2 for x in xs], [r.base.value for r in rows], width=0.4, color="#adb5bd", label="base")
-        ax.bar([x + 0.2 for x in xs], [r.trained.value for r in rows], width=0.4, color="#1c7ed6", label="trained")
-        ax.set_xticks(list(xs), [r.name.split("/")[0] for r in rows], rotation=30, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{report.run_name}: base vs trained", fontsize=10)
+        xs = list(range(len(rows)))
+        bars = ax.bar(xs, [r.delta for r in rows], color=[colors[r.verdict] for r in rows], width=0.6)
+        for bar, row in zip(bars, rows):
+            label = f"{_score(row, 'base')}\n→ {_score(row, 'trained')}"
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, row.delta), ha="center", fontsize=6.5,
+                        va="top" if row.delta < 0 else "bottom", xytext=(0, -3 if row.delta < 0 else 3),
+                        textcoords="offset points")
+        ax.axhline(0, color="#495057", linewidth=0.8)
+        ax.margins(y=0.35)
+        ax.set_xticks(xs, [r.name.split("/")[0] for r in rows], rotation=25, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9.5)
+    name = report.run_name if len(report.run_name) <= 48 else report.run_name[:45] + "…"
+    fig.suptitle(f"Did continual pretraining help?  {name}  ·  plan {report.plan_fingerprint[:12]}", fontsize=10)
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -258,9 +258,10 @@ def _publish(body: EvalReport, tasks: TaskList, scratch: Path, folder: str, trac
 
 
 def _result(status: str, body: EvalReport, folder: str) -> EvaluateResult:
-    files = ([body.tasks.task_list] if body.tasks.task_list else []) + [t.dataset_uri for t in body.tasks.tasks]
-    if body.tasks.source not in (DEFAULT_TASKS, "none"):
-        files.insert(0, body.tasks.source)
+    """The step's result; its task files are the user's list and examples, or the generated ones."""
+    generated = body.tasks.source == DEFAULT_TASKS
+    listed = body.tasks.task_list if generated else body.tasks.source
+    files = ([listed] if listed and body.tasks.tasks else []) + [t.dataset_uri for t in body.tasks.tasks]
     return EvaluateResult(status=status, report=join(folder, EVAL_JSON), report_md=join(folder, EVAL_MD),
                           report_png=join(folder, EVAL_PNG), eval_fingerprint=body.eval_fingerprint,
                           plan_fingerprint=body.plan_fingerprint, run_folder=body.run_folder,

@@ -82,7 +82,7 @@ def read_task_list(source: str, data_root: str | None) -> TaskList:
         checked = _check_task(task, number, where, {t["label"] for t in result.tasks})
         uri = _resolve(checked["dataset_uri"], root)
         checked["dataset_uri"] = uri
-        result.hashes[checked["label"]] = _file_sha256(uri, f"{where}: task {checked['label']}")
+        result.hashes[checked["label"]] = _file_sha256(uri, f"{where}: task {checked['label']!r}")
         result.tasks.append(checked)
     return result
 
