@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cpt_tasks.documents import parse_document
 from cpt_tasks.documents.evaluate import EvalReport
-from cpt_tasks.documents.train import ModelSource, RunManifest
+from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.evaluate.config import DEFAULT_TASKS, NO_TASKS, EvaluateConfig
@@ -109,7 +109,3 @@ def eval_fingerprint(run: FinishedTraining, report: VerifyReport, base: dict, cf
             "llm-foundry": version("llm-foundry")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
-
-def model_source(model: str, revision: str | None, staged: ModelSource) -> ModelSource:
-    """How the base model was found, for the report (the staged source, with the revision asked for)."""
-    return ModelSource(source=model, path=staged.path, revision=staged.revision or revision)

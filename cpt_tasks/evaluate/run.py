@@ -23,12 +23,14 @@ import yaml
 from cpt_tasks.documents import find_document, write_document
 from cpt_tasks.documents.evaluate import ROLES, EvalReport, EvalSubset, EvalTasks, EvalWorkerOutcome, \
     EvaluateResult
-from cpt_tasks.documents.train import MlflowRun, ReportRef, RunManifest
+from cpt_tasks.documents.convert import Framing
+from cpt_tasks.documents.train import MlflowRun, ModelSource, ReportRef, RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.evaluate.config import DEFAULT_TASKS, EvaluateConfig
 from cpt_tasks.evaluate.foundry_yaml import build_eval_yaml
-from cpt_tasks.evaluate.inputs import base_model, eval_fingerprint, find_run, model_identity, plan_tasks, settings
+from cpt_tasks.evaluate.inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
+    plan_tasks, settings
 from cpt_tasks.evaluate.report import EXPLAINED, compare, headline, render_markdown, render_png
 from cpt_tasks.evaluate.tasks import DEFAULT_MEASURES, USER_MEASURES, TaskList, generate_default_tasks, to_yaml
 from cpt_tasks.evaluate.worker import RESULT_FILE, config_file
@@ -63,7 +65,7 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-evaluate")
     scratch = local_root / f"{manifest.run_name}-{fingerprint[:16]}"
     scratch.mkdir(parents=True, exist_ok=True)
-    staged = _stage(cfg, report, manifest, model, revision, local_root / "models")
+    staged = _stage(report, run, model, revision, local_root / "models")
     tasks = _tasks(cfg, user_tasks, report, staged, scratch)
     seconds = {"prepare": round(time.time() - started, 1)}
     outcome, tracking = _run_models(cfg, report, run, staged, tasks, scratch, fingerprint)
@@ -85,24 +87,28 @@ class Tracking:
     loggers: dict[str, dict] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
 class Staged:
     """Both models and the tokenizer as local folders, checked against the data."""
 
-    def __init__(self, tokenizer_dir: Path, framing, base_dir: Path, base_source, trained_dir: Path) -> None:
-        self.tokenizer_dir, self.framing = tokenizer_dir, framing
-        self.base_dir, self.base_source, self.trained_dir = base_dir, base_source, trained_dir
+    tokenizer_dir: Path
+    framing: Framing
+    base_dir: Path
+    base_source: ModelSource
+    trained_dir: Path
 
 
-def _stage(cfg: EvaluateConfig, report: VerifyReport, manifest: RunManifest, model: str, revision: str | None,
-           cache: Path) -> Staged:
+def _stage(report: VerifyReport, run: FinishedTraining, model: str, revision: str | None, cache: Path) -> Staged:
     from cpt_tasks.train.inputs import check_data, check_model, resolve_tokenizer, stage_model
 
+    manifest = run.manifest
     _, framing = check_data(report)
     tokenizer_dir, vocab_size = resolve_tokenizer(report, framing)
     names = set(list_files(manifest.hf_export))
     if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
         raise UserError(f"run {manifest.run_name}: its trained model (the Hugging Face export) "
-                        f"{manifest.hf_export} is missing or incomplete; a retry of the train step exports it again")
+                        f"{manifest.hf_export} is missing or incomplete; remove {run.location} and run the train "
+                        "step again: it exports from the run's last checkpoint")
     trained_dir, _ = stage_model(manifest.hf_export, None, cache)
     check_model(trained_dir, vocab_size, report.concat_tokens, manifest.hf_export)
     try:
@@ -126,7 +132,7 @@ def _tasks(cfg: EvaluateConfig, user_tasks: TaskList | None, report: VerifyRepor
     return tasks
 
 
-def _run_models(cfg: EvaluateConfig, report: VerifyReport, run, staged: Staged, tasks: TaskList, scratch: Path,
+def _run_models(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, staged: Staged, tasks: TaskList, scratch: Path,
                 fingerprint: str) -> tuple[EvalWorkerOutcome, Tracking]:
     """Write each model's config and run the evaluation process; its outcome and the MLflow runs."""
     from cpt_tasks.train.launch import count_gpus
@@ -194,7 +200,7 @@ def _launch(scratch: Path) -> EvalWorkerOutcome:
     return outcome
 
 
-def _report(cfg: EvaluateConfig, report: VerifyReport, run, staged: Staged, tasks: TaskList,
+def _report(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, staged: Staged, tasks: TaskList,
             outcome: EvalWorkerOutcome, tracked: MlflowRun, fingerprint: str, folder: str, seconds: dict
             ) -> EvalReport:
     from cpt_tasks.train.manifest import code_version
