@@ -17,7 +17,8 @@ SMALL_MODEL := $(CPT_HOME)/models/tiny-small
 AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 
-.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean
+.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean images \
+	image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
 	$(TINY_MODEL)/config.json $(SMALL_TOKENIZER)/tokenizer.json $(SMALL_MODEL)/config.json
@@ -59,11 +60,11 @@ $(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json c
 test: test-tasks test-dags
 
 test-tasks: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu" --ignore=tests/dags $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu and not images" --ignore=tests/dags $(PYTEST_ARGS)
 
 test-dags: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
-		-m "not gpu" $(PYTEST_ARGS)
+		-m "not gpu and not images" $(PYTEST_ARGS)
 
 # Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
 test-ui: setup
@@ -95,6 +96,49 @@ airflow: setup
 # Every pod manifest the kubernetes runner would submit for the default Params, for review.
 pods: .venv-airflow/.installed
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.pods --out build/pods
+
+# The two images, built for real with podman from the repository root (docker/README.md). No image registry is
+# reachable here, so the bases are stand-ins built from Debian packages (docker/bases/, cached: rebuilt only when
+# their recipe changes) passed through the Dockerfiles' base ARGs. The build trusts $(CA_BUNDLE) (a corporate
+# proxy's CA: `make images CA_BUNDLE=/path/ca.pem`; empty: none) through a build secret, never a layer.
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+CONTAINERS_CONF ?= $(CURDIR)/docker/podman/containers.conf
+export CONTAINERS_CONF
+PODMAN := podman
+BUILD_FLAGS = --isolation chroot --network host $(if $(CA_BUNDLE),--secret id=ca_bundle$(comma)src=$(CA_BUNDLE))
+comma := ,
+TASKS_IMAGE ?= localhost/cpt-tasks:dev
+AIRFLOW_IMAGE ?= localhost/cpt-airflow:dev
+BASE = PODMAN="$(PODMAN)" BUILD_FLAGS="$(BUILD_FLAGS)" docker/bases/ensure.sh
+
+images: image-tasks image-airflow
+
+image-tasks:
+	base=$$($(BASE) python) && $(PODMAN) build $(BUILD_FLAGS) --build-arg PYTHON_IMAGE=$$base \
+		-f docker/tasks/Dockerfile -t $(TASKS_IMAGE) .
+
+image-airflow:
+	base=$$($(BASE) airflow) && $(PODMAN) build $(BUILD_FLAGS) --build-arg AIRFLOW_IMAGE=$$base \
+		-f docker/airflow/Dockerfile -t $(AIRFLOW_IMAGE) .
+
+# The whole DAG as pods: `airflow dags test cpt_dolmino` with CPT_RUNNER=podman on the demo's Params; every step
+# runs the pod manifest the kubernetes runner builds, in $(TASKS_IMAGE). Outputs under $(CPT_HOME)/demo-pods/.
+demo-pods: setup image-tasks
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --runner podman --image $(TASKS_IMAGE)
+
+# The images' own tests (not part of `make test`: building takes minutes): containers of both images under the
+# pods' security context, `make demo-pods`, then the podman runner on real pods and a second demo-pods run that
+# must convert nothing.
+test-images: setup images
+	CPT_TASKS_IMAGE=$(TASKS_IMAGE) CPT_AIRFLOW_IMAGE=$(AIRFLOW_IMAGE) HF_HUB_OFFLINE=1 $(TASKS_PY) -m pytest tests/images -m images $(PYTEST_ARGS)
+	$(MAKE) demo-pods
+	CPT_TASKS_IMAGE=$(TASKS_IMAGE) HF_HUB_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
+		-m images $(PYTEST_ARGS)
+
+# Image sizes and build times, cold and after a one-line code change (bench/results/images.md); --bases also
+# rebuilds the stand-in bases: `make bench-images BENCH_ARGS=--bases`.
+bench-images:
+	bench/images.sh $(BENCH_ARGS)
 
 # Re-resolve both lock files from requirements/*.in.
 lock: | $(UV)

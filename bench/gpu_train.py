@@ -78,9 +78,9 @@ def make_data(work: Path, seq: int, smoke: bool) -> Path:
     """Sample -> plan -> convert -> verify at ``seq``; the verification report."""
     from cpt_tasks.convert.run import convert
     from cpt_tasks.plan.config import PlanConfig
-    from cpt_tasks.plan.run import plan, planned_config
+    from cpt_tasks.documents import write_document
+    from cpt_tasks.plan.run import plan
     from cpt_tasks.sample_data import write_sample
-    from cpt_tasks.storage import write_bytes_atomic
     from cpt_tasks.tokenizer import export_llama3
     from cpt_tasks.verify.config import VerifyConfig
     from cpt_tasks.verify.run import verify
@@ -98,9 +98,9 @@ def make_data(work: Path, seq: int, smoke: bool) -> Path:
     body = plan(PlanConfig(dataset=str(sample), tokenizer=str(tokenizer), out_root=str(work / "data"),
                            subsets=subsets, total_tokens=total, concat_tokens=seq, val_fraction=0,
                            overrides={s: {"val_tokens": seq} for s in subsets}, num_workers=0))
-    write_bytes_atomic(str(work / "plan.json"), json.dumps(body).encode())
-    for sub in body["subsets"]:
-        convert(planned_config(sub), progress_interval=0)
+    write_document(str(work / "plan.json"), body)
+    for sub in body.subsets:
+        convert(sub.convert, progress_interval=0)
     result = verify(VerifyConfig(plan=str(work / "plan.json"), num_workers=0))
     if not result.ok:
         raise SystemExit("verification of the benchmark data failed")

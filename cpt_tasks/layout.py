@@ -22,6 +22,7 @@ from cpt_tasks.storage import join
 
 Split = Literal["train", "val"]  # the output splits of every conversion
 SPLITS: tuple[str, ...] = get_args(Split)  # in write order
+TRAIN, VAL = SPLITS
 MANIFEST_FILE = "manifest.json"  # a conversion's completion marker, written last
 MDS_INDEX_FILE = "index.json"  # an MDS split's index
 COLUMN_NAME = "tokens"  # the one MDS column

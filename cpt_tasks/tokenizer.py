@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cpt_tasks.cache import cache_root, sha256_file, write_atomic
+from cpt_tasks.convert.config import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.errors import UserError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
@@ -31,7 +32,6 @@ LLAMA3_SHA256 = {
     "tokenizer.model": "82e9d31979e92ab929cd544440f129d9ecd797b69e327f80f17e1c50d5551b55",
     "tokenizer.json": "c05a3c2174e9edd5be19dc5a0748c42a9037bec2811ce062728bfd71f8702d78",
 }
-LLAMA3_BOS, LLAMA3_EOS = "<|begin_of_text|>", "<|end_of_text|>"
 
 
 @dataclass(frozen=True)

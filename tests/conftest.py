@@ -176,6 +176,35 @@ def mix_report(tmp_path_factory, sample_dir, small_tokenizer_dir) -> Path:
     return make_verified(tmp_path_factory.mktemp("mix"), sample_dir, small_tokenizer_dir, **MIX)
 
 
+def edit_plan(location: str, edit) -> None:
+    """Change a written plan in place (``edit(plan)``) and give it its new fingerprint, as a plan made with
+    those values would have: what a test needs to point a plan elsewhere or disagree with its data."""
+    from cpt_tasks.documents import parse_document, write_document
+    from cpt_tasks.documents.plan import Plan
+    from cpt_tasks.storage import read_bytes
+
+    body = parse_document(read_bytes(location), Plan, location)
+    edit(body)
+    body.fingerprint = body.content_fingerprint()
+    write_document(location, body)
+
+
+def copy_run(source: str, target: str) -> None:
+    """Copy a planned and converted root (``plan.json`` and its data; local or object storage) to ``target``
+    and point the copied plan at the copy."""
+    from cpt_tasks.storage import join, list_files, read_bytes, write_bytes_atomic
+
+    for name in list_files(source):
+        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+
+    def repoint(body) -> None:
+        body.root = body.root.replace(source, target, 1)
+        for sub in body.subsets:
+            sub.convert = sub.convert.model_copy(update={"out_root": sub.out_root.replace(source, target, 1)})
+
+    edit_plan(join(target, "plan.json"), repoint)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mix_report, tiny_model) -> dict:
     """One run of `cpt-tasks train` on ``MIX`` (6 steps of the tiny model), shared by the evaluation and tracking

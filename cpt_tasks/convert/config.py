@@ -11,6 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from cpt_tasks.config import StrictModel, TokenCount
 
+LLAMA3_BOS, LLAMA3_EOS = "<|begin_of_text|>", "<|end_of_text|>"  # Llama 3's document framing tokens
+
 
 def default_workers() -> int:
     """Usable CPU cores of this process: its CPU affinity, capped by a cgroup CPU quota (a pod's limit)."""
@@ -55,8 +57,8 @@ class ConvertConfig(StrictModel):
                                 "this many documents of raw JSON)")
     compression: str = Field("zstd", description="MDS shard compression: zstd, zstd:<1-22> or none")
     size_limit: int = Field(1 << 26, description="Uncompressed bytes per MDS shard, e.g. 64mb or 67108864")
-    bos_text: str = Field("<|begin_of_text|>", description="Special token placed before every document")
-    eos_text: str = Field("<|end_of_text|>", description="Special token placed after every document")
+    bos_text: str = Field(LLAMA3_BOS, description="Special token placed before every document")
+    eos_text: str = Field(LLAMA3_EOS, description="Special token placed after every document")
     tokenizer_backend: Literal["auto", "tiktoken", "tokenizers"] = Field(
         "auto", description="auto, tiktoken or tokenizers (same ids; auto is fastest)")
     overwrite: bool = Field(False, description="Replace an output of a different conversion at --out_root")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cpt_tasks.layout import TRAIN, VAL
+
 
 @dataclass
 class SplitStats:
@@ -73,8 +75,8 @@ class Packer:
     """Feeds framed documents (tokens + per-document lengths) through train, then val."""
 
     def __init__(self, concat_tokens: int, train_rows: int | None, val_rows: int) -> None:
-        self.train = _Phase("train", concat_tokens, train_rows)
-        self.val = _Phase("val", concat_tokens, val_rows)
+        self.train = _Phase(TRAIN, concat_tokens, train_rows)
+        self.val = _Phase(VAL, concat_tokens, val_rows)
         self._phase = self.train if train_rows != 0 else self.val
         self.documents = 0  # documents fed (ordinal of the next one)
 

@@ -13,6 +13,7 @@ import importlib.util
 from pathlib import Path
 
 from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.layout import VAL
 from cpt_tasks.train.foundry_yaml import COMPONENTS, _loader, _location
 
 SEED = 17
@@ -36,7 +37,7 @@ def build_eval_yaml(name: str, model_dir: str, tokenizer_dir: str, report: Verif
                     "tokenizer": {"name": tokenizer_dir, "kwargs": {"model_max_length": concat}}}],
         "eval_subset_num_batches": subset_batches,
         "eval_loaders": [
-            {**_loader({**_location(s.out_root, "val", cache / s.fingerprint[:16] / s.name), "shuffle": False,
+            {**_loader({**_location(s.out_root, VAL, cache / s.fingerprint[:16] / s.name), "shuffle": False,
                         "max_seq_len": concat}, 0, gpu, False), "label": s.name}
             for s in report.subsets if s.val_tokens > 0],
     }

@@ -34,7 +34,7 @@ from cpt_tasks.evaluate.inputs import FinishedTraining, base_model, eval_fingerp
 from cpt_tasks.evaluate.report import EXPLAINED, compare, headline, render_markdown, render_png
 from cpt_tasks.evaluate.tasks import DEFAULT_MEASURES, USER_MEASURES, TaskList, generate_default_tasks, to_yaml
 from cpt_tasks.evaluate.worker import RESULT_FILE, config_file
-from cpt_tasks.layout import EVAL_JSON, EVAL_MD, EVAL_PNG, EVAL_TASKS_FILE, eval_folder
+from cpt_tasks.layout import EVAL_JSON, EVAL_MD, EVAL_PNG, EVAL_TASKS_FILE, VAL, eval_folder
 from cpt_tasks.storage import join, list_files, write_bytes_atomic
 from cpt_tasks.tracking import Tracker, airflow_tags, connect
 
@@ -213,7 +213,7 @@ def _report(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, st
         run_folder=manifest.run_folder, run_manifest=ReportRef(location=run.location, sha256=run.sha256),
         checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, base_model=staged.base_source,
         tokenizer=report.tokenizer, concat_tokens=report.concat_tokens,
-        subsets=[EvalSubset(name=s.name, val_split=join(s.out_root, "val"), fingerprint=s.fingerprint,
+        subsets=[EvalSubset(name=s.name, val_split=join(s.out_root, VAL), fingerprint=s.fingerprint,
                             val_tokens=s.val_tokens) for s in report.subsets if s.val_tokens > 0],
         tasks=EvalTasks(source=tasks.source, sha256=tasks.sha256,
                         task_list=join(folder, EVAL_TASKS_FILE) if tasks.tasks else None,

@@ -22,6 +22,7 @@ from pathlib import Path
 from cpt_tasks.documents.evaluate import EvalTask
 from cpt_tasks.documents.verify import SubsetReport
 from cpt_tasks.errors import UserError
+from cpt_tasks.layout import VAL
 from cpt_tasks.storage import is_remote, join, read_bytes
 
 TASK_TYPES = ("language_modeling", "multiple_choice", "schema", "generation_task_with_answers")
@@ -147,7 +148,7 @@ def generate_default_tasks(subsets: list[SubsetReport], concat_tokens: int, toke
     out_dir.mkdir(parents=True, exist_ok=True)
     result = TaskList(source="default")
     for sub in subsets:
-        rows = read_val_rows(join(sub.out_root, "val"), concat_tokens, encoder.vocab_size)
+        rows = read_val_rows(join(sub.out_root, VAL), concat_tokens, encoder.vocab_size)
         examples = next_word_examples(rows, encoder, cap)
         if not examples:
             continue

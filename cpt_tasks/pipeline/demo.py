@@ -4,6 +4,11 @@ Prepares the Airflow home (SQLite, local runner, OpenLineage to a file, MLflow t
 ``airflow dags test cpt_dolmino --conf <demo Params>`` on the bundled sample with a tiny random Llama on the
 CPU, and prints what was produced where, ending with the evaluation's table (base vs trained) and the MLflow
 runs. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
+
+``--runner podman`` (``make demo-pods``): the same run with every step as the kubernetes runner's pod, run by
+``podman kube play`` in the built tasks image (``--image``); Airflow home ``$CPT_HOME/airflow-pods``, outputs
+and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; not tracked (a pod's file store would be
+thrown away with it).
 """
 
 from __future__ import annotations
@@ -120,13 +125,35 @@ def _tracking_lines(run_manifest: str, evaluation) -> list[str]:
     return lines
 
 
+def podman_environment(home: Path, image: str) -> dict[str, str]:
+    """The Airflow environment of ``--runner podman``: its own Airflow home and storage root, the image, and a
+    storage root the pods' user may write (the runner's pods run as uid 1000)."""
+    from cpt_tasks.pipeline.runners import UID
+
+    proc = subprocess.run(["podman", "image", "exists", image], capture_output=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"image {image} not found: build it with `make images` (podman)")
+    storage_root = home / "demo-pods"
+    env = prepare(home, home / "airflow-pods", storage_root)
+    if os.geteuid() == 0:
+        os.chown(storage_root, UID, UID)
+    # `make setup` writes the tiny model's weights owner-only (0600): the pods read the inputs as another user.
+    for name in ("sample", "tokenizer", "models"):
+        subprocess.run(["chmod", "-R", "a+rX", str(home / name)], check=True)
+    return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root),
+                  "CPT_MLFLOW_TRACKING_URI": ""}  # a file store inside a pod would go with the pod: not tracked
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conf", default="{}", help="JSON Params to change on top of the demo's")
+    parser.add_argument("--runner", choices=("local", "podman"), default="local",
+                        help="local: processes with the tasks env; podman: the Kubernetes pods, with podman")
+    parser.add_argument("--image", default="localhost/cpt-tasks:dev", help="tasks image of --runner podman")
     args = parser.parse_args(argv)
     home = cpt_home()
-    env = {**os.environ, **prepare(home)}
-    conf = demo_params(home) | json.loads(args.conf)
+    env = {**os.environ, **(podman_environment(home, args.image) if args.runner == "podman" else prepare(home))}
+    conf = demo_params(home, Path(env["CPT_STORAGE_ROOT"])) | json.loads(args.conf)
     storage_root = Path(conf["storage_root"])
     log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
     print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")

@@ -21,7 +21,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.errors import EXIT_UP_TO_DATE, NO_RETRY_EXITS
+from cpt_tasks.errors import EXIT_UP_TO_DATE, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
 
 Gate = Callable[[dict, dict | None], str | None]
@@ -33,7 +33,7 @@ def exit_status_error(code: int, what: str) -> AirflowException:
     if code == EXIT_UP_TO_DATE:
         return AirflowSkipException(f"{what}: already up to date (exit {code}); nothing to do")
     if code in NO_RETRY_EXITS:
-        kind = "bad input or arguments" if code == 2 else "the data failed verification"
+        kind = "bad input or arguments" if code == EXIT_USER_ERROR else "the data failed verification"
         return AirflowFailException(f"{what} exited {code}: {kind}; not retrying (see the log above)")
     return AirflowException(f"{what} exited {code}; transient or unexpected, will be retried")
 

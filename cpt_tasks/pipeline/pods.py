@@ -21,9 +21,10 @@ from cpt_tasks.pipeline.steps import PLAN, convert_kwargs
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 
 
-def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py"):
-    """The DAG object, imported from its file with ``CPT_RUNNER=kubernetes``."""
-    os.environ["CPT_RUNNER"] = "kubernetes"
+def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py", runner: str = "kubernetes"):
+    """The DAG object, imported from its file with ``CPT_RUNNER=runner`` (kubernetes, or podman: its operators
+    build the same pods)."""
+    os.environ["CPT_RUNNER"] = runner
     spec = importlib.util.spec_from_file_location("cpt_dolmino_for_pods", dag_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -3,7 +3,8 @@
 Kubernetes (``CPT_RUNNER=kubernetes``): a hardened pod (non-root, no privilege escalation, all capabilities
 dropped, read-only root filesystem with writable /tmp and /cache, RuntimeDefault seccomp, no service-account
 token), object-storage, Hub and MLflow credentials only by Secret reference, CPU-only conversions and a GPU
-training pod with a memory-backed /dev/shm. Local (``CPT_RUNNER=local``): the same argv as a process.
+training pod with a memory-backed /dev/shm. Podman (``CPT_RUNNER=podman``): the same pod, run on this machine with
+``podman kube play`` (``cpt_tasks.pipeline.podman``). Local (``CPT_RUNNER=local``): the same argv as a process.
 The task id, mapping, retries, assets, gates and the tracked steps' "MLflow run" link do not depend on the runner.
 """
 
@@ -26,6 +27,10 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
         if step.mlflow:
             options["env_vars"] = deployment.mlflow_env()
+    elif deployment.runner == "podman":
+        from cpt_tasks.pipeline.podman import PodmanStepOperator
+
+        cls, options = PodmanStepOperator, {**pod_options(step, deployment), "podman_dir": deployment.podman_dir}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
     if partial:

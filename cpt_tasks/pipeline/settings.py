@@ -1,7 +1,8 @@
 """Deployment settings the DAG reads from its environment once, at parse time (no Airflow import).
 
 The deployed Airflow image sets ``CPT_RUNNER=kubernetes`` and the rest through the Helm values
-(``helm/cpt-pipeline/values-airflow.yaml``); the demo and CI set ``CPT_RUNNER=local``.
+(``helm/cpt-pipeline/values-airflow.yaml``); the demo and CI set ``CPT_RUNNER=local``, ``make demo-pods``
+``CPT_RUNNER=podman``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RUNNERS = ("kubernetes", "local")
+RUNNERS = ("kubernetes", "local", "podman")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -32,7 +33,8 @@ def _json_env(name: str, default: object, kind: type) -> object:
 class Deployment:
     """Where and how the steps run; every field comes from a ``CPT_*`` environment variable."""
 
-    runner: str = "kubernetes"  # CPT_RUNNER: kubernetes (pods) or local (processes with the tasks env)
+    runner: str = "kubernetes"  # CPT_RUNNER: kubernetes (pods), local (processes with the tasks env) or podman
+    # (the kubernetes runner's pods, run here with `podman kube play`: cpt_tasks/pipeline/podman.py)
     namespace: str = "cpt"  # CPT_NAMESPACE: the pods' namespace
     image: str = "ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"  # CPT_TASKS_IMAGE: the tasks image the pods run
     storage_root: str = "s3://cpt-pipeline"  # CPT_STORAGE_ROOT: default of the storage_root Param
@@ -52,6 +54,8 @@ class Deployment:
     mlflow_secret: str = "cpt-mlflow"  # CPT_MLFLOW_SECRET: Secret with MLFLOW_TRACKING_USERNAME/_PASSWORD/_TOKEN
     mlflow_ui_url: str = ""  # CPT_MLFLOW_UI_URL: the MLflow UI people open (the "MLflow run" links); empty: the
     # tracking URI when it is http(s), else http://127.0.0.1:5000 (make mlflow)
+    # CPT_PODMAN_DIR: podman runner's folder: pods/ (every manifest it submitted) and xcom/ (each pod's XCom)
+    podman_dir: str = str(REPO_ROOT / ".cpt" / "podman")
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:
@@ -82,6 +86,7 @@ class Deployment:
             mlflow_tracking_uri=env.get("CPT_MLFLOW_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", "")).strip(),
             mlflow_secret=env.get("CPT_MLFLOW_SECRET", base.mlflow_secret),
             mlflow_ui_url=env.get("CPT_MLFLOW_UI_URL", base.mlflow_ui_url).strip(),
+            podman_dir=env.get("CPT_PODMAN_DIR") or str(Path(env.get("CPT_HOME") or REPO_ROOT / ".cpt") / "podman"),
         )
 
     def mlflow_env(self) -> dict[str, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.layout import TRAIN, VAL
 from cpt_tasks.storage import is_remote
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.status import RunPaths
@@ -147,7 +148,7 @@ def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:
 def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dict:
     """The train loader (one stream per subset, the plan's proportions) and one eval loader per subset."""
     concat = report.concat_tokens
-    streams = {s.name: {**_location(s.out_root, "train", cache / s.fingerprint[:16] / s.name),
+    streams = {s.name: {**_location(s.out_root, TRAIN, cache / s.fingerprint[:16] / s.name),
                         "proportion": s.proportion} for s in report.subsets}
     train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
     micro = cfg.device_microbatch_size
@@ -156,7 +157,7 @@ def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dic
                 "device_eval_batch_size": cfg.device_eval_batch_size or (micro if micro != "auto" else 1),
                 "eval_interval": cfg.eval_interval, "eval_subset_num_batches": cfg.eval_subset_num_batches,
                 "eval_first": False}
-    evals = [{**_loader({**_location(s.out_root, "val", cache / s.fingerprint[:16] / s.name), "shuffle": False,
+    evals = [{**_loader({**_location(s.out_root, VAL, cache / s.fingerprint[:16] / s.name), "shuffle": False,
                          "max_seq_len": concat}, 0, gpu, False), "label": s.name}
              for s in report.subsets if s.val_tokens > 0]
     if evals:

@@ -22,7 +22,7 @@ from cpt_tasks.documents.convert import ConvertManifest
 from cpt_tasks.documents.plan import Plan, PlannedSubset
 from cpt_tasks.documents.train import PlanRef
 from cpt_tasks.documents.verify import Check, SubsetReport, SubsetSummary, VerifyReport, VerifySummary
-from cpt_tasks.layout import SPLITS
+from cpt_tasks.layout import SPLITS, TRAIN, VAL
 from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join
@@ -176,7 +176,7 @@ def _check_rows(subset: str, shards: dict[tuple[str, str], list[ShardCheck]], c:
         problems = [p for s in found for p in s.problems]
         c.add(f"shards:{split}", not problems, "; ".join(problems[:5]) + (" …" if len(problems) > 5 else ""))
         rows = [r for s in found for r in s.sample_rows]
-        if split != "train" or not rows:  # no readable row: the shards check has already failed
+        if split != TRAIN or not rows:  # no readable row: the shards check has already failed
             continue
         texts = [_decode(encoder, r) for r in rows]
         readable = [t for t in texts if t.strip() and t.count("\ufffd") <= len(t) // 100]
@@ -198,7 +198,7 @@ def _decode(encoder: Encoder, row: list[int]) -> str:
 
 def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, plan: Plan) -> None:
     exhausted = manifest.exhausted
-    for split, rows in (("train", sub.train_rows), ("val", sub.val_rows)):
+    for split, rows in ((TRAIN, sub.train_rows), (VAL, sub.val_rows)):
         got = manifest.splits[split].tokens
         want = rows * plan.concat_tokens
         if got == want:
@@ -208,7 +208,7 @@ def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, pl
                   + ("" if plan.allow_short else " (the plan does not allow short subsets)"))
         else:
             c.add(f"budget:{split}", False, f"{got:,} tokens, plan wants {want:,}")
-    train, val = manifest.splits["train"], manifest.splits["val"]
+    train, val = manifest.splits[TRAIN], manifest.splits[VAL]
     disjoint = not val.samples or (val.first_document is not None and train.last_document is not None
                                    and val.first_document > train.last_document)
     c.add("disjoint", disjoint, f"train documents ..{train.last_document}, val from {val.first_document}")
@@ -222,17 +222,17 @@ def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, pl
 
 def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, ConvertManifest | None],
             checks: dict[str, _Checks]) -> VerifyReport:
-    realized_total = sum(m.splits["train"].tokens for m in manifests.values() if m)
+    realized_total = sum(m.splits[TRAIN].tokens for m in manifests.values() if m)
     subsets = []
     for sub in plan.subsets:
         m, c = manifests[sub.name], checks[sub.name]
         short = bool(m and m.exhausted)
-        train_tokens = m.splits["train"].tokens if m else 0
+        train_tokens = m.splits[TRAIN].tokens if m else 0
         subsets.append(SubsetReport(
             name=sub.name, status="failed" if not c.ok else ("short" if short else "ok"),
             fingerprint=sub.fingerprint, out_root=sub.out_root, manifest=manifest_location(sub.out_root),
             proportion=sub.proportion, planned_train_tokens=sub.train_rows * plan.concat_tokens,
-            train_tokens=train_tokens, val_tokens=m.splits["val"].tokens if m else 0,
+            train_tokens=train_tokens, val_tokens=m.splits[VAL].tokens if m else 0,
             share=train_tokens / realized_total if realized_total else 0.0,
             documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=short, checks=c.items))
     return VerifyReport(

@@ -14,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 import zstandard
-from conftest import CPT, ROOT, read_rows, run_cli
+from conftest import CPT, ROOT, call_cli, read_rows
 
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
@@ -61,13 +61,13 @@ def test_manifest_records_the_contract(flan, tokenizer_dir):
     assert m.splits["val"].samples == 5 and m.splits["val"].tokens == 5 * CONCAT
     assert m.splits["val"].first_document > m.splits["train"].last_document
     assert m.config == cfg and m.framing.bos_id == 128000 and m.framing.eos_text == "<|end_of_text|>"
-    assert m["tokenizer"]["bos_id"] == 128000 and m["tokenizer"]["eos_id"] == 128001
-    assert m["tokenizer"]["name"] == str(tokenizer_dir) and len(m["tokenizer"]["sha256"]) == 64
-    assert m["source"]["subset"] == "flan" and [f["path"] for f in m["source"]["files"]] == [
+    assert m.tokenizer.bos_id == 128000 and m.tokenizer.eos_id == 128001
+    assert m.tokenizer.name == str(tokenizer_dir) and len(m.tokenizer.sha256) == 64
+    assert m.source.subset == "flan" and [f.path for f in m.source.files] == [
         "0000/flan-0000.json.zst", "0001/flan-0001.json.zst"]
-    assert all(len(f["sha256"]) == 64 and f["size"] > 0 for f in m["source"]["files"])
-    assert m["code_version"]["converter"] and m["timings"]["seconds"] > 0
-    assert m["columns"] == {"tokens": "ndarray:int32"}
+    assert all(len(f.sha256) == 64 and f.size > 0 for f in m.source.files)
+    assert m.code_version["converter"] and m.timings.seconds > 0
+    assert m.columns == {"tokens": "ndarray:int32"}
 
 
 def test_rows_follow_budgets_and_val_rule(flan, sample_dir, tokenizer_dir):
@@ -90,7 +90,7 @@ def test_rows_equal_llmfoundry_concat_tokens_dataset(tmp_path, sample_dir, token
     docs = [d for d in docs if d["text"].strip() and "<|" not in d["text"]]
     src = tmp_path / "docs.jsonl"
     src.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
-    run_cli("convert", "--dataset", src, "--out_root", tmp_path / "out", "--tokenizer", tokenizer_dir,
+    call_cli("convert", "--dataset", src, "--out_root", tmp_path / "out", "--tokenizer", tokenizer_dir,
             "--concat_tokens", 2048, check=True)
     theirs = ConcatTokensDataset(hf_dataset=docs, tokenizer=AutoTokenizer.from_pretrained(str(tokenizer_dir)),
                                  max_length=2048, bos_text="", eos_text="<|end_of_text|>", no_wrap=False)
@@ -141,9 +141,9 @@ def test_shuffle_is_deterministic_for_any_worker_count(tmp_path, sample_dir, tok
 def test_rerun_is_a_noop_that_touches_nothing(tmp_path, sample_dir, tokenizer_dir):
     args = ["convert", "--dataset", sample_dir, "--data_subset", "math", "--out_root", tmp_path / "o",
             "--tokenizer", tokenizer_dir, "--concat_tokens", CONCAT, "--max_tokens", 20 * CONCAT]
-    run_cli(*args, check=True)
+    call_cli(*args, check=True)
     before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (tmp_path / "o").rglob("*")}
-    second = run_cli(*args, "--num_workers", 1, check=True)  # worker count does not change the bytes
+    second = call_cli(*args, "--num_workers", 1, check=True)  # worker count does not change the bytes
     assert "up to date" in second.stdout and "no file was touched" in second.stdout
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (tmp_path / "o").rglob("*")} == before
 
@@ -152,19 +152,19 @@ def test_exhausted_source_writes_fewer_rows_and_says_so(tmp_path, sample_dir, to
     cfg = ConvertConfig(dataset=str(sample_dir), data_subset="pes2o", out_root=str(tmp_path), concat_tokens=CONCAT,
                         tokenizer=str(tokenizer_dir), max_tokens="1e9", val_tokens="1e6")
     m = convert(cfg, progress_interval=0).manifest
-    assert m["exhausted"] is True
-    assert 0 < m["splits"]["train"]["samples"] < m["splits"]["train"]["requested_samples"]
-    assert m["splits"]["val"]["samples"] == 0 and m["splits"]["val"]["requested_samples"] == 1953
+    assert m.exhausted is True
+    assert 0 < m.splits["train"].samples < m.splits["train"].requested_samples
+    assert m.splits["val"].samples == 0 and m.splits["val"].requested_samples == 1953
 
 
 def test_another_conversion_at_the_same_root_needs_overwrite(tmp_path, sample_dir, tokenizer_dir):
     base = ["convert", "--dataset", sample_dir, "--data_subset", "wiki", "--out_root", tmp_path,
             "--tokenizer", tokenizer_dir, "--concat_tokens", CONCAT]
-    run_cli(*base, "--max_tokens", 10 * CONCAT, check=True)
-    refused = run_cli(*base, "--max_tokens", 12 * CONCAT)
+    call_cli(*base, "--max_tokens", 10 * CONCAT, check=True)
+    refused = call_cli(*base, "--max_tokens", 12 * CONCAT)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr
     assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["train"]["samples"] == 10
-    run_cli(*base, "--max_tokens", 12 * CONCAT, "--overwrite", check=True)
+    call_cli(*base, "--max_tokens", 12 * CONCAT, "--overwrite", check=True)
     assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["train"]["samples"] == 12
 
 

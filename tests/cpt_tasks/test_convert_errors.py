@@ -4,7 +4,7 @@ import gzip
 
 import pytest
 import zstandard
-from conftest import run_cli
+from conftest import call_cli
 
 GOOD = b'{"id": "a", "text": "A perfectly fine first document about tokenizers."}\n'
 
@@ -13,7 +13,7 @@ def convert_file(tmp_path, tokenizer_dir, name, data, *extra):
     src = tmp_path / name
     src.write_bytes(data)
     out = tmp_path / "out"
-    proc = run_cli("convert", "--dataset", src, "--out_root", out, "--tokenizer", tokenizer_dir,
+    proc = call_cli("convert", "--dataset", src, "--out_root", out, "--tokenizer", tokenizer_dir,
                    "--concat_tokens", 8, *extra)
     assert not (out / "manifest.json").exists()
     return proc
@@ -54,13 +54,13 @@ def test_bad_arguments_are_user_errors(tmp_path, tokenizer_dir, args, message):
 
 def test_missing_dataset_and_subset(tmp_path, tokenizer_dir):
     (tmp_path / "data" / "flan").mkdir(parents=True)
-    proc = run_cli("convert", "--dataset", tmp_path, "--data_subset", "dclm", "--out_root", tmp_path / "o",
+    proc = call_cli("convert", "--dataset", tmp_path, "--data_subset", "dclm", "--out_root", tmp_path / "o",
                    "--tokenizer", tokenizer_dir)
     assert proc.returncode == 2 and f"{tmp_path}/data/dclm" in proc.stderr
-    proc = run_cli("convert", "--dataset", tmp_path, "--data_subset", "flan", "--out_root", tmp_path / "o",
+    proc = call_cli("convert", "--dataset", tmp_path, "--data_subset", "flan", "--out_root", tmp_path / "o",
                    "--tokenizer", tokenizer_dir)
     assert proc.returncode == 2 and "no .json" in proc.stderr
-    proc = run_cli("convert", "--dataset", tmp_path / "nope.jsonl", "--out_root", tmp_path / "o",
+    proc = call_cli("convert", "--dataset", tmp_path / "nope.jsonl", "--out_root", tmp_path / "o",
                    "--tokenizer", tokenizer_dir)
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 

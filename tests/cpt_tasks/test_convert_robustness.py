@@ -8,7 +8,7 @@ import textwrap
 
 import orjson
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, call_cli
 
 from cpt_tasks.convert import sources
 from cpt_tasks.convert.config import ConvertConfig, _cgroup_cpu_quota
@@ -29,7 +29,7 @@ def test_nothing_past_the_budget_is_read_for_any_worker_count(tmp_path, tokenize
     manifests = []
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}"
-        run_cli(*convert_args(src, out, tokenizer_dir, "--max_tokens", 800, "--num_workers", workers), check=True)
+        call_cli(*convert_args(src, out, tokenizer_dir, "--max_tokens", 800, "--num_workers", workers), check=True)
         manifests.append(json.loads((out / "manifest.json").read_text()))
     assert all(m["documents"] == manifests[0]["documents"] for m in manifests)
     assert all(m["splits"] == manifests[0]["splits"] for m in manifests)
@@ -84,9 +84,9 @@ def test_network_errors_stay_retryable(monkeypatch):
 def test_bad_arguments_fail_before_anything_is_touched(tmp_path, tokenizer_dir, args, message):
     (tmp_path / "in.jsonl").write_bytes(GOOD * 50)
     out = tmp_path / "o"
-    run_cli(*convert_args(tmp_path / "in.jsonl", out, tokenizer_dir), check=True)
+    call_cli(*convert_args(tmp_path / "in.jsonl", out, tokenizer_dir), check=True)
     before = (out / "manifest.json").read_bytes()
-    proc = run_cli(*convert_args(tmp_path / "in.jsonl", out, tokenizer_dir, "--overwrite", *args))
+    proc = call_cli(*convert_args(tmp_path / "in.jsonl", out, tokenizer_dir, "--overwrite", *args))
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert (out / "manifest.json").read_bytes() == before
 
@@ -109,12 +109,12 @@ def test_bom_and_json_array_records(tmp_path, tokenizer_dir):
     array = tmp_path / "a.json"
     array.write_bytes(b"[\n" + b",\n".join([GOOD.strip()] * 3 + [b'{"id": 1}']) + b"\n]")
     for shuffle in ("--no-shuffle", "--shuffle"):
-        proc = run_cli(*convert_args(array, tmp_path / "arr", tokenizer_dir, shuffle))
+        proc = call_cli(*convert_args(array, tmp_path / "arr", tokenizer_dir, shuffle))
         assert proc.returncode == 2 and "a.json, record 4: record has no 'text' field" in proc.stderr
 
 
 def test_path_like_dataset_is_never_a_hub_id(tmp_path, tokenizer_dir):
-    proc = run_cli(*convert_args("nodir/x.jsonl", tmp_path / "o", tokenizer_dir))
+    proc = call_cli(*convert_args("nodir/x.jsonl", tmp_path / "o", tokenizer_dir))
     assert proc.returncode == 2 and "no such file or folder" in proc.stderr
 
 

@@ -5,7 +5,7 @@ import json
 import boto3
 import numpy as np
 import pytest
-from conftest import read_rows, run_cli
+from conftest import call_cli, read_rows
 
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.run import convert
@@ -35,9 +35,9 @@ def test_s3_output_matches_local_and_rerun_is_noop(s3_server, tmp_path, sample_d
     manifest = json.loads(client.get_object(Bucket="cpt", Key="runs/wiki/manifest.json")["Body"].read())
     assert manifest["splits"] == local.manifest.model_dump(mode="json")["splits"]
 
-    rerun = run_cli("convert", "--dataset", sample_dir, "--data_subset", "wiki", "--out_root", "s3://cpt/runs/wiki",
+    rerun = call_cli("convert", "--dataset", sample_dir, "--data_subset", "wiki", "--out_root", "s3://cpt/runs/wiki",
                     "--tokenizer", tokenizer_dir, "--concat_tokens", 1024, "--max_tokens", 30 * 1024,
-                    "--val_tokens", 3 * 1024, "--shuffle", "--size_limit", "64kb", env=s3_server, check=True)
+                    "--val_tokens", 3 * 1024, "--shuffle", "--size_limit", "64kb", check=True)
     assert "up to date" in rerun.stdout and keys(s3_server, "runs/wiki/") == stored
 
 

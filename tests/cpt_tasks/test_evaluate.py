@@ -16,6 +16,7 @@ import pytest
 import yaml
 from conftest import CONCAT, SUBSETS, call_cli
 
+from cpt_tasks.convert.config import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.evaluate import EvalReport
 from cpt_tasks.documents.train import RunManifest
@@ -35,8 +36,8 @@ def gauntlet(s3_server, trained_run, small_tokenizer_dir, tmp_path_factory) -> t
     next-word task made from the val splits, and a small multiple-choice task); its URL and the next-word
     examples."""
     report = read_document(trained_run["report"], VerifyReport)[0]
-    made = generate_default_tasks(report.subsets[:1], CONCAT, small_tokenizer_dir, "<|begin_of_text|>",
-                                  "<|end_of_text|>", 20, tmp_path_factory.mktemp("tasks"))
+    made = generate_default_tasks(report.subsets[:1], CONCAT, small_tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS, 20,
+                                  tmp_path_factory.mktemp("tasks"))
     (task,) = made.tasks
     upload_file(task["dataset_uri"], "s3://cpt/gauntlet/local_data/next_word.jsonl")
     mc = tmp_path_factory.mktemp("mc") / "mc.jsonl"

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import run_cli
+from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import build_config
@@ -95,7 +95,7 @@ def test_every_convert_field_survives_plan_to_convert_subset(tmp_path):
     body.fingerprint = body.content_fingerprint()
     write_document(str(tmp_path / "plan.json"), body)
     assert planned_subset(str(tmp_path / "plan.json"), "wiki") == conv
-    proc = run_cli("convert-subset", "--plan", tmp_path / "plan.json", "--subset", "wiki", "--dry-run", check=True)
+    proc = call_cli("convert-subset", "--plan", tmp_path / "plan.json", "--subset", "wiki", "--dry-run", check=True)
     assert ConvertConfig.model_validate_json(proc.stdout) == conv
     assert build_config(ConvertConfig, build_parser().parse_args(body.subsets[0].command()[1:])) == conv
 
@@ -170,12 +170,12 @@ def test_impossible_plans_are_user_errors(sample_dir, tokenizer_dir, kwargs, mes
     (["--total_tokens", "0"], "--total_tokens"),
 ])
 def test_invalid_plan_arguments_exit_2(sample_dir, tokenizer_dir, tmp_path, args, message):
-    proc = run_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path, *args)
+    proc = call_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path, *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
 
 
 def test_cli_prints_and_writes_the_plan(sample_dir, tokenizer_dir, tmp_path):
-    proc = run_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path / "d",
+    proc = call_cli("plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path / "d",
                    "--total_tokens", "350e3", "--concat_tokens", 256, "--val_fraction", 0.03,
                    "--output", tmp_path / "plan.json", check=True)
     printed = json.loads(proc.stdout)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from conftest import copy_run, edit_plan, run_cli
+from conftest import call_cli, copy_run, edit_plan
 
 from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import read_document, write_document
@@ -58,7 +58,7 @@ def failed_checks(report: VerifyReport) -> dict[str, list[str]]:
 
 
 def test_good_run_passes_and_writes_the_report(copy):
-    proc = run_cli("verify", "--plan", copy / "plan.json", check=True)
+    proc = call_cli("verify", "--plan", copy / "plan.json", check=True)
     assert "Verification PASSED" in proc.stdout
     report = report_at(str(copy / "verify-report.json"))
     assert report.ok and [s.status for s in report.subsets] == ["ok"] * 6
@@ -75,7 +75,7 @@ def test_good_run_passes_and_writes_the_report(copy):
 
 def test_deleted_shard(copy):
     (subset_dir(copy, "flan") / "train" / "shard.00000.mds.zstd").unlink()
-    proc = run_cli("verify", "--plan", copy / "plan.json")
+    proc = call_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
     assert "shard.00000.mds.zstd: missing" in proc.stdout
     assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"flan": ["shards:train"]}
@@ -119,7 +119,7 @@ def test_manifest_with_another_fingerprint(copy):
     manifest = json.loads(path.read_text())
     manifest["fingerprint"] = "0" * 64
     path.write_text(json.dumps(manifest))
-    proc = run_cli("verify", "--plan", copy / "plan.json")
+    proc = call_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3
     assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"pes2o": ["fingerprint"]}
 
@@ -166,7 +166,7 @@ def test_short_subset_fails_unless_allowed(tmp_path, sample_dir, tokenizer_dir):
 
 
 def test_missing_plan_is_a_user_error(tmp_path):
-    proc = run_cli("verify", "--plan", tmp_path / "nope.json")
+    proc = call_cli("verify", "--plan", tmp_path / "nope.json")
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
@@ -213,7 +213,7 @@ def test_each_damage_on_object_storage(s3_server, s3_good, sample_dir, tokenizer
     else:
         edit_plan(f"{root}/plan.json", set_proportions({"flan": 0.5, "math": 0.5}))
         expected = {"flan": ["mix"], "math": ["mix"]}
-    proc = run_cli("verify", "--plan", f"{root}/plan.json", env=s3_server)
+    proc = call_cli("verify", "--plan", f"{root}/plan.json")
     assert proc.returncode == 3 and "Verification FAILED" in proc.stdout
     assert failed_checks(report_at(f"{root}/verify-report.json")) == expected
 
@@ -227,7 +227,7 @@ def test_on_object_storage(s3_server, sample_dir, tokenizer_dir):
     key = next(o["Key"] for o in client.list_objects_v2(Bucket="cpt", Prefix="verify/")["Contents"]
                if "/stackexchange/train/shard." in o["Key"])
     client.delete_object(Bucket="cpt", Key=key)
-    proc = run_cli("verify", "--plan", "s3://cpt/verify/plan.json", env=s3_server)
+    proc = call_cli("verify", "--plan", "s3://cpt/verify/plan.json")
     assert proc.returncode == 3 and "missing" in proc.stdout
     assert failed_checks(report_at("s3://cpt/verify/verify-report.json")) == {"stackexchange": ["shards:train"]}
 
@@ -255,7 +255,7 @@ def test_rows_that_do_not_decode_to_text(copy):
 
 def test_out_of_range_ids_fail_the_check_without_crashing(copy):
     rewrite_train(copy, "wiki", 200_000)
-    proc = run_cli("verify", "--plan", copy / "plan.json")
+    proc = call_cli("verify", "--plan", copy / "plan.json")
     assert proc.returncode == 3 and "ids outside [0, 128256)" in proc.stdout
     assert failed_checks(report_at(str(copy / "verify-report.json"))) == {"wiki": ["shards:train"]}
 

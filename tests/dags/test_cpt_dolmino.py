@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 
-RUNNERS = ("local", "kubernetes")
+RUNNERS = ("local", "kubernetes", "podman")
 
 
 def shape(dag) -> dict:
@@ -35,13 +35,13 @@ def shape(dag) -> dict:
 def test_dagbag_parses_without_errors(load_dag, runner):
     dag = load_dag(runner)
     assert dag is not None and dag.doc_md and "plan" in dag.doc_md
-    expected = "LocalStepOperator" if runner == "local" else "StepPodOperator"
+    expected = {"local": "LocalStepOperator", "kubernetes": "StepPodOperator", "podman": "PodmanStepOperator"}[runner]
     assert type(dag.get_task("plan")).__name__ == expected
 
 
-def test_same_shape_under_both_runners(load_dag):
+def test_same_shape_under_every_runner(load_dag):
     local, kube = shape(load_dag("local")), shape(load_dag("kubernetes"))
-    assert local == kube
+    assert local == kube == shape(load_dag("podman"))
     tasks = local["tasks"]
     assert list(tasks) == ["plan", "convert", "verify", "train", "evaluate"]
     assert tasks["plan"]["downstream"] == ["convert"] and tasks["convert"]["downstream"] == ["verify"]

