@@ -16,7 +16,7 @@ import pytest
 from conftest import run_id_of
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run trains and evaluates on the CPU
 
 
 def run_dir(dag_test, proc) -> Path:
