@@ -15,8 +15,9 @@ TINY_MODEL := $(CPT_HOME)/models/tiny-llama
 SMALL_TOKENIZER := $(CPT_HOME)/tokenizer/small
 SMALL_MODEL := $(CPT_HOME)/models/tiny-small
 AIRFLOW_PY := .venv-airflow/bin/python
+MLFLOW_PORT ?= 5000
 
-.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow pods lock clean images \
+.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean images \
 	image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -83,6 +84,12 @@ bench: setup
 CONF ?= {}
 demo: setup
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)'
+
+# The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
+# the Airflow task pages' "MLflow run" links point here).
+mlflow: .venv/.installed
+	mkdir -p $(CPT_HOME)/mlflow
+	.venv/bin/mlflow ui --backend-store-uri file://$(CPT_HOME)/mlflow --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults).
 airflow: setup

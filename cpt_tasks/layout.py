@@ -6,6 +6,8 @@ Under one storage root (a local path, ``s3://`` or ``gs://``)::
     <root>/runs/<dag>/<run>/                                       plan.json, verify-report.{json,md}, verify-mix.png
     <root>/checkpoints/<plan fingerprint[:16]>-<run>/              a training run (see cpt_tasks.train.status)
     <root>/checkpoints/finished/<plan fingerprint>.json            the newest finished run of a plan
+    <run folder>/eval/<eval fingerprint[:16]>/                     an evaluation of a run: eval-report.{json,md},
+                                                                   eval.png, the eval YAMLs, the ICL task list
 
 ``<run>`` is :func:`safe_run_id` of the Airflow run id, everywhere it appears.
 """
@@ -30,6 +32,9 @@ REPORT_JSON, REPORT_MD, REPORT_PNG = "verify-report.json", "verify-report.md", "
 RUN_MANIFEST_FILE = "run-manifest.json"  # a training run's completion marker, written last
 FINISHED_DIR = "finished"
 TRAIN_NODE_LABEL = "cpt-pipeline/train-node"  # on multi-node training pods: the chart's Service and policy select it
+EVAL_DIR = "eval"  # a training run's evaluations, one folder per eval fingerprint
+EVAL_JSON, EVAL_MD, EVAL_PNG = "eval-report.json", "eval-report.md", "eval.png"  # the JSON: written last
+EVAL_TASKS_FILE = "icl-tasks.yaml"  # the ICL task list an evaluation used, in LLM-Foundry's icl_tasks format
 LOCATION_DIGITS = 16  # fingerprint characters in data and run folder names
 RUN_ID_CHARS = 48
 
@@ -71,3 +76,8 @@ def training_run_name(plan_fingerprint: str, run_id: str) -> str:
 def finished_pointer(save_root: str, plan_fingerprint: str) -> str:
     """The pointer to the newest finished training run of a plan."""
     return join(save_root, FINISHED_DIR, f"{plan_fingerprint}.json")
+
+
+def eval_folder(run_folder: str, eval_fingerprint: str) -> str:
+    """One evaluation of a training run: ``<run folder>/eval/<eval fingerprint[:16]>``."""
+    return join(run_folder, EVAL_DIR, eval_fingerprint[:LOCATION_DIGITS])

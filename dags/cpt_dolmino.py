@@ -1,8 +1,8 @@
 """
 ### cpt_dolmino: continual pretraining on the Dolmino mix
 
-**plan** → **convert** (one task per subset) → **verify** → **train**, each step running `cpt-tasks` in its own
-pod (`CPT_RUNNER=kubernetes`) or as a local process (`CPT_RUNNER=local`, the demo and CI).
+**plan** → **convert** (one task per subset) → **verify** → **train** → **evaluate**, each step running
+`cpt-tasks` in its own pod (`CPT_RUNNER=kubernetes`) or as a local process (`CPT_RUNNER=local`, the demo and CI).
 
 * **plan** derives every subset's token budget from *Total train tokens* and the *Proportions*, and a
   fingerprint of everything that determines each subset's bytes.
@@ -13,9 +13,14 @@ pod (`CPT_RUNNER=kubernetes`) or as a local process (`CPT_RUNNER=local`, the dem
 * **train** continues pretraining with Composer + LLM-Foundry on the verified mix, one process per GPU;
   retries resume from the latest checkpoint. With *Train* = `if_changed` it is skipped when this exact data
   has already been trained on.
+* **evaluate** compares the trained model with the one it started from, alike: held-out loss and perplexity on
+  every subset's val split, and ICL tasks (*ICL tasks*: held-out next word by default, or a gauntlet task list).
+  The report (`eval-report.json`/`.md`/`.png`) lands beside the run's checkpoints. With *Evaluate* = `if_trained`
+  it is skipped when training was. Train and evaluate log to MLflow; their task pages link to their runs.
 
 Exit status 2 (bad input) and 3 (bad data) fail a step at once; other failures retry with backoff.
-Assets: `cpt_dolmino/<subset>` (from verify) and `cpt_dolmino/checkpoint` (from train).
+Assets: `cpt_dolmino/<subset>` (from verify), `cpt_dolmino/checkpoint` (from train) and `cpt_dolmino/eval`
+(from evaluate).
 """
 
 from __future__ import annotations
@@ -26,17 +31,19 @@ from airflow.sdk import DAG, Asset, TriggerRule
 
 from cpt_tasks.layout import safe_run_id
 from cpt_tasks.mix import DEFAULT_MIX, load_mix
-from cpt_tasks.pipeline.lineage import CHECKPOINT, asset_name
+from cpt_tasks.pipeline.lineage import CHECKPOINT, EVAL, asset_name
 from cpt_tasks.pipeline.params import build_params
 from cpt_tasks.pipeline.runners import make_operator
 from cpt_tasks.pipeline.settings import Deployment
 from cpt_tasks.pipeline.steps import (
-    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, plan_step, train_gate, train_step, verify_step,
+    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, evaluate_gate, evaluate_step, plan_step, train_gate, train_step,
+    verify_step,
 )
 
 DEPLOYMENT = Deployment.from_env()
 SUBSET_ASSETS = [Asset(name=asset_name(subset)) for subset in load_mix(DEFAULT_MIX).proportions]
 CHECKPOINT_ASSET = Asset(name=asset_name(CHECKPOINT))
+EVAL_ASSET = Asset(name=asset_name(EVAL))
 
 with DAG(
     dag_id="cpt_dolmino",
@@ -68,4 +75,9 @@ with DAG(
 
     train = make_operator(train_step(), DEPLOYMENT, gate=train_gate, outlets=[CHECKPOINT_ASSET])
 
-    plan >> convert >> verify >> train
+    # none_failed: a skipped train still reaches the gate, which decides (Param evaluate)
+    evaluate = make_operator(
+        evaluate_step(), DEPLOYMENT, gate=evaluate_gate, trigger_rule=TriggerRule.NONE_FAILED, outlets=[EVAL_ASSET],
+    )
+
+    plan >> convert >> verify >> train >> evaluate

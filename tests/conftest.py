@@ -1,7 +1,8 @@
 """Shared fixtures: the Llama 3 tokenizer folder, the generated sample data, a real S3-compatible server
 on 127.0.0.1 (moto's server mode), helpers to run the CLI and read MDS back with ``streaming``, and for training
 a small verified mix of the sample and a tiny random Llama, both in the small test tokenizer (the data
-contract's tests use the real Llama 3 tokenizer)."""
+contract's tests use the real Llama 3 tokenizer), and one short training run on them that the evaluation and
+tracking tests share."""
 
 from __future__ import annotations
 
@@ -202,3 +203,18 @@ def copy_run(source: str, target: str) -> None:
             sub.convert = sub.convert.model_copy(update={"out_root": sub.out_root.replace(source, target, 1)})
 
     edit_plan(join(target, "plan.json"), repoint)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mix_report, tiny_model) -> dict:
+    """One run of `cpt-tasks train` on ``MIX`` (6 steps of the tiny model), shared by the evaluation and tracking
+    tests: its result, its stderr, and the tracking store it was given, a server that is down (training must go on)."""
+    from train_helpers import run_train, train_flags
+    from ui.airflow_server import find_free_port
+
+    root = tmp_path_factory.mktemp("trained")
+    down = f"http://127.0.0.1:{find_free_port()}"  # nothing listens there
+    flags = train_flags(mix_report, tiny_model, str(root / "runs"), "manual__shared", root / "local")
+    result, proc = run_train(flags, env={"MLFLOW_TRACKING_URI": down})
+    return {"result": result, "stderr": proc.stderr, "tracking_uri": down, "save_root": str(root / "runs"),
+            "report": str(mix_report)}

@@ -68,6 +68,19 @@ class ModelSource(StrictModel):
     revision: str | None = Field(None, description="The hub commit (hub models)")
 
 
+class MlflowRun(StrictModel):
+    """A step's MLflow run: where to find it, or why there is none (tracking never fails a step)."""
+
+    status: Literal["tracked", "unreachable", "off"] = Field(description="tracked; unreachable (the store did "
+                                                             "not answer the pre-flight: a warning, no run); off "
+                                                             "(no MLFLOW_TRACKING_URI)")
+    tracking_uri: str | None = Field(None, description="The tracking store, without credentials")
+    experiment_id: str | None = None
+    run_id: str | None = None
+    run_url: str | None = Field(None, description="The run's page in the MLflow UI")
+    error: str | None = Field(None, description="Why the store was unreachable")
+
+
 class RunManifest(Document):
     """``<run folder>/run-manifest.json``: lineage (plan, report, every data manifest, model, code) and the
     outcome (steps, tokens, metrics) of a finished run; written last."""
@@ -110,6 +123,8 @@ class RunManifest(Document):
     loss_curve: str = Field(description="Location of loss.png")
     code_version: dict[str, str]
     finished_at: str
+    mlflow: MlflowRun | None = Field(None, description="The run's MLflow run (None: written before tracking "
+                                     "existed)")
 
 
 class TrainResult(Document):
@@ -132,6 +147,7 @@ class TrainResult(Document):
     start_step: int | None = None
     loss_curve: str | None = None
     metrics: dict[str, Any] = {}
+    mlflow: MlflowRun | None = None
 
 
 class StartPoint(StrictModel):

@@ -1,5 +1,6 @@
 """A self-contained Airflow home for the embedded default: SQLite metadata DB, this repo's ``dags/``, the
-local runner, OpenLineage events to a file, and the demo's Param defaults (no Airflow import here).
+local runner, OpenLineage events to a file, MLflow runs to a local file store (``$CPT_HOME/mlflow``, browsed with
+``make mlflow``), and the demo's Param defaults (no Airflow import here).
 
 ``environment()`` is what ``make demo``, ``make airflow`` and the tests export before running Airflow.
 """
@@ -11,6 +12,7 @@ import os
 from pathlib import Path
 
 from cpt_tasks.pipeline.settings import REPO_ROOT
+from cpt_tasks.tracking import DEFAULT_UI_URL
 
 LOCAL_SETTINGS = Path(__file__).with_name("airflow_local_settings.py")
 
@@ -34,11 +36,17 @@ def demo_params(home: Path, storage_root: Path | None = None) -> dict:
     }
 
 
+def mlflow_store(home: Path) -> str:
+    """The embedded default's MLflow tracking store: a file store (sqlite fails with the locked SQLAlchemy)."""
+    return f"file://{home / 'mlflow'}"
+
+
 def prepare(home: Path | None = None, airflow_home: Path | None = None, storage_root: Path | None = None,
-            params: dict | None = None) -> dict[str, str]:
+            params: dict | None = None, tracking: str | None = None) -> dict[str, str]:
     """Create an Airflow home (default ``$CPT_HOME/airflow``) whose Param defaults are the demo's (with
-    ``params`` over them), with outputs under ``storage_root`` (default ``$CPT_HOME/demo``); return the
-    environment to run Airflow with. The sample, tokenizer and tiny model come from ``home`` (``make setup``)."""
+    ``params`` over them), with outputs under ``storage_root`` (default ``$CPT_HOME/demo``) and MLflow runs in
+    ``tracking`` (default :func:`mlflow_store`); return the environment to run Airflow with. The sample,
+    tokenizer and tiny model come from ``home`` (``make setup``)."""
     home = home or cpt_home()
     airflow_home = airflow_home or home / "airflow"
     storage_root = storage_root or home / "demo"
@@ -65,6 +73,8 @@ def prepare(home: Path | None = None, airflow_home: Path | None = None, storage_
         "CPT_STORAGE_ROOT": str(storage_root),
         "CPT_PARAM_DEFAULTS": str(defaults),
         "CPT_TASKS_BIN": str(REPO_ROOT / ".venv" / "bin" / "cpt-tasks"),
+        "CPT_MLFLOW_TRACKING_URI": tracking or mlflow_store(home),
+        "CPT_MLFLOW_UI_URL": os.environ.get("CPT_MLFLOW_UI_URL", DEFAULT_UI_URL),
         "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     }
 

@@ -1,12 +1,14 @@
 """``make demo``: the embedded default, end to end through Airflow.
 
-Prepares the Airflow home (SQLite, local runner, OpenLineage to a file), runs
+Prepares the Airflow home (SQLite, local runner, OpenLineage to a file, MLflow to a local file store), runs
 ``airflow dags test cpt_dolmino --conf <demo Params>`` on the bundled sample with a tiny random Llama on the
-CPU, and prints what was produced where. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
+CPU, and prints what was produced where, ending with the evaluation's table (base vs trained) and the MLflow
+runs. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
 
 ``--runner podman`` (``make demo-pods``): the same run with every step as the kubernetes runner's pod, run by
 ``podman kube play`` in the built tasks image (``--image``); Airflow home ``$CPT_HOME/airflow-pods``, outputs
-and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``.
+and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; not tracked (a pod's file store would be
+thrown away with it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import time
 from pathlib import Path
 
 from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, prepare
-from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG, checkpoints_root, run_dir, safe_run_id
+from cpt_tasks.evaluate.report import format_summary
+from cpt_tasks.layout import EVAL_DIR, EVAL_JSON, PLAN_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG, checkpoints_root, \
+    run_dir, safe_run_id
 
 DAG_ID = "cpt_dolmino"
 AIRFLOW = Path(sys.executable).with_name("airflow")
@@ -69,6 +73,7 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
     for s in states:
         lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
     lines += ["", f"Plan:          {folder / PLAN_FILE}"]
+    finished = evaluation = None
     report = find_document(str(folder / REPORT_JSON), VerifyReport)
     if report is not None:
         lines.append(f"Verification:  {'PASSED' if report.ok else 'FAILED'}  {folder / REPORT_MD}, "
@@ -83,11 +88,41 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
                       f"  run manifest  {finished.run_manifest}",
                       f"  HF export     {finished.hf_export}",
                       f"  loss curve    {Path(finished.run_folder) / 'loss.png'}"]
+            evaluation = latest_evaluation(finished.run_folder)
     events = storage_root / "openlineage" / "events.jsonl"
     if events.exists():
         count = sum(1 for _ in events.open())
         lines.append(f"Lineage:       {count} OpenLineage events in {events}")
+    if finished is not None:
+        lines += ["", *_tracking_lines(finished.run_manifest, evaluation)]
+    if evaluation is not None:
+        lines += ["", f"Evaluation (did continual pretraining help?): {evaluation.files['markdown']}, "
+                  f"{evaluation.files['png']}", format_summary(evaluation)]
     return "\n".join(lines)
+
+
+def latest_evaluation(run_folder: str):
+    """The newest evaluation report of a training run (None: not evaluated)."""
+    from cpt_tasks.documents import find_document
+    from cpt_tasks.documents.evaluate import EvalReport
+
+    found = [find_document(str(p), EvalReport) for p in Path(run_folder, EVAL_DIR).glob(f"*/{EVAL_JSON}")]
+    return max((r for r in found if r is not None), key=lambda r: r.created_at, default=None)
+
+
+def _tracking_lines(run_manifest: str, evaluation) -> list[str]:
+    """Where the MLflow runs of train and evaluate are (``make mlflow`` serves the links)."""
+    from cpt_tasks.documents import find_document
+    from cpt_tasks.documents.train import RunManifest
+
+    manifest = find_document(run_manifest, RunManifest)
+    runs = {"train": manifest.mlflow if manifest else None, "evaluate": evaluation.mlflow if evaluation else None}
+    lines = ["MLflow runs (make mlflow, then open):"]
+    for step, run in runs.items():
+        if run is not None:
+            where = run.run_url or f"{run.status}{': ' + run.error if run.error else ''}"
+            lines.append(f"  {step:<9} {where}" + (f"  ({run.tracking_uri})" if run.run_url else ""))
+    return lines
 
 
 def podman_environment(home: Path, image: str) -> dict[str, str]:
@@ -105,7 +140,8 @@ def podman_environment(home: Path, image: str) -> dict[str, str]:
     # `make setup` writes the tiny model's weights owner-only (0600): the pods read the inputs as another user.
     for name in ("sample", "tokenizer", "models"):
         subprocess.run(["chmod", "-R", "a+rX", str(home / name)], check=True)
-    return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root)}
+    return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root),
+                  "CPT_MLFLOW_TRACKING_URI": ""}  # a file store inside a pod would go with the pod: not tracked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Lineage: the Airflow Assets the DAG declares, their run-time metadata, and OpenLineage inputs/outputs.
 
 The chain a run records: source files (hub or folder) -> each subset's MDS (convert) -> the verified mix
-(verify) -> the checkpoint (train), whose run manifest names the plan fingerprint and every data manifest.
+(verify) -> the checkpoint (train), whose run manifest names the plan fingerprint and every data manifest ->
+the evaluation report (evaluate: the trained model, the val splits and the ICL task files in).
 OpenLineage datasets are named by storage location, so one step's output is the next step's input.
 """
 
@@ -10,15 +11,17 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from cpt_tasks.documents.convert import ConvertSummary, SourceInfo
+from cpt_tasks.documents.evaluate import EvaluateResult
 from cpt_tasks.documents.train import TrainResult
 from cpt_tasks.documents.verify import VerifySummary
 
 ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
+EVAL = "eval"
 
 
 def asset_name(part: str) -> str:
-    """The Asset name of a subset's MDS data (``part`` = subset) or of the checkpoint."""
+    """The Asset name of a subset's MDS data (``part`` = subset), of the checkpoint or of the evaluation."""
     return f"{ASSET_PREFIX}/{part}"
 
 
@@ -35,6 +38,11 @@ def asset_extras(task_id: str, result: dict) -> dict[str, dict]:
         return {asset_name(CHECKPOINT): trained.model_dump(include={
             "run_name", "run_folder", "checkpoint", "hf_export", "run_manifest", "plan_fingerprint", "final_step",
             "train_tokens", "status"})}
+    if task_id == "evaluate":
+        evaluated = EvaluateResult.model_validate(result)
+        return {asset_name(EVAL): {**evaluated.model_dump(include={
+            "report", "eval_fingerprint", "plan_fingerprint", "run_folder", "hf_export", "status"}),
+            **evaluated.headline}}
     return {}
 
 
@@ -68,6 +76,11 @@ def lineage_pairs(task_id: str, result: dict, verified: dict | None = None
         data = VerifySummary.model_validate(verified).subsets.values() if verified else []
         return ([location_dataset(s.out_root) for s in data],
                 [location_dataset(TrainResult.model_validate(result).run_folder)])
+    if task_id == "evaluate":
+        evaluated = EvaluateResult.model_validate(result)
+        inputs = [evaluated.hf_export, *evaluated.val_splits, *evaluated.task_files]
+        return [location_dataset(x) for x in inputs if "://" not in x or x.startswith(("s3://", "gs://"))], \
+            [location_dataset(evaluated.report)]
     return [], []
 
 

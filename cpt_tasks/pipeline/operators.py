@@ -4,6 +4,7 @@
 Both share :class:`StepMixin`: the result JSON becomes the task's XCom, the exit status decides retry or not
 (2 = bad input and 3 = bad data fail at once; 99 = already up to date marks the task skipped; anything else
 is retried), a gate can skip the step before it starts, and the result feeds the Assets and OpenLineage.
+A tracked step (train, evaluate) carries the extra link "MLflow run" to the run its result names.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from cpt_tasks.errors import EXIT_UP_TO_DATE, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
 
 Gate = Callable[[dict, dict | None], str | None]
+GATE_INPUT = {"train": "verify", "evaluate": "train"}  # the step whose result a step's gate decides on
 
 
 def exit_status_error(code: int, what: str) -> AirflowException:
@@ -44,9 +46,10 @@ class StepMixin:
     _cpt_verified: dict | None = None
 
     def _check_gate(self, context) -> None:
-        verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
-        self._cpt_verified = verified
-        reason = self.gate(context["params"], verified) if self.gate else None
+        source = GATE_INPUT.get(self.task_id)
+        upstream = context["ti"].xcom_pull(task_ids=source) if source else None
+        self._cpt_verified = upstream if self.task_id == "train" else None
+        reason = self.gate(context["params"], upstream) if self.gate else None
         if reason:
             raise AirflowSkipException(f"{self.task_id} skipped: {reason}")
         subset = (getattr(self, "labels", None) or {}).get("cpt-pipeline/subset")
@@ -65,6 +68,28 @@ class StepMixin:
     def get_openlineage_facets_on_complete(self, task_instance):
         """Inputs and outputs of the finished step for the OpenLineage provider."""
         return operator_lineage(self.task_id, self._cpt_result, self._cpt_verified)
+
+
+def mlflow_run_url(result: object) -> str:
+    """The MLflow run page a step's result names ("" when it has none: not tracked, or skipped)."""
+    tracked = result.get("mlflow") if isinstance(result, dict) else None
+    url = tracked.get("run_url") if isinstance(tracked, dict) else None
+    return url if isinstance(url, str) else ""
+
+
+class MlflowRunLink(BaseOperatorLink):
+    """"MLflow run": the step's run in the MLflow UI, read from the step's own result (its XCom). The worker
+    resolves it when the task ends and stores it; the UI shows http(s) links only (the UI URL setting)."""
+
+    name = "MLflow run"
+
+    def get_link(self, operator, *, ti_key) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        try:
+            return mlflow_run_url(XCom.get_value(ti_key=ti_key, key="return_value"))
+        except Exception:  # a link is never worth failing or cluttering the task's end
+            return ""
 
 
 class LocalStepOperator(StepMixin, BaseOperator):

@@ -1,10 +1,10 @@
 """The trigger form: every Param of ``cpt_dolmino`` with a title, a description and a JSON schema.
 
 Params that are options of a job take their default, bounds and description from that job's config field
-(``PlanConfig``, ``TrainConfig``), through pydantic's JSON schema of the field, so the form and the CLI cannot
-disagree; the form adds only a title, a section and what JSON Schema can say that the field's type does not
-(the shipped mixes, the subsets' names). ``train_options`` and ``convert_options`` accept exactly the other
-fields of those configs.
+(``PlanConfig``, ``TrainConfig``, ``EvaluateConfig``), through pydantic's JSON schema of the field, so the form
+and the CLI cannot disagree; the form adds only a title, a section and what JSON Schema can say that the field's
+type does not (the shipped mixes, the subsets' names). ``train_options``, ``evaluate_options`` and
+``convert_options`` accept exactly the other fields of those configs.
 
 JSON Schema cannot say "the proportions sum to 1", so the ``proportions`` Param carries the custom format
 ``proportions-sum-to-1``. :func:`register_formats` teaches jsonschema's ``FormatChecker`` that format; every
@@ -19,18 +19,22 @@ from typing import Any
 from pydantic import BaseModel
 
 from cpt_tasks.errors import UserError
+from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.mix import DEFAULT_MIX, available_mixes, check_proportions, load_mix
 from cpt_tasks.plan.config import CONVERT_OPTIONS, PlanConfig
 from cpt_tasks.train.config import DURATION, TrainConfig
 
 MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
 TRAIN_POLICIES = ("if_changed", "always", "never")
+EVALUATE_POLICIES = ("if_trained", "always", "never")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
-DATA, TRAINING, RESOURCES = "Data", "Training", "Resources"
+DATA, TRAINING, EVALUATION, RESOURCES = "Data", "Training", "Evaluation", "Resources"
 # TrainConfig fields that Params or the DAG set; train_options may hold any other.
 TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
                                "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
                                "master_port")
+# EvaluateConfig fields that Params or the DAG set; evaluate_options may hold any other.
+EVALUATE_FIELDS_SET_BY_THE_DAG = ("report", "save_root", "run_id", "icl_tasks")
 _SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
 
 
@@ -128,6 +132,20 @@ def _training_params() -> dict[str, dict]:
     }
 
 
+def _evaluation_params() -> dict[str, dict]:
+    other = tuple(f for f in EvaluateConfig.model_fields if f not in EVALUATE_FIELDS_SET_BY_THE_DAG)
+    return {
+        "evaluate": {"default": "if_trained", "type": "string", "enum": list(EVALUATE_POLICIES),
+                     "title": "Evaluate", "section": EVALUATION,
+                     "description": "if_trained: after training ran in this run; always (the plan's newest "
+                                    "finished run when training was skipped); never."},
+        "icl_tasks": _param(EvaluateConfig, "icl_tasks", "ICL tasks", EVALUATION, minLength=1),
+        "evaluate_options": _options_param(EvaluateConfig, other, "More evaluation options", EVALUATION,
+                                           'Other `cpt-tasks evaluate` options as JSON, e.g. '
+                                           '{"device_eval_batch_size": 16}.'),
+    }
+
+
 def _resource_params() -> dict[str, dict]:
     return {
         "convert_cpu": {"default": 8, "type": "integer", "minimum": 1, "maximum": 256,
@@ -148,7 +166,7 @@ def _resource_params() -> dict[str, dict]:
 
 def param_schemas(storage_root: str) -> dict[str, dict]:
     """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
-    return {**_data_params(storage_root), **_training_params(), **_resource_params()}
+    return {**_data_params(storage_root), **_training_params(), **_evaluation_params(), **_resource_params()}
 
 
 def build_params(storage_root: str, overrides: dict | None = None) -> dict:

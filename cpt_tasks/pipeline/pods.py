@@ -48,7 +48,7 @@ def render_pods(dag, params: dict | None = None) -> dict[str, dict]:
         entry = PlanEntry(subset=subset, plan=plan_location, plan_fingerprint="-", fingerprint="-", out_root="-",
                           max_tokens=0, val_tokens=0, dataset=values["dataset"])  # only plan and subset are used
         tasks.append((f"convert-{subset}", mapped.unmap(convert_kwargs(entry.model_dump())), index))
-    tasks += [("verify", dag.get_task("verify"), -1), ("train", dag.get_task("train"), -1)]
+    tasks += [(name, dag.get_task(name), -1) for name in ("verify", "train", "evaluate")]
     client, pods = ApiClient(), {}
     for name, task, map_index in tasks:
         ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task.task_id, run_id=RUN_ID, map_index=map_index,

@@ -2,12 +2,12 @@
 
 Kubernetes (``CPT_RUNNER=kubernetes``): a hardened pod (non-root, no privilege escalation, all capabilities
 dropped, read-only root filesystem with writable /tmp and /cache, RuntimeDefault seccomp, no service-account
-token), object-storage and Hub credentials only by Secret reference, CPU-only conversions and a GPU training
-pod with a memory-backed /dev/shm; training on more than one node is an Indexed Job of such pods
+token), object-storage, Hub and MLflow credentials only by Secret reference, CPU-only conversions and a GPU
+training pod with a memory-backed /dev/shm; training on more than one node is an Indexed Job of such pods
 (``cpt_tasks.pipeline.train_job``). Podman (``CPT_RUNNER=podman``): the same pod, run on this machine with
 ``podman kube play`` (``cpt_tasks.pipeline.podman``; one node only). Local (``CPT_RUNNER=local``): the same argv
 as a process, one per node.
-The task id, mapping, retries, assets and gates do not depend on the runner.
+The task id, mapping, retries, assets, gates and the tracked steps' "MLflow run" link do not depend on the runner.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from kubernetes.client import models as k8s
 
 from cpt_tasks.errors import EXIT_UP_TO_DATE
-from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator
+from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator
 from cpt_tasks.pipeline.settings import Deployment
 from cpt_tasks.pipeline.steps import Step
 
@@ -29,6 +29,8 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
         if step.nodes is not None:
             options.update(nodes=step.nodes, shm_size=step.shm)
+        if step.mlflow:
+            options["env_vars"] = deployment.mlflow_env()
     elif deployment.runner == "podman":
         from cpt_tasks.pipeline.podman import PodmanStepOperator
 
@@ -47,7 +49,12 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
     else:
         options["arguments"] = step.arguments
     options.update(kwargs)
-    return cls.partial(task_id=step.task_id, **options) if partial else cls(task_id=step.task_id, **options)
+    if partial:
+        return cls.partial(task_id=step.task_id, **options)
+    operator = cls(task_id=step.task_id, **options)
+    if step.mlflow:
+        operator.operator_extra_links = (MlflowRunLink(),)  # only where there is a run to link to
+    return operator
 
 
 def _restricted() -> k8s.V1SecurityContext:
@@ -71,7 +78,20 @@ def pod_env(step: Step, deployment: Deployment) -> list[k8s.V1EnvVar]:
             _secret_env("AWS_SECRET_ACCESS_KEY", s3, "AWS_SECRET_ACCESS_KEY", optional=True),
             _secret_env("S3_ENDPOINT_URL", s3, "S3_ENDPOINT_URL", optional=True),
             _secret_env("HF_TOKEN", deployment.hf_secret, "HF_TOKEN", optional=True)]
+    if step.mlflow:
+        env += mlflow_env(deployment)
     return env
+
+
+def mlflow_env(deployment: Deployment) -> list[k8s.V1EnvVar]:
+    """A tracked step's MLflow store (when one is set), the Airflow context its runs are tagged with (Jinja,
+    rendered per try), and the store's credentials by Secret reference."""
+    plain = {k: v for k, v in deployment.mlflow_env().items() if v}
+    plain.update({"AIRFLOW_CTX_DAG_ID": "{{ dag.dag_id }}", "AIRFLOW_CTX_DAG_RUN_ID": "{{ run_id }}",
+                  "AIRFLOW_CTX_TASK_ID": "{{ task.task_id }}", "AIRFLOW_CTX_TRY_NUMBER": "{{ ti.try_number }}"})
+    env = [k8s.V1EnvVar(name=k, value=v) for k, v in plain.items()]
+    return env + [_secret_env(key, deployment.mlflow_secret, key, optional=True)
+                  for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")]
 
 
 def pod_volumes(step: Step, deployment: Deployment) -> tuple[list[k8s.V1Volume], list[k8s.V1VolumeMount]]:

@@ -52,6 +52,11 @@ class Deployment:
     retries: int = 3  # CPT_RETRIES: retries of every pod step (exponential backoff)
     tasks_bin: str = str(REPO_ROOT / ".venv" / "bin" / "cpt-tasks")  # CPT_TASKS_BIN: local runner's CLI
     param_defaults: str = ""  # CPT_PARAM_DEFAULTS: JSON file overriding Param defaults (the demo's)
+    mlflow_tracking_uri: str = ""  # CPT_MLFLOW_TRACKING_URI (else MLFLOW_TRACKING_URI): train's and evaluate's
+    # MLflow store, e.g. http://mlflow.mlflow.svc:5000; empty: not tracked
+    mlflow_secret: str = "cpt-mlflow"  # CPT_MLFLOW_SECRET: Secret with MLFLOW_TRACKING_USERNAME/_PASSWORD/_TOKEN
+    mlflow_ui_url: str = ""  # CPT_MLFLOW_UI_URL: the MLflow UI people open (the "MLflow run" links); empty: the
+    # tracking URI when it is http(s), else http://127.0.0.1:5000 (make mlflow)
     # CPT_PODMAN_DIR: podman runner's folder: pods/ (every manifest it submitted) and xcom/ (each pod's XCom)
     podman_dir: str = str(REPO_ROOT / ".cpt" / "podman")
 
@@ -82,8 +87,18 @@ class Deployment:
             retries=int(env.get("CPT_RETRIES", base.retries)),
             tasks_bin=env.get("CPT_TASKS_BIN", base.tasks_bin),
             param_defaults=env.get("CPT_PARAM_DEFAULTS", base.param_defaults),
+            mlflow_tracking_uri=env.get("CPT_MLFLOW_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", "")).strip(),
+            mlflow_secret=env.get("CPT_MLFLOW_SECRET", base.mlflow_secret),
+            mlflow_ui_url=env.get("CPT_MLFLOW_UI_URL", base.mlflow_ui_url).strip(),
             podman_dir=env.get("CPT_PODMAN_DIR") or str(Path(env.get("CPT_HOME") or REPO_ROOT / ".cpt") / "podman"),
         )
+
+    def mlflow_env(self) -> dict[str, str]:
+        """The plain (non-secret) environment of a tracked step: the store and the UI for its links."""
+        env = {"MLFLOW_TRACKING_URI": self.mlflow_tracking_uri}
+        if self.mlflow_ui_url:
+            env["CPT_MLFLOW_UI_URL"] = self.mlflow_ui_url
+        return env
 
     def load_param_defaults(self) -> dict:
         """The Param defaults file's values ({} when unset); a missing or bad file is an error."""

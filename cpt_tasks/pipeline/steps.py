@@ -25,6 +25,7 @@ CHECKPOINTS = checkpoints_root(STORAGE_ROOT)
 PLAN_CONFIG = ('{{ {"proportions": params.proportions, "subsets": params.subsets, "revision": params.revision, '
                '"allow_short": params.allow_short, "convert_options": params.convert_options} | tojson }}')
 TRAIN_CONFIG = "{{ dict(params.train_options, max_duration=params.max_duration) | tojson }}"
+EVALUATE_CONFIG = "{{ params.evaluate_options | tojson }}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Step:
     shm: str | None = None  # size of a memory-backed /dev/shm (training's data loaders and NCCL)
     nodes: str | None = None  # machines the step spans (training; Jinja); None: always one pod or process
     labels: dict[str, str] = field(default_factory=dict)
+    mlflow: bool = False  # tracked: gets the MLflow store and credentials, and an "MLflow run" link
 
 
 def plan_step() -> Step:
@@ -85,7 +87,7 @@ def train_step() -> Step:
         "--global_batch_size", "{{ params.global_batch_size }}",
         "--device_microbatch_size", "{{ params.device_microbatch_size }}", "--config", TRAIN_CONFIG,
     ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
-        shm="{{ params.shm_size }}", nodes="{{ params.nodes }}")
+        shm="{{ params.shm_size }}", nodes="{{ params.nodes }}", mlflow=True)
 
 
 def train_gate(params: dict, verified: dict | None) -> str | None:
@@ -97,4 +99,26 @@ def train_gate(params: dict, verified: dict | None) -> str | None:
     if policy == "if_changed" and finished:
         return (f"this data (plan {finished.plan_fingerprint[:12]}) was already trained on: "
                 f"{finished.run_folder}; trigger with train=always to train again")
+    return None
+
+
+def evaluate_step() -> Step:
+    """The base and the trained model on the plan's held-out data and ICL tasks; the report lands beside the
+    run's checkpoints. One process on one GPU when training had GPUs (the training pod's kind), else the CPU."""
+    return Step("evaluate", [
+        "evaluate", "--report", REPORT, "--save_root", CHECKPOINTS, "--run_id", "{{ run_id }}",
+        "--icl_tasks", "{{ params.icl_tasks }}", "--config", EVALUATE_CONFIG,
+    ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}",
+        gpus="{{ [params.gpus, 1] | min }}", shm="{{ params.shm_size }}", mlflow=True)
+
+
+def evaluate_gate(params: dict, trained: dict | None) -> str | None:
+    """Why evaluation is skipped for this run (None: evaluate). ``trained`` is the train step's result (None:
+    training was skipped)."""
+    policy = params.get("evaluate", "if_trained")
+    if policy == "never":
+        return "the run's Param evaluate is 'never'"
+    if policy == "if_trained" and trained is None:
+        return ("training was skipped, so there is no new model to evaluate; trigger with evaluate=always to "
+                "evaluate this plan's newest finished run")
     return None

@@ -37,6 +37,7 @@ SHM = Path("/dev/shm")
 READ_WAIT = 60.0  # how long node 0 keeps the store up for the others to read the verdict
 _NODE = "cpt/node/{}"
 _READ = "cpt/read"
+_SHARED = "node0.shared"  # in node 0's view only: what every node takes from node 0
 
 
 def say(message: str) -> None:
@@ -72,20 +73,25 @@ class NodeAgreement:
             raise PeerFailed(f"node {self.rank}: could not reach node 0's agreement store at {cfg.master_addr}:"
                              f"{cfg.master_port + 1} within {cfg.node_wait:.0f}s: {exc}") from None
 
-    def agree(self, view: dict[str, Any]) -> None:
+    def agree(self, view: dict[str, Any], shared: Any = None) -> Any:
         """Publish this node's ``view`` (flat JSON values; ``run_folder`` among them), wait for every node's,
-        raise :class:`Disagreement` or :class:`PeerFailed` unless all are the same."""
+        raise :class:`Disagreement` or :class:`PeerFailed` unless all are the same. Returns node 0's ``shared``
+        (what node 0 decided alone and every node must use, such as the MLflow logger's run)."""
         mine = {**view, **{f"option.{k}": v for k, v in self.cfg.model_dump(mode="json").items()
                            if k not in PER_NODE_OPTIONS}}
+        if self.rank == 0:
+            mine[_SHARED] = shared
         try:
             mine.update(self._place_probes(view["run_folder"]) if self.rank == 0 else self._read_probes())
-            problems = self._compare(self._exchange(mine))
+            everyone = self._exchange(mine)
+            problems = self._compare(everyone)
         finally:
             self._finish()
         if problems:
             raise Disagreement("the nodes do not agree, refusing to train: " + "; ".join(problems))
         say(f"node {self.rank}: all {self.cfg.nnodes} nodes agree (run folder {view['run_folder']}, "
             f"{view['decision']}, step {view['resume_step']})")
+        return everyone[0].get(_SHARED)
 
     def refuse(self, exc: BaseException) -> None:
         """Tell the other nodes that this node cannot train (so they stop at once, with the same status)."""
@@ -162,7 +168,7 @@ class NodeAgreement:
                 problems.append(f"node {rank} shares node 0's /dev/shm: nodes on one machine need a private "
                                 "/dev/shm each (streaming's shared memory would collide); the local runner gives "
                                 "each node its own with unshare")
-        skip = ("probe", "probe_token", "shares_node0_shm")
+        skip = ("probe", "probe_token", "shares_node0_shm", _SHARED)
         keys = sorted({k for view in everyone for k in view if k not in skip})
         for key in keys:
             values = [view.get(key) for view in everyone]

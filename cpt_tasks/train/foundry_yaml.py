@@ -15,7 +15,7 @@ import hashlib
 import importlib.util
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpt_tasks.documents.verify import VerifyReport
@@ -116,6 +116,7 @@ class YamlInputs:
     tokenizer_dir: str
     scratch: Path
     gpus: int
+    mlflow_logger: dict = field(default_factory=dict)  # cpt_mlflow's entry when the run is tracked
 
 
 def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dict:
@@ -137,8 +138,7 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
         "log_to_console": False,
         "python_log_level": "info",
         "dist_timeout": cfg.dist_timeout,
-        "loggers": {"cpt_metrics": {"result_path": str(where.scratch / "worker-result.json"),
-                                    "log_interval": cfg.log_interval, "planned_steps": where.length.final_step}},
+        "loggers": _loggers(cfg, where),
         "callbacks": _callbacks(where, precision),
         "variables": {"cpt_settings": settings(cfg, where.length)},
     }
@@ -147,6 +147,13 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
     if cfg.compile:
         yaml_cfg["compile_config"] = {}
     return yaml_cfg
+
+
+def _loggers(cfg: TrainConfig, where: YamlInputs) -> dict:
+    """The run's record (metrics history, progress, result file) and, when tracked, its MLflow run."""
+    return {"cpt_metrics": {"result_path": str(where.scratch / "worker-result.json"),
+                            "log_interval": cfg.log_interval, "planned_steps": where.length.final_step},
+            **where.mlflow_logger}
 
 
 def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:

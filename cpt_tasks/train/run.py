@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cpt_tasks.documents import find_document
-from cpt_tasks.documents.train import ReportRef, RunManifest, TrainResult, WorkerOutcome
+from cpt_tasks.documents.train import MlflowRun, ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import list_files, read_bytes, remove_tree, write_bytes_atomic
+from cpt_tasks.tracking import Tracker, airflow_tags, connect
 from cpt_tasks.train.agreement import NodeAgreement, node_agreement
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import TrainLength, YamlInputs, build_yaml, settings, settings_fingerprint, \
@@ -64,20 +65,26 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
     gpus = count_gpus()
     _check_device(cfg, gpus)
     mode, step, stale = _resume_point(paths, length, wanted)
-    yaml_cfg = build_yaml(cfg, report, YamlInputs(run=paths, length=length, model_dir=str(inputs.model_dir),
-                                                  tokenizer_dir=str(inputs.tokenizer_dir), scratch=scratch,
-                                                  gpus=gpus))
-    if nodes is not None:
-        nodes.agree(_view(paths, report_sha, mode, step, device="cuda" if gpus else "cpu"))
     first = cfg.node_rank == 0
-    if first:
-        _remove_stale(stale)
-    outcome = _launch(cfg, yaml_cfg, paths, mode, scratch, gpus)
-    if not first:
-        say(f"node {cfg.node_rank}: training processes done; node 0 writes the run's record")
-        return _node_result(paths, report.plan.fingerprint, length, step)
-    _check_finished(outcome, length, paths)
-    manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started)
+    tracker, tracked, logger = _track(cfg, inputs, paths, gpus) if first else (None, MlflowRun(status="off"), {})
+    try:
+        if nodes is not None:  # every node's processes need node 0's loggers (Composer's MLflow logger broadcasts)
+            logger = nodes.agree(_view(paths, report_sha, mode, step, device="cuda" if gpus else "cpu"), logger)
+        yaml_cfg = build_yaml(cfg, report, YamlInputs(run=paths, length=length, model_dir=str(inputs.model_dir),
+                                                      tokenizer_dir=str(inputs.tokenizer_dir), scratch=scratch,
+                                                      gpus=gpus, mlflow_logger=logger))
+        if first:
+            _remove_stale(stale)
+        outcome = _launch(cfg, yaml_cfg, paths, mode, scratch, gpus)
+        if not first:
+            say(f"node {cfg.node_rank}: training processes done; node 0 writes the run's record")
+            return _node_result(paths, report.plan.fingerprint, length, step)
+        _check_finished(outcome, length, paths)
+    except BaseException:
+        if tracker is not None:
+            tracker.finish(tracked, "FAILED")  # a retry opens the same run again
+        raise
+    manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started, tracked)
     write_run_record(paths, manifest, outcome.history)
     state = "trained" if mode == "train" and manifest.start_step == 0 else "resumed"
     say(f"run {paths.run_name} {state}: step {manifest.final_step}, {manifest.train_tokens:,} tokens; "
@@ -91,8 +98,23 @@ def _view(paths: RunPaths, report_sha: str, decision: str, step: int, **more: st
             "code_version": json.dumps(code_version(), sort_keys=True), **more}
 
 
+def _track(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, gpus: int
+           ) -> tuple[Tracker | None, MlflowRun, dict]:
+    """The run's MLflow run (opened again by a retry: the same run name) and the YAML's logger for it."""
+    tracker, tracked = connect("training")
+    if tracker is None:
+        return None, tracked, {}
+    tags = {"cpt.step": "train", "cpt.plan_fingerprint": inputs.report.plan.fingerprint, "cpt.run_name": paths.run_name,
+            "cpt.run_id": cfg.run_id, "cpt.verify_report": cfg.report, "cpt.model": inputs.model.source,
+            **{f"cpt.data.{d.subset}.manifest": d.manifest for d in inputs.data}, **airflow_tags()}
+    tracked = tracker.open_run(paths.run_name, tags)
+    if tracked.status != "tracked":
+        return tracker, tracked, {}
+    return tracker, tracked, tracker.logger(tracked, paths.run_name, tags, system_metrics=gpus > 0)
+
+
 def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length: TrainLength, wanted: dict,
-                  outcome: WorkerOutcome, mode: str, gpus: int, started: float) -> RunManifest:
+                  outcome: WorkerOutcome, mode: str, gpus: int, started: float, tracked: MlflowRun) -> RunManifest:
     report, latest = inputs.report, latest_checkpoint(paths.checkpoints)
     return RunManifest(
         run_name=paths.run_name, run_folder=paths.folder, run_id=cfg.run_id, plan=report.plan,
@@ -106,7 +128,7 @@ def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length
         checkpoint=latest[0] if latest else None, hf_export=paths.hf,
         attempt_seconds=round(time.time() - started, 1), metrics=summarize(outcome.history),
         metrics_history=paths.metrics, loss_curve=paths.loss_png, code_version=code_version(),
-        finished_at=datetime.now(timezone.utc).isoformat())
+        finished_at=datetime.now(timezone.utc).isoformat(), mlflow=tracked)
 
 
 def _resume_point(paths: RunPaths, length: TrainLength, wanted: dict) -> tuple[str, int, list[str]]:
@@ -170,7 +192,7 @@ def _result(status: str, paths: RunPaths, manifest: RunManifest) -> TrainResult:
                        plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
                        train_tokens=manifest.train_tokens,
                        start_step=None if status == "already_complete" else manifest.start_step,
-                       loss_curve=manifest.loss_curve, metrics=manifest.metrics)
+                       loss_curve=manifest.loss_curve, metrics=manifest.metrics, mlflow=manifest.mlflow)
 
 
 def _node_result(paths: RunPaths, plan_fingerprint: str, length: TrainLength, start_step: int) -> TrainResult:

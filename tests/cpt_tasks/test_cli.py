@@ -9,13 +9,14 @@ from conftest import call_cli
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import add_model_arguments
 from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.verify.config import VerifyConfig
 
 
 @pytest.mark.parametrize("job,model", [("convert", ConvertConfig), ("plan", PlanConfig), ("verify", VerifyConfig),
-                                       ("train", TrainConfig)])
+                                       ("train", TrainConfig), ("evaluate", EvaluateConfig)])
 def test_every_config_field_is_a_flag_of_its_job(job, model):
     parser = build_parser()
     for name, field in model.model_fields.items():

@@ -53,11 +53,14 @@ class DagTest:
         from cpt_tasks.pipeline.airflow_home import demo_params, prepare
 
         self.storage = base / "storage"
-        self.env = {**os.environ, **prepare(cpt_home(), base / "airflow", self.storage)}
+        self.tracking = f"file://{base / 'mlflow'}"
+        self.env = {**os.environ, **prepare(cpt_home(), base / "airflow", self.storage, tracking=self.tracking)}
         demo = demo_params(cpt_home(), self.storage)
-        # The demo's training, shortened: 8 steps, a checkpoint and an eval every 4 (the DAG is the subject).
+        # The demo's training, shortened: 8 steps, a checkpoint and an eval every 4; its evaluation on fewer ICL
+        # examples and one val batch per subset (the DAG is the subject; tests/cpt_tasks check the numbers).
         shorter = {"save_interval": "4ba", "eval_interval": "4ba"}
-        self.params = demo | {"max_duration": "8ba", "train_options": demo["train_options"] | shorter}
+        self.params = demo | {"max_duration": "8ba", "train_options": demo["train_options"] | shorter,
+                              "evaluate_options": {"max_icl_examples": 16, "eval_subset_num_batches": 1}}
         subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True)
 
     def run(self, **conf) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ def shape(dag) -> dict:
             "backoff": task.retry_exponential_backoff, "trigger_rule": getattr(task.trigger_rule, "value", task.trigger_rule),
             "outlets": sorted(getattr(o, "name", str(o)) for o in task.outlets or []),
             "map_index_template": getattr(task, "map_index_template", None),
+            "links": sorted(link.name for link in getattr(task, "operator_extra_links", None) or ()),
         }
     return {"dag_id": dag.dag_id, "tasks": tasks, "params": sorted(dag.params), "max_active_runs":
             dag.max_active_runs, "catchup": dag.catchup, "schedule": str(dag.schedule),
@@ -42,16 +43,21 @@ def test_same_shape_under_every_runner(load_dag):
     local, kube = shape(load_dag("local")), shape(load_dag("kubernetes"))
     assert local == kube == shape(load_dag("podman"))
     tasks = local["tasks"]
-    assert list(tasks) == ["plan", "convert", "verify", "train"]
+    assert list(tasks) == ["plan", "convert", "verify", "train", "evaluate"]
     assert tasks["plan"]["downstream"] == ["convert"] and tasks["convert"]["downstream"] == ["verify"]
     assert tasks["verify"]["downstream"] == ["train"] and tasks["train"]["upstream"] == ["verify"]
+    assert tasks["train"]["downstream"] == ["evaluate"] and tasks["evaluate"]["upstream"] == ["train"]
     assert tasks["convert"]["mapped"] and tasks["convert"]["map_index_template"] == "{{ subset }}"
     assert all(t["retries"] == 3 and t["backoff"] for t in tasks.values())
     assert tasks["verify"]["trigger_rule"] == "none_failed"  # up-to-date (skipped) subsets still get verified
     assert tasks["train"]["trigger_rule"] == "all_success"
+    assert tasks["evaluate"]["trigger_rule"] == "none_failed"  # a skipped train reaches evaluate's gate
     assert tasks["verify"]["outlets"] == sorted(f"cpt_dolmino/{s}" for s in
                                                 ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math"))
     assert tasks["train"]["outlets"] == ["cpt_dolmino/checkpoint"]
+    assert tasks["evaluate"]["outlets"] == ["cpt_dolmino/eval"]
+    assert {t: v["links"] for t, v in tasks.items() if v["links"]} == {"train": ["MLflow run"],
+                                                                      "evaluate": ["MLflow run"]}
     assert local["max_active_runs"] == 1 and local["catchup"] is False and "cpt" in local["tags"]
     assert local["schedule"] == "@weekly"
 

@@ -1,7 +1,8 @@
 """``airflow dags test cpt_dolmino`` for real, in local mode on the bundled sample: plan, six conversions,
-verification and CPU training of a tiny Llama; then a rerun that converts nothing, a bad mix rejected before
-any task runs, and a corrupted subset that stops the run at verify. The tests share one Airflow home and
-storage root and run in file order."""
+verification, CPU training of a tiny Llama and its evaluation against the base model, with MLflow tracking to a
+local file store (what ``make demo`` runs); then a rerun that converts nothing, trains nothing and evaluates
+nothing, a bad mix rejected before any task runs, and a corrupted subset that stops the run at verify. The tests
+share one Airflow home and storage root and run in file order."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from conftest import run_id_of
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run trains and evaluates on the CPU
 
 
 def run_dir(dag_test, proc) -> Path:
@@ -42,7 +43,7 @@ def first_run(dag_test):
 
 def test_first_run_succeeds_in_every_task(dag_test, first_run):
     states = dag_test.states(first_run)
-    assert states == {"plan": "success", "verify": "success", "train": "success",
+    assert states == {"plan": "success", "verify": "success", "train": "success", "evaluate": "success",
                       **{f"convert[{s}]": "success" for s in SUBSETS}}
 
 
@@ -87,6 +88,9 @@ def test_assets_carry_counts_and_locations(dag_test, first_run):
         assert extra["fingerprint"] == subset["fingerprint"] and extra["location"] == subset["out_root"]
     task, extra = events["cpt_dolmino/checkpoint"]
     assert task == "train" and extra["plan_fingerprint"] == report["plan"]["fingerprint"]
+    task, extra = events["cpt_dolmino/eval"]
+    assert task == "evaluate" and extra["plan_fingerprint"] == report["plan"]["fingerprint"]
+    assert extra["report"].endswith("/eval-report.json") and extra["subsets"] == len(SUBSETS)
 
 
 def test_lineage_links_source_to_mds_to_checkpoint(dag_test, first_run):
@@ -106,6 +110,82 @@ def test_lineage_links_source_to_mds_to_checkpoint(dag_test, first_run):
     (checkpoint,) = datasets(by_job["cpt_dolmino.train"][-1], "outputs")
     report = json.loads((run_dir(dag_test, first_run) / "verify-report.json").read_text())
     assert checkpoint[1].rsplit("/", 1)[-1].startswith(report["plan"]["fingerprint"][:16])
+    evaluated_in = datasets(by_job["cpt_dolmino.evaluate"][-1], "inputs")
+    val_splits = {(n, f"{name}/val") for n, name in verified}
+    assert ("file", f"{checkpoint[1]}/hf") in evaluated_in and val_splits <= evaluated_in
+    assert any(name.endswith("/icl-tasks.yaml") for _, name in evaluated_in)
+    (report_out,) = datasets(by_job["cpt_dolmino.evaluate"][-1], "outputs")
+    assert report_out[1].startswith(f"{checkpoint[1]}/eval/") and report_out[1].endswith("/eval-report.json")
+
+
+def test_the_summary_ends_with_the_evaluation_table(dag_test, first_run):
+    from cpt_tasks.pipeline.demo import summarize
+
+    summary = summarize(dag_test.storage, run_id_of(first_run), [])
+    table = summary[summary.index("Evaluation (did continual pretraining help?)"):].splitlines()
+    for subset in SUBSETS:
+        assert any(line.split()[:2] == [subset, "LanguageCrossEntropy"] for line in table), subset
+        assert any(line.startswith(f"heldout_{subset}/0-shot ") for line in table), subset
+    files = table[0].split(": ", 1)[1].split(", ")
+    assert [Path(f).name for f in files] == ["eval-report.md", "eval.png"] and all(Path(f).exists() for f in files)
+    tracked = summary[summary.index("MLflow runs"):].splitlines()[1:3]
+    assert [line.split()[0] for line in tracked] == ["train", "evaluate"]
+    assert all(line.split()[1].startswith("http://127.0.0.1:5000/#/experiments/") for line in tracked), tracked
+
+
+MLFLOW_RUNS = """
+import json, sys
+from mlflow import MlflowClient
+client = MlflowClient(sys.argv[1])
+runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+print(json.dumps([{"experiment": client.get_experiment(r.info.experiment_id).name, "id": r.info.run_id,
+                   "name": r.info.run_name, "status": r.info.status, "tags": r.data.tags,
+                   "metrics": sorted(r.data.metrics), "params": r.data.params} for r in runs]))
+"""
+
+
+def test_mlflow_holds_a_run_per_step_with_metrics_and_tags(dag_test, first_run):
+    """Read with the MLflow client (the tasks env: the Airflow env has no mlflow) from the local file store."""
+    import subprocess
+
+    from conftest import ROOT
+
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-c", MLFLOW_RUNS, dag_test.tracking],
+                         capture_output=True, text=True, check=True, timeout=300)
+    runs = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {r["experiment"] for r in runs} == {"cpt_dolmino"} and {r["status"] for r in runs} == {"FINISHED"}
+    steps = {r["tags"].get("cpt.step") for r in runs}
+    assert steps == {"train", "evaluate"}
+    report = json.loads((run_dir(dag_test, first_run) / "verify-report.json").read_text())
+    pointer = dag_test.storage / "checkpoints" / "finished" / f"{report['plan']['fingerprint']}.json"
+    manifest = json.loads(Path(json.loads(pointer.read_text())["run_manifest"]).read_text())
+    (train,) = [r for r in runs if r["tags"].get("cpt.step") == "train"]
+    assert train["id"] == manifest["mlflow"]["run_id"] == train["params"]["mlflow_run_id"]
+    assert train["tags"]["cpt.plan_fingerprint"] == report["plan"]["fingerprint"]
+    assert train["tags"]["cpt.dag_id"] == "cpt_dolmino" and train["tags"]["cpt.dag_run_id"] == run_id_of(first_run)
+    assert train["tags"]["cpt.task_id"] == "train" and train["tags"]["cpt.data.math.manifest"].endswith("manifest.json")
+    assert {"loss/train/total", *(f"metrics/eval/{s}/LanguageCrossEntropy" for s in SUBSETS)} <= set(train["metrics"])
+    evaluations = [r for r in runs if r["tags"].get("cpt.step") == "evaluate"]
+    (parent,) = [r for r in evaluations if "mlflow.parentRunId" not in r["tags"]]
+    assert parent["tags"]["cpt.train_mlflow_run_id"] == train["id"]
+    assert {f"delta/{s}/LanguageCrossEntropy" for s in SUBSETS} | {
+        f"trained/heldout_{s}/0-shot/InContextLearningLMAccuracy" for s in SUBSETS} <= set(parent["metrics"])
+    children = {r["tags"]["cpt.model_role"]: r for r in evaluations if r is not parent}
+    assert sorted(children) == ["base", "trained"]
+    assert all(c["tags"]["mlflow.parentRunId"] == parent["id"] for c in children.values())
+    assert all("metrics/eval/dclm/LanguageCrossEntropy" in c["metrics"] for c in children.values())
+
+
+def test_train_and_evaluate_link_to_their_mlflow_runs(dag_test, first_run):
+    db = sqlite3.connect(Path(dag_test.env["AIRFLOW_HOME"]) / "airflow.db")
+    links = dict(db.execute("select task_id, value from xcom where key = '_link_MlflowRunLink' and run_id = ?",
+                            (run_id_of(first_run),)).fetchall())
+    assert sorted(links) == ["evaluate", "train"]
+    for task, value in links.items():
+        url = json.loads(value)
+        result = json.loads(dict(db.execute("select task_id, value from xcom where key = 'return_value' and "
+                                            "run_id = ?", (run_id_of(first_run),)).fetchall())[task])
+        assert url == result["mlflow"]["run_url"] and url.startswith("http://127.0.0.1:5000/#/experiments/")
 
 
 def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
@@ -115,6 +195,7 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
     assert {states[f"convert[{s}]"] for s in SUBSETS} == {"skipped"}
     assert states["plan"] == states["verify"] == "success"
     assert states["train"] == "skipped"  # train=if_changed: this data was already trained on
+    assert states["evaluate"] == "skipped"  # evaluate=if_trained: no new model
     assert "already up to date" in proc.stdout + proc.stderr
 
 
@@ -137,6 +218,6 @@ def test_a_corrupted_subset_fails_verify_and_never_trains(dag_test, first_run):
     proc = dag_test.run(train="always")
     assert proc.returncode != 0
     states = dag_test.states(proc)
-    assert states["verify"] == "failed" and states["train"] == "upstream_failed"
+    assert states["verify"] == "failed" and states["train"] == states["evaluate"] == "upstream_failed"
     assert {states[f"convert[{s}]"] for s in SUBSETS} == {"skipped"}  # the manifest is there; verify catches it
     assert "exited 3" in proc.stdout + proc.stderr  # final: no retry burnt on bad data

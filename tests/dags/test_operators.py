@@ -1,5 +1,6 @@
 """Both runners apply one exit-status policy: 0 done (result -> XCom, asset metadata), 2 and 3 final
-(no retry), 99 skipped (up to date), anything else retried; and the training gate."""
+(no retry), 99 skipped (up to date), anything else retried; the training and evaluation gates; the evaluation's
+Asset metadata and lineage; the "MLflow run" link."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import pytest
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.documents.train import FinishedRun, TrainResult
+from cpt_tasks.documents.evaluate import EvaluateResult
+from cpt_tasks.documents.train import FinishedRun, MlflowRun, TrainResult
 from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
-from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator
-from cpt_tasks.pipeline.steps import train_gate
+from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator, mlflow_run_url
+from cpt_tasks.pipeline.steps import evaluate_gate, train_gate
 
 
 def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
@@ -83,9 +85,7 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
 def test_training_gate(tmp_path, policy, finished, skipped):
     verified = verify_result(finished_run(finished) if finished else None)
     assert (train_gate({"train": policy}, verified) is not None) == skipped
-    trained = TrainResult(status="trained", run_name="y", run_folder="/c/y", checkpoint=None, hf_export="/c/y/hf",
-                          run_manifest="/c/y/run-manifest.json", plan_fingerprint="f" * 64, final_step=1,
-                          train_tokens=1).model_dump(mode="json")
+    trained = trained_result()
     op = LocalStepOperator(task_id="train", arguments=["train"], gate=train_gate,
                            tasks_bin=fake_cli(tmp_path, 0, trained))
     if skipped:
@@ -93,6 +93,54 @@ def test_training_gate(tmp_path, policy, finished, skipped):
             op.execute(context({"train": policy}, verified))
     else:
         assert op.execute(context({"train": policy}, verified)) == trained
+
+
+def trained_result() -> dict:
+    return TrainResult(status="trained", run_name="y", run_folder="/c/y", checkpoint=None, hf_export="/c/y/hf",
+                       run_manifest="/c/y/run-manifest.json", plan_fingerprint="f" * 64, final_step=1,
+                       train_tokens=1).model_dump(mode="json")
+
+
+URL = "http://127.0.0.1:5000/#/experiments/7/runs/" + "a" * 32
+
+
+def evaluated_result() -> dict:
+    return EvaluateResult(
+        status="evaluated", report="s3://b/c/y/eval/e/eval-report.json", report_md="s3://b/c/y/eval/e/eval-report.md",
+        report_png="s3://b/c/y/eval/e/eval.png", eval_fingerprint="e" * 64, plan_fingerprint="f" * 64,
+        run_folder="s3://b/c/y", hf_export="s3://b/c/y/hf", val_splits=["s3://b/d/dclm/val"],
+        task_files=["s3://b/t/tasks.yaml", "s3://b/t/lm.jsonl", "hf://datasets/x"],
+        headline={"subsets": 1, "subsets_better": 1},
+        mlflow=MlflowRun(status="tracked", experiment_id="7", run_id="a" * 32, run_url=URL)).model_dump(mode="json")
+
+
+@pytest.mark.parametrize(("policy", "trained", "skipped"), [
+    ("never", True, True), ("always", False, False), ("if_trained", True, False), ("if_trained", False, True)])
+def test_evaluation_gate_reads_the_training_result(tmp_path, policy, trained, skipped):
+    upstream = trained_result() if trained else None  # None: training was skipped (no XCom)
+    assert (evaluate_gate({"evaluate": policy}, upstream) is not None) == skipped
+    asset = Asset(name="cpt_dolmino/eval")
+    op = LocalStepOperator(task_id="evaluate", arguments=["evaluate"], gate=evaluate_gate, outlets=[asset],
+                           tasks_bin=fake_cli(tmp_path, 0, evaluated_result()))
+    ctx = context({"evaluate": policy}, upstream)
+    if skipped:
+        with pytest.raises(AirflowSkipException, match="evaluate skipped: "):
+            op.execute(ctx)
+        return
+    assert op.execute(ctx) == evaluated_result()
+    extra = ctx["outlet_events"][asset].extra
+    assert extra["report"] == "s3://b/c/y/eval/e/eval-report.json" and extra["subsets_better"] == 1
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [
+        ("s3://b", "c/y/hf"), ("s3://b", "d/dclm/val"), ("s3://b", "t/tasks.yaml"), ("s3://b", "t/lm.jsonl")]
+    assert [(d.namespace, d.name) for d in lineage.outputs] == [("s3://b", "c/y/eval/e/eval-report.json")]
+
+
+def test_the_mlflow_link_is_the_run_page_the_result_names():
+    assert mlflow_run_url(evaluated_result()) == URL
+    untracked = {**trained_result(), "mlflow": MlflowRun(status="unreachable", error="down").model_dump()}
+    assert mlflow_run_url(untracked) == mlflow_run_url(trained_result()) == mlflow_run_url(None) == ""
+    assert MlflowRunLink().name == "MLflow run" and MlflowRunLink().xcom_key == "_link_MlflowRunLink"
 
 
 def finished_pod(exit_code: int):

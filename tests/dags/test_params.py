@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.mix import load_mix
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
@@ -37,6 +38,7 @@ CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and descript
     "global_batch_size": (TrainConfig, "global_batch_size"),
     "device_microbatch_size": (TrainConfig, "device_microbatch_size"), "max_duration": (TrainConfig, "max_duration"),
     "nodes": (TrainConfig, "nnodes"),
+    "icl_tasks": (EvaluateConfig, "icl_tasks"),
 }
 
 
@@ -58,6 +60,9 @@ def test_params_of_job_options_say_what_the_configs_say(dag):
     assert {"dist_timeout", "sharding_strategy", "node_wait"} <= train_options  # multi-node options a run may set
     nodes = dag.params.get_param("nodes").schema
     assert (nodes["type"], nodes["minimum"], values["nodes"]) == ("integer", 1, 1)
+    evaluate_options = set(dag.params.get_param("evaluate_options").schema["propertyNames"]["enum"])
+    assert "device_eval_batch_size" in evaluate_options and not evaluate_options & {"report", "run_id", "icl_tasks"}
+    assert evaluate_options | {"report", "save_root", "run_id", "icl_tasks"} == set(EvaluateConfig.model_fields)
 
 
 def test_defaults_reproduce_the_reference_plan(dag):
@@ -66,6 +71,7 @@ def test_defaults_reproduce_the_reference_plan(dag):
     assert values["proportions"] == load_mix("dolmino-mix-1124").proportions
     assert values["subsets"] == ["dclm", "flan", "pes2o", "wiki", "stackexchange", "math"]
     assert values["concat_tokens"] == 8192 and values["train"] == "if_changed"
+    assert values["evaluate"] == "if_trained" and values["icl_tasks"] == "default" and values["evaluate_options"] == {}
 
 
 BAD = [
@@ -87,6 +93,9 @@ BAD = [
     ("train_options", {"node_rank": 1}, "'node_rank' is not one of"),
     ("train_options", {"lrr": 1e-5}, "'lrr' is not one of ['model_revision'"),
     ("convert_options", {"max_tokens": 5}, "'max_tokens' is not one of ['splits'"),
+    ("evaluate", "maybe", "is not one of"),
+    ("icl_tasks", "", "should be non-empty"),
+    ("evaluate_options", {"icl_tasks": "none"}, "'icl_tasks' is not one of ['run_manifest'"),
 ]
 
 

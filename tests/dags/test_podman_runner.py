@@ -83,8 +83,9 @@ def test_adaptations_change_only_what_podman_needs(kube_pods):
         plain = [e for e in base["env"] if "valueFrom" not in e]
         assert container["env"] == plain and len(plain) < len(base["env"])
         dropped = [c for c in changes if c.startswith("dropped env")]
-        assert len(dropped) == len(base["env"]) - len(plain) == 4
-        assert len(changes) == 2 + (name == "train.yaml") + 4 + 4
+        tracked = name in ("train.yaml", "evaluate.yaml")  # + the MLflow credentials' three optional refs
+        assert len(dropped) == len(base["env"]) - len(plain) == 4 + 3 * tracked
+        assert len(changes) == 2 + tracked + len(dropped) + 4
 
 
 def test_a_required_secret_is_refused(kube_pods):
@@ -220,7 +221,7 @@ def test_a_second_demo_pods_converts_nothing():
     run_id = re.findall(r"^Run (\S+)$", proc.stdout, re.M)[-1]
     states = {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]
               for s in task_states(home / "airflow-pods", run_id)}
-    assert states == {"plan": "success", "verify": "success", "train": "skipped",
+    assert states == {"plan": "success", "verify": "success", "train": "skipped", "evaluate": "skipped",
                       **{f"convert[{s}]": "skipped" for s in SUBSETS}}
     submitted = set((home / "demo-pods" / "pods").glob("*.yaml")) - before
     assert sorted(p.name.rsplit("-", 1)[0] for p in submitted) == ["cpt-convert"] * 6 + ["cpt-plan", "cpt-verify"]

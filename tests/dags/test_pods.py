@@ -29,7 +29,8 @@ def pods(tmp_path_factory):
 
 
 def test_one_pod_per_step_and_subset(pods):
-    assert sorted(pods) == sorted(["plan.yaml", "verify.yaml", "train.yaml", *(f"convert-{s}.yaml" for s in SUBSETS)])
+    assert sorted(pods) == sorted(["plan.yaml", "verify.yaml", "train.yaml", "evaluate.yaml",
+                                   *(f"convert-{s}.yaml" for s in SUBSETS)])
 
 
 def test_every_pod_is_valid_kubernetes(pods):
@@ -100,11 +101,48 @@ def test_training_pod_gets_gpus_shm_and_gpu_nodes(pods):
     assert args[args.index("--nprocs") + 1] == "8" and args[args.index("--run_id") + 1].startswith("manual__")
 
 
+def test_tracked_pods_get_the_store_the_airflow_context_and_credentials_by_reference(pods):
+    for name in ("train.yaml", "evaluate.yaml"):
+        env = {e["name"]: e for e in pods[name]["spec"]["containers"][0]["env"]}
+        assert env["AIRFLOW_CTX_DAG_ID"]["value"] == "cpt_dolmino"
+        assert env["AIRFLOW_CTX_DAG_RUN_ID"]["value"] == "manual__2026-01-01T00:00:00+00:00"
+        assert env["AIRFLOW_CTX_TASK_ID"]["value"] == name.split(".")[0] and env["AIRFLOW_CTX_TRY_NUMBER"]["value"] == "1"
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+            assert env[key]["valueFrom"]["secretKeyRef"] == {"name": "cpt-mlflow", "key": key, "optional": True}
+        assert "MLFLOW_TRACKING_URI" not in env  # no store in this deployment: not tracked
+    for name in ("plan.yaml", "verify.yaml", "convert-dclm.yaml"):
+        assert not [e for e in pods[name]["spec"]["containers"][0]["env"] if "MLFLOW" in e["name"]], name
+
+
+def test_the_tracking_store_reaches_the_tracked_pods(monkeypatch):
+    monkeypatch.setenv("CPT_MLFLOW_TRACKING_URI", "http://mlflow.mlflow.svc:5000")
+    monkeypatch.setenv("CPT_MLFLOW_UI_URL", "https://mlflow.example.com")
+    pods = render_pods(load_dag())
+    for name in ("train.yaml", "evaluate.yaml"):
+        env = {e["name"]: e.get("value") for e in pods[name]["spec"]["containers"][0]["env"]}
+        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc:5000"
+        assert env["CPT_MLFLOW_UI_URL"] == "https://mlflow.example.com"
+
+
+def test_evaluation_pod_gets_one_gpu_when_training_had_gpus(pods):
+    spec, container = pods["evaluate.yaml"]["spec"], pods["evaluate.yaml"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert spec["nodeSelector"] == pods["train.yaml"]["spec"]["nodeSelector"]
+    assert spec["serviceAccountName"] == "cpt-train"
+    args = container["args"]
+    assert args[:3] == ["evaluate", "--report", "s3://cpt-pipeline/runs/cpt_dolmino/" + safe_run_id(
+        "manual__2026-01-01T00:00:00+00:00") + "/verify-report.json"]
+    assert args[args.index("--icl_tasks") + 1] == "default" and args[args.index("--config") + 1] == "{}"
+    cpu = render_pods(load_dag(), {"gpus": 0})["evaluate.yaml"]["spec"]["containers"][0]
+    assert cpu["resources"]["limits"]["nvidia.com/gpu"] == "0"
+
+
 def test_params_reach_the_pods():
     dag = load_dag()
     pods = render_pods(dag, {"gpus": 2, "convert_cpu": 4, "convert_memory": "6Gi", "shm_size": "8Gi",
                              "subsets": ["dclm", "math"], "storage_root": "gs://bucket/cpt"})
-    assert sorted(pods) == ["convert-dclm.yaml", "convert-math.yaml", "plan.yaml", "train.yaml", "verify.yaml"]
+    assert sorted(pods) == ["convert-dclm.yaml", "convert-math.yaml", "evaluate.yaml", "plan.yaml", "train.yaml",
+                            "verify.yaml"]
     train = pods["train.yaml"]["spec"]
     assert train["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert next(v for v in train["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"] == "8Gi"

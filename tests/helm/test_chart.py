@@ -29,6 +29,7 @@ NODE_LABEL = {"cpt-pipeline/train-node": "true"}
 BAD_VALUES = {
     "unknown-key": ({"cache": {"pvc": {"sise": "1Gi"}}}, "additional properties 'sise' not allowed"),
     "latest-tag": ({"image": {"tag": "latest"}}, "/image/tag"),
+    "pod-local-tracking-store": ({"mlflow": {"trackingUri": "file:///tmp/mlruns"}}, "/mlflow/trackingUri"),
     "wildcard-subject": ({"podLauncher": {"subjects": [{"name": "*", "namespace": "airflow"}]}},
                          "/podLauncher/subjects/0/name"),
     "unknown-mix": ({"pipeline": {"mix": "no-such-mix"}}, 'pipeline.mix "no-such-mix"'),
@@ -208,12 +209,15 @@ def test_notes_give_airflow_the_same_names(helm_out):
     notes = helm_out["default"]["notes"]
     for line in ("CPT_RUNNER=kubernetes", "CPT_NAMESPACE=cpt", "CPT_STORAGE_SECRET=cpt-object-storage",
                  "CPT_HF_SECRET=cpt-hf-token", "CPT_CACHE_PVC=\n",
-                 "CPT_TASKS_IMAGE=ghcr.io/cpt-pipeline/cpt-tasks:0.1.0"):
+                 "CPT_TASKS_IMAGE=ghcr.io/cpt-pipeline/cpt-tasks:0.1.0", "CPT_MLFLOW_SECRET=cpt-mlflow",
+                 "CPT_MLFLOW_TRACKING_URI=\n"):
         assert line in notes, line
-    assert "WARNING: pipeline.storageRoot is empty" in notes
+    assert "WARNING: pipeline.storageRoot is empty" in notes and "mlflow.trackingUri is empty" in notes
     for job, subdomain in (("default", "cpt-train-nodes"), ("one-node", "")):  # multi-node training's Service
         named = dict(line.strip().split("=", 1) for line in helm_out[job]["notes"].splitlines()
                      if line.strip().startswith("CPT_"))
         assert named["CPT_TRAIN_SUBDOMAIN"] == subdomain
     every = helm_out["all"]["notes"]
     assert "CPT_CACHE_PVC=cpt-cache\n" in every and "CPT_STORAGE_ROOT=s3://my-bucket/cpt" in every
+    assert "CPT_MLFLOW_TRACKING_URI=http://mlflow.mlflow.svc:5000\n" in every
+    assert "CPT_MLFLOW_UI_URL=https://mlflow.example.com\n" in every

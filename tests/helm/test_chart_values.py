@@ -99,6 +99,8 @@ def test_airflow_values_name_what_the_chart_creates():
     assert env["CPT_TASKS_IMAGE"] == f"{VALUES['image']['repository']}:{VALUES['image']['tag']}"
     assert env["CPT_STORAGE_SECRET"] == VALUES["secrets"]["objectStorage"] == "cpt-object-storage"
     assert env["CPT_HF_SECRET"] == VALUES["secrets"]["hfToken"] == "cpt-hf-token"
+    assert env["CPT_MLFLOW_SECRET"] == VALUES["secrets"]["mlflow"] == "cpt-mlflow"
+    assert re.match(r"^https?://", env["CPT_MLFLOW_TRACKING_URI"]) and re.match(r"^https?://", env["CPT_MLFLOW_UI_URL"])
     assert env["CPT_CONVERT_SA"] == VALUES["serviceAccounts"]["convert"]["name"] == "cpt-convert"
     assert env["CPT_TRAIN_SA"] == VALUES["serviceAccounts"]["train"]["name"] == "cpt-train"
     assert env["CPT_TRAIN_SUBDOMAIN"] == VALUES["trainNodes"]["name"] == "cpt-train-nodes"

@@ -46,7 +46,7 @@ def job(tmp_path_factory) -> dict:
 
 
 def test_every_dag_pod_passes_the_security_rules(pods):
-    assert len(pods) == 9  # plan, six conversions, verify, train
+    assert len(pods) == 10  # plan, six conversions, verify, train, evaluate
     assert {name: check_pod_spec(pod) for name, pod in pods.items() if check_pod_spec(pod)} == {}
 
 

@@ -162,6 +162,14 @@ def copy_run_conf(page: Page) -> dict:
     return json.loads(page.evaluate("navigator.clipboard.readText()"))
 
 
+def read_extra_link(page: Page, url: str, dag_id: str, run_id: str, task_id: str, name: str) -> str:
+    """The address of a task instance's extra link, as its Details tab shows it (under "Extra Links")."""
+    page.goto(f"{url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}/details")
+    link = page.get_by_role("link", name=name)
+    expect(link).to_be_visible()
+    return link.get_attribute("href")
+
+
 def count_runs(page: Page, url: str, dag_id: str) -> int:
     """The number the DAG's Runs tab reports ("1 Dag Run", "3 Dag Runs"; none when empty)."""
     page.goto(f"{url}/dags/{dag_id}/runs")

@@ -41,11 +41,13 @@ def airflow(tmp_path_factory, ui_out):
             pytest.fail(f"{home / needed} is missing: run `make setup` first")
     # The UI's subject is the form and the run's page, not training: the small test tokenizer and its tiny
     # model, four steps (the Llama 3 vocabulary is trained end to end by the DAG tests).
+    tracking = f"file://{base / 'mlflow'}"
     env = prepare(home, base / "airflow-home", base / "storage",
                   params={"tokenizer": str(home / "tokenizer" / "small"), "model": str(home / "models" / "tiny-small"),
-                          "max_duration": "4ba"})
+                          "max_duration": "4ba"}, tracking=tracking)
     env["CPT_SCHEDULE"] = "none"  # no scheduled run next to the one the test triggers (max_active_runs=1)
     server = AirflowServer(env=env)
+    server.tracking = tracking  # the MLflow store its train and evaluate tasks log to
     try:
         server.start()
         server.wait_dag(DAG_ID)

@@ -1,19 +1,23 @@
 """cpt_dolmino's trigger form, used like a person would in headless Chromium against a real Airflow: a mix whose
 proportions do not sum to 1 is refused by the form and starts no run; changed Params (a smaller total, two
-subsets) trigger a run that plans, converts, verifies and trains on the CPU, watched on its page until it
-succeeds. Screenshots of the form and of the finished run's grid go to build/ui/."""
+subsets) trigger a run that plans, converts, verifies, trains on the CPU and evaluates, watched on its page until
+it succeeds; the train and evaluate tasks link to their MLflow runs. Screenshots of the form, the finished run's
+grid and a task's links go to build/ui/."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.sync_api import expect
 
 from .airflow_ui import (copy_run_conf, count_runs, open_run, open_section, open_trigger_form, param_field,
-                         read_json_editor, read_run_details, read_task_states, screenshot_dialog, submit_trigger,
-                         type_json, wait_for_run_page, wait_run_finished)
+                         read_extra_link, read_json_editor, read_run_details, read_task_states, screenshot_dialog,
+                         submit_trigger, type_json, wait_for_run_page, wait_run_finished)
 from .conftest import DAG_ID
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
+RUN_PAGE = re.compile(r"^http://127\.0\.0\.1:5000/#/experiments/(\d+)/runs/([0-9a-f]{32})$")  # make mlflow's
 DEMO_MIX = {"dclm": 0.472, "flan": 0.166, "pes2o": 0.0585, "wiki": 0.0711, "stackexchange": 0.0245, "math": 0.208}
 
 
@@ -56,10 +60,21 @@ def test_trigger_with_changed_params_runs_to_success(page, airflow, ui_out):
     assert state == "Success", f"run {run_id} ended {state}; see {ui_out / 'run-grid.png'} and the Airflow log"
     assert read_task_states(page) == {
         "plan": "Success", "convert[wiki]": "Success", "convert[math]": "Success", "verify": "Success",
-        "train": "Success"}
+        "train": "Success", "evaluate": "Success"}
 
     details = read_run_details(page, airflow.url, DAG_ID, run_id)
     assert details.get("Triggered By") == "ui", details
     conf = copy_run_conf(page)
     assert conf["total_tokens"] == 60000 and conf["subsets"] == ["wiki", "math"], conf
     assert conf["proportions"] == DEMO_MIX
+
+    from mlflow import MlflowClient
+
+    for task in ("train", "evaluate"):
+        href = read_extra_link(page, airflow.url, DAG_ID, run_id, task, "MLflow run")
+        found = RUN_PAGE.match(href or "")
+        assert found, f"{task}: {href!r}"
+        tracked = MlflowClient(airflow.tracking).get_run(found.group(2))
+        assert tracked.info.experiment_id == found.group(1) and tracked.data.tags["cpt.step"] == task
+        assert tracked.data.tags["cpt.dag_run_id"] == run_id and tracked.info.status == "FINISHED"
+    page.screenshot(path=str(ui_out / "task-links.png"))

@@ -1,0 +1,139 @@
+"""The report's contents and pictures: base vs trained per subset (held-out loss, perplexity) and per ICL task
+(score with correct/n), the delta and whether training made it better; as Markdown, a PNG and a text table for
+the CLI and the demo's summary."""
+
+from __future__ import annotations
+
+import io
+
+from cpt_tasks.documents.evaluate import EvalReport, EvalRow, EvalWorkerOutcome
+
+LOSS_METRICS = ("LanguageCrossEntropy", "LanguagePerplexity")  # per subset, in this order
+LOWER_IS_BETTER = ("LanguageCrossEntropy", "LanguagePerplexity", "CalibrationError")
+EXPLAINED = {
+    "LanguageCrossEntropy": "held-out loss: mean next-token cross-entropy (nats) over every scored token of the "
+                            "subset's val split (rows of concat_tokens; each row's last position has no target)",
+    "LanguagePerplexity": "exp(held-out loss)",
+    "InContextLearningLMAccuracy": "share of examples whose continuation the model predicts exactly, token for "
+                                   "token, by greedy decoding",
+    "InContextLearningMultipleChoiceAccuracy": "share of examples whose correct choice gets the lowest loss",
+    "InContextLearningGenerationExactMatchAccuracy": "share of examples whose generated answer matches exactly",
+}
+SAME = 1e-9
+
+
+def compare(outcome: EvalWorkerOutcome) -> list[EvalRow]:
+    """One row per subset loss/perplexity and per ICL score found for both models, subsets first."""
+    base, trained = outcome.metrics["base"], outcome.metrics["trained"]
+    rows = []
+    for key in base:
+        if key not in trained:
+            continue
+        parts = key.split("/")  # metrics/<evaluator label...>/<metric>
+        metric, evaluator = parts[-1], parts[1:-1]
+        if evaluator[0] == "eval":
+            if metric not in LOSS_METRICS:
+                continue
+            kind, name = "loss", "/".join(evaluator[1:])
+        else:
+            kind, name = "icl", "/".join(evaluator)
+        lower = any(word in metric for word in LOWER_IS_BETTER)
+        delta = trained[key].value - base[key].value
+        verdict = "same" if abs(delta) <= SAME else "better" if (delta < 0) == lower else "worse"
+        rows.append(EvalRow(kind=kind, name=name, metric=metric, key=key, base=base[key], trained=trained[key],
+                            delta=delta, verdict=verdict, lower_is_better=lower))
+    order = {m: i for i, m in enumerate(LOSS_METRICS)}
+    return sorted(rows, key=lambda r: (r.kind != "loss", order.get(r.metric, 9) if r.kind == "loss" else 0))
+
+
+def headline(rows: list[EvalRow]) -> dict:
+    """Counts of better/worse subsets and tasks, and the mean held-out loss of each model."""
+    losses = [r for r in rows if r.metric == "LanguageCrossEntropy"]
+    icl = [r for r in rows if r.kind == "icl"]
+    summary: dict = {"subsets": len(losses), "subsets_better": sum(r.verdict == "better" for r in losses),
+                     "tasks": len(icl), "tasks_better": sum(r.verdict == "better" for r in icl),
+                     "tasks_worse": sum(r.verdict == "worse" for r in icl)}
+    if losses:
+        summary["mean_val_loss_base"] = sum(r.base.value for r in losses) / len(losses)
+        summary["mean_val_loss_trained"] = sum(r.trained.value for r in losses) / len(losses)
+    return summary
+
+
+def _score(row: EvalRow, side: str) -> str:
+    value = getattr(row, side)
+    if row.kind == "icl" and value.correct is not None and value.n:
+        return f"{value.value:.4f} ({value.correct}/{value.n})"
+    return f"{value.value:.4f}"
+
+
+def _table(rows: list[EvalRow]) -> list[list[str]]:
+    """Header + one line per row: what, metric, n, base, trained, delta, verdict."""
+    lines = [["subset / task", "metric", "n", "base", "trained", "delta", ""]]
+    for row in rows:
+        lines.append([row.name, row.metric, str(row.trained.n or ""), _score(row, "base"), _score(row, "trained"),
+                      f"{row.delta:+.4f}", row.verdict])
+    return lines
+
+
+def render_markdown(report: EvalReport) -> str:
+    """The report as Markdown: what was compared, the table, what the metrics and tasks mean."""
+    lines = [f"# Did continual pretraining help? `{report.run_name}`", "",
+             f"- base: `{report.base_model.source}`" + (f" @ `{report.base_model.revision}`"
+                                                        if report.base_model.revision else ""),
+             f"- trained: `{report.hf_export}` (plan `{report.plan_fingerprint[:12]}`)",
+             f"- held-out data: the val split of {len(report.subsets)} subsets; ICL tasks: {report.tasks.source}",
+             f"- settings: {', '.join(f'{k} {v}' for k, v in report.settings.items() if v is not None)}", ""]
+    table = _table(report.rows)
+    lines.append("| " + " | ".join(table[0]) + " |")
+    lines.append("|" + "|".join(["---", "---", "---:", "---:", "---:", "---:", "---"]) + "|")
+    lines += ["| " + " | ".join(cells) + " |" for cells in table[1:]]
+    lines += ["", "n: scored tokens (loss, perplexity) or examples (ICL, with correct/n). Lower is better for loss "
+              "and perplexity, higher for ICL scores.", "", f"ICL tasks measure: {report.tasks.measures}.", ""]
+    lines += [f"- **{name}**: {text}" for name, text in report.metrics_explained.items()]
+    return "\n".join(lines) + "\n"
+
+
+def format_summary(report: EvalReport) -> str:
+    """The table as plain text (the CLI's output and the demo's summary)."""
+    table = _table(report.rows)
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    right = {2, 3, 4, 5}
+    text = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            .rstrip() for line in table]
+    return "\n".join(text)
+
+
+def render_png(report: EvalReport) -> bytes:
+    """Where training helped: the change of held-out loss per subset and of the ICL score per task (green:
+    better, red: worse), each bar labelled base → trained."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(rows, title) for rows, title in (
+        ([r for r in report.rows if r.metric == "LanguageCrossEntropy"], "held-out loss (nats): trained − base, lower "
+                                                                          "is better"),
+        ([r for r in report.rows if r.kind == "icl"], "ICL score: trained − base, higher is better")) if rows]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.8 * max(1, len(panels)), 4.0), dpi=100,
+                             squeeze=False)
+    colors = {"better": "#2f9e44", "worse": "#e03131", "same": "#adb5bd"}
+    for ax, (rows, title) in zip(axes[0], panels):
+        xs = list(range(len(rows)))
+        bars = ax.bar(xs, [r.delta for r in rows], color=[colors[r.verdict] for r in rows], width=0.6)
+        for bar, row in zip(bars, rows):
+            label = f"{_score(row, 'base')}\n→ {_score(row, 'trained')}"
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, row.delta), ha="center", fontsize=6.5,
+                        va="top" if row.delta < 0 else "bottom", xytext=(0, -3 if row.delta < 0 else 3),
+                        textcoords="offset points")
+        ax.axhline(0, color="#495057", linewidth=0.8)
+        ax.margins(y=0.35)
+        ax.set_xticks(xs, [r.name.split("/")[0] for r in rows], rotation=25, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9.5)
+    name = report.run_name if len(report.run_name) <= 48 else report.run_name[:45] + "…"
+    fig.suptitle(f"Did continual pretraining help?  {name}  ·  plan {report.plan_fingerprint[:12]}", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
