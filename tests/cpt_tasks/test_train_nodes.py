@@ -58,7 +58,8 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
           f"({time.monotonic() - started:.0f} s after the start)")
 
     started = time.monotonic()
-    resumed = Nodes([same, same], 2, tmp_path, "resumed")
+    store = f"file://{tmp_path / 'mlruns'}"  # tracked: node 0 opens the run, every node's processes log into it
+    resumed = Nodes([same, same], 2, tmp_path, "resumed", env={"MLFLOW_TRACKING_URI": store})
     assert resumed.wait() == [0, 0], [resumed.log(r)[-3000:] for r in (0, 1)]
     print(f"resumed run: {time.monotonic() - started:.0f} s")
     result, other = resumed.result(0), resumed.result(1)
@@ -70,6 +71,14 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
     assert (manifest.nodes, manifest.gpus_per_node, manifest.world_size, manifest.sharding_strategy) == \
         (2, 0, 2, "FULL_SHARD")
     assert manifest.settings["nnodes"] == 2 and manifest.start_step == step
+    from mlflow import MlflowClient
+
+    assert manifest.mlflow.status == "tracked" and "WARNING" not in resumed.log(0) + resumed.log(1)
+    tracked = MlflowClient(store).get_run(manifest.mlflow.run_id)
+    assert tracked.info.status == "FINISHED" and tracked.data.tags["cpt.run_name"] == manifest.run_name
+    assert "loss/train/total" in tracked.data.metrics  # logged by global rank 0 into node 0's run; no other run
+    assert [r.info.run_id for r in MlflowClient(store).search_runs([manifest.mlflow.experiment_id])] == \
+        [manifest.mlflow.run_id]
     history = [json.loads(line) for line in open(Path(result["run_folder"]) / "metrics.jsonl")]
     assert [r["step"] for r in history] == list(range(1, planned + 1))  # the killed attempt's steps included
     assert set(history[-1]["eval"]) == set(SUBSETS)

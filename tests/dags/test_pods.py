@@ -166,7 +166,8 @@ def job():
         rendered = render_pods(load_dag(), {"nodes": 2, "gpus": 8})
     finally:
         del os.environ["CPT_GPU_NODE_SELECTOR"]
-    assert "train.yaml" not in rendered and len(rendered) == 9  # plan, six conversions, verify, the Job
+    assert "train.yaml" not in rendered and len(rendered) == 10  # plan, six conversions, verify, the Job, evaluate
+    assert "evaluate.yaml" in rendered
     return rendered["train-job.yaml"]
 
 
