@@ -13,6 +13,9 @@ code version. Then every node compares every node's view:
   the probe does not share the storage (a node-local ``save_root``: exit 2); a node that sees the marker shares
   node 0's ``/dev/shm`` and would collide with it in streaming's shared memory (exit 2).
 
+Node 0 may also hand every node what it decided alone (``shared``: the MLflow logger of the run it opened,
+which every rank needs because Composer's logger broadcasts from global rank 0).
+
 A node that never arrives is waited for ``node_wait`` seconds (pods may wait for GPU nodes to scale up), then
 the others exit 1 (transient: retried).
 """
