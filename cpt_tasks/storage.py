@@ -175,23 +175,3 @@ def download_file(url: str, local_path: str) -> None:
         _gcs_bucket(bucket).blob(key).download_to_filename(local_path)
     else:
         shutil.copyfile(url, local_path)
-
-
-def read_document(url: str, option: str, fmt: str, kind: str) -> tuple[dict, str]:
-    """The JSON object at ``url`` whose "format" is ``fmt``, and its sha256. UserError naming ``option``
-    when it is missing, not JSON, or not a ``kind`` (the pipeline's plans, reports and manifests)."""
-    import hashlib
-    import json
-
-    from cpt_tasks.errors import UserError
-
-    data = read_bytes(url)
-    if data is None:
-        raise UserError(f"{option} {url}: no such file")
-    try:
-        body = json.loads(data)
-    except ValueError as exc:
-        raise UserError(f"{option} {url}: invalid JSON: {exc}") from None
-    if not isinstance(body, dict) or body.get("format") != fmt:
-        raise UserError(f"{option} {url}: not {kind}")
-    return body, hashlib.sha256(data).hexdigest()
