@@ -25,6 +25,7 @@ from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
 from cpt_tasks.documents.evaluate import EvalReport
 from cpt_tasks.evaluate.config import EvaluateConfig
+from cpt_tasks.layout import TERMINATION_LOG
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
@@ -44,7 +45,6 @@ def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Call
     return handler
 
 
-TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
 TERMINATION_LIMIT = 4096  # bytes of it the kubelet keeps
 
 

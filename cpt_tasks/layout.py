@@ -31,6 +31,7 @@ PLAN_FILE = "plan.json"
 REPORT_JSON, REPORT_MD, REPORT_PNG = "verify-report.json", "verify-report.md", "verify-mix.png"
 RUN_MANIFEST_FILE = "run-manifest.json"  # a training run's completion marker, written last
 FINISHED_DIR = "finished"
+TERMINATION_LOG = "/dev/termination-log"  # Kubernetes' default terminationMessagePath: a Job node's result
 TRAIN_NODE_LABEL = "cpt-pipeline/train-node"  # on multi-node training pods: the chart's Service and policy select it
 EVAL_DIR = "eval"  # a training run's evaluations, one folder per eval fingerprint
 EVAL_JSON, EVAL_MD, EVAL_PNG = "eval-report.json", "eval-report.md", "eval.png"  # the JSON: written last

@@ -25,13 +25,13 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_USER_ERROR, NO_RETRY_EXITS
-from cpt_tasks.layout import TRAIN_NODE_LABEL
+from cpt_tasks.layout import TERMINATION_LOG, TRAIN_NODE_LABEL
 from cpt_tasks.pipeline.operators import StepPodOperator, container_exit_code, exit_status_error
+from cpt_tasks.train.config import TrainConfig
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-MASTER_PORT = 29500  # node 0's rendezvous; the nodes' agreement uses the next port
-TERMINATION_LOG = "/dev/termination-log"
+MASTER_PORT = TrainConfig.model_fields["master_port"].default  # node 0's rendezvous; the agreement uses the next
 JOB_TTL = 7 * 24 * 3600  # a finished Job (and its pods: `kubectl logs`) stays a week
 PODS_WAIT = 300  # seconds for the Job controller to create every pod (Pending counts)
 PODS_POLL = 5
