@@ -16,6 +16,7 @@ SMALL_TOKENIZER := $(CPT_HOME)/tokenizer/small
 SMALL_MODEL := $(CPT_HOME)/models/tiny-small
 AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
+MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
 .PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean images \
 	image-tasks image-airflow test-images demo-pods bench-images
@@ -86,10 +87,10 @@ demo: setup
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)'
 
 # The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
-# the Airflow task pages' "MLflow run" links point here).
+# the Airflow task pages' "MLflow run" links point here). MLFLOW_STORE=$(CPT_HOME)/demo-pods/mlflow: demo-pods' runs.
 mlflow: .venv/.installed
-	mkdir -p $(CPT_HOME)/mlflow
-	.venv/bin/mlflow ui --backend-store-uri file://$(CPT_HOME)/mlflow --host 127.0.0.1 --port $(MLFLOW_PORT)
+	mkdir -p $(MLFLOW_STORE)
+	.venv/bin/mlflow ui --backend-store-uri file://$(abspath $(MLFLOW_STORE)) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 # The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults).
 airflow: setup

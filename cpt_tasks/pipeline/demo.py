@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, prepare
+from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, mlflow_store, prepare
 from cpt_tasks.evaluate.report import format_summary
 from cpt_tasks.layout import EVAL_DIR, EVAL_JSON, PLAN_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG, checkpoints_root, \
     run_dir, safe_run_id
@@ -117,7 +117,11 @@ def _tracking_lines(run_manifest: str, evaluation) -> list[str]:
 
     manifest = find_document(run_manifest, RunManifest)
     runs = {"train": manifest.mlflow if manifest else None, "evaluate": evaluation.mlflow if evaluation else None}
-    lines = ["MLflow runs (make mlflow, then open):"]
+    store = next((run.tracking_uri for run in runs.values() if run is not None and run.run_url), "")
+    serve = "make mlflow"  # serves the local demo's store; another file store (demo-pods') is named
+    if store.startswith("file://") and store != mlflow_store(cpt_home()):
+        serve += f" MLFLOW_STORE={store.removeprefix('file://')}"
+    lines = [f"MLflow runs ({serve}, then open):"]
     for step, run in runs.items():
         if run is not None:
             where = run.run_url or f"{run.status}{': ' + run.error if run.error else ''}"
@@ -134,14 +138,16 @@ def podman_environment(home: Path, image: str) -> dict[str, str]:
     if proc.returncode != 0:
         raise SystemExit(f"image {image} not found: build it with `make images` (podman)")
     storage_root = home / "demo-pods"
-    env = prepare(home, home / "airflow-pods", storage_root)
+    store = storage_root / "mlflow"  # under the storage root, which the pods mount: their runs outlive them
+    env = prepare(home, home / "airflow-pods", storage_root, tracking=f"file://{store}")
+    store.mkdir(exist_ok=True)
     if os.geteuid() == 0:
-        os.chown(storage_root, UID, UID)
+        for path in (storage_root, store):
+            os.chown(path, UID, UID)
     # `make setup` writes the tiny model's weights owner-only (0600): the pods read the inputs as another user.
     for name in ("sample", "tokenizer", "models"):
         subprocess.run(["chmod", "-R", "a+rX", str(home / name)], check=True)
-    return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root),
-                  "CPT_MLFLOW_TRACKING_URI": ""}  # a file store inside a pod would go with the pod: not tracked
+    return env | {"CPT_RUNNER": "podman", "CPT_TASKS_IMAGE": image, "CPT_PODMAN_DIR": str(storage_root)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from cpt_tasks.pipeline.podman import PodmanStepOperator, adapt_pod, host_mounts
@@ -227,3 +228,12 @@ def test_a_second_demo_pods_converts_nothing():
     assert sorted(p.name.rsplit("-", 1)[0] for p in submitted) == ["cpt-convert"] * 6 + ["cpt-plan", "cpt-verify"]
     assert not [p for p in podman("pod", "ls", "--format", "{{.Name}}").stdout.split() if p in
                 {s.stem for s in submitted}]  # up to date (99) and success: every pod removed
+    # The first run's train and evaluate pods tracked into the file store under the (hostPath) storage root.
+    store = home / "demo-pods" / "mlflow"
+    assert f"MLflow runs (make mlflow MLFLOW_STORE={store}, then open):" in proc.stdout
+    links = dict(re.findall(r"^  (train|evaluate) +http://\S+/#/experiments/\d+/runs/(\w+)", proc.stdout, re.M))
+    assert set(links) == {"train", "evaluate"}, proc.stdout[-3000:]
+    for step, run_id in links.items():
+        (meta,) = store.glob(f"*/{run_id}/meta.yaml")
+        assert yaml.safe_load(meta.read_text())["status"] == 3, (step, meta)  # RunStatus.FINISHED
+        assert (meta.parent / "metrics").is_dir() and any((meta.parent / "metrics").rglob("*")), step
