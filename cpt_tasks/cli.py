@@ -24,9 +24,9 @@ from cpt_tasks.cli_args import add_model_arguments, build_config
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
 from cpt_tasks.documents.evaluate import EvalReport
+from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.layout import TERMINATION_LOG
-from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, UserError
 from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.verify.config import VerifyConfig

@@ -30,7 +30,7 @@ def flags(report, model, tmp_path: Path, **over) -> list[str]:
                        dist_timeout=DIST_TIMEOUT, **over)
 
 
-def warnings(log: str) -> list[str]:
+def warning_lines(log: str) -> list[str]:
     """The log's warning lines, less transformers' own: LLM-Foundry's cache-warming load on the meta device reports
     the tied lm_head as "newly initialized" (the real load ties it), and with CI=true transformers also sends that
     notice through the root logger, as a "WARNING: transformers.modeling_utils" line."""
@@ -80,7 +80,7 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
     assert manifest.settings["nnodes"] == 2 and manifest.start_step == step
     from mlflow import MlflowClient
 
-    assert manifest.mlflow.status == "tracked" and not warnings(resumed.log(0) + resumed.log(1))
+    assert manifest.mlflow.status == "tracked" and not warning_lines(resumed.log(0) + resumed.log(1))
     tracked = MlflowClient(store).get_run(manifest.mlflow.run_id)
     assert tracked.info.status == "FINISHED" and tracked.data.tags["cpt.run_name"] == manifest.run_name
     assert "loss/train/total" in tracked.data.metrics  # logged by global rank 0 into node 0's run; no other run
