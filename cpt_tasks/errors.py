@@ -16,3 +16,8 @@ NO_RETRY_EXITS = frozenset({EXIT_USER_ERROR, EXIT_CHECK_FAILED})
 
 class UserError(Exception):
     """Bad input or arguments; the message names the file/record/parameter at fault."""
+
+
+class BadDataError(Exception):
+    """The input's bytes are not what their listing promised (size or hash): retrying reads the same wrong data,
+    so the CLI exits 3 and the DAG fails the task at once. The message names the file."""

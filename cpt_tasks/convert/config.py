@@ -43,6 +43,8 @@ class ConvertConfig(StrictModel):
     data_subset: str | None = Field(None, description="Subset: hub data/<X>/; locally DIR/data/<X> or DIR/<X>")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of --dataset")
     splits: list[str] = Field(["train"], description="Source split to read (one; val is carved by --val_tokens)")
+    text_field: str = Field("text", min_length=1, description="The records' field that holds each document's "
+                            "text")
     out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
     tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
     tokenizer_revision: str | None = Field(None, description="Hub revision of --tokenizer (the plan pins a commit)")

@@ -49,23 +49,24 @@ class ChunkResult:
     peak_rss_mb: float = 0.0  # the worker's own high-water mark so far
 
 
-def _text_of(line: bytes) -> str:
+def _text_of(line: bytes, field: str) -> str:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-    if "text" not in record:
-        raise ValueError(f"record has no 'text' field (fields: {', '.join(sorted(record)) or 'none'})")
-    text = record["text"]
+    if field not in record:
+        raise ValueError(f"record has no '{field}' field (fields: {', '.join(sorted(record)) or 'none'}); "
+                         "name the text field with --text_field")
+    text = record[field]
     if not isinstance(text, str):
-        raise ValueError(f"'text' is {type(text).__name__}, expected a string")
+        raise ValueError(f"'{field}' is {type(text).__name__}, expected a string")
     return text
 
 
-def encode_chunk(payload: bytes) -> ChunkResult:
-    """Parse newline-joined JSON records and encode each non-blank 'text' as BOS + ids + EOS."""
+def encode_chunk(payload: bytes, text_field: str = "text") -> ChunkResult:
+    """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS."""
     texts: list[str] = []
     records = 0
     for index, line in enumerate(payload.split(b"\n")):
@@ -73,7 +74,7 @@ def encode_chunk(payload: bytes) -> ChunkResult:
             continue  # a blank line is no record
         records += 1
         try:
-            text = _text_of(line)
+            text = _text_of(line, text_field)
         except ValueError as exc:
             empty = np.empty(0, dtype=np.int32)
             return ChunkResult(empty, np.empty(0, dtype=np.int64), records, 0, (index, str(exc)))

@@ -42,6 +42,8 @@ def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
         "size_limit": cfg.size_limit,
         "encoding": COLUMN_ENCODING,
     }
+    if cfg.text_field != "text":  # the default stays out, so fingerprints from before the option still hold
+        payload["text_field"] = cfg.text_field
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

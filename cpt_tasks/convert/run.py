@@ -158,8 +158,9 @@ class _Conversion:
     def _feed(self, pool) -> None:
         packer = self.packer
         for chunk in self._chunks():
-            self.inflight.append((chunk, pool.submit(encode_chunk, chunk.payload) if pool else
-                                  _Ready(encode_chunk(chunk.payload))))
+            field = self.cfg.text_field
+            self.inflight.append((chunk, pool.submit(encode_chunk, chunk.payload, field) if pool else
+                                  _Ready(encode_chunk(chunk.payload, field))))
             # Once the budgets are met nothing more is consumed, whatever the workers still hold.
             while self.inflight and not packer.done and (len(self.inflight) >= self.window
                                                          or self.inflight[0][1].done()):

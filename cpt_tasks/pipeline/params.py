@@ -97,6 +97,7 @@ def _data_params(storage_root: str) -> dict[str, dict]:
         "dataset": _param(PlanConfig, "dataset", "Source dataset", DATA, default=mix.dataset, type="string",
                           minLength=1),
         "revision": _param(PlanConfig, "revision", "Dataset revision", DATA),
+        "text_field": _param(PlanConfig, "text_field", "Text field", DATA),
         "tokenizer": _param(PlanConfig, "tokenizer", "Tokenizer", DATA, minLength=1),
         "concat_tokens": _param(PlanConfig, "concat_tokens", "Tokens per row", DATA,
                                 maximum=PlanConfig.model_fields["context_length"].default),

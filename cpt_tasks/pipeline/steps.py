@@ -23,7 +23,8 @@ PLAN = f"{RUN_DIR}/{PLAN_FILE}"
 REPORT = f"{RUN_DIR}/{REPORT_JSON}"
 CHECKPOINTS = checkpoints_root(STORAGE_ROOT)
 PLAN_CONFIG = ('{{ {"proportions": params.proportions, "subsets": params.subsets, "revision": params.revision, '
-               '"allow_short": params.allow_short, "convert_options": params.convert_options} | tojson }}')
+               '"text_field": params.text_field, "allow_short": params.allow_short, '
+               '"convert_options": params.convert_options} | tojson }}')
 TRAIN_CONFIG = "{{ dict(params.train_options, max_duration=params.max_duration) | tojson }}"
 EVALUATE_CONFIG = "{{ params.evaluate_options | tojson }}"
 

@@ -14,7 +14,7 @@ LLAMA31_CONTEXT = 131072
 DEFAULT_TOKENIZER = "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe tokenizes with the Instruct one
 # ConvertConfig fields the plan derives for every subset; the others may be set with convert_options.
 PLANNED_CONVERT_FIELDS = frozenset({"dataset", "data_subset", "revision", "out_root", "tokenizer",
-                                    "tokenizer_revision", "num_workers", "concat_tokens", "max_tokens",
+                                    "tokenizer_revision", "num_workers", "text_field", "concat_tokens", "max_tokens",
                                     "val_tokens", "shuffle", "seed"})
 CONVERT_OPTIONS = tuple(f for f in ConvertConfig.model_fields if f not in PLANNED_CONVERT_FIELDS)
 
@@ -32,13 +32,15 @@ class PlanConfig(StrictModel):
     out_root: str = Field(description="Storage root: outputs go to <root>/<mix>/<fingerprint>/<subset>/")
     dataset: str | None = Field(None, description="HF hub id or local folder (default: the mix's dataset)")
     revision: str | None = Field(None, description="Hub revision of the dataset (resolved to a commit)")
+    text_field: str = Field("text", min_length=1, description="The records' field that holds each document's text")
     tokenizer: str = Field(DEFAULT_TOKENIZER, description="HF hub id or local folder of the tokenizer")
     tokenizer_revision: str | None = Field(None, description="Hub revision of the tokenizer (pinned to a commit)")
     total_tokens: TokenCount = Field(DEFAULT_TOTAL_TOKENS, gt=0, description="Train tokens over all subsets")
     concat_tokens: int = Field(8192, gt=0, description="Tokens per row (the training sequence length)")
     mix: str = Field(DEFAULT_MIX, description="Shipped mix name or path to a mix JSON file")
     proportions: dict[str, float] | None = Field(None, description="Replace the mix's proportions (JSON object)")
-    subsets: list[str] | None = Field(None, description="Only these subsets; their proportions are renormalized")
+    subsets: list[str] | None = Field(None, description="Only these subsets; when some of the mix's are "
+                                        "left out, the kept proportions are renormalized to sum to 1")
     overrides: dict[str, SubsetOverride] | None = Field(None, description="Per-subset budgets, JSON: "
                                                         '{"dclm": {"max_tokens": 1e9}}')
     val_fraction: float = Field(DEFAULT_VAL_FRACTION, ge=0, lt=1, description="val_tokens = max_tokens × val_fraction")

@@ -26,8 +26,10 @@ from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, hub_commit, resolve_tokenizer_dir
 
 
-def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float]]:
-    """The mix and the proportions this plan uses (replaced, restricted and renormalized as asked)."""
+def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float], bool]:
+    """The mix, the proportions this plan uses (replaced, restricted and renormalized as asked) and whether they
+    were renormalized: only when ``subsets`` drops some of them; naming every subset changes nothing, so the
+    default plan gives the reference table's budgets exactly (its proportions sum to 1.0001)."""
     mix = load_mix(cfg.mix)
     proportions = dict(mix.proportions)
     if cfg.proportions is not None:
@@ -38,12 +40,15 @@ def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float]]:
         if unknown:
             raise UserError(f"--subsets: unknown subset(s) {', '.join(unknown)}; the mix has "
                             f"{', '.join(proportions)}")
-        kept = sum(proportions[s] for s in cfg.subsets)
+        renormalized = set(cfg.subsets) != set(proportions)
+        kept = sum(proportions[s] for s in cfg.subsets) if renormalized else 1
         proportions = {s: proportions[s] / kept for s in cfg.subsets}
+    else:
+        renormalized = False
     unknown = sorted(set(cfg.overrides or {}) - set(proportions))
     if unknown:
         raise UserError(f"--overrides: unknown subset(s) {', '.join(unknown)}")
-    return mix, proportions
+    return mix, proportions, renormalized
 
 
 def subset_budget(cfg: PlanConfig, name: str, derived: tuple[int, int]) -> tuple[int, int]:
@@ -70,8 +75,8 @@ def planned_conversion(cfg: PlanConfig, dataset: str, name: str, budget: tuple[i
                        tokenizer_revision: str | None) -> ConvertConfig:
     """The subset's ConvertConfig before its location is known (out_root "-"); UserError naming a bad
     --convert_options value."""
-    values = dict(dataset=dataset, data_subset=name, out_root="-", tokenizer=cfg.tokenizer,
-                  tokenizer_revision=tokenizer_revision, concat_tokens=cfg.concat_tokens, max_tokens=budget[0],
+    values = dict(dataset=dataset, data_subset=name, text_field=cfg.text_field, out_root="-",
+                  tokenizer=cfg.tokenizer, tokenizer_revision=tokenizer_revision, concat_tokens=cfg.concat_tokens, max_tokens=budget[0],
                   val_tokens=budget[1], shuffle=cfg.shuffle, seed=cfg.seed, num_workers=cfg.num_workers)
     try:
         return ConvertConfig(**values, **(cfg.convert_options or {}))
@@ -82,7 +87,7 @@ def planned_conversion(cfg: PlanConfig, dataset: str, name: str, budget: tuple[i
 
 def plan(cfg: PlanConfig) -> Plan:
     """The plan; UserError for an impossible one."""
-    mix, proportions = effective_mix(cfg)
+    mix, proportions, renormalized = effective_mix(cfg)
     dataset = cfg.dataset or mix.dataset
     if not dataset:
         raise UserError(f"--dataset: mix {mix.name} names no dataset; pass --dataset")
@@ -107,7 +112,7 @@ def plan(cfg: PlanConfig) -> Plan:
     body = Plan(
         fingerprint="-", created_at=datetime.now(timezone.utc).isoformat(), code_version=__version__,
         mix=PlannedMix(name=mix.name, version=mix.version, proportions=proportions,
-                       renormalized=cfg.subsets is not None),
+                       renormalized=renormalized),
         dataset=dataset, revision=cfg.revision,
         tokenizer=PlannedTokenizer(name=tok.name, revision=tokenizer_commit, sha256=tok.sha256),
         total_tokens=cfg.total_tokens, val_fraction=cfg.val_fraction, concat_tokens=cfg.concat_tokens,
@@ -143,6 +148,8 @@ def format_plan(body: Plan) -> str:
     lines = [f"plan {body.fingerprint[:12]}: {body.total_tokens:,} train tokens, mix {body.mix.name}, "
              f"concat {body.concat_tokens}",
              f"{'subset':<14}{'proportion':>11}{'max_tokens':>17}{'val_tokens':>13}  out_root"]
+    if body.mix.renormalized:
+        lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
     for s in body.subsets:
         lines.append(f"{s.name:<14}{s.proportion:>11.4g}{s.max_tokens:>17,}{s.val_tokens:>13,}  {s.out_root}")
     lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
