@@ -63,6 +63,12 @@ class ConvertConfig(StrictModel):
     eos_text: str = Field(LLAMA3_EOS, description="Special token placed after every document")
     tokenizer_backend: Literal["auto", "tiktoken", "tokenizers"] = Field(
         "auto", description="auto, tiktoken or tokenizers (same ids; auto is fastest)")
+    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection to the Hub or "
+                                   "object storage (per attempt)")
+    read_timeout: float = Field(60.0, gt=0, description="Seconds without a byte from the Hub or object storage "
+                                "before an attempt is abandoned")
+    max_retries: int = Field(5, ge=0, description="Retries (with backoff) of a failed network call before the "
+                             "conversion fails (exit 1)")
     overwrite: bool = Field(False, description="Replace an output of a different conversion at --out_root")
 
     @field_validator("splits")
