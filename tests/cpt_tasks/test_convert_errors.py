@@ -73,3 +73,9 @@ def test_line_numbers_are_exact_in_large_files(tmp_path, tokenizer_dir, shuffle)
     data = zstandard.ZstdCompressor().compress(body + b'{"txt": "the bad one"}\n' + GOOD)
     proc = convert_file(tmp_path, tokenizer_dir, "big.jsonl.zst", data, shuffle, "--shuffle_buffer", "100")
     assert proc.returncode == 2 and f"big.jsonl.zst, line {line}: record has no 'text' field" in proc.stderr
+
+
+def test_a_record_without_the_named_text_field_names_that_field(tmp_path, tokenizer_dir):
+    proc = convert_file(tmp_path, tokenizer_dir, "body.jsonl", GOOD * 3, "--text_field", "body")
+    assert proc.returncode == 2, proc.stderr
+    assert "body.jsonl, line 1: record has no 'body' field (fields: id, text)" in proc.stderr
