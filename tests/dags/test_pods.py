@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -223,3 +224,45 @@ def test_every_node_pod_is_the_training_pod_with_its_rank(job):
 def test_one_node_keeps_the_single_training_pod(pods):
     args = pods["train.yaml"]["spec"]["containers"][0]["args"]
     assert "--nnodes" not in args and "subdomain" not in pods["train.yaml"]["spec"]
+
+
+# The reference table (shared/DESIGN.md, from the reference notes): subset -> (max_tokens, val_tokens) of the
+# default 50e9-token plan.
+REFERENCE_TABLE = {"dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000),
+                   "pes2o": (2_925_000_000, 585_000), "wiki": (3_555_000_000, 711_000),
+                   "stackexchange": (1_225_000_000, 245_000), "math": (10_400_000_000, 2_080_000)}
+
+
+def _run_plan(args: list[str], output) -> dict:
+    """``cpt-tasks plan ARGS`` in the tasks env (the plan pod's CLI); the written plan."""
+    import subprocess
+
+    from cpt_tasks.pipeline.settings import Deployment
+
+    proc = subprocess.run([Deployment().tasks_bin, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(output.read_text())
+
+
+def test_the_default_plan_pod_gives_the_reference_table_and_the_by_hand_fingerprints(pods, tmp_path):
+    """The plan pod's own arguments (every default Param, the proportions and all six subsets in --config) give
+    the reference table exactly (an unchanged mix is not renormalized), and the same subsets' fingerprints as
+    the plain by-hand command over the same source and tokenizer."""
+    from conftest import cpt_home
+
+    home = cpt_home()
+    local = {"--dataset": str(home / "sample" / "dolmino"), "--tokenizer": str(home / "tokenizer" / "llama3"),
+             "--out_root": str(tmp_path / "data"), "--output": str(tmp_path / "pod-plan.json")}
+    args = list(pods["plan.yaml"]["spec"]["containers"][0]["args"])
+    assert args[0] == "plan" and json.loads(args[args.index("--config") + 1])["subsets"] == list(SUBSETS)
+    for flag, value in local.items():  # the hub ids cannot be reached here: the same files, local
+        args[args.index(flag) + 1] = value
+    by_pod = _run_plan(args, tmp_path / "pod-plan.json")
+    assert not by_pod["mix"]["renormalized"]
+    assert {s["name"]: (s["convert"]["max_tokens"], s["convert"]["val_tokens"])
+            for s in by_pod["subsets"]} == REFERENCE_TABLE
+    by_hand = _run_plan(["plan", *[x for kv in {**local, "--output": str(tmp_path / "hand.json")}.items()
+                                   for x in kv]], tmp_path / "hand.json")
+    assert [(s["name"], s["fingerprint"]) for s in by_hand["subsets"]] == \
+           [(s["name"], s["fingerprint"]) for s in by_pod["subsets"]]
