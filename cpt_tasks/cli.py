@@ -9,6 +9,7 @@ result document there as JSON (the pods' ``/airflow/xcom/return.json``; the loca
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from cpt_tasks.cli_args import add_model_arguments, build_config
+from cpt_tasks.cli_args import HelpFormatter, add_model_arguments, build_config, flags
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
 from cpt_tasks.documents.evaluate import EvalReport
@@ -182,9 +183,48 @@ def _tiny_model(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """A command's parser: an option it does not know is its own error (its usage, and the closest option)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}{self._closest(extras)}")
+        return namespace, extras
+
+    def _closest(self, extras: list[str]) -> str:
+        def plain(option: str) -> str:
+            return "--" + option[2:].replace("-", "_")
+
+        known = {plain(o): o for a in self._actions for o in a.option_strings if o.startswith("--")}
+        for extra in extras:
+            if extra.startswith("--"):
+                close = difflib.get_close_matches(plain(extra.split("=")[0]), known, n=1, cutoff=0.6)
+                if close:  # in the user's own spelling
+                    return f" (did you mean {close[0] if '_' in extra[2:] else known[close[0]]}?)"
+        return ""
+
+
+DESCRIPTION = """\
+Continual pretraining with LLM-Foundry, one step at a time: plan the token budget of every component of a mix,
+convert each to tokenized MDS shards, verify them against the plan, train, and evaluate the trained model
+against the one it started from. The Airflow DAG cpt_dolmino runs these same commands, one pod or process each."""
+EPILOG = """\
+Every option is spelt --name_with_underscores or --name-with-dashes; --config FILE (YAML/JSON) or an inline
+JSON object gives several at once, and --dry-run prints the validated options. `cpt-tasks COMMAND --help` lists
+a command's options. Exit status: 0 done (or already up to date), 1 failed and safe to retry, 2 bad input or
+arguments, 3 the data failed its checks (2 and 3: retrying cannot help)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cpt-tasks", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="cpt-tasks", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
+                                         prog, max_help_position=22, width=115))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
     convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
@@ -194,18 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     planned = sub.add_parser("convert-subset", help="Convert one subset of a plan, exactly as the plan says")
     planned.add_argument("--plan", required=True, help="The plan JSON written by `cpt-tasks plan` (path or URL)")
     planned.add_argument("--subset", required=True, help="Which planned subset to convert")
-    planned.add_argument("--num_workers", type=int, default=None, help="Override the planned converter processes")
-    planned.add_argument("--up_to_date_exit", type=int, default=0, metavar="STATUS",
+    planned.add_argument(*flags("num_workers"), dest="num_workers", type=int, default=None,
+                         help="Override the planned converter processes")
+    planned.add_argument(*flags("up_to_date_exit"), dest="up_to_date_exit", type=int, default=0, metavar="STATUS",
                          help="Exit with this status instead of 0 when the subset was already converted "
                               "(the DAG marks such a task skipped)")
-    planned.add_argument("--dry-run", action="store_true", help="Print the subset's ConvertConfig and exit")
+    planned.add_argument(*flags("dry-run"), dest="dry_run", action="store_true",
+                         help="Print the subset's ConvertConfig and exit")
     commands["convert-subset"] = _convert_subset
 
     plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
     add_model_arguments(plan, PlanConfig)
     commands["plan"] = _config_job(PlanConfig, _plan)
 
-    verify = sub.add_parser("verify", help="Check every planned subset's output; exit 1 when a check fails")
+    verify = sub.add_parser("verify", help="Check every planned subset's output against the plan; exit 3 when a "
+                            "check fails")
     add_model_arguments(verify, VerifyConfig)
     commands["verify"] = _config_job(VerifyConfig, _verify)
 
@@ -226,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "framing tokens) on the sample")
     small.add_argument("--out", type=Path, required=True, help="Folder to write")
     small.add_argument("--sample", type=Path, required=True, help="The sample dataset (cpt-tasks sample --out)")
-    small.add_argument("--vocab_size", type=int, default=1024, help="BPE ids before BOS/EOS (default: 1024)")
+    small.add_argument(*flags("vocab_size"), dest="vocab_size", type=int, default=1024,
+                       help="BPE ids before BOS/EOS (default: 1024)")
     commands["small-tokenizer"] = _small_tokenizer
 
     sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")

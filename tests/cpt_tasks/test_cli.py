@@ -8,6 +8,7 @@ from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import add_model_arguments
+from cpt_tasks.config import is_list
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.plan.config import PlanConfig
@@ -21,7 +22,45 @@ def test_every_config_field_is_a_flag_of_its_job(job, model):
     parser = build_parser()
     for name, field in model.model_fields.items():
         value = [] if field.annotation is bool else ["1"]
-        assert name in vars(parser.parse_args([job, f"--{name}", *value])), name
+        plain = vars(parser.parse_args([job, f"--{name}", *value]))
+        dashed = vars(parser.parse_args([job, f"--{name.replace('_', '-')}", *value]))  # the other spelling
+        assert name in plain and dashed[name] == plain[name] == (True if field.annotation is bool else
+                                                                ["1"] if is_list(field.annotation) else "1"), name
+
+
+@pytest.mark.parametrize("job,model", [("convert", ConvertConfig), ("plan", PlanConfig), ("verify", VerifyConfig),
+                                       ("train", TrainConfig), ("evaluate", EvaluateConfig)])
+def test_help_shows_each_default_once_and_marks_the_required(job, model, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([job, "--help"])
+    text = capsys.readouterr().out
+    usage = text.split("\n\n")[0]
+    for name, field in model.model_fields.items():
+        assert (f"--{name} {name.upper()}" in usage) == field.is_required(), name
+    described = " ".join(text.split())  # help lines are wrapped
+    assert "(default: None)" not in described
+    for option in described.split(" --")[1:]:
+        assert option.count("(default") <= 1, option
+
+
+def test_dashes_work_and_a_misspelt_option_names_the_closest(tmp_path):
+    proc = call_cli("plan", "--total-tokens", "1000", "--out-root", tmp_path, "--dry-run", check=True)
+    assert json.loads(proc.stdout)["total_tokens"] == 1000
+    proc = call_cli("plan", "--total_tokns", "1000", "--out_root", tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: cpt-tasks plan --out_root OUT_ROOT [options]")
+    assert "unrecognized arguments: --total_tokns 1000 (did you mean --total_tokens?)" in proc.stderr
+    proc = call_cli("convert-subset", "--plan", "p", "--subset", "s", "--up-to-date-exitt", "99")
+    assert proc.returncode == 2 and "(did you mean --up-to-date-exit?)" in proc.stderr
+
+
+def test_top_level_help_speaks_to_users(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "test" not in text.split("positional arguments")[0]
+    for command in ("plan", "convert", "verify", "train", "evaluate"):
+        assert f"\n    {command} " in text
 
 
 def test_a_flag_cannot_be_defined_twice():
