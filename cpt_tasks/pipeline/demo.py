@@ -30,13 +30,23 @@ from cpt_tasks.layout import EVAL_DIR, EVAL_JSON, PLAN_FILE, REPORT_JSON, REPORT
 DAG_ID = "cpt_dolmino"
 AIRFLOW = Path(sys.executable).with_name("airflow")
 SHOWN = re.compile(r"\[DAG TEST\] end task|Skipping task|DagRun Finished|Task failed|ParamValidationError")
+GATED = re.compile(r"\b(train|evaluate) skipped: (.+)")  # a gate's reason (cpt_tasks.pipeline.operators)
 
 
-def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | None]:
-    """``airflow dags test`` with ``conf``; full output to ``log_path``, task ends echoed; (status, run id)."""
+def skip_reason(line: str) -> tuple[str, str] | None:
+    """(step, whole reason) from a log line of a step its gate skipped, without the log's trailing fields."""
+    found = GATED.search(line)
+    if found is None:
+        return None
+    return found.group(1), re.sub(r"""['"]?(\s+\w+=\S+)*\s*$""", "", found.group(2))
+
+
+def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | None, dict[str, str]]:
+    """``airflow dags test`` with ``conf``; full output to ``log_path``, task ends echoed (a gate's reason in
+    full); (status, run id, step -> why its gate skipped it)."""
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    run_id = None
+    run_id, skips = None, {}
     with log_path.open("w") as log:
         proc = subprocess.Popen([str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -45,10 +55,14 @@ def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | Non
             found = re.search(r"run_id=([^\s,]+)", line)
             if found and "DagRun Finished" in line:
                 run_id = found.group(1)
-            if SHOWN.search(line):
+            gated = skip_reason(line)
+            if gated is not None:
+                skips[gated[0]] = gated[1]
+                print(f"  {gated[0]} skipped: {gated[1]}")
+            elif SHOWN.search(line):
                 print("  " + re.sub(r"\s+\[[a-z_.]+\]\s+.*?loc=\S+", "", line.strip())[:160])
         status = proc.wait()
-    return status, run_id
+    return status, run_id, skips
 
 
 def task_states(airflow_home: Path, run_id: str) -> list[dict]:
@@ -62,8 +76,9 @@ def task_states(airflow_home: Path, run_id: str) -> list[dict]:
             for t, m, label, state in rows]
 
 
-def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
-    """What the run produced where: tasks, data, verification, checkpoint, lineage."""
+def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[str, str] | None = None) -> str:
+    """What the run produced where: tasks, data, verification, checkpoint, lineage. Training and evaluation that
+    did not run in this run (``states``) are shown as an earlier run's, with ``skips``' reasons."""
     from cpt_tasks.documents import find_document
     from cpt_tasks.documents.verify import VerifyReport
     from cpt_tasks.train.status import find_finished_run
@@ -72,6 +87,9 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
     lines = [f"Run {run_id}", "", "Tasks:"]
     for s in states:
         lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
+    for step, reason in (skips or {}).items():
+        lines.append(f"  {step} skipped: {reason}")
+    ran = {s["task_id"]: s["state"] for s in states if s["map_index"] < 0}
     lines += ["", f"Plan:          {folder / PLAN_FILE}"]
     finished = evaluation = None
     report = find_document(str(folder / REPORT_JSON), VerifyReport)
@@ -83,7 +101,8 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
             lines.append(f"  {s.name:<14} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}")
         finished = find_finished_run(checkpoints_root(str(storage_root)), report.plan.fingerprint)
         if finished is not None:
-            lines += ["Training:", f"  run folder    {finished.run_folder}",
+            lines += [f"Training{_earlier('train', ran, f'run {finished.run_name}, finished {finished.finished_at}')}:",
+                      f"  run folder    {finished.run_folder}",
                       f"  final step    {finished.final_step}",
                       f"  run manifest  {finished.run_manifest}",
                       f"  HF export     {finished.hf_export}",
@@ -96,9 +115,18 @@ def summarize(storage_root: Path, run_id: str, states: list[dict]) -> str:
     if finished is not None:
         lines += ["", *_tracking_lines(finished.run_manifest, evaluation)]
     if evaluation is not None:
-        lines += ["", f"Evaluation (did continual pretraining help?): {evaluation.files['markdown']}, "
+        earlier = _earlier("evaluate", ran, f"made {evaluation.created_at}")
+        lines += ["", f"Evaluation (did continual pretraining help?){earlier}: {evaluation.files['markdown']}, "
                   f"{evaluation.files['png']}", format_summary(evaluation)]
     return "\n".join(lines)
+
+
+def _earlier(step: str, ran: dict[str, str], which: str) -> str:
+    """" (from an earlier run ...)" when a section shows what ``step`` made in an earlier run (it did not succeed
+    in this one; ``ran``: this run's step -> state, empty when unknown), else ""."""
+    if not ran or ran.get(step) == "success":
+        return ""
+    return f" (from an earlier run, {which}; {step} was {ran.get(step, 'not run')} in this one)"
 
 
 def latest_evaluation(run_folder: str):
@@ -164,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
     print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")
     started = time.time()
-    status, run_id = run_dags_test(env, conf, log_path)
+    status, run_id, skips = run_dags_test(env, conf, log_path)
     print(f"\n{'succeeded' if status == 0 else 'FAILED'} in {time.time() - started:.0f}s\n")
     if run_id:
-        print(summarize(storage_root, run_id, task_states(Path(env['AIRFLOW_HOME']), run_id)))
+        print(summarize(storage_root, run_id, task_states(Path(env['AIRFLOW_HOME']), run_id), skips))
     return status
 
 

@@ -199,6 +199,28 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
     assert "already up to date" in proc.stdout + proc.stderr
 
 
+def test_a_skipped_step_says_why_in_full_and_the_summary_says_what_is_earlier(dag_test, first_run):
+    """The second run (above) skipped train and evaluate: their whole reasons, with the Param that changes them,
+    and a summary that shows the first run's training and evaluation as such."""
+    from cpt_tasks.pipeline.demo import skip_reason, summarize, task_states
+
+    second = dag_test.run()
+    skips = dict(found for found in map(skip_reason, (second.stdout + second.stderr).splitlines()) if found)
+    assert skips["train"].startswith("this data (plan ") and skips["train"].endswith(
+        "; trigger with train=always to train again"), skips
+    assert "trigger with evaluate=always" in skips["evaluate"], skips
+
+    def summary(proc, reasons=None) -> str:
+        run_id = run_id_of(proc)
+        return summarize(dag_test.storage, run_id, task_states(Path(dag_test.env["AIRFLOW_HOME"]), run_id), reasons)
+
+    text = summary(second, skips)
+    assert f"  train skipped: {skips['train']}" in text
+    assert "Training (from an earlier run, run " in text and "; train was skipped in this one):" in text
+    assert "Evaluation (did continual pretraining help?) (from an earlier run, made " in text
+    assert "from an earlier run" not in summary(first_run)
+
+
 def test_a_bad_mix_is_rejected_before_any_task_runs(dag_test, first_run):
     before = set((dag_test.storage / "runs" / "cpt_dolmino").iterdir())
     proc = dag_test.run(proportions={"dclm": 0.5, "flan": 0.2, "math": 0.2})
