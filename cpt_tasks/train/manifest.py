@@ -48,39 +48,59 @@ def summarize(history: list[dict]) -> dict:
     return summary
 
 
-def render_loss_png(history: list[dict], title: str, start_step: int | None) -> bytes:
-    """Train loss per step, eval loss per subset, and where the last attempt resumed."""
+def loss_figure(history: list[dict], title: str, start_step: int | None):
+    """The loss picture (a matplotlib Figure): train loss per step, eval loss per subset, where the last attempt
+    resumed; whole steps on the x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 4), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     train = [(r["step"], r["loss"]) for r in history if "loss" in r]
     if train:
-        ax.plot(*zip(*train), color="#1c7ed6", linewidth=1.2, label="train")
+        ax.plot(*zip(*train), color="#1c7ed6", linewidth=1.4, label="train")
     subsets = sorted({k for r in history for k in r.get("eval", {})})
-    for name in subsets:
+    for index, name in enumerate(subsets):  # colours after C0, train's blue
         points = [(r["step"], r["eval"][name]) for r in history if name in r.get("eval", {})]
-        ax.plot(*zip(*points), marker="o", markersize=3, linewidth=0.8, label=f"eval {name}")
+        ax.plot(*zip(*points), marker="o", markersize=4, linewidth=1.0, color=f"C{index % 9 + 1}",
+                label=f"held-out {name}")
     if start_step:
-        ax.axvline(start_step, color="#868e96", linestyle="--", linewidth=0.8, label=f"resumed at {start_step}")
-    ax.set_xlabel("step (optimizer batches)")
-    ax.set_ylabel("cross-entropy loss")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
+        ax.axvline(start_step, color="#868e96", linestyle="--", linewidth=1.0, label=f"resumed at step {start_step}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("optimizer step", fontsize=10)
+    ax.set_ylabel("cross-entropy loss (nats)", fontsize=10)
+    ax.set_title(title, fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8.5, ncol=2)
     fig.tight_layout()
+    return fig
+
+
+def render_loss_png(history: list[dict], title: str, start_step: int | None) -> bytes:
+    """:func:`loss_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = loss_figure(history, title, start_step)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return buffer.getvalue()
 
 
+def loss_title(run_name: str) -> str:
+    """A short title for a run's loss picture: its plan (8 hex digits) and its run id, at most ~60 characters."""
+    plan, _, run = run_name.partition("-")
+    run = run if len(run) <= 28 else run[:27] + "…"
+    return f"Training loss · plan {plan[:8]} · {run}"
+
+
 def write_run_record(paths: RunPaths, manifest: RunManifest, history: list[dict]) -> RunManifest:
     """Write metrics.jsonl and loss.png, then the run manifest (last but one), then the plan's finished-run
     pointer; return the manifest."""
     write_bytes_atomic(paths.metrics, "".join(json.dumps(r) + "\n" for r in history).encode())
-    write_bytes_atomic(paths.loss_png, render_loss_png(history, f"{paths.run_name}: loss", manifest.start_step))
+    write_bytes_atomic(paths.loss_png, render_loss_png(history, loss_title(paths.run_name), manifest.start_step))
     write_document(paths.manifest, manifest)
     pointer = FinishedRun(run_name=paths.run_name, run_folder=paths.folder, run_manifest=paths.manifest,
                           plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
