@@ -77,10 +77,24 @@ def test_readme_is_a_short_front_door():
 def test_relative_links_lead_to_files(doc):
     missing = []
     for target in relative_links(doc.read_text()):
-        path = (doc.parent / target.split("#", 1)[0]).resolve()
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve()
         if not path.exists():
             missing.append(target)
-    assert not missing, f"{doc.relative_to(REPO)} links to missing files: {missing}"
+        elif anchor and path.suffix == ".md" and anchor not in heading_anchors(path.read_text()):
+            missing.append(target)
+    assert not missing, f"{doc.relative_to(REPO)} links to missing files or headings: {missing}"
+
+
+def heading_anchors(text: str) -> set[str]:
+    """The anchors GitHub gives a markdown file's headings: lower case, punctuation dropped, spaces to dashes."""
+    headings = re.findall(r"^#{1,6} (.+)$", re.sub(r"^```.*?^```", "", text, flags=re.M | re.S), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_heading_anchors_follow_github():
+    assert heading_anchors("# x\n## Params (the trigger form)\n```\n# not a heading\n```\n### `cpt-tasks train`\n") \
+        == {"x", "params-the-trigger-form", "cpt-tasks-train"}
 
 
 def test_link_finder_sees_links_and_images():
@@ -126,6 +140,18 @@ def test_cli_reference_covers_every_command_and_flag():
                 where = sections[command] + (common if command in JOB_CONFIGS else "")
                 assert any(re.search(re.escape(f) + r"(?![\w-])", where) for f in flags), \
                     f"docs/cli.md, cpt-tasks {command}: {flags[0]} is not described"
+
+
+def test_pipeline_doc_lists_every_param():
+    """docs/pipeline.md has a table row for every Param of the trigger form, under its section's heading."""
+    from cpt_tasks.pipeline.params import param_schemas
+
+    text = (REPO / "docs" / "pipeline.md").read_text()
+    for name, spec in param_schemas("s3://bucket").items():
+        section = re.search(rf"^\*\*{spec['section']}\*\*$(.*?)(?=^\*\*|^## )", text, flags=re.M | re.S)
+        assert section, f"docs/pipeline.md has no **{spec['section']}** part of the Params"
+        assert re.search(rf"^\| `{name}` \|", section.group(1), flags=re.M), \
+            f"docs/pipeline.md: Param {name} is not in its section {spec['section']}"
 
 
 def test_readme_quotes_the_configs_defaults():
