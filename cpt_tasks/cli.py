@@ -1,7 +1,8 @@
 """``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
 
 Exit status (``cpt_tasks.errors``): 0 done (or already up to date), 1 failed (transient: retry), 2 bad input
-or arguments and 3 verification found bad data (both final: do not retry), 99 up to date when
+or arguments and 3 bad data (verification failed, or input bytes differ from their listing; both final: do not
+retry), 99 up to date when
 ``convert-subset --up_to_date_exit 99`` asks for it. When ``CPT_RESULT_FILE`` is set, a job also writes its
 result document there as JSON (the pods' ``/airflow/xcom/return.json``; the local runner's temporary file).
 """

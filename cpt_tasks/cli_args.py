@@ -45,7 +45,9 @@ def _help(field: FieldInfo) -> str:
     text = field.description or ""
     if field.is_required():
         return f"Required. {text}"
-    default = field.get_default(call_default_factory=True)
+    if field.default_factory is not None:  # worked out where the job runs: the description says how
+        return text
+    default = field.get_default()
     if default is not None and default != [] and "default" not in text.lower():
         text += f" (default: {default})"
     return text

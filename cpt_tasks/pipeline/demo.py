@@ -7,8 +7,8 @@ runs. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
 
 ``--runner podman`` (``make demo-pods``): the same run with every step as the kubernetes runner's pod, run by
 ``podman kube play`` in the built tasks image (``--image``); Airflow home ``$CPT_HOME/airflow-pods``, outputs
-and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; not tracked (a pod's file store would be
-thrown away with it).
+and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; tracked into ``$CPT_HOME/demo-pods/mlflow``
+(inside the storage root the pods mount, so the runs outlive the pods).
 """
 
 from __future__ import annotations
