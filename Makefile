@@ -18,7 +18,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean images \
+.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow airflow-stop mlflow pods lock clean images \
 	image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -92,9 +92,15 @@ mlflow: .venv/.installed
 	mkdir -p $(MLFLOW_STORE)
 	.venv/bin/mlflow ui --backend-store-uri file://$(abspath $(MLFLOW_STORE)) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-# The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults).
+# The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults): scheduler,
+# DAG processor, triggerer, API server and one log server, all on 127.0.0.1, parallelism sized to the cores.
+# Ctrl-C, or `make airflow-stop` from another shell, stops every process it started (a few seconds).
 airflow: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
+	exec $(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
+
+# Stops the `make airflow` of this CPT_HOME (its pid file in $(CPT_HOME)/airflow); depends on nothing.
+airflow-stop:
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home stop
 
 # Every pod manifest the kubernetes runner would submit for the default Params (CONF over them), for review:
 # `make pods CONF='{"nodes": 2, "gpus": 8}'` writes the training Job (train-job.yaml) instead of its pod.
