@@ -174,7 +174,7 @@ class ReadyBanner:
                   file=sys.stderr, flush=True)
 
 
-def run_local(grace: float = 8.0) -> int:
+def run_local(grace: float = 5.0) -> int:
     """``make airflow``: the local Airflow in the demo's home under a supervisor (see :mod:`supervisor`)."""
     from cpt_tasks.pipeline.supervisor import Supervisor
 

@@ -56,7 +56,7 @@ class Supervisor:
     banner); ``grace`` is how long the commands get to end after SIGTERM before everything left is killed."""
 
     def __init__(self, commands: Mapping[str, list[str]], env: Mapping[str, str], pid_file: Path,
-                 grace: float = 8.0, on_tick: Callable[[], None] | None = None, cwd: Path | None = None,
+                 grace: float = 5.0, on_tick: Callable[[], None] | None = None, cwd: Path | None = None,
                  first: list[list[str]] | None = None):
         self.first = list(first or [])
         self.commands = dict(commands)
@@ -253,10 +253,11 @@ def stop_running(pid_file: Path, timeout: float = 40.0) -> int:
         return 0
     say(f"stopping {describe(proc)}")
     proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except psutil.TimeoutExpired:
-        say(f"pid {proc.pid} still running after {timeout:.0f}s")
-        return 1
+    deadline = time.monotonic() + timeout
+    while is_alive(proc):  # a zombie has stopped; only its parent can collect it
+        if time.monotonic() > deadline:
+            say(f"pid {proc.pid} still running after {timeout:.0f}s")
+            return 1
+        time.sleep(0.2)
     say("stopped")
     return 0
