@@ -19,11 +19,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from cpt_tasks.pipeline.airflow_home import local_config
+
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "cpt_tasks.pipeline.airflow_home"
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
-
-pytestmark = pytest.mark.slow
 
 
 def find_free_port() -> int:
@@ -148,6 +148,7 @@ STOPS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(360)
 @pytest.mark.parametrize("how", list(STOPS))
 def test_local_airflow_listens_on_loopback_and_stops_everything(base, how):
@@ -194,3 +195,15 @@ def test_stop_verb_leaves_a_process_that_reuses_the_pid_alone(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.parametrize(("cores", "parallelism", "api_workers"), [(1, "2", "1"), (2, "2", "1"), (16, "8", "2")])
+def test_local_config_sizes_to_the_cores_and_binds_loopback(cores, parallelism, api_workers):
+    config = local_config({"AIRFLOW__API__HOST": "0.0.0.0"}, cores=cores)
+    assert (config["AIRFLOW__CORE__PARALLELISM"], config["AIRFLOW__API__WORKERS"]) == (parallelism, api_workers)
+    assert config["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert config["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == config["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"]
+
+
+def test_local_config_keeps_a_parallelism_the_user_set():
+    assert local_config({"AIRFLOW__CORE__PARALLELISM": "3"}, cores=2)["AIRFLOW__CORE__PARALLELISM"] == "3"
