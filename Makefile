@@ -18,7 +18,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow airflow-stop mlflow pods lock clean images \
+.PHONY: setup test test-tasks test-dags test-ui ui-screenshots lint-deploy bench demo airflow airflow-stop mlflow pods lock clean images \
 	image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -70,6 +70,12 @@ test-dags: setup
 # Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
 test-ui: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
+
+# The README's screenshots (docs/ui/trigger-form.png, docs/ui/run-grid.png) taken afresh from today's form by the
+# UI test that triggers a run (paths in the form are a neutral /tmp/cpt-ui-…); copied only if the test passes.
+ui-screenshots: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui -k test_trigger_with_changed_params $(PYTEST_ARGS)
+	cp build/ui/trigger-form.png build/ui/run-grid.png docs/ui/
 
 # The deployment checks alone (also part of `make test`): hadolint on both Dockerfiles, the chart linted and
 # rendered by Helm's Go SDK and every object validated against the Kubernetes schema and the security rules,
