@@ -18,7 +18,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui lint-deploy bench demo airflow mlflow pods lock clean images \
+.PHONY: setup test test-tasks test-dags test-ui ui-screenshots lint-deploy bench demo airflow airflow-stop mlflow pods lock clean images \
 	image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -71,6 +71,12 @@ test-dags: setup
 test-ui: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
 
+# The README's screenshots (docs/ui/trigger-form.png, docs/ui/run-grid.png) taken afresh from today's form by the
+# UI test that triggers a run (paths in the form are a neutral /tmp/cpt-ui-…); copied only if the test passes.
+ui-screenshots: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui -k test_trigger_with_changed_params $(PYTEST_ARGS)
+	cp build/ui/trigger-form.png build/ui/run-grid.png docs/ui/
+
 # The deployment checks alone (also part of `make test`): hadolint on both Dockerfiles, the chart linted and
 # rendered by Helm's Go SDK and every object validated against the Kubernetes schema and the security rules,
 # values-airflow.yaml against the chart, and a secret scan of the repository and the rendered chart.
@@ -92,9 +98,15 @@ mlflow: .venv/.installed
 	mkdir -p $(MLFLOW_STORE)
 	.venv/bin/mlflow ui --backend-store-uri file://$(abspath $(MLFLOW_STORE)) --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-# The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults).
+# The Airflow UI on http://127.0.0.1:8080 with the DAG loaded (local runner, demo Param defaults): scheduler,
+# DAG processor, triggerer, API server and one log server, all on 127.0.0.1, parallelism sized to the cores.
+# Ctrl-C, or `make airflow-stop` from another shell, stops every process it started (a few seconds).
 airflow: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
+	exec $(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
+
+# Stops the `make airflow` of this CPT_HOME (its pid file in $(CPT_HOME)/airflow); depends on nothing.
+airflow-stop:
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home stop
 
 # Every pod manifest the kubernetes runner would submit for the default Params (CONF over them), for review:
 # `make pods CONF='{"nodes": 2, "gpus": 8}'` writes the training Job (train-job.yaml) instead of its pod.

@@ -2,13 +2,18 @@
 local runner, OpenLineage events to a file, MLflow runs to a local file store (``$CPT_HOME/mlflow``, browsed with
 ``make mlflow``), and the demo's Param defaults (no Airflow import here).
 
-``environment()`` is what ``make demo``, ``make airflow`` and the tests export before running Airflow.
+``prepare()`` is what ``make demo``, ``make airflow`` and the tests export before running Airflow; ``main()`` is
+``make airflow`` (its components on 127.0.0.1 under :mod:`cpt_tasks.pipeline.supervisor`) and ``make airflow-stop``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 
 from cpt_tasks.pipeline.settings import REPO_ROOT
@@ -79,15 +84,127 @@ def prepare(home: Path | None = None, airflow_home: Path | None = None, storage_
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cpt_tasks.pipeline.airflow_home <airflow args>``: run Airflow in the demo's home, with
-    the UI and API on 127.0.0.1 (``make airflow`` runs ``standalone``)."""
-    import sys
+def loopback_hostname() -> str:
+    """``[core] hostname_callable`` of the local Airflow: task and triggerer log URLs point at 127.0.0.1, where
+    its one log server listens (the machine's name may resolve to an address that server does not bind)."""
+    return "127.0.0.1"
 
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def local_config(env: Mapping[str, str], cores: int | None = None) -> dict[str, str]:
+    """Settings of the local Airflow over ``env``: every listener on 127.0.0.1 (API server on
+    ``AIRFLOW__API__PORT``, default 8080; one log server for task and triggerer logs on
+    ``AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT``, default 8793), the scheduler's health server off, and
+    parallelism sized to the usable cores (LocalExecutor forks that many workers up front) unless set in ``env``."""
+    cores = cores or usable_cores()
+    port = env.get("AIRFLOW__API__PORT") or "8080"
+    log_port = env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT") or "8793"
+    sized = {
+        "AIRFLOW__CORE__PARALLELISM": str(max(2, min(cores, 8))),
+        "AIRFLOW__API__WORKERS": "1" if cores <= 4 else "2",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1" if cores <= 2 else "2",
+    }
+    return {**sized, **{k: v for k, v in env.items() if k in sized}, **{
+        "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": port,
+        "AIRFLOW__API__BASE_URL": env.get("AIRFLOW__API__BASE_URL") or f"http://127.0.0.1:{port}",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": log_port, "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": log_port,
+        "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cpt_tasks.pipeline.airflow_home.loopback_hostname",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+    }}
+
+
+def components(bin_dir: Path, config: Mapping[str, str]) -> dict[str, list[str]]:
+    """The local Airflow's processes, started one by one instead of by ``airflow standalone`` (which cannot
+    skip the components' log servers, bound to every interface, and leaves its children running when it gets
+    SIGTERM): scheduler and triggerer without their own log servers, the DAG processor, the API server on
+    127.0.0.1, and Airflow's own log-serving app on 127.0.0.1 in their place."""
+    airflow = str(bin_dir / "airflow")
+    return {
+        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
+        "dag-processor": [airflow, "dag-processor"],
+        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
+        "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", config["AIRFLOW__API__PORT"],
+                       "--workers", config["AIRFLOW__API__WORKERS"]],
+        "log-server": [str(bin_dir / "python"), "-m", "uvicorn", "airflow.utils.serve_logs.log_server:get_app",
+                       "--factory", "--host", "127.0.0.1", "--port", config["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"],
+                       "--no-access-log"],
+    }
+
+
+def airflow_home_dir() -> Path:
+    """The local Airflow's home: ``$CPT_AIRFLOW_HOME``, default ``$CPT_HOME/airflow``."""
+    return Path(os.environ.get("CPT_AIRFLOW_HOME") or cpt_home() / "airflow").resolve()
+
+
+def pid_file(airflow_home: Path) -> Path:
+    return airflow_home / "local-airflow.pid"
+
+
+class ReadyBanner:
+    """Prints once, when the API server reports every component healthy, where the UI is and how to stop."""
+
+    def __init__(self, url: str, airflow_home: Path):
+        self.url, self.airflow_home, self.shown, self.next_try = url, airflow_home, False, 0.0
+
+    def __call__(self) -> None:
+        if self.shown or time.monotonic() < self.next_try:
+            return
+        self.next_try = time.monotonic() + 2
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=2) as resp:
+                health = json.load(resp)
+        except (OSError, ValueError):
+            return
+        if all((health.get(c) or {}).get("status") == "healthy"
+               for c in ("metadatabase", "scheduler", "dag_processor", "triggerer")):
+            self.shown = True
+            passwords = self.airflow_home / "simple_auth_manager_passwords.json.generated"
+            print(f"\n[cpt-airflow] Airflow is ready: {self.url} (user admin, password in {passwords})\n"
+                  "[cpt-airflow] Ctrl-C here or `make airflow-stop` in another shell stops every process.\n",
+                  file=sys.stderr, flush=True)
+
+
+def run_local(grace: float = 5.0) -> int:
+    """``make airflow``: the local Airflow in the demo's home under a supervisor (see :mod:`supervisor`)."""
+    from cpt_tasks.pipeline.supervisor import Supervisor
+
+    bin_dir = Path(sys.executable).parent
+    home = airflow_home_dir()
+    env = {**os.environ, **prepare(airflow_home=home)}
+    env.update(local_config(env))
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    url = env["AIRFLOW__API__BASE_URL"]
+    supervisor = Supervisor(components(bin_dir, env), env, pid_file(home), grace=grace, cwd=home,
+                            first=[[str(bin_dir / "airflow"), "db", "migrate"]],
+                            on_tick=ReadyBanner(url, home))
+    return supervisor.run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cpt_tasks.pipeline.airflow_home standalone``: the local Airflow (``make airflow``) on
+    127.0.0.1, stopped with every process it started by Ctrl-C, SIGTERM or ``... stop`` (``make airflow-stop``)
+    from another shell; ``python -m cpt_tasks.pipeline.airflow_home <airflow args>``: any other Airflow command
+    in the demo's home."""
     args = sys.argv[1:] if argv is None else argv
-    bin_dir = Path(sys.executable).parent  # standalone starts its components as `airflow ...` from PATH
-    env = {**os.environ, **prepare(), "AIRFLOW__API__HOST": os.environ.get("AIRFLOW__API__HOST", "127.0.0.1"),
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if args == ["standalone"]:
+        raise SystemExit(run_local())
+    if args == ["stop"]:
+        from cpt_tasks.pipeline.supervisor import stop_running
+
+        raise SystemExit(stop_running(pid_file(airflow_home_dir())))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, **prepare(airflow_home=airflow_home_dir())}
+    env.update(local_config(env))
     airflow = str(bin_dir / "airflow")
     os.execve(airflow, [airflow, *args], env)
 

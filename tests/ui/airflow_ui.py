@@ -92,6 +92,13 @@ def screenshot_dialog(page: Page, dialog: Locator, path) -> None:
         page.set_viewport_size(size)
 
 
+def read_form_text(dialog: Locator) -> str:
+    """Everything the form holds, shown or not: its text and the value of every input and textarea (also in
+    collapsed sections)."""
+    values = dialog.locator("input, textarea").evaluate_all("els => els.map(e => e.value)")
+    return "\n".join([dialog.inner_text(), *values])
+
+
 def submit_trigger(dialog: Locator) -> None:
     dialog.get_by_role("button", name="Trigger", exact=True).click()
 

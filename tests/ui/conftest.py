@@ -1,12 +1,14 @@
 """Session fixtures for the UI tests: a real `airflow standalone` on 127.0.0.1 with the repo's dags/ in the
 demo's configuration (`make airflow`: local runner, demo Param defaults) but a private Airflow home and storage
 root, stopped with every process it started (checked); Debian's headless Chromium driven by Playwright with a
-fresh profile, signed in once; `build/ui/` for screenshots (a failing test leaves its page there too)."""
+fresh profile, signed in once; `build/ui/` for screenshots (a failing test leaves its page there too;
+`make ui-screenshots` copies the README's into docs/ui/). The form's paths are under a neutral /tmp/cpt-ui-…"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,18 +34,29 @@ def ui_out() -> Path:
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, ui_out):
-    """Airflow standalone serving cpt_dolmino; every process it started is gone after the session."""
-    base = tmp_path_factory.mktemp("airflow")
-    home = Path(os.environ.get("CPT_HOME") or ROOT / ".cpt")
+def neutral_home():
+    """A short directory under /tmp whose sample/, tokenizer/ and models/ link to $CPT_HOME's: the form's
+    defaults and the screenshots in docs/ui/ show ``/tmp/cpt-ui-…/sample/dolmino``, not this machine's paths."""
+    home = Path(os.environ.get("CPT_HOME") or ROOT / ".cpt").resolve()
     for needed in ("sample/dolmino/.complete", "tokenizer/small/tokenizer.json", "models/tiny-small/config.json"):
         if not (home / needed).exists():
             pytest.fail(f"{home / needed} is missing: run `make setup` first")
+    base = Path(tempfile.mkdtemp(prefix="cpt-ui-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    for name in ("sample", "tokenizer", "models"):
+        (base / name).symlink_to(home / name)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow(neutral_home, ui_out):
+    """Airflow standalone serving cpt_dolmino; every process it started is gone after the session."""
+    base = neutral_home
     # The UI's subject is the form and the run's page, not training: the small test tokenizer and its tiny
     # model, four steps (the Llama 3 vocabulary is trained end to end by the DAG tests).
     tracking = f"file://{base / 'mlflow'}"
-    env = prepare(home, base / "airflow-home", base / "storage",
-                  params={"tokenizer": str(home / "tokenizer" / "small"), "model": str(home / "models" / "tiny-small"),
+    env = prepare(base, base / "airflow-home", base / "storage",
+                  params={"tokenizer": str(base / "tokenizer" / "small"), "model": str(base / "models" / "tiny-small"),
                           "max_duration": "4ba"}, tracking=tracking)
     env["CPT_SCHEDULE"] = "none"  # no scheduled run next to the one the test triggers (max_active_runs=1)
     server = AirflowServer(env=env)

@@ -6,19 +6,35 @@ grid and a task's links go to build/ui/."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
 from .airflow_ui import (copy_run_conf, count_runs, open_run, open_section, open_trigger_form, param_field,
-                         read_extra_link, read_json_editor, read_run_details, read_task_states, screenshot_dialog,
-                         submit_trigger, type_json, wait_for_run_page, wait_run_finished)
+                         read_extra_link, read_form_text, read_json_editor, read_run_details, read_task_states,
+                         screenshot_dialog, submit_trigger, type_json, wait_for_run_page, wait_run_finished)
+from .airflow_server import ROOT
 from .conftest import DAG_ID
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 RUN_PAGE = re.compile(r"^http://127\.0\.0\.1:5000/#/experiments/(\d+)/runs/([0-9a-f]{32})$")  # make mlflow's
 DEMO_MIX = {"dclm": 0.472, "flan": 0.166, "pes2o": 0.0585, "wiki": 0.0711, "stackexchange": 0.0245, "math": 0.208}
+
+
+def machine_paths(text: str) -> list[str]:
+    """The paths of this checkout, its $CPT_HOME and pytest's temporary folders that ``text`` contains (the
+    screenshots in docs/ui/ must show none of them)."""
+    home = Path(os.environ.get("CPT_HOME") or ROOT / ".cpt")
+    revealing = {str(ROOT), str(home), str(home.resolve()), "pytest-of-"}
+    return sorted(p for p in revealing if p in text)
+
+
+def test_machine_paths_finds_the_checkout():
+    assert str(ROOT) in machine_paths(f"dataset: {ROOT}/.cpt/sample")
+    assert machine_paths("dataset: /tmp/cpt-ui-x1/sample/dolmino") == []
 
 
 def test_bad_mix_is_refused_and_starts_no_run(page, airflow, ui_out):
@@ -50,12 +66,14 @@ def test_trigger_with_changed_params_runs_to_success(page, airflow, ui_out):
     expect(subsets).to_have_value("\n".join(DEMO_MIX))
     total.fill("60000")
     subsets.fill("wiki\nmath")
+    assert not machine_paths(read_form_text(dialog)), "the form shows this machine's paths"
     screenshot_dialog(page, dialog, ui_out / "trigger-form.png")
     submit_trigger(dialog)
 
     run_id = wait_for_run_page(page, DAG_ID)
     state = wait_run_finished(page, run_id, timeout=1200)
     open_run(page, airflow.url, DAG_ID, run_id)
+    assert not machine_paths(page.locator("body").inner_text()), "the run's page shows this machine's paths"
     page.screenshot(path=str(ui_out / "run-grid.png"))
     assert state == "Success", f"run {run_id} ended {state}; see {ui_out / 'run-grid.png'} and the Airflow log"
     assert read_task_states(page) == {
