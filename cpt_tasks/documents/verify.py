@@ -77,6 +77,8 @@ class SubsetSummary(StrictModel):
     train_tokens: int
     val_tokens: int
     proportion: float
+    role: Literal["replay", "domain"] = "replay"
+    epochs: float = 1.0
 
 
 class VerifySummary(Document):

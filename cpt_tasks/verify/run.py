@@ -270,4 +270,5 @@ def summarize_result(result: VerifyResult) -> VerifySummary:
         finished_training=report.finished_training,
         subsets={s.name: SubsetSummary(status=s.status, fingerprint=s.fingerprint, out_root=s.out_root,
                                        manifest=s.manifest, train_tokens=s.train_tokens, val_tokens=s.val_tokens,
-                                       proportion=s.proportion) for s in report.subsets})
+                                       proportion=s.proportion, role=s.role, epochs=s.epochs)
+                 for s in report.subsets})
