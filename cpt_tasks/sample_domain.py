@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 KINDS = ("python",)
+MAX_CHARS = 6000  # one function or class of ordinary size per document
 SKIPPED = ("site-packages", "test", "idlelib", "lib2to3", "tkinter", "turtledemo", "ensurepip")
 
 
@@ -45,7 +46,7 @@ def iter_python_code(limit: int) -> Iterator[tuple[str, str]]:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 _strip_docstrings(node)
                 code = ast.unparse(node)
-                if len(code) >= 200:
+                if 200 <= len(code) <= MAX_CHARS:
                     yield f"{rel.as_posix()}:{node.name}", code
                     count += 1
                     if count >= limit:
