@@ -18,8 +18,8 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui ui-screenshots lint-deploy bench demo airflow airflow-stop mlflow pods lock clean images \
-	image-tasks image-airflow test-images demo-pods bench-images
+.PHONY: setup test test-tasks test-dags test-ui ui-screenshots lint-deploy bench demo demo-domain airflow airflow-stop \
+	mlflow pods lock clean images image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
 	$(TINY_MODEL)/config.json $(SMALL_TOKENIZER)/tokenizer.json $(SMALL_MODEL)/config.json
@@ -91,6 +91,12 @@ bench: setup
 CONF ?= {}
 demo: setup
 	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)'
+
+# Continual pretraining on your own corpus (docs/continual-pretraining.md): the same DAG with a small corpus of
+# Python code (`cpt-tasks sample --domain python`) as the domain and the sample as replay; ends with the
+# gained/forgotten table. CONF goes over its Params as in `make demo`.
+demo-domain: setup
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --domain python --conf '$(CONF)'
 
 # The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
 # the Airflow task pages' "MLflow run" links point here). MLFLOW_STORE=$(CPT_HOME)/demo-pods/mlflow: demo-pods' runs.

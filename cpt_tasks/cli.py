@@ -166,6 +166,11 @@ def _small_tokenizer(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    if args.domain:
+        from cpt_tasks.sample_domain import write_domain_sample
+
+        print(write_domain_sample(args.out, args.domain, args.documents))
+        return EXIT_OK
     from cpt_tasks.sample_data import write_sample
 
     print(write_sample(args.out))
@@ -276,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")
     sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
+    sample.add_argument("--domain", choices=("python",), default=None,
+                        help="Instead, a domain corpus unlike the sample: python = the stdlib's code without "
+                        "docstrings (text field 'content')")
+    sample.add_argument("--documents", type=int, default=2000, help="Documents of --domain (default: 2000)")
     commands["sample"] = _sample
 
     tiny = sub.add_parser("tiny-model", help="Write a tiny random Llama (HF folder) for the demo and tests")

@@ -19,7 +19,7 @@
   it is skipped when training was. Train and evaluate log to MLflow; their task pages link to their runs.
 
 Exit status 2 (bad input) and 3 (bad data) fail a step at once; other failures retry with backoff.
-Assets: `cpt_dolmino/<subset>` (from verify), `cpt_dolmino/checkpoint` (from train) and `cpt_dolmino/eval`
+Assets: `cpt_dolmino/<subset>` and `cpt_dolmino/domain` (your corpus, when the plan has one; from verify), `cpt_dolmino/checkpoint` (from train) and `cpt_dolmino/eval`
 (from evaluate).
 """
 
@@ -31,7 +31,7 @@ from airflow.sdk import DAG, Asset, TriggerRule
 
 from cpt_tasks.layout import safe_run_id
 from cpt_tasks.mix import DEFAULT_MIX, load_mix
-from cpt_tasks.pipeline.lineage import CHECKPOINT, EVAL, asset_name
+from cpt_tasks.pipeline.lineage import CHECKPOINT, DOMAIN, EVAL, asset_name
 from cpt_tasks.pipeline.params import build_params
 from cpt_tasks.pipeline.runners import make_operator
 from cpt_tasks.pipeline.settings import Deployment
@@ -41,7 +41,7 @@ from cpt_tasks.pipeline.steps import (
 )
 
 DEPLOYMENT = Deployment.from_env()
-SUBSET_ASSETS = [Asset(name=asset_name(subset)) for subset in load_mix(DEFAULT_MIX).proportions]
+SUBSET_ASSETS = [Asset(name=asset_name(subset)) for subset in [*load_mix(DEFAULT_MIX).proportions, DOMAIN]]
 CHECKPOINT_ASSET = Asset(name=asset_name(CHECKPOINT))
 EVAL_ASSET = Asset(name=asset_name(EVAL))
 

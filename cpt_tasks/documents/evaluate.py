@@ -24,6 +24,8 @@ class EvalSubset(StrictModel):
     val_split: str = Field(description="Location of the verified val split (MDS)")
     fingerprint: str
     val_tokens: int
+    role: Literal["replay", "domain"] = Field("replay", description="replay: general data (forgetting is measured "
+                                              "on it); domain: the corpus being learned (gain is measured on it)")
 
 
 class EvalTask(StrictModel):
@@ -69,6 +71,26 @@ class EvalRow(StrictModel):
     lower_is_better: bool
 
 
+class CptChange(StrictModel):
+    """One line of the continual-pretraining summary: a component's held-out loss or an ICL task's score."""
+
+    name: str = Field(description="Component (held-out loss) or ICL task")
+    metric: str = Field(description="LanguageCrossEntropy for a component, the task's score metric otherwise")
+    base: float
+    trained: float
+    delta: float = Field(description="trained - base (a fall in loss is a gain; a rise is forgetting)")
+    lower_is_better: bool
+    verdict: Literal["better", "worse", "same"]
+
+
+class CptSummary(StrictModel):
+    """What continual pretraining gained and what it forgot."""
+
+    gain: list[CptChange] = Field(description="One per domain component: its held-out loss, base vs trained")
+    forgetting: list[CptChange] = Field(description="One per replay component (held-out loss) and per ICL task "
+                                        "(general ability), base vs trained")
+
+
 class EvalReport(Document):
     """``<run folder>/eval/<eval fingerprint[:16]>/eval-report.json``: did continual pretraining help, and where."""
 
@@ -89,6 +111,8 @@ class EvalReport(Document):
     tasks: EvalTasks
     settings: dict[str, Any] = Field(description="The evaluation's settings (batch, precision, lengths)")
     rows: list[EvalRow]
+    cpt: CptSummary = Field(default_factory=lambda: CptSummary(gain=[], forgetting=[]),
+                            description="Gained (domain components) and forgotten (replay components, ICL tasks)")
     metrics_explained: dict[str, str] = Field(description="Metric name -> what it is")
     files: dict[str, str] = Field(description="The report's other files: markdown, png, the eval YAMLs")
     mlflow: MlflowRun

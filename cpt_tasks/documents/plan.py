@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from typing import Literal
+
 from pydantic import Field
 
 from cpt_tasks.config import StrictModel, config_argv
@@ -31,8 +33,17 @@ class PlannedTokenizer(StrictModel):
     sha256: str = Field(description="sha256 over the tokenizer files' hashes")
 
 
+class Repetition(StrictModel):
+    """A domain corpus smaller than its budget: converted once, repeated in training (Streams' ``choose``)."""
+
+    source_tokens: int = Field(ge=0, description="Framed tokens (BOS + text + EOS) the whole corpus holds")
+    budget_tokens: int = Field(gt=0, description="Train tokens its share of total_tokens asks for")
+    budget_rows: int = Field(gt=0, description="Rows training draws from it: budget_tokens // concat_tokens")
+    epochs: float = Field(gt=0, description="budget_rows / its converted train rows: times each row is seen")
+
+
 class PlannedSubset(StrictModel):
-    """One subset: its share, fingerprint and the exact conversion that produces it."""
+    """One subset (a component of the mix): its share, fingerprint and the exact conversion that produces it."""
 
     name: str
     proportion: float = Field(description="Share of total_tokens")
@@ -41,6 +52,14 @@ class PlannedSubset(StrictModel):
     source_files: int = Field(ge=0, description="Files the source holds")
     source_bytes: int = Field(ge=0, description="Their bytes")
     convert: ConvertConfig = Field(description="The conversion, every field: convert-subset runs exactly this")
+    role: Literal["replay", "domain"] = Field("replay", description="replay: general data against forgetting; "
+                                              "domain: the corpus being learned")
+    repeat: Repetition | None = Field(None, description="Set when the corpus is smaller than its budget")
+
+    @property
+    def epochs(self) -> float:
+        """Times training sees each converted train row (1 unless repeated)."""
+        return self.repeat.epochs if self.repeat else 1.0
 
     @property
     def max_tokens(self) -> int:
@@ -68,6 +87,10 @@ class PlannedSubset(StrictModel):
 
 
 FINGERPRINT_EXCLUDES = {"fingerprint", "created_at", "code_version"}
+# Fields added with the domain corpus: left out of the fingerprint at their defaults, so a plan without a domain
+# keeps the fingerprint (and so its run names and finished pointers) it had before they existed.
+NEW_SUBSET_DEFAULTS = {"role": "replay", "repeat": None}
+NEW_PLAN_DEFAULTS = {"replay_fraction": None, "max_domain_epochs": None}
 
 
 class Plan(Document):
@@ -91,10 +114,14 @@ class Plan(Document):
     allow_short: bool = Field(description="A subset whose source runs out early passes verification")
     root: str = Field(description="Where the data goes (<root>/<mix>/<fingerprint>/<subset>)")
     subsets: list[PlannedSubset]
+    replay_fraction: float | None = Field(None, description="With a domain corpus: the replay components' share "
+                                          "of total_tokens (None: no domain)")
+    max_domain_epochs: float | None = Field(None, description="The most epochs a domain component may repeat")
 
     def content_fingerprint(self) -> str:
         """The fingerprint of this plan's content (what ``fingerprint`` must equal)."""
-        body = self.model_dump(mode="json", exclude=FINGERPRINT_EXCLUDES)
+        body = _without_defaults(self.model_dump(mode="json", exclude=FINGERPRINT_EXCLUDES), NEW_PLAN_DEFAULTS)
+        body["subsets"] = [_without_defaults(s, NEW_SUBSET_DEFAULTS) for s in body["subsets"]]
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def subset(self, name: str, where: str = "") -> PlannedSubset:
@@ -104,6 +131,10 @@ class Plan(Document):
                 return sub
         raise UserError(f"--subset {name}: not in the plan {where} (planned: "
                         f"{', '.join(s.name for s in self.subsets)})")
+
+
+def _without_defaults(body: dict, defaults: dict) -> dict:
+    return {k: v for k, v in body.items() if not (k in defaults and v == defaults[k])}
 
 
 class PlanEntry(Document):

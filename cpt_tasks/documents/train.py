@@ -58,6 +58,9 @@ class ConsumedData(StrictModel):
     proportion: float
     train_tokens: int
     val_tokens: int
+    role: Literal["replay", "domain"] = Field("replay", description="replay: general data; domain: the corpus "
+                                              "being learned")
+    epochs: float = Field(1.0, description="Times the run saw each of its train rows (a repeated domain corpus)")
 
 
 class ModelSource(StrictModel):

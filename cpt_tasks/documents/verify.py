@@ -38,6 +38,11 @@ class SubsetReport(StrictModel):
     documents: dict[Split, int] | None = Field(description="Documents per split (None: no manifest)")
     exhausted: bool = Field(description="Its source ran out before the budget")
     checks: list[Check]
+    role: Literal["replay", "domain"] = Field("replay", description="replay: general data; domain: the corpus "
+                                              "being learned")
+    epochs: float = Field(1.0, description="Times training sees each of its train rows (a repeated domain corpus)")
+    trained_tokens: int | None = Field(None, description="Train tokens training draws from it: train_tokens × "
+                                       "epochs (None: train_tokens)")
 
 
 class VerifyReport(Document):
@@ -54,6 +59,8 @@ class VerifyReport(Document):
     total_tokens: int
     realized_train_tokens: int
     subsets: list[SubsetReport]
+    trained_tokens: int | None = Field(None, description="Train tokens of one pass over the mix with repeated "
+                                       "components repeated (None: realized_train_tokens)")
     created_at: str
     code_version: str
     finished_training: FinishedRun | None = Field(None, description="A finished training run of this plan "
@@ -70,6 +77,8 @@ class SubsetSummary(StrictModel):
     train_tokens: int
     val_tokens: int
     proportion: float
+    role: Literal["replay", "domain"] = "replay"
+    epochs: float = 1.0
 
 
 class VerifySummary(Document):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 
-from cpt_tasks.documents.evaluate import EvalReport, EvalRow, EvalWorkerOutcome
+from cpt_tasks.documents.evaluate import CptChange, CptSummary, EvalReport, EvalRow, EvalWorkerOutcome
 
 LOSS_METRICS = ("LanguageCrossEntropy", "LanguagePerplexity")  # per subset, in this order
 LOWER_IS_BETTER = ("LanguageCrossEntropy", "LanguagePerplexity", "CalibrationError")
@@ -59,6 +59,48 @@ def headline(rows: list[EvalRow]) -> dict:
     return summary
 
 
+def cpt_summary(rows: list[EvalRow], roles: dict[str, str]) -> CptSummary:
+    """Gain: each domain component's held-out loss; forgetting: each replay component's held-out loss and each
+    ICL task's score (general ability), base vs trained. ``roles``: component -> replay or domain."""
+    def change(row: EvalRow) -> CptChange:
+        return CptChange(name=row.name, metric=row.metric, base=row.base.value, trained=row.trained.value,
+                         delta=row.delta, lower_is_better=row.lower_is_better, verdict=row.verdict)
+
+    losses = [r for r in rows if r.kind == "loss" and r.metric == "LanguageCrossEntropy"]
+    return CptSummary(gain=[change(r) for r in losses if roles.get(r.name) == "domain"],
+                      forgetting=[change(r) for r in losses if roles.get(r.name, "replay") != "domain"]
+                      + [change(r) for r in rows if r.kind == "icl"])
+
+
+def cpt_lines(summary: CptSummary) -> list[str]:
+    """The gained/forgotten table as plain text lines (the CLI, the demo's summary)."""
+    if not summary.gain and not summary.forgetting:
+        return []
+    width = max(len(c.name) for c in summary.gain + summary.forgetting) + 2
+    lines = [f"{'':<11}{'component / task':<{width}}{'base':>9}{'trained':>9}{'delta':>9}"]
+    for title, changes in (("gained", summary.gain), ("forgotten", summary.forgetting)):
+        for number, c in enumerate(changes):
+            what = "loss" if c.metric == "LanguageCrossEntropy" else "score"
+            lines.append(f"{title if number == 0 else '':<11}{c.name:<{width}}{c.base:>9.4f}{c.trained:>9.4f}"
+                         f"{c.delta:>+9.4f}  {what} {c.verdict}")
+    return lines
+
+
+def _cpt_markdown(summary: CptSummary) -> list[str]:
+    lines = ["## Gained and forgotten", ""]
+    if not summary.gain:
+        lines += ["No domain component (a plan without `domain`): nothing was meant to be gained; every component "
+                  "below is replay.", ""]
+    lines += ["| | component / task | metric | base | trained | delta | |", "|---|---|---|---:|---:|---:|---|"]
+    for title, changes in (("gained", summary.gain), ("forgotten", summary.forgetting)):
+        lines += [f"| {title if i == 0 else ''} | {c.name} | {c.metric} | {c.base:.4f} | {c.trained:.4f} | "
+                  f"{c.delta:+.4f} | {c.verdict} |" for i, c in enumerate(changes)]
+    lines += ["", "Gained: the held-out loss of your corpus (lower is better: the model learned it). Forgotten: the "
+              "held-out loss of the replay data and the ICL scores (general ability); a rise in loss or a fall in "
+              "score is what was forgotten.", ""]
+    return lines
+
+
 def _score(row: EvalRow, side: str) -> str:
     value = getattr(row, side)
     if row.kind == "icl" and value.correct is not None and value.n:
@@ -83,6 +125,7 @@ def render_markdown(report: EvalReport) -> str:
              f"- trained: `{report.hf_export}` (plan `{report.plan_fingerprint[:12]}`)",
              f"- held-out data: the val split of {len(report.subsets)} subsets; ICL tasks: {report.tasks.source}",
              f"- settings: {', '.join(f'{k} {v}' for k, v in report.settings.items() if v is not None)}", ""]
+    lines += _cpt_markdown(report.cpt) + ["## Every metric", ""]
     table = _table(report.rows)
     lines.append("| " + " | ".join(table[0]) + " |")
     lines.append("|" + "|".join(["---", "---", "---:", "---:", "---:", "---:", "---"]) + "|")
@@ -100,7 +143,8 @@ def format_summary(report: EvalReport) -> str:
     right = {2, 3, 4, 5}
     text = ["  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths)))
             .rstrip() for line in table]
-    return "\n".join(text)
+    cpt = cpt_lines(report.cpt)
+    return "\n".join(text + (["", "Gained and forgotten (continual pretraining):", *cpt] if cpt else []))
 
 
 def render_png(report: EvalReport) -> bytes:
@@ -111,9 +155,12 @@ def render_png(report: EvalReport) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    losses = [r for r in report.rows if r.metric == "LanguageCrossEntropy"]
+    gained = {c.name for c in report.cpt.gain}
     panels = [(rows, title) for rows, title in (
-        ([r for r in report.rows if r.metric == "LanguageCrossEntropy"], "held-out loss (nats): trained − base, lower "
-                                                                          "is better"),
+        ([r for r in losses if r.name in gained], "gained: your corpus's held-out loss (nats), trained − base"),
+        ([r for r in losses if r.name not in gained], ("forgotten: replay " if gained else "") + "held-out loss "
+                                                      "(nats): trained − base, lower is better"),
         ([r for r in report.rows if r.kind == "icl"], "ICL score: trained − base, higher is better")) if rows]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.8 * max(1, len(panels)), 4.0), dpi=100,
                              squeeze=False)

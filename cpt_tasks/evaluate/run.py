@@ -31,7 +31,7 @@ from cpt_tasks.evaluate.config import DEFAULT_TASKS, EvaluateConfig
 from cpt_tasks.evaluate.foundry_yaml import build_eval_yaml
 from cpt_tasks.evaluate.inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
     plan_tasks, settings
-from cpt_tasks.evaluate.report import EXPLAINED, compare, headline, render_markdown, render_png
+from cpt_tasks.evaluate.report import EXPLAINED, compare, cpt_summary, headline, render_markdown, render_png
 from cpt_tasks.evaluate.tasks import DEFAULT_MEASURES, USER_MEASURES, TaskList, generate_default_tasks, to_yaml
 from cpt_tasks.evaluate.worker import RESULT_FILE, config_file
 from cpt_tasks.layout import EVAL_JSON, EVAL_MD, EVAL_PNG, EVAL_TASKS_FILE, VAL, eval_folder
@@ -214,12 +214,13 @@ def _report(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, st
         checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, base_model=staged.base_source,
         tokenizer=report.tokenizer, concat_tokens=report.concat_tokens,
         subsets=[EvalSubset(name=s.name, val_split=join(s.out_root, VAL), fingerprint=s.fingerprint,
-                            val_tokens=s.val_tokens) for s in report.subsets if s.val_tokens > 0],
+                            val_tokens=s.val_tokens, role=s.role) for s in report.subsets if s.val_tokens > 0],
         tasks=EvalTasks(source=tasks.source, sha256=tasks.sha256,
                         task_list=join(folder, EVAL_TASKS_FILE) if tasks.tasks else None,
                         tasks=published.described(),
                         measures=DEFAULT_MEASURES if tasks.source == DEFAULT_TASKS else USER_MEASURES),
         settings={**settings(cfg, report), "seed": 17}, rows=rows,
+        cpt=cpt_summary(rows, {s.name: s.role for s in report.subsets}),
         metrics_explained={m: EXPLAINED[m] for m in dict.fromkeys(r.metric for r in rows) if m in EXPLAINED},
         files={"markdown": join(folder, EVAL_MD), "png": join(folder, EVAL_PNG),
                **{f"config_{role}": join(folder, config_file(role)) for role in ROLES}},
@@ -255,6 +256,8 @@ def _publish(body: EvalReport, tasks: TaskList, scratch: Path, folder: str, trac
             what = f"{row.name}/{row.metric}"
             metrics.update({f"base/{what}": row.base.value, f"trained/{what}": row.trained.value,
                             f"delta/{what}": row.delta})
+        for side, changes in (("gain", body.cpt.gain), ("forgetting", body.cpt.forgetting)):
+            metrics.update({f"cpt/{side}/{c.name}/{c.metric}": c.delta for c in changes})
         params = {"icl_tasks": body.tasks.source, **{k: str(v) for k, v in body.settings.items()}}
         tracker.log_results(body.mlflow, metrics, params, [str(out / n) for n in (EVAL_MD, EVAL_PNG, EVAL_JSON)])
         tracker.finish(body.mlflow, "FINISHED")

@@ -5,6 +5,10 @@ Prepares the Airflow home (SQLite, local runner, OpenLineage to a file, MLflow t
 CPU, and prints what was produced where, ending with the evaluation's table (base vs trained) and the MLflow
 runs. Run in the orchestration env: ``python -m cpt_tasks.pipeline.demo``.
 
+``--domain python`` (``make demo-domain``): continual pretraining on a corpus of your own beside the Dolmino
+sample as replay: a small corpus of Python code (``cpt-tasks sample --domain python``, written once under
+``$CPT_HOME/sample/domain-python``), ending with what was gained on it and what was forgotten.
+
 ``--runner podman`` (``make demo-pods``): the same run with every step as the kubernetes runner's pod, run by
 ``podman kube play`` in the built tasks image (``--image``); Airflow home ``$CPT_HOME/airflow-pods``, outputs
 and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; tracked into ``$CPT_HOME/demo-pods/mlflow``
@@ -98,7 +102,8 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
                      f"{folder / REPORT_PNG}")
         lines.append("Data (MDS):")
         for s in report.subsets:
-            lines.append(f"  {s.name:<14} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}")
+            lines.append(f"  {s.name:<14} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}"
+                         + (f"  ({s.role}, {s.epochs:.2f} epochs)" if s.role == "domain" or s.epochs != 1 else ""))
         finished = find_finished_run(checkpoints_root(str(storage_root)), report.plan.fingerprint)
         if finished is not None:
             lines += [f"Training{_earlier('train', ran, f'run {finished.run_name}, finished {finished.finished_at}')}:",
@@ -157,6 +162,22 @@ def _tracking_lines(run_manifest: str, evaluation) -> list[str]:
     return lines
 
 
+# The domain demo: 3/4 of the total is the code corpus, the replay keeps the default demo's 350,000 tokens.
+DOMAIN_DEMO = {"total_tokens": 1_400_000, "domain_text_field": "content", "domain_name": "python-code",
+               "replay_fraction": 0.25}
+
+
+def domain_params(home: Path, kind: str) -> dict:
+    """The domain demo's Params: the corpus (written on first use) and a total that keeps the replay's budgets."""
+    from cpt_tasks.sample_domain import write_domain_sample
+
+    corpus = home / "sample" / f"domain-{kind}"
+    if not (corpus / ".complete").is_file():
+        print(write_domain_sample(corpus, kind))
+        (corpus / ".complete").write_text("1\n")
+    return {**DOMAIN_DEMO, "domain": str(corpus)}
+
+
 def podman_environment(home: Path, image: str) -> dict[str, str]:
     """The Airflow environment of ``--runner podman``: its own Airflow home and storage root, the image, and a
     storage root the pods' user may write (the runner's pods run as uid 1000)."""
@@ -184,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runner", choices=("local", "podman"), default="local",
                         help="local: processes with the tasks env; podman: the Kubernetes pods, with podman")
     parser.add_argument("--image", default="localhost/cpt-tasks:dev", help="tasks image of --runner podman")
+    parser.add_argument("--domain", choices=("python",), default=None,
+                        help="Continual pretraining on a small corpus of your own (python: the stdlib's code) with "
+                        "the sample as replay")
     args = parser.parse_args(argv)
     home = cpt_home()
     env = {**os.environ, **(podman_environment(home, args.image) if args.runner == "podman" else prepare(home))}
-    conf = demo_params(home, Path(env["CPT_STORAGE_ROOT"])) | json.loads(args.conf)
+    conf = demo_params(home, Path(env["CPT_STORAGE_ROOT"]))
+    conf |= (domain_params(home, args.domain) if args.domain else {}) | json.loads(args.conf)
     storage_root = Path(conf["storage_root"])
     log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
     print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")

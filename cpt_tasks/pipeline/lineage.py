@@ -18,6 +18,7 @@ from cpt_tasks.documents.verify import VerifySummary
 ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
 EVAL = "eval"
+DOMAIN = "domain"  # the Asset of the plan's domain corpus component, whatever its domain_name
 
 
 def asset_name(part: str) -> str:
@@ -29,10 +30,11 @@ def asset_extras(task_id: str, result: dict) -> dict[str, dict]:
     """Asset name -> metadata to attach to this step's asset events (token counts, fingerprint, manifest)."""
     if task_id == "verify":
         verified = VerifySummary.model_validate(result)
-        return {asset_name(name): {"fingerprint": s.fingerprint, "location": s.out_root, "manifest": s.manifest,
-                                   "train_tokens": s.train_tokens, "val_tokens": s.val_tokens,
-                                   "plan_fingerprint": verified.plan_fingerprint, "report": verified.report}
-                for name, s in verified.subsets.items()}
+        return {asset_name(DOMAIN if s.role == "domain" else name): {
+            "fingerprint": s.fingerprint, "location": s.out_root, "manifest": s.manifest, "component": name,
+            "train_tokens": s.train_tokens, "val_tokens": s.val_tokens, "epochs": s.epochs,
+            "plan_fingerprint": verified.plan_fingerprint, "report": verified.report}
+            for name, s in verified.subsets.items()}
     if task_id == "train":
         trained = TrainResult.model_validate(result)
         return {asset_name(CHECKPOINT): trained.model_dump(include={

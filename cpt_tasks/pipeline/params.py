@@ -29,6 +29,7 @@ TRAIN_POLICIES = ("if_changed", "always", "never")
 EVALUATE_POLICIES = ("if_trained", "always", "never")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
 DATA, TRAINING, EVALUATION, RESOURCES = "Data", "Training", "Evaluation", "Resources"
+DOMAIN = "Continual pretraining on your corpus"
 # TrainConfig fields that Params or the DAG set; train_options may hold any other.
 TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
                                "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
@@ -113,6 +114,18 @@ def _data_params(storage_root: str) -> dict[str, dict]:
     }
 
 
+def _domain_params() -> dict[str, dict]:
+    """Your own corpus beside the mix (the mix becomes the replay that counters forgetting)."""
+    return {
+        "domain": _param(PlanConfig, "domain", "Your corpus", DOMAIN),
+        "domain_subset": _param(PlanConfig, "domain_subset", "Its subset", DOMAIN),
+        "domain_text_field": _param(PlanConfig, "domain_text_field", "Its text field", DOMAIN),
+        "domain_name": _param(PlanConfig, "domain_name", "Its name", DOMAIN),
+        "replay_fraction": _param(PlanConfig, "replay_fraction", "Replay fraction", DOMAIN),
+        "max_domain_epochs": _param(PlanConfig, "max_domain_epochs", "Most epochs of your corpus", DOMAIN),
+    }
+
+
 def _training_params() -> dict[str, dict]:
     other = tuple(f for f in TrainConfig.model_fields if f not in TRAIN_FIELDS_SET_BY_THE_DAG)
     return {
@@ -167,7 +180,7 @@ def _resource_params() -> dict[str, dict]:
 
 def param_schemas(storage_root: str) -> dict[str, dict]:
     """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
-    return {**_data_params(storage_root), **_training_params(), **_evaluation_params(), **_resource_params()}
+    return {**_data_params(storage_root), **_domain_params(), **_training_params(), **_evaluation_params(), **_resource_params()}
 
 
 def build_params(storage_root: str, overrides: dict | None = None) -> dict:

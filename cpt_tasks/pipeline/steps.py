@@ -24,7 +24,10 @@ REPORT = f"{RUN_DIR}/{REPORT_JSON}"
 CHECKPOINTS = checkpoints_root(STORAGE_ROOT)
 PLAN_CONFIG = ('{{ {"proportions": params.proportions, "subsets": params.subsets, "revision": params.revision, '
                '"text_field": params.text_field, "allow_short": params.allow_short, '
-               '"convert_options": params.convert_options} | tojson }}')
+               '"convert_options": params.convert_options, "domain": params.domain, '
+               '"domain_subset": params.domain_subset, "domain_text_field": params.domain_text_field, '
+               '"domain_name": params.domain_name, "replay_fraction": params.replay_fraction, '
+               '"max_domain_epochs": params.max_domain_epochs} | tojson }}')
 TRAIN_CONFIG = "{{ dict(params.train_options, max_duration=params.max_duration) | tojson }}"
 EVALUATE_CONFIG = "{{ params.evaluate_options | tojson }}"
 

@@ -11,6 +11,11 @@ from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.mix import DEFAULT_MIX, DEFAULT_TOTAL_TOKENS, DEFAULT_VAL_FRACTION
 
 LLAMA31_CONTEXT = 131072
+# Ibrahim et al. 2024 ("Simple and Scalable Strategies to Continually Pre-train LLMs"): 1-5% replay suffices for a
+# weak shift, a strong one needs up to 50%; a user's own corpus is usually a strong shift, so a quarter replays.
+DEFAULT_REPLAY_FRACTION = 0.25
+# Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 epochs is nearly as good as new data.
+DEFAULT_MAX_DOMAIN_EPOCHS = 4.0
 DEFAULT_TOKENIZER = "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe tokenizes with the Instruct one
 # ConvertConfig fields the plan derives for every subset; the others may be set with convert_options.
 PLANNED_CONVERT_FIELDS = frozenset({"dataset", "data_subset", "revision", "out_root", "tokenizer",
@@ -53,6 +58,18 @@ class PlanConfig(StrictModel):
     convert_options: dict[str, Any] | None = Field(None, description="Other `cpt-tasks convert` options for "
                                                    'every subset (JSON), e.g. {"compression": "zstd:7"}')
     output: str | None = Field(None, description="Also write the plan JSON to this file")
+    domain: str = Field("", description="Your corpus to continue pretraining on: a local path, object-storage "
+                        "prefix or hub id (empty: none, the mix alone)")
+    domain_subset: str | None = Field(None, description="Subset (folder) of --domain to read")
+    domain_text_field: str = Field("text", min_length=1, description="The field of --domain's records that holds "
+                                   "each document's text")
+    domain_name: str = Field("domain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                             description="The domain component's name (its folder, stream and report row)")
+    replay_fraction: float = Field(DEFAULT_REPLAY_FRACTION, gt=0, lt=1, description="With --domain: the mix's "
+                                   "share of total_tokens (replay against forgetting); the domain gets the rest")
+    max_domain_epochs: float = Field(DEFAULT_MAX_DOMAIN_EPOCHS, ge=1, description="A domain corpus smaller than "
+                                     "its budget is repeated in training up to this many epochs; beyond, the plan "
+                                     "refuses")
 
     @field_validator("subsets")
     @classmethod

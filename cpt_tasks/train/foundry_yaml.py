@@ -1,6 +1,7 @@
 """The LLM-Foundry ``train_from_yaml`` config of a run, built from the verification report and the arguments.
 
-One ``streams`` entry per subset (``split: train``, the plan's ``proportion``), one eval loader per subset on
+One ``streams`` entry per subset (``split: train``, the plan's ``proportion``; ``choose`` rows when a domain
+corpus smaller than its budget repeats), one eval loader per subset on
 ``val``, ``max_seq_len = concat_tokens``, checkpoints with autoresume under the run folder, and on GPUs bf16 —
 with FSDP (FULL_SHARD, activation checkpointing) when there is more than one. A run over several nodes always
 uses FSDP with sharded checkpoints (every rank writes its shard; autoresume needs no rank-0-only file): on GPUs
@@ -40,7 +41,7 @@ class TrainLength:
 def train_length(cfg: TrainConfig, report: VerifyReport) -> TrainLength:
     """max_duration (the verified train total in tokens unless given) and the step training ends at."""
     per_step = cfg.global_batch_size * report.concat_tokens
-    duration = cfg.max_duration or f"{report.realized_train_tokens}tok"
+    duration = cfg.max_duration or f"{report.trained_tokens or report.realized_train_tokens}tok"
     if duration.endswith("ba"):
         return TrainLength(duration, int(duration[:-2]), per_step)
     return TrainLength(duration, math.ceil(int(duration[:-3]) / per_step), per_step)
@@ -167,7 +168,7 @@ def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dic
     """The train loader (one stream per subset, the plan's proportions) and one eval loader per subset."""
     concat = report.concat_tokens
     streams = {s.name: {**_location(s.out_root, TRAIN, cache / s.fingerprint[:16] / s.name),
-                        "proportion": s.proportion} for s in report.subsets}
+                        **_share(s, concat, repeated=report.trained_tokens is not None)} for s in report.subsets}
     train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
     micro = cfg.device_microbatch_size
     sections = {"train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
@@ -181,6 +182,15 @@ def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dic
     if evals:
         sections["eval_loaders"] = evals
     return sections
+
+
+def _share(sub, concat: int, repeated: bool) -> dict:
+    """A stream's share: the plan's proportion, or, when a component repeats (a domain corpus smaller than its
+    budget), every stream's rows per epoch (Streams' ``choose``: the repeated one draws its rows ``epochs``
+    times, the others each row once)."""
+    if not repeated:
+        return {"proportion": sub.proportion}
+    return {"choose": (sub.trained_tokens or sub.train_tokens) // concat}
 
 
 def _optimization(cfg: TrainConfig, length: TrainLength) -> dict:

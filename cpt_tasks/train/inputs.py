@@ -75,7 +75,7 @@ def check_data(report: VerifyReport) -> tuple[list[ConsumedData], Framing]:
         consumed.append(ConsumedData(subset=sub.name, manifest=sub.manifest, fingerprint=sub.fingerprint,
                                      manifest_sha256=hashlib.sha256(raw).hexdigest(), out_root=sub.out_root,
                                      proportion=sub.proportion, train_tokens=sub.train_tokens,
-                                     val_tokens=sub.val_tokens))
+                                     val_tokens=sub.val_tokens, role=sub.role, epochs=sub.epochs))
     distinct = {f.model_dump_json() for f in framings.values()}
     if len(distinct) > 1:
         shown = ", ".join(f"{name} {f.bos_text!r}/{f.eos_text!r}" for name, f in framings.items())

@@ -23,6 +23,11 @@ def render_markdown(report: VerifyReport) -> str:
     for s in report.subsets:
         lines.append(f"| {s.name} | {s.planned_train_tokens:,} | {s.train_tokens:,} | {s.share:.2%} | "
                      f"{s.proportion:.2%} | {s.val_tokens:,} | {s.status} |")
+    repeated = [s for s in report.subsets if s.epochs != 1.0]
+    if repeated:
+        lines += ["", "Repeated in training (a corpus smaller than its budget, Streams' `choose`):", ""]
+        lines += [f"- {s.name} ({s.role}): {s.train_tokens:,} train tokens × {s.epochs:.3f} epochs = "
+                  f"{s.trained_tokens or 0:,} trained tokens" for s in repeated]
     failed = [(s.name, c) for s in report.subsets for c in s.checks if not c.ok]
     if failed:
         lines += ["", "## Failed checks", "", "| subset | check | detail |", "|---|---|---|"]

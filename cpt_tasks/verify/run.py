@@ -214,10 +214,24 @@ def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, pl
     c.add("disjoint", disjoint, f"train documents ..{train.last_document}, val from {val.first_document}")
     # an overridden subset's share is its own budget; every other one's is proportion × total
     target = sub.max_tokens if sub.overridden else sub.proportion * plan.total_tokens
-    off = abs(train.tokens - target)
+    trained = train.tokens if sub.repeat is None else sub.repeat.budget_rows * plan.concat_tokens
+    off = abs(trained - target)
     if not (exhausted and plan.allow_short):
-        c.add("mix", off < plan.concat_tokens, f"{train.tokens:,} train tokens vs {target:,.0f} planned "
+        c.add("mix", off < plan.concat_tokens, f"{trained:,} train tokens vs {target:,.0f} planned "
                                                f"({off / plan.concat_tokens:.2f} rows off)")
+    if sub.repeat is not None:
+        _check_epochs(sub, train.samples, c, plan)
+
+
+def _check_epochs(sub: PlannedSubset, rows: int, c: _Checks, plan: Plan) -> None:
+    """A repeated corpus: its converted rows repeated ``epochs`` times give its budget's rows, within the plan's
+    max_domain_epochs."""
+    repeat = sub.repeat
+    epochs = repeat.budget_rows / rows if rows else float("inf")
+    limit = plan.max_domain_epochs or 1.0
+    c.add("epochs", abs(epochs - repeat.epochs) < 1e-9 and epochs <= limit,
+          f"{rows:,} train rows repeated {epochs:.3f} epochs give {repeat.budget_rows:,} rows (plan: "
+          f"{repeat.epochs:.3f} epochs, at most {limit:g})")
 
 
 def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, ConvertManifest | None],
@@ -234,12 +248,16 @@ def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, Conv
             proportion=sub.proportion, planned_train_tokens=sub.train_rows * plan.concat_tokens,
             train_tokens=train_tokens, val_tokens=m.splits[VAL].tokens if m else 0,
             share=train_tokens / realized_total if realized_total else 0.0,
-            documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=short, checks=c.items))
+            documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=short, checks=c.items,
+            role=sub.role, epochs=sub.epochs,
+            trained_tokens=sub.repeat.budget_rows * plan.concat_tokens if sub.repeat and m else None))
+    repeated = any(s.trained_tokens is not None for s in subsets)
     return VerifyReport(
         ok=all(c.ok for c in checks.values()),
         plan=PlanRef(path=plan_path, sha256=plan_sha, fingerprint=plan.fingerprint), mix=plan.mix.name,
         concat_tokens=plan.concat_tokens, tokenizer=plan.tokenizer, total_tokens=plan.total_tokens,
-        realized_train_tokens=realized_total, subsets=subsets, created_at=datetime.now(timezone.utc).isoformat(),
+        realized_train_tokens=realized_total, subsets=subsets,
+        trained_tokens=sum(s.trained_tokens or s.train_tokens for s in subsets) if repeated else None, created_at=datetime.now(timezone.utc).isoformat(),
         code_version=__version__)
 
 
@@ -252,4 +270,5 @@ def summarize_result(result: VerifyResult) -> VerifySummary:
         finished_training=report.finished_training,
         subsets={s.name: SubsetSummary(status=s.status, fingerprint=s.fingerprint, out_root=s.out_root,
                                        manifest=s.manifest, train_tokens=s.train_tokens, val_tokens=s.val_tokens,
-                                       proportion=s.proportion) for s in report.subsets})
+                                       proportion=s.proportion, role=s.role, epochs=s.epochs)
+                 for s in report.subsets})
