@@ -58,13 +58,26 @@ def backoff_seconds(failures: int) -> float:
     return min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
 
 
+FAILURE_KINDS = (  # (text in the exception's repr, short reason), first match wins
+    ("ConnectTimeout", "connect timeout"), ("Read timed out", "read timeout"), ("timed out", "timeout"),
+    ("Connection refused", "connection refused"), ("NameResolution", "host not found"),
+    ("Name or service not known", "host not found"), ("IncompleteRead", "connection cut"),
+    ("Connection broken", "connection cut"), ("reset by peer", "connection reset"),
+    ("connection closed", "connection cut"), ("RemoteDisconnected", "connection closed by the server"),
+)
+
+
 def describe_failure(exc: BaseException) -> str:
-    """A short reason for a failed attempt (status, or the innermost exception's class and message)."""
+    """A short reason for a failed attempt: the HTTP status, or what happened to the connection."""
     response = getattr(exc, "response", None)
     if response is not None and getattr(response, "status_code", None):
         return f"HTTP {response.status_code}"
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+    text = repr(exc)
+    for needle, reason in FAILURE_KINDS:
+        if needle in text:
+            return reason
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first[:120]}" if first else type(exc).__name__
 
 
 def call_with_retries(call: Callable[[], T], network: Network, host: str, what: str,
