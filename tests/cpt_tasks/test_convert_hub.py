@@ -4,7 +4,9 @@ stall, corrupt bytes of the right size, a vanished file and a dead server, each 
 
 from __future__ import annotations
 
+import hashlib
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +50,11 @@ def hub(sample_dir, endpoint):
     server.stop()
 
 
+def tree_bytes(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(Path(root).rglob("*"))
+            if p.is_file() and p.name != "manifest.json"}
+
+
 def options(tokenizer_dir, out, *extra) -> list:
     return ["convert", "--dataset", DATASET, "--data_subset", SUBSET, "--tokenizer", tokenizer_dir,
             "--out_root", out, "--concat_tokens", 256, "--num_workers", 0, *extra]
@@ -75,6 +82,20 @@ def test_hub_converts_like_its_local_copy(hub, tokenizer_dir, tmp_path, clean_ro
     assert [f.path for f in source.files] == [FIRST, SECOND]
     assert len(hub.requests("GET", f"/api/datasets/{DATASET}/tree/")) == 2  # the listing was paged
     assert not any(r[2] for r in hub.log)  # no Range request on a clean run
+
+
+def test_shuffled_hub_conversion_is_byte_identical_to_the_local_one(hub, sample_dir, tokenizer_dir, tmp_path):
+    """The listing (paged, in the server's order) is sorted, ``revision main`` is pinned to the commit, every LFS
+    sha256 is the file's own, and the MDS folders are byte for byte those of the local copy."""
+    common = dict(data_subset="math", tokenizer=str(tokenizer_dir), concat_tokens=256, shuffle=True, num_workers=1)
+    result = convert(ConvertConfig(dataset=DATASET, revision="main", out_root=str(tmp_path / "hub"), **common),
+                     progress_interval=0)
+    convert(ConvertConfig(dataset=str(sample_dir), out_root=str(tmp_path / "local"), **common), progress_interval=0)
+    assert tree_bytes(tmp_path / "hub") == tree_bytes(tmp_path / "local")
+    files = result.manifest.source.files
+    assert result.manifest.source.revision == COMMIT and [f.path for f in files] == sorted(f.path for f in files)
+    assert [f.sha256 for f in files] == [hashlib.sha256((sample_dir / f.path).read_bytes()).hexdigest()
+                                         for f in files]
 
 
 def test_503s_are_retried_with_identical_rows(hub, tokenizer_dir, tmp_path, clean_rows):
@@ -116,7 +137,8 @@ def test_file_cut_short_by_the_budget_is_still_verified(hub, tokenizer_dir, tmp_
     run = call_cli(*options(tokenizer_dir, tmp_path / "cut", "--max_tokens", 2 * 256))
     assert run.returncode == 3, run.stderr
     assert FIRST in run.stderr and not (tmp_path / "cut" / "manifest.json").exists()
-    assert hub.served[FIRST] == len(hub.repo.files[FIRST]) and SECOND not in hub.served  # drained to its end; next never opened
+    # drained to its end; the next file never opened
+    assert hub.served[FIRST] == len(hub.repo.files[FIRST]) and SECOND not in hub.served
 
 
 def test_budget_met_mid_file_drains_and_passes(hub, tokenizer_dir, tmp_path):
@@ -173,8 +195,28 @@ def test_plan_honours_the_conversion_timeouts(hub, tokenizer_dir, tmp_path):
     hub.faults.stall = {"tree"}
     started = time.monotonic()
     run = call_cli("plan", "--dataset", DATASET, "--subsets", SUBSET, "--tokenizer", tokenizer_dir,
-                   "--out_root", tmp_path / "root", "--total_tokens", 10 * 256, "--concat_tokens", 256, "--val_fraction", 0,
+                   "--out_root", tmp_path / "root", "--total_tokens", 10 * 256, "--concat_tokens", 256,
+                   "--val_fraction", 0,
                    "--convert_options", '{"read_timeout": 0.3, "max_retries": 1}')
     assert run.returncode == 1, run.stderr
     assert time.monotonic() - started < 5
     assert "listing of data/wiki" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(("extra", "named"), [(["--data_subset", "nosuch"], "data/nosuch"),
+                                              (["--revision", "v9"], "revision v9")])
+def test_unknown_subset_or_revision_is_a_user_error(hub, tokenizer_dir, tmp_path, extra, named):
+    run = call_cli(*options(tokenizer_dir, tmp_path / "x"), *extra)
+    assert run.returncode == 2, run.stderr
+    assert named in run.stderr and "Traceback" not in run.stderr
+
+
+def test_offline_mode_is_a_user_error_not_a_retry(hub, tokenizer_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    reset_sessions()
+    run = call_cli(*options(tokenizer_dir, tmp_path / "x"))
+    assert run.returncode == 2 and "HF_HUB_OFFLINE" in run.stderr, run.stderr
+    assert not hub.log  # nothing was sent, nothing retried
