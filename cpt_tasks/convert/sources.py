@@ -13,7 +13,8 @@ from __future__ import annotations
 import gzip
 import itertools
 import zlib
-from collections.abc import Iterator
+from functools import partial
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +38,8 @@ class SourceFile:
     rel: str
     size: int
     sha256: str
-    algorithm: str = field(default="sha256", compare=False)  # of ``sha256``: hub non-LFS files give a git blob id
-    network: Network = field(default_factory=Network, compare=False, repr=False)  # timeouts/retries of its reads
+    algorithm: str | None = "sha256"  # what ``sha256`` holds: a hub non-LFS file's is its git blob id ("git-sha1")
+    opener: Callable[[], object] | None = field(default=None, compare=False, repr=False)  # remote: a checked stream
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
 
 def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None,
                  network: Network) -> Source:
-    from cpt_tasks.convert.hub import hub_url, list_hub_files
+    from cpt_tasks.convert.hub import hub_url, list_hub_files, open_hub_file
 
     if split != "train":
         raise UserError(f"--splits {split}: hub datasets are read from their train files only")
@@ -116,7 +117,9 @@ def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | N
     if not files:
         raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
     listed = [SourceFile(url=hub_url(dataset, commit, e.path), rel=e.path, size=e.size, sha256=e.digest,
-                         algorithm=e.algorithm, network=network) for e in files]
+                         algorithm=e.algorithm, opener=partial(open_hub_file, hub_url(dataset, commit, e.path),
+                                                               e.path, e.size, e.digest, e.algorithm, network))
+              for e in files]
     return Source(kind="hub", dataset=dataset, subset=subset, split=split, revision=commit, files=listed)
 
 
@@ -125,12 +128,9 @@ def _open(url: str):
 
 
 def _open_source(src: SourceFile):
-    """The file's bytes: a hub file as a checked, resumable stream; anything else through :func:`_open`."""
-    from cpt_tasks.convert.hub import HUB_PREFIX, open_hub_file
-
-    if src.url.startswith(HUB_PREFIX):
-        return open_hub_file(src.url, src.rel, src.size, src.sha256, src.algorithm, src.network)
-    return _open(src.url)
+    """The file's bytes: a remote file through its ``opener`` (a hub file: a checked, resumable stream); a local
+    one through :func:`_open`."""
+    return src.opener() if src.opener is not None else _open(src.url)
 
 
 class OpenFiles:
