@@ -26,7 +26,8 @@ from cpt_tasks.cli_args import HelpFormatter, add_model_arguments, build_config,
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
 from cpt_tasks.documents.evaluate import EvalReport
-from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, BadDataError, UserError
+from cpt_tasks.errors import (EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, BadDataError, TransientError,
+                              UserError)
 from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.layout import TERMINATION_LOG
 from cpt_tasks.plan.config import PlanConfig
@@ -309,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadDataError as exc:
         print(f"cpt-tasks {args.command}: bad data: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
+    except TransientError as exc:  # a source that stayed unreachable: one line, and a retry may succeed
+        print(f"cpt-tasks {args.command}: failed: {exc} (exit {EXIT_FAILED}, safe to retry)", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except Exception:  # transient or unexpected: the traceback helps, and the exit status allows a retry

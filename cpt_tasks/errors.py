@@ -21,3 +21,8 @@ class UserError(Exception):
 class BadDataError(Exception):
     """The input's bytes are not what their listing promised (size or hash): retrying reads the same wrong data,
     so the CLI exits 3 and the DAG fails the task at once. The message names the file."""
+
+
+class TransientError(Exception):
+    """A network source stayed unreachable through its retries (timeouts, resets, 5xx): the CLI prints this
+    one line naming the host and the file or call, and exits 1 so the DAG retries the task later."""

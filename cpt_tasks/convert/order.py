@@ -12,21 +12,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpt_tasks.convert.sources import SourceFile, array_lines, iter_lines, open_blocks
+from cpt_tasks.convert.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
 
 Document = tuple[int, int, bytes]  # (file index, line number, raw JSON line)
 
 
-def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int) -> Iterator[Document]:
-    """Documents in conversion order."""
+def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int,
+                   opened: OpenFiles | None = None) -> Iterator[Document]:
+    """Documents in conversion order (``opened``: see :class:`~cpt_tasks.convert.sources.OpenFiles`)."""
     if not shuffle:
-        yield from iter_lines(files)
+        yield from iter_lines(files, opened)
         return
     rng = np.random.Generator(np.random.PCG64(seed))
     order = rng.permutation(len(files)).tolist()
     held: list[Document] = []
     draws: list[int] = []
-    for index, line_no, line in _lines_in_order(files, order):
+    for index, line_no, line in _lines_in_order(files, order, opened):
         if len(held) < buffer:
             held.append((index, line_no, line))
             continue
@@ -39,9 +40,9 @@ def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: in
         yield held[slot]
 
 
-def _lines_in_order(files: list[SourceFile], order: list[int]) -> Iterator[Document]:
+def _lines_in_order(files: list[SourceFile], order: list[int], opened: OpenFiles | None) -> Iterator[Document]:
     for position in order:
-        for _, line_no, line in iter_lines([files[position]]):
+        for _, line_no, line in iter_lines([files[position]], opened):
             yield position, line_no, line
 
 
@@ -78,11 +79,12 @@ def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> I
         yield Chunk(b"\n".join(lines), origins=origins)
 
 
-def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
+def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20,
+                opened: OpenFiles | None = None) -> Iterator[Chunk]:
     """Unshuffled order without splitting lines here: each file's content cut after a newline every
     ``target_bytes`` (the workers split and count lines). JSON-array files go line by line."""
     for index, src in enumerate(files):
-        is_array, blocks = open_blocks(src)
+        is_array, blocks = open_blocks(src, opened)
         if is_array:
             yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)
             continue

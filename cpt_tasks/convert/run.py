@@ -20,7 +20,8 @@ from cpt_tasks.convert.manifest import code_version, fingerprint, manifest_locat
 from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents
 from cpt_tasks.convert.pack import Packer
-from cpt_tasks.convert.sources import Source, open_blocks, resolve_source
+from cpt_tasks.convert.network import Network
+from cpt_tasks.convert.sources import OpenFiles, Source, open_blocks, resolve_source
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
                                          Timings, TokenizerRecord)
@@ -57,7 +58,7 @@ class _Written:
 def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResult:
     """Convert ``cfg.dataset`` into MDS at ``cfg.out_root`` (see DESIGN.md's data contract)."""
     started = time.time()
-    source = resolve_source(cfg.dataset, cfg.data_subset, cfg.splits[0], cfg.revision)
+    source = resolve_source(cfg.dataset, cfg.data_subset, cfg.splits[0], cfg.revision, Network.from_config(cfg))
     folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
     encoder = Encoder(folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
     tok = describe(cfg.tokenizer, folder, encoder)
@@ -126,6 +127,7 @@ class _Conversion:
         self.read = self.skipped_empty = 0
         self.worker_peak_mb = 0.0
         self.writers: dict[str, TokenShardWriter] = {}
+        self.opened = OpenFiles()  # the input files being read; checked to their end when the budgets are met
 
     def run(self) -> _Written:
         """Convert everything the budgets need; abort the writers (nothing published) on any error."""
@@ -152,12 +154,20 @@ class _Conversion:
 
     def _chunks(self):
         if self.cfg.shuffle:
-            return iter_chunks(iter_documents(self.source.files, True, self.cfg.seed, self.cfg.shuffle_buffer))
-        return iter_blocks(self.source.files)
+            return iter_chunks(iter_documents(self.source.files, True, self.cfg.seed, self.cfg.shuffle_buffer,
+                                              self.opened))
+        return iter_blocks(self.source.files, opened=self.opened)
 
     def _feed(self, pool) -> None:
+        chunks = self._chunks()
+        try:
+            self._feed_chunks(pool, chunks)
+        finally:
+            chunks.close()  # closes the open input files (and their connections)
+
+    def _feed_chunks(self, pool, chunks) -> None:
         packer = self.packer
-        for chunk in self._chunks():
+        for chunk in chunks:
             field = self.cfg.text_field
             self.inflight.append((chunk, pool.submit(encode_chunk, chunk.payload, field) if pool else
                                   _Ready(encode_chunk(chunk.payload, field))))
@@ -166,6 +176,7 @@ class _Conversion:
                                                          or self.inflight[0][1].done()):
                 self._consume()
             if packer.done:
+                self.opened.finish()  # the file the budgets cut short is still read to its end and checked
                 return
         while self.inflight and not packer.done:
             self._consume()

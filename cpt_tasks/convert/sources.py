@@ -2,8 +2,10 @@
 and read those files as blocks of complete JSON lines.
 
 Local and hub sources share one reader: the hub's Dolmino layout ``data/<subset>/…/*.json.zst`` is listed
-through ``huggingface_hub`` (with the files' LFS sha256 and the resolved commit) and streamed with
-``HfFileSystem``, so a local copy of the hub folder converts to the same bytes.
+at a pinned commit (with the files' LFS sha256) and streamed by ``cpt_tasks.convert.hub`` (timeouts, retries,
+resumption by byte range, every byte checked against the listing), so a local copy of the hub folder converts to
+the same bytes. :class:`OpenFiles` lets a conversion that stops early (its budgets met) still read the file it
+stopped in to its end and check it.
 """
 
 from __future__ import annotations
@@ -11,13 +13,15 @@ from __future__ import annotations
 import gzip
 import itertools
 import zlib
-from collections.abc import Iterator
+from functools import partial
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
 
 from cpt_tasks.cache import sha256_file_cached
+from cpt_tasks.convert.network import Network
 from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
 
@@ -34,6 +38,8 @@ class SourceFile:
     rel: str
     size: int
     sha256: str
+    algorithm: str | None = "sha256"  # what ``sha256`` holds: a hub non-LFS file's is its git blob id ("git-sha1")
+    opener: Callable[[], object] | None = field(default=None, compare=False, repr=False)  # remote: a checked stream
 
 
 @dataclass
@@ -62,14 +68,16 @@ def _has_suffix(name: str) -> bool:
     return name.endswith(SUFFIXES)
 
 
-def resolve_source(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
-    """Resolve ``--dataset``/``--data_subset`` to an ordered, hashed file list; UserError if none."""
+def resolve_source(dataset: str, subset: str | None, split: str, revision: str | None,
+                   network: Network | None = None) -> Source:
+    """Resolve ``--dataset``/``--data_subset`` to an ordered, hashed file list; UserError if none. ``network``:
+    timeouts and retries of a remote source's listing and reads (default: ConvertConfig's defaults)."""
     path = Path(dataset).expanduser()
     if path.exists() or dataset.startswith((".", "/", "~")) or _has_suffix(dataset):
         return _resolve_local(path, dataset, subset, split)
     if dataset.count("/") != 1:
         raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
-    return _resolve_hub(dataset, subset, split, revision)
+    return _resolve_hub(dataset, subset, split, revision, network or Network())
 
 
 def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> Source:
@@ -98,49 +106,64 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
                   files=listed)
 
 
-def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-    from huggingface_hub.hf_api import RepoFile
+def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None,
+                 network: Network) -> Source:
+    from cpt_tasks.convert.hub import hub_url, list_hub_files, open_hub_file
 
     if split != "train":
         raise UserError(f"--splits {split}: hub datasets are read from their train files only")
-    api = HfApi()
-    try:
-        commit = api.dataset_info(dataset, revision=revision).sha
-        entries = api.list_repo_tree(dataset, path_in_repo=f"data/{subset}" if subset else None,
-                                     recursive=True, repo_type="dataset", revision=commit)
-        files = sorted((e for e in entries if isinstance(e, RepoFile) and _has_suffix(e.path)),
-                       key=lambda e: e.path)
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        raise UserError(f"--dataset {dataset} --data_subset {subset} (revision {revision}): {exc}") from exc
+    commit, entries = list_hub_files(dataset, f"data/{subset}" if subset else None, revision, network)
+    files = sorted((e for e in entries if _has_suffix(e.path)), key=lambda e: e.path)
     if not files:
         raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
-    listed = [SourceFile(url=f"hf://datasets/{dataset}@{commit}/{e.path}", rel=e.path, size=e.size,
-                         sha256=e.lfs.sha256 if e.lfs else e.blob_id) for e in files]
+    listed = [SourceFile(url=hub_url(dataset, commit, e.path), rel=e.path, size=e.size, sha256=e.digest,
+                         algorithm=e.algorithm, opener=partial(open_hub_file, hub_url(dataset, commit, e.path),
+                                                               e.path, e.size, e.digest, e.algorithm, network))
+              for e in files]
     return Source(kind="hub", dataset=dataset, subset=subset, split=split, revision=commit, files=listed)
 
 
 def _open(url: str):
-    if url.startswith("hf://"):
-        from huggingface_hub import HfFileSystem
-
-        return HfFileSystem().open(url, "rb", block_size=BLOCK)
     return open(url, "rb")
 
 
-def _raw_blocks(src: SourceFile) -> Iterator[bytes]:
-    """Decompressed content of one file, in blocks."""
-    with _open(src.url) as fh:
-        if src.rel.endswith(".gz"):
-            with gzip.GzipFile(fileobj=fh) as gz:
-                while block := gz.read(BLOCK):
-                    yield block
-        elif src.rel.endswith(".zst"):
-            yield from _zstd_checked_blocks(fh)
-        else:
-            while block := fh.read(BLOCK):
+def _open_source(src: SourceFile):
+    """The file's bytes: a remote file through its ``opener`` (a hub file: a checked, resumable stream); a local
+    one through :func:`_open`."""
+    return src.opener() if src.opener is not None else _open(src.url)
+
+
+class OpenFiles:
+    """The input files a conversion is reading. :meth:`finish` reads each to its end and checks it against its
+    listing: a file the budgets cut short is verified like one read whole."""
+
+    def __init__(self) -> None:
+        self.readers: list = []
+
+    def finish(self) -> None:
+        """Drain and check every open file (BadDataError naming one that differs from its listing)."""
+        for reader in list(self.readers):
+            finish_file(reader)
+
+
+def finish_file(fh) -> None:
+    """Read what is left of a checked stream and compare it with its listing (no-op for an unchecked one)."""
+    drain = getattr(fh, "drain", None)
+    if drain is not None:
+        drain()
+
+
+def _raw_blocks(src: SourceFile, fh) -> Iterator[bytes]:
+    """Decompressed content of one open file, in blocks."""
+    if src.rel.endswith(".gz"):
+        with gzip.GzipFile(fileobj=fh) as gz:
+            while block := gz.read(BLOCK):
                 yield block
+    elif src.rel.endswith(".zst"):
+        yield from _zstd_checked_blocks(fh)
+    else:
+        while block := fh.read(BLOCK):
+            yield block
 
 
 def _zstd_checked_blocks(fh) -> Iterator[bytes]:
@@ -164,24 +187,35 @@ def _zstd_checked_blocks(fh) -> Iterator[bytes]:
         raise EOFError("zstd stream ended before the end of its frame (file truncated?)")
 
 
-def read_blocks(src: SourceFile) -> Iterator[bytes]:
-    """The decompressed content of one file in blocks; UserError naming the file if it is unreadable."""
-    try:
-        yield from _raw_blocks(src)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # OSError (network, disk) stays retryable
-        raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
-    except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
-        if type(exc).__name__ == "ZstdError":
-            raise UserError(f"{src.rel}: corrupt zstd data: {exc}") from exc
-        raise
+def read_blocks(src: SourceFile, files: OpenFiles | None = None) -> Iterator[bytes]:
+    """The decompressed content of one file in blocks, checked against its listing at its end (a hub file);
+    UserError naming the file if it is unreadable, BadDataError if its bytes are not the listed ones.
+    ``files``: where the open file is registered while it is read (see :class:`OpenFiles`)."""
+    with _open_source(src) as fh:
+        if files is not None:
+            files.readers.append(fh)
+        try:
+            yield from _raw_blocks(src, fh)
+            finish_file(fh)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:  # OSError (network, disk) stays retryable
+            finish_file(fh)  # undecodable because its bytes differ from the listing: bad data (exit 3)
+            raise UserError(f"{src.rel}: unreadable or truncated file: {exc}") from exc
+        except Exception as exc:  # zstandard.ZstdError has no stable import path across versions
+            if type(exc).__name__ == "ZstdError":
+                finish_file(fh)
+                raise UserError(f"{src.rel}: corrupt zstd data: {exc}") from exc
+            raise
+        finally:
+            if files is not None and fh in files.readers:
+                files.readers.remove(fh)
 
 
-def open_blocks(src: SourceFile) -> tuple[bool, Iterator[bytes]]:
+def open_blocks(src: SourceFile, files: OpenFiles | None = None) -> tuple[bool, Iterator[bytes]]:
     """(is it one JSON array?, its decompressed blocks): the file is opened once and its head peeked.
 
     A ``.json`` file whose content starts with ``[`` is one array of records; anything else is JSON lines.
     """
-    blocks = read_blocks(src)
+    blocks = read_blocks(src, files)
     head: list[bytes] = []
     for block in blocks:
         head.append(block)
@@ -194,13 +228,13 @@ def open_blocks(src: SourceFile) -> tuple[bool, Iterator[bytes]]:
     return is_array, itertools.chain(head, blocks)
 
 
-def iter_lines(files: list[SourceFile]) -> Iterator[tuple[int, int, bytes]]:
+def iter_lines(files: list[SourceFile], opened: OpenFiles | None = None) -> Iterator[tuple[int, int, bytes]]:
     """Every non-blank line as (file index, 1-based line number, bytes), files in the given order.
 
     A ``.json`` file holding one top-level array is read whole and yields one line per element.
     """
     for index, src in enumerate(files):
-        is_array, blocks = open_blocks(src)
+        is_array, blocks = open_blocks(src, opened)
         if is_array:
             yield from array_lines(index, src, b"".join(blocks))
         else:

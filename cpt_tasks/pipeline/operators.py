@@ -5,6 +5,8 @@ Both share :class:`StepMixin`: the result JSON becomes the task's XCom, the exit
 (2 = bad input and 3 = bad data fail at once; 99 = already up to date marks the task skipped; anything else
 is retried), a gate can skip the step before it starts, and the result feeds the Assets and OpenLineage.
 A tracked step (train, evaluate) carries the extra link "MLflow run" to the run its result names.
+Each try gets the run's deadline Param (``<step>_timeout``) as its ``execution_timeout`` before it starts
+(``pre_execute``); a deferred pod (training) carries it into its trigger (the provider's own deadline).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from cpt_tasks.errors import EXIT_UP_TO_DATE, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
+from cpt_tasks.pipeline.params import step_timeout
 
 Gate = Callable[[dict, dict | None], str | None]
 GATE_INPUT = {"train": "verify", "evaluate": "train"}  # the step whose result a step's gate decides on
@@ -44,6 +47,14 @@ class StepMixin:
     gate: Gate | None = None
     _cpt_result: dict | None = None
     _cpt_verified: dict | None = None
+
+    def pre_execute(self, context) -> None:
+        """This run's deadline for the step (Param ``<step>_timeout``), read when the try starts: Airflow applies
+        ``execution_timeout`` right after this, around ``execute``."""
+        limit = step_timeout(self.task_id, context.get("params"))
+        if limit is not None:
+            self.execution_timeout = limit
+        super().pre_execute(context)
 
     def _check_gate(self, context) -> None:
         source = GATE_INPUT.get(self.task_id)

@@ -10,10 +10,15 @@ JSON Schema cannot say "the proportions sum to 1", so the ``proportions`` Param 
 ``proportions-sum-to-1``. :func:`register_formats` teaches jsonschema's ``FormatChecker`` that format; every
 Airflow process calls it through ``airflow_local_settings`` (and the DAG file on import), so the API server
 rejects a bad mix when the run is triggered, before any task runs. The plan step checks it again.
+
+Every step has a deadline Param (``plan_timeout`` … ``evaluate_timeout``, hours, in Resources): the operators
+apply the run's value as the task's ``execution_timeout`` when the task starts (:func:`step_timeout`), so no
+run can hang forever.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,6 +41,13 @@ TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs
                                "master_port")
 # EvaluateConfig fields that Params or the DAG set; evaluate_options may hold any other.
 EVALUATE_FIELDS_SET_BY_THE_DAG = ("report", "save_root", "run_id", "icl_tasks")
+# Each step's deadline Param and its default (hours): ~10x the expected work at the reference scale. plan lists
+# six subsets (each Hub call bounded by the retry policy: docs/faults.md); a 23.6B-token conversion tokenizes
+# in ~1.5 h at 5M tokens/s on 8 cores; verify reads ~200 GB of shards; 50B tokens of Llama-3.1-8B on 8 GPUs
+# train for ~9 days; evaluation runs val and ICL on two models.
+STEP_TIMEOUTS = {"plan": ("plan_timeout", 1.0), "convert": ("convert_timeout", 12.0),
+                 "verify": ("verify_timeout", 4.0), "train": ("train_timeout", 336.0),
+                 "evaluate": ("evaluate_timeout", 12.0)}
 _SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
 
 
@@ -175,7 +187,25 @@ def _resource_params() -> dict[str, dict]:
                          "description": "Memory request/limit of the training pod."},
         "shm_size": {"default": "64Gi", "type": "string", "pattern": QUANTITY, "title": "Training /dev/shm",
                      "section": RESOURCES, "description": "Size of the training pod's memory-backed /dev/shm."},
+        **_timeout_params(),
     }
+
+
+def _timeout_params() -> dict[str, dict]:
+    return {param: {"default": hours, "type": "number", "exclusiveMinimum": 0, "maximum": 24 * 90,
+                    "title": f"{step.capitalize()} deadline (hours)", "section": RESOURCES,
+                    "description": f"Hours one try of each {step} task may run before Airflow stops it "
+                                   "(execution_timeout); the try then fails and is retried."}
+            for step, (param, hours) in STEP_TIMEOUTS.items()}
+
+
+def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
+    """The deadline of a step's task: the run's Param value, or its default (None for an unknown task)."""
+    if task_id not in STEP_TIMEOUTS:
+        return None
+    param, hours = STEP_TIMEOUTS[task_id]
+    value = (params or {}).get(param, hours)
+    return timedelta(hours=float(value if value is not None else hours))
 
 
 def param_schemas(storage_root: str) -> dict[str, dict]:

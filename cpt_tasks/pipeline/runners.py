@@ -16,6 +16,7 @@ from kubernetes.client import models as k8s
 
 from cpt_tasks.errors import EXIT_UP_TO_DATE
 from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator
+from cpt_tasks.pipeline.params import step_timeout
 from cpt_tasks.pipeline.settings import Deployment
 from cpt_tasks.pipeline.steps import Step
 
@@ -44,6 +45,7 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
                                            "node_subdomain": deployment.train_subdomain}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
+    options["execution_timeout"] = step_timeout(step.task_id)  # the Param's default; each try applies the run's
     if partial:
         options.pop("labels", None)  # mapped: each instance's labels come with its arguments (convert_kwargs)
     else:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from cpt_tasks import __version__
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.manifest import fingerprint
+from cpt_tasks.convert.network import Network
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.errors import UserError
@@ -101,7 +102,8 @@ def plan(cfg: PlanConfig) -> Plan:
         if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
             encoder = Encoder(folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
             tok = describe(cfg.tokenizer, folder, encoder)
-        source = resolve_part(part, conv.splits[0])
+        # the listing honours the conversions' own timeouts and retries (--convert_options may set them)
+        source = resolve_part(part, conv.splits[0], Network.from_config(conv))
         repeat = None
         if part.role == "domain" and part.name not in (cfg.overrides or {}):
             count = count_corpus(source, part.text_field, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where)
