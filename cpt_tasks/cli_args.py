@@ -48,7 +48,7 @@ def _help(field: FieldInfo) -> str:
     if field.default_factory is not None:  # worked out where the job runs: the description says how
         return text
     default = field.get_default()
-    if default is not None and default != [] and "default" not in text.lower():
+    if default not in (None, [], "") and "default" not in text.lower():
         text += f" (default: {default})"
     return text
 

@@ -119,8 +119,8 @@ def test_cli_reference_names_every_option_with_its_default(job):
         assert written != "required", f"cpt-tasks {job} --{name} is optional, docs say required"
         default = field.get_default(call_default_factory=False)
         code = re.fullmatch(r"`([^`]*)`", written)
-        if default is None or field.default_factory is not None:
-            continue  # no fixed value (computed where it runs, or derived): the docs say it in words
+        if default in (None, "") or field.default_factory is not None:
+            continue  # no fixed value (none, computed where it runs, or derived): the docs say it in words
         assert code, f"cpt-tasks {job} --{name}: write the default {default!r} in backticks, not {written!r}"
         assert same_value(code.group(1), default), f"cpt-tasks {job} --{name}: docs say {written}, the config " \
                                                    f"says {default!r}"

@@ -44,10 +44,10 @@ def test_a_dead_worker_fails_the_run_instead_of_hanging(tmp_path, tokenizer_dir)
         from cpt_tasks.convert import encode, run
         from cpt_tasks.cli import main
 
-        def killer(payload):
+        def killer(payload, *rest):
             if b"KILL THE WORKER" in payload:
                 os._exit(9)
-            return encode.encode_chunk(payload)
+            return encode.encode_chunk(payload, *rest)
 
         run.encode_chunk = killer
         sys.exit(main(["convert", "--dataset", "{src}", "--out_root", "{tmp_path / 'o'}",
