@@ -73,8 +73,9 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
     ctx = context()
     assert op.execute(ctx) == result
     assert ctx["outlet_events"][asset].extra == {
-        "fingerprint": "a" * 64, "location": "/d/dclm", "manifest": "/d/dclm/manifest.json", "train_tokens": 512,
-        "val_tokens": 256, "plan_fingerprint": "f" * 64, "report": "/r/verify-report.json"}
+        "fingerprint": "a" * 64, "location": "/d/dclm", "manifest": "/d/dclm/manifest.json", "component": "dclm",
+        "train_tokens": 512, "val_tokens": 256, "epochs": 1.0, "plan_fingerprint": "f" * 64,
+        "report": "/r/verify-report.json"}
     lineage = op.get_openlineage_facets_on_complete(None)
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", "/d/dclm")]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", "/r/verify-report.json")]
