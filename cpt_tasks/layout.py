@@ -74,6 +74,12 @@ def training_run_name(plan_fingerprint: str, run_id: str) -> str:
     return f"{plan_fingerprint[:LOCATION_DIGITS]}-{safe_run_id(run_id)}"
 
 
+def short_run_name(run_name: str) -> str:
+    """A training run's name for a picture's title: ``plan <8 hex digits> · <run id, at most 28 characters>``."""
+    plan, _, run = run_name.partition("-")
+    return f"plan {plan[:8]} · {run if len(run) <= 28 else run[:27] + '…'}"
+
+
 def finished_pointer(save_root: str, plan_fingerprint: str) -> str:
     """The pointer to the newest finished training run of a plan."""
     return join(save_root, FINISHED_DIR, f"{plan_fingerprint}.json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 from cpt_tasks.documents.evaluate import CptChange, CptSummary, EvalReport, EvalRow, EvalWorkerOutcome
+from cpt_tasks.layout import short_run_name
 
 LOSS_METRICS = ("LanguageCrossEntropy", "LanguagePerplexity")  # per subset, in this order
 LOWER_IS_BETTER = ("LanguageCrossEntropy", "LanguagePerplexity", "CalibrationError")
@@ -147,39 +148,59 @@ def format_summary(report: EvalReport) -> str:
     return "\n".join(text + (["", "Gained and forgotten (continual pretraining):", *cpt] if cpt else []))
 
 
-def render_png(report: EvalReport) -> bytes:
-    """Where training helped: the change of held-out loss per subset and of the ICL score per task (green:
-    better, red: worse), each bar labelled base → trained."""
+VERDICT_COLORS = {"better": "#2f9e44", "worse": "#e03131", "same": "#adb5bd"}
+
+
+def eval_figure(report: EvalReport):
+    """Where training helped (a matplotlib Figure): the change of held-out loss per component (what your corpus
+    gained first, then what replay kept) and of the ICL score per task, coloured by verdict (legend), each bar
+    labelled base → trained; labelled axes, a short title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     losses = [r for r in report.rows if r.metric == "LanguageCrossEntropy"]
     gained = {c.name for c in report.cpt.gain}
-    panels = [(rows, title) for rows, title in (
-        ([r for r in losses if r.name in gained], "gained: your corpus's held-out loss (nats), trained − base"),
-        ([r for r in losses if r.name not in gained], ("forgotten: replay " if gained else "") + "held-out loss "
-                                                      "(nats): trained − base, lower is better"),
-        ([r for r in report.rows if r.kind == "icl"], "ICL score: trained − base, higher is better")) if rows]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(5.8 * max(1, len(panels)), 4.0), dpi=100,
+    loss_axis = ("held-out component", "loss change, trained − base (nats)")
+    panels = [(rows, title, axis) for rows, title, axis in (
+        ([r for r in losses if r.name in gained], "Gained: your corpus's held-out loss (lower is better)", loss_axis),
+        ([r for r in losses if r.name not in gained], ("Forgotten? replay" if gained else "Held-out") +
+         " loss (lower is better)", loss_axis),
+        ([r for r in report.rows if r.kind == "icl"], "ICL tasks (higher is better)",
+         ("ICL task", "score change, trained − base"))) if rows]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.2 * max(1, len(panels)), 5.0), dpi=110,
                              squeeze=False)
-    colors = {"better": "#2f9e44", "worse": "#e03131", "same": "#adb5bd"}
-    for ax, (rows, title) in zip(axes[0], panels):
+    for ax, (rows, title, (xlabel, ylabel)) in zip(axes[0], panels):
         xs = list(range(len(rows)))
-        bars = ax.bar(xs, [r.delta for r in rows], color=[colors[r.verdict] for r in rows], width=0.6)
+        bars = ax.bar(xs, [r.delta for r in rows], color=[VERDICT_COLORS[r.verdict] for r in rows], width=0.6)
         for bar, row in zip(bars, rows):
             label = f"{_score(row, 'base')}\n→ {_score(row, 'trained')}"
-            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, row.delta), ha="center", fontsize=6.5,
+            ax.annotate(label, (bar.get_x() + bar.get_width() / 2, row.delta), ha="center", fontsize=8.5,
                         va="top" if row.delta < 0 else "bottom", xytext=(0, -3 if row.delta < 0 else 3),
                         textcoords="offset points")
         ax.axhline(0, color="#495057", linewidth=0.8)
-        ax.margins(y=0.35)
-        ax.set_xticks(xs, [r.name.split("/")[0] for r in rows], rotation=25, ha="right", fontsize=8)
-        ax.set_title(title, fontsize=9.5)
-    name = report.run_name if len(report.run_name) <= 48 else report.run_name[:45] + "…"
-    fig.suptitle(f"Did continual pretraining help?  {name}  ·  plan {report.plan_fingerprint[:12]}", fontsize=10)
-    fig.tight_layout()
+        ax.margins(y=0.4)
+        ax.set_xlim(-0.8, max(len(rows), 2) - 0.2)  # a lone bar keeps a bar's width
+        ax.set_xticks(xs, [r.name.split("/")[0] for r in rows], rotation=25, ha="right", fontsize=9.5)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_xlabel(xlabel, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=10)
+        ax.set_title(title, fontsize=11)
+    legend = [Patch(color=VERDICT_COLORS[v], label=text) for v, text in
+              (("better", "better after training"), ("worse", "worse after training"), ("same", "no change"))]
+    fig.legend(handles=legend, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
+    fig.suptitle(f"Did continual pretraining help? · {short_run_name(report.run_name)}", fontsize=12)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def render_png(report: EvalReport) -> bytes:
+    """:func:`eval_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = eval_figure(report)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)

@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from cpt_tasks import __version__
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import FinishedRun, RunManifest
+from cpt_tasks.layout import short_run_name
 from cpt_tasks.storage import write_bytes_atomic
 from cpt_tasks.train.status import RunPaths
 
@@ -91,9 +92,7 @@ def render_loss_png(history: list[dict], title: str, start_step: int | None) -> 
 
 def loss_title(run_name: str) -> str:
     """A short title for a run's loss picture: its plan (8 hex digits) and its run id, at most ~60 characters."""
-    plan, _, run = run_name.partition("-")
-    run = run if len(run) <= 28 else run[:27] + "…"
-    return f"Training loss · plan {plan[:8]} · {run}"
+    return f"Training loss · {short_run_name(run_name)}"
 
 
 def write_run_record(paths: RunPaths, manifest: RunManifest, history: list[dict]) -> RunManifest:
