@@ -1,4 +1,5 @@
-"""The tokenizer processes' work: a chunk of JSON lines -> framed token ids.
+"""The tokenizer processes' work: a chunk of JSON lines (or of texts: a list, or an Arrow string array from
+parquet) -> framed token ids.
 
 Runs in forked pool workers (or in-process with ``--num_workers 0``). Errors in a record are returned,
 not raised, so the parent can name the file and line and stop cleanly.
@@ -65,8 +66,11 @@ def _text_of(line: bytes, field: str) -> str:
     return text
 
 
-def encode_chunk(payload: bytes, text_field: str = "text") -> ChunkResult:
-    """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS."""
+def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
+    """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS; a list
+    payload holds JSON lines (bytes) and texts (str), any other is an Arrow string array of texts."""
+    if not isinstance(payload, bytes):
+        return _encode_items(payload if isinstance(payload, list) else payload.to_pylist(), text_field)
     texts: list[str] = []
     records = 0
     for index, line in enumerate(payload.split(b"\n")):
@@ -83,6 +87,24 @@ def encode_chunk(payload: bytes, text_field: str = "text") -> ChunkResult:
     assert _ENCODER is not None, "set_encoder() was not called"
     tokens, lengths = _ENCODER.encode_framed(texts)
     return ChunkResult(tokens, lengths, records, records - len(texts), peak_rss_mb=peak_rss_mb())
+
+
+def _encode_items(items: list, text_field: str) -> ChunkResult:
+    texts: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            text = item
+        else:
+            try:
+                text = _text_of(item, text_field)
+            except ValueError as exc:
+                empty = np.empty(0, dtype=np.int32)
+                return ChunkResult(empty, np.empty(0, dtype=np.int64), index + 1, 0, (index, str(exc)))
+        if text.strip():
+            texts.append(text)
+    assert _ENCODER is not None, "set_encoder() was not called"
+    tokens, lengths = _ENCODER.encode_framed(texts)
+    return ChunkResult(tokens, lengths, len(items), len(items) - len(texts), peak_rss_mb=peak_rss_mb())
 
 
 def peak_rss_mb() -> float:

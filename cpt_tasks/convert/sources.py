@@ -1,5 +1,6 @@
 """Where documents come from: resolve a dataset (local file/folder or HF hub id) to an ordered file list,
-and read those files as blocks of complete JSON lines.
+and read those files as blocks of complete JSON lines (parquet files are read by ``parquet.py``; object
+storage is listed and opened by ``objstore.py``, whose files carry their own verifying ``opener``).
 
 Local and hub sources share one reader: the hub's Dolmino layout ``data/<subset>/…/*.json.zst`` is listed
 through ``huggingface_hub`` (with the files' LFS sha256 and the resolved commit) and streamed with
@@ -11,7 +12,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,26 +22,34 @@ from cpt_tasks.cache import sha256_file_cached
 from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
 
-SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
 BLOCK = 1 << 22
 BOM = b"\xef\xbb\xbf"
 
 
+class NoFilesError(UserError):
+    """The dataset exists but holds no file this reader reads (``--source_format auto`` then tries datasets)."""
+
+
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file: where to open it, its path relative to the dataset root, size and sha256."""
+    """One input file: where to open it, its path relative to the dataset root, size and digest (``sha256``
+    holds the digest ``algorithm`` names; algorithm None: the size alone is checked), and for object storage
+    the ``opener`` that streams it verified."""
 
     url: str
     rel: str
     size: int
     sha256: str
+    algorithm: str | None = "sha256"
+    opener: Callable[[], object] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass
 class Source:
     """A resolved dataset: what the manifest and the fingerprint record about the input."""
 
-    kind: str  # "local" or "hub"
+    kind: str  # "local", "hub", "s3", "gs" or "datasets"
     dataset: str
     subset: str | None
     split: str
@@ -55,7 +64,8 @@ class Source:
         """What the manifest and the fingerprint record (file URLs omitted: they are machine-specific)."""
         return SourceInfo(kind=self.kind, dataset=self.dataset, subset=self.subset, split=self.split,
                           revision=self.revision,
-                          files=[SourceFileInfo(path=f.rel, size=f.size, sha256=f.sha256) for f in self.files])
+                          files=[SourceFileInfo(path=f.rel, size=f.size, sha256=f.sha256, algorithm=f.algorithm)
+                                 for f in self.files])
 
 
 def _has_suffix(name: str) -> bool:
@@ -91,7 +101,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
     else:
         raise UserError(f"--dataset {dataset}: no such file or folder")
     if not files:
-        raise UserError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
+        raise NoFilesError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
     listed = [SourceFile(url=str(f), rel=f.relative_to(root).as_posix(), size=f.stat().st_size,
                          sha256=sha256_file_cached(f)) for f in files]
     return Source(kind="local", dataset=str(path.resolve()), subset=subset, split=split, revision=None,
@@ -104,7 +114,7 @@ def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | N
     from huggingface_hub.hf_api import RepoFile
 
     if split != "train":
-        raise UserError(f"--splits {split}: hub datasets are read from their train files only")
+        raise NoFilesError(f"--splits {split}: hub datasets are read from their train files only")
     api = HfApi()
     try:
         commit = api.dataset_info(dataset, revision=revision).sha
@@ -115,7 +125,8 @@ def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | N
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
         raise UserError(f"--dataset {dataset} --data_subset {subset} (revision {revision}): {exc}") from exc
     if not files:
-        raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
+        raise NoFilesError(f"--dataset {dataset} --data_subset {subset}: no JSON or parquet files at "
+                           f"data/{subset}")
     listed = [SourceFile(url=f"hf://datasets/{dataset}@{commit}/{e.path}", rel=e.path, size=e.size,
                          sha256=e.lfs.sha256 if e.lfs else e.blob_id) for e in files]
     return Source(kind="hub", dataset=dataset, subset=subset, split=split, revision=commit, files=listed)
@@ -131,7 +142,7 @@ def _open(url: str):
 
 def _raw_blocks(src: SourceFile) -> Iterator[bytes]:
     """Decompressed content of one file, in blocks."""
-    with _open(src.url) as fh:
+    with src.opener() if src.opener is not None else _open(src.url) as fh:
         if src.rel.endswith(".gz"):
             with gzip.GzipFile(fileobj=fh) as gz:
                 while block := gz.read(BLOCK):

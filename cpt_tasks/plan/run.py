@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from cpt_tasks import __version__
 from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.convert.inputs import resolve_input
 from cpt_tasks.convert.manifest import fingerprint
-from cpt_tasks.convert.sources import resolve_source
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.errors import UserError
@@ -101,7 +101,7 @@ def plan(cfg: PlanConfig) -> Plan:
         if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
             tok = describe(cfg.tokenizer, folder, Encoder(folder, conv.bos_text, conv.eos_text,
                                                           conv.tokenizer_backend))
-        source = resolve_source(dataset, name, conv.splits[0], cfg.revision)
+        source = resolve_input(conv.model_copy(update={"revision": cfg.revision}))
         conv = conv.model_copy(update={"revision": source.revision})
         fp = fingerprint(conv, source, tok)
         conv = conv.model_copy(update={"out_root": subset_root(cfg.out_root, mix.name, fp, name)})
