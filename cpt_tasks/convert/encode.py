@@ -1,5 +1,5 @@
-"""The tokenizer processes' work: a chunk of JSON lines (or of texts: a list, or an Arrow string array from
-parquet) -> framed token ids.
+"""The tokenizer processes' work: a chunk of JSON lines (or a list of JSON lines and texts, from parquet and
+``datasets``, or a parquet TextBlock) -> framed token ids.
 
 Runs in forked pool workers (or in-process with ``--num_workers 0``). Errors in a record are returned,
 not raised, so the parent can name the file and line and stop cleanly.
@@ -68,9 +68,17 @@ def _text_of(line: bytes, field: str) -> str:
 
 def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
     """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS; a list
-    payload holds JSON lines (bytes) and texts (str), any other is an Arrow string array of texts."""
-    if not isinstance(payload, bytes):
-        return _encode_items(payload if isinstance(payload, list) else payload.to_pylist(), text_field)
+    payload holds JSON lines (bytes) and texts (str); a tuple is a parquet TextBlock."""
+    if isinstance(payload, list):
+        return _encode_items(payload, text_field)
+    if isinstance(payload, tuple):
+        from cpt_tasks.convert.parquet import TextBlock
+
+        try:
+            return _encode_items(TextBlock(payload).texts(), text_field)
+        except UnicodeDecodeError as exc:
+            return ChunkResult(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), 0, 0,
+                               (0, f"invalid UTF-8 text: {exc}"))
     texts: list[str] = []
     records = 0
     for index, line in enumerate(payload.split(b"\n")):

@@ -59,9 +59,9 @@ def _lines_in_order(files: list[SourceFile], order, text_field: str) -> Iterator
 class Chunk:
     """A batch of documents for one worker call, and where its lines came from: ``origins`` per line, or (for a
     block cut from one file) the file and the number of its first line. ``payload`` is newline-separated JSON
-    lines, a list of JSON lines and texts, or an Arrow string array of texts (parquet)."""
+    lines, a list of JSON lines (bytes) and texts (str, from parquet or ``datasets``), or a parquet TextBlock."""
 
-    payload: bytes | list | object
+    payload: bytes | list[bytes | str] | tuple
     origins: list[tuple[int, int]] | None = None
     block_start: tuple[int, int] | None = None
 
@@ -94,7 +94,7 @@ def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> I
 def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field: str = "text") -> Iterator[Chunk]:
     """Unshuffled order without splitting lines here: each file's content cut after a newline every
     ``target_bytes`` (the workers split and count lines). JSON-array files go line by line; parquet files in
-    Arrow string arrays of about ``target_bytes`` of text."""
+    TextBlocks of about ``target_bytes``."""
     for index, src in enumerate(files):
         if is_parquet(src.rel):
             for first_row, texts in iter_slices(src, text_field, target_bytes):

@@ -1,9 +1,10 @@
 """Parquet input: one string column (``--text_field``) read with pyarrow, row group by row group.
 
-Only the text column is decoded. Texts reach the tokenizer workers as Arrow string arrays (a contiguous
-UTF-8 buffer and its offsets, compacted to the chunk so that pickling sends only the chunk's bytes): the
-parent never builds a Python string nor re-serializes anything to JSON; the worker turns the array into
-strings right before tokenizing, as it would parse a JSON line.
+Only the text column is decoded. Texts reach the tokenizer workers as a :class:`TextBlock`: about 1 MB of the
+column's UTF-8 data, copied once out of the Arrow buffer, and the offsets of its rows; the workers cut and
+decode the strings. Nothing is re-serialized to JSON, and the parent (one process, which also packs and writes)
+never builds a Python string. (Measured here on 9 MB of text: pickling Arrow arrays costs the parent ~0.4 s
+per 100 MB, ``to_pylist`` plus pickling lists ~0.2 s, copying the buffer slices ~0.01 s.)
 
 Verification. Parquet needs random access (its footer is at the end), so a file on the Hub or object storage
 cannot be streamed through :class:`~cpt_tasks.convert.verified.VerifyingReader` while it is decoded. It is
@@ -129,8 +130,21 @@ def iter_rows(index: int, src, field: str) -> Iterator[tuple[int, int, str]]:
             yield index, first + offset, text
 
 
-def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, object]]:
-    """(first row number, compact string array of about ``target_bytes`` of text), in file order."""
+class TextBlock(tuple):
+    """``(data, offsets)``: consecutive texts as one UTF-8 byte string and the ``len + 1`` offsets of their
+    starts and end (int64 array); what a tokenizer worker receives from a parquet file."""
+
+    __slots__ = ()
+
+    def texts(self) -> list[str]:
+        """The decoded strings (UnicodeDecodeError on invalid UTF-8)."""
+        data, offsets = self
+        bounds = offsets.tolist()
+        return [data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+
+
+def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, TextBlock]]:
+    """(first row number, a TextBlock of about ``target_bytes`` of consecutive rows), in file order."""
     import numpy as np
     import pyarrow as pa
 
@@ -143,5 +157,7 @@ def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, objec
         while start < len(array):
             stop = int(np.searchsorted(offsets, offsets[start] + target_bytes, side="left"))
             stop = min(max(stop, start + 1), len(array))
-            yield first + start, pa.concat_arrays([array.slice(start, stop - start)])
+            low, high = int(offsets[start]), int(offsets[stop])
+            data = array.buffers()[2][low:high].to_pybytes()
+            yield first + start, TextBlock((data, (offsets[start:stop + 1] - low).astype(np.int64)))
             start = stop
