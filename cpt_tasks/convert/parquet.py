@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from cpt_tasks.errors import UserError
 
 SUFFIX = ".parquet"
-BATCH_ROWS = 65_536
+BATCH_ROWS = 1024  # rows decoded at a time: the first texts reach the workers at once
 
 
 def is_parquet(name: str) -> bool:
@@ -144,20 +144,38 @@ class TextBlock(tuple):
 
 
 def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, TextBlock]]:
-    """(first row number, a TextBlock of about ``target_bytes`` of consecutive rows), in file order."""
+    """(first row number, a TextBlock of about ``target_bytes`` of consecutive rows), in file order: small
+    batches are decoded (the workers start at once) and their rows gathered into blocks."""
     import numpy as np
     import pyarrow as pa
 
+    parts: list[tuple[bytes, np.ndarray]] = []  # pieces of the block being gathered, offsets from 0 each
+    first_row, size = 1, 0
     for first, array in iter_text_batches(src, field):
-        if not len(array):
-            continue
         offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if pa.types.is_large_string(array.type)
-                                else np.int32)[array.offset:array.offset + len(array) + 1]
+                                else np.int32)[array.offset:array.offset + len(array) + 1].astype(np.int64)
         start = 0
         while start < len(array):
-            stop = int(np.searchsorted(offsets, offsets[start] + target_bytes, side="left"))
+            stop = int(np.searchsorted(offsets, offsets[start] + target_bytes - size, side="left"))
             stop = min(max(stop, start + 1), len(array))
             low, high = int(offsets[start]), int(offsets[stop])
-            data = array.buffers()[2][low:high].to_pybytes()
-            yield first + start, TextBlock((data, (offsets[start:stop + 1] - low).astype(np.int64)))
+            if not parts:
+                first_row = first + start
+            parts.append((array.buffers()[2][low:high].to_pybytes(), offsets[start:stop + 1] - low))
+            size += high - low
             start = stop
+            if size >= target_bytes:
+                yield first_row, _joined(parts)
+                parts, size = [], 0
+    if parts:
+        yield first_row, _joined(parts)
+
+
+def _joined(parts) -> TextBlock:
+    import numpy as np
+
+    if len(parts) == 1:
+        return TextBlock(parts[0])
+    shifts = np.cumsum([0] + [len(data) for data, _ in parts[:-1]])
+    offsets = np.concatenate([parts[0][1][:1]] + [o[1:] + shift for (_, o), shift in zip(parts, shifts)])
+    return TextBlock((b"".join(data for data, _ in parts), offsets))
