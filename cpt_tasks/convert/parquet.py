@@ -48,10 +48,8 @@ def open_parquet(src):
         source = pa.py_buffer(_fetch_verified(src))
     try:
         yield pq.ParquetFile(source)
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowInvalid as exc:  # not parquet, or corrupt pages (an OSError stays retryable)
         raise UserError(f"{src.rel}: not a readable parquet file: {exc}") from exc
-    finally:
-        source = None
 
 
 def _open_checked(src):

@@ -87,12 +87,15 @@ def bad_table(tmp_path, name, table):
     return path
 
 
-@pytest.mark.parametrize("shuffle", ["--no-shuffle", "--shuffle"])
-@pytest.mark.parametrize("table,field,message", [
-    (pa.table({"text": ["a b c", "d e", None, "f"]}), "text", "bad.parquet, row 3: 'text' is null, expected a string"),
-    (pa.table({"text": [1, 2, 3]}), "text", "bad.parquet, row 1: 'text' is int64 (not a string), expected a string"),
-    (pa.table({"body": ["a", "b"]}), "text", "bad.parquet: no 'text' column (columns: body)"),
-    (pa.table({"text": ["a", "b"]}), "content", "bad.parquet: no 'content' column (columns: text)"),
+@pytest.mark.parametrize("table,field,message,shuffle", [
+    (pa.table({"text": ["a b c", "d e", None, "f"]}), "text", "bad.parquet, row 3: 'text' is null, expected a string",
+     "--no-shuffle"),
+    (pa.table({"text": ["a b c", "d e", "f", None]}), "text", "bad.parquet, row 4: 'text' is null, expected a string",
+     "--shuffle"),
+    (pa.table({"text": [1, 2, 3]}), "text", "bad.parquet, row 1: 'text' is int64 (not a string), expected a string",
+     "--no-shuffle"),
+    (pa.table({"body": ["a", "b"]}), "text", "bad.parquet: no 'text' column (columns: body)", "--shuffle"),
+    (pa.table({"text": ["a", "b"]}), "content", "bad.parquet: no 'content' column (columns: text)", "--no-shuffle"),
 ])
 def test_bad_parquet_is_a_user_error(tmp_path, tokenizer_dir, table, field, message, shuffle):
     path = bad_table(tmp_path, "bad.parquet", table)
