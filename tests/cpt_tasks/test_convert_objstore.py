@@ -126,3 +126,29 @@ def test_checksum_is_read_from_the_store(uploaded, s3_server):
     head = client.head_object(Bucket="cpt", Key="in/data/parquet/part-00.parquet", ChecksumMode="ENABLED")
     data = (uploaded["parquet"] / "part-00.parquet").read_bytes()
     assert base64.b64decode(head["ChecksumSHA256"]).hex() == hashlib.sha256(data).hexdigest()
+
+
+def test_multipart_object_is_checked_by_size_and_calls_carry_the_network_options(s3_server):
+    """A multipart ETag ("<md5 of md5s>-<parts>") is no hash of the bytes: recorded, and the size alone checked."""
+    from cpt_tasks.convert.objstore import Network, _S3, resolve_objects
+
+    client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
+    line = b'{"text": "a line of text"}\n'
+    body = line * ((5 << 20) // len(line) + 1) + line * 10
+    upload = client.create_multipart_upload(Bucket="cpt", Key="multi/big.jsonl")["UploadId"]
+    parts = []
+    for number, start in enumerate((0, 5 << 20), start=1):
+        part = client.upload_part(Bucket="cpt", Key="multi/big.jsonl", UploadId=upload, PartNumber=number,
+                                  Body=body[start:start + (5 << 20)] if number == 1 else body[start:])
+        parts.append({"PartNumber": number, "ETag": part["ETag"]})
+    client.complete_multipart_upload(Bucket="cpt", Key="multi/big.jsonl", UploadId=upload,
+                                     MultipartUpload={"Parts": parts})
+    source = resolve_objects("s3://cpt/multi/", None, "train", Network(2.5, 4.5, 3))
+    [listed] = source.files
+    assert (listed.rel, listed.size, listed.algorithm) == ("big.jsonl", len(body), None)
+    assert listed.sha256.endswith("-2")
+    with listed.opener() as stream:
+        assert b"".join(iter(lambda: stream.read(1 << 20), b"")) == body
+    config = _S3("cpt", Network(2.5, 4.5, 3)).client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.5, 4.5)
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries after the first attempt
