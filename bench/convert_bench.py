@@ -6,7 +6,8 @@ On the same file it times, end to end, our converter, LLM-Foundry 0.22's ``conve
 tiktoken alone (1 and 2 processes, encoding only); then a ``--shuffle`` run and peak memory at 1x vs the
 scaled corpus; the same documents as one parquet file (text and id columns), interleaved with the JSON-lines
 runs, and with ``--baseline-code DIR`` the JSON-lines conversion of another checkout of ``cpt_tasks`` (e.g. the
-commit before a change, ``git archive``d to DIR) in the same loop. Writes ``bench/RESULTS.md`` and ``bench/results/convert.json``. Run by ``make bench``.
+commit before a change, ``git archive``d to DIR) in the same loop. Writes ``bench/RESULTS.md`` and
+``bench/results/convert.json``. Run by ``make bench``.
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ def median_run(runs: list[dict]) -> dict:
 
 
 LABELS = {"ours": "cpt-tasks convert, 2 workers (1x)", "ours_parquet": "cpt-tasks convert, same documents in parquet",
-          "ours_baseline": "cpt-tasks convert, baseline code (JSON lines)", "llmfoundry": "LLM-Foundry convert_dataset_json",
+          "ours_baseline": "cpt-tasks convert, baseline code (JSON lines)",
+          "llmfoundry": "LLM-Foundry convert_dataset_json",
           "tiktoken_1p": "tiktoken encode_ordinary, 1 process", "tiktoken_2p": "tiktoken encode_ordinary, 2 processes",
           "ours_shuffle": "cpt-tasks convert --shuffle (1x)", "ours_base": "cpt-tasks convert (BASEx)",
           "ours_scaled": "cpt-tasks convert (SCALEx)"}
