@@ -4,7 +4,10 @@ Builds a Dolmino-style JSONL corpus of >= ``--tokens`` Llama 3 tokens of real En
 and ``pydoc_data`` topics from ``cpt_tasks.sample_data``, reshuffled deterministically) and a ``--scale``x copy.
 On the same file it times, end to end, our converter, LLM-Foundry 0.22's ``convert_dataset_json`` and
 tiktoken alone (1 and 2 processes, encoding only); then a ``--shuffle`` run and peak memory at 1x vs the
-scaled corpus. Writes ``bench/RESULTS.md`` and ``bench/results/convert.json``. Run by ``make bench``.
+scaled corpus; the same documents as one parquet file (text and id columns), interleaved with the JSON-lines
+runs, and with ``--baseline-code DIR`` the JSON-lines conversion of another checkout of ``cpt_tasks`` (e.g. the
+commit before a change, ``git archive``d to DIR) in the same loop. Writes ``bench/RESULTS.md`` and
+``bench/results/convert.json``. Run by ``make bench``.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=HERE / "results" / "tmp", help="Work folder (data, outputs)")
     parser.add_argument("--repeat", type=int, default=3, help="Runs of the fast measurements (median reported)")
     parser.add_argument("--skip-llmfoundry", action="store_true", help="Skip LLM-Foundry's converter (slow)")
+    parser.add_argument("--baseline-code", type=Path, default=None,
+                        help="A folder holding another cpt_tasks/ (e.g. the previous commit's) to time on the JSON "
+                        "lines in the same loop")
     return parser.parse_args()
 
 
@@ -100,6 +106,14 @@ def build_corpus(path: Path, target: int, encode) -> tuple[list[str], int]:
     return texts, total
 
 
+def write_parquet(path: Path, texts: list[str]) -> None:
+    """The corpus's documents as one parquet file (``id``, ``text``; pyarrow's default row groups, snappy)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": [f"bench-{n:08d}" for n in range(len(texts))], "text": texts}), path)
+
+
 def scale_corpus(src: Path, dst: Path, times: int) -> None:
     """``dst`` = ``src`` repeated ``times`` times (byte copies: quick)."""
     with open(dst, "wb") as fh:
@@ -117,12 +131,13 @@ def run_timed(cmd: list[str], env: dict | None = None) -> float:
     return time.perf_counter() - start
 
 
-def ours(dataset: Path, out: Path, tokenizer: str, *extra: str) -> dict:
-    """One end-to-end ``cpt-tasks convert`` into a fresh ``out``; tokens from its manifest."""
+def ours(dataset: Path, out: Path, tokenizer: str, *extra: str, code: Path | None = None) -> dict:
+    """One end-to-end ``cpt-tasks convert`` into a fresh ``out``; tokens from its manifest. ``code``: run the
+    ``cpt_tasks`` found in that folder instead."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [str(BIN / "cpt-tasks"), "convert", "--dataset", str(dataset), "--out_root", str(out),
            "--tokenizer", tokenizer, "--concat_tokens", str(CONCAT), "--num_workers", "2", *extra]
-    seconds = run_timed(cmd)
+    seconds = run_timed(cmd, {**os.environ, "PYTHONPATH": str(code)} if code else None)
     manifest = json.loads((out / "manifest.json").read_text())
     tokens = manifest["splits"]["train"]["tokens"]
     return {"seconds": round(seconds, 3), "tokens": tokens, "tokens_per_s": round(tokens / seconds),
@@ -191,7 +206,9 @@ def median_run(runs: list[dict]) -> dict:
     return {**best, "all_seconds": [r["seconds"] for r in runs]}
 
 
-LABELS = {"ours": "cpt-tasks convert, 2 workers (1x)", "llmfoundry": "LLM-Foundry convert_dataset_json",
+LABELS = {"ours": "cpt-tasks convert, 2 workers (1x)", "ours_parquet": "cpt-tasks convert, same documents in parquet",
+          "ours_baseline": "cpt-tasks convert, baseline code (JSON lines)",
+          "llmfoundry": "LLM-Foundry convert_dataset_json",
           "tiktoken_1p": "tiktoken encode_ordinary, 1 process", "tiktoken_2p": "tiktoken encode_ordinary, 2 processes",
           "ours_shuffle": "cpt-tasks convert --shuffle (1x)", "ours_base": "cpt-tasks convert (BASEx)",
           "ours_scaled": "cpt-tasks convert (SCALEx)"}
@@ -222,6 +239,13 @@ def ratios(r: dict, scale: int, base: int) -> dict:
         out["ours / LLM-Foundry tokens/s"] = (value, ">= 5", value >= 5)
         same = r["llmfoundry"]["rows_identical_to_ours"]
         out["rows identical to LLM-Foundry's (1 = yes)"] = (float(same), "1", same)
+    value = r["ours_parquet"]["tokens_per_s"] / r["ours"]["tokens_per_s"]
+    out["parquet / JSON lines tokens/s"] = (value, ">= 1.00", value >= 1.0)
+    same = r["ours_parquet"]["rows_identical_to_ours"]
+    out["parquet rows identical to JSON lines' (1 = yes)"] = (float(same), "1", same)
+    if "ours_baseline" in r:
+        value = r["ours"]["tokens_per_s"] / r["ours_baseline"]["tokens_per_s"]
+        out["JSON lines tokens/s, this code / baseline"] = (value, "~1.00 (unchanged)", None)
     value = r["ours"]["tokens_per_s"] / r["tiktoken_2p"]["tokens_per_s"]
     out["ours / 2-process tiktoken ceiling"] = (value, ">= 0.80", value >= 0.80)
     value = r["ours_scaled"]["tokens_per_s"] / r["tiktoken_2p"]["tokens_per_s"]
@@ -242,11 +266,15 @@ def write_results(results: dict, text: str) -> None:
         f"1-min load average at start {m['load_1min_at_start']} (other processes skew these numbers)",
         f"- Command: `{results['command']}`; code: {results['code']}",
         f"- Corpus: {c['documents']:,} documents, {c['tokens']:,} Llama 3 tokens (text only), {c['mb']:.1f} MB "
-        f"of JSONL (stdlib docstrings and pydoc topics, reshuffled passes); the memory check repeats it "
+        f"of JSONL, {c['parquet_mb']:.1f} MB as one parquet file (stdlib docstrings and pydoc topics, reshuffled "
+        "passes); the memory check repeats it "
         f"{results['memory_base']}x and {results['memory_base'] * results['scale']}x",
         f"- Ours: `{runs['ours']['command']}`, end to end (process start included), median of "
         f"{len(runs['ours']['all_seconds'])} runs; tokens = manifest `splits.train.tokens` (BOS/EOS included, "
         "last partial row dropped); peak RSS from the manifest's `timings.peak_rss_mb`",
+        *([f"- Baseline: `--baseline-code {results['baseline_code']}` (JSON lines, same command, that code on "
+            "PYTHONPATH), interleaved with ours and parquet in each round"] if results.get("baseline_code") else []),
+        "- Parquet: the same documents in one parquet file (`id`, `text`), same command, interleaved",
         "- LLM-Foundry 0.22: `convert_dataset_json_from_args(concat_tokens=8192, compression='zstd', bos_text='', "
         "eos_text='<|end_of_text|>')` in a fresh process, empty HF_DATASETS_CACHE; tokens = MDS samples x 8192",
         "- Ceiling: tiktoken `encode_ordinary` over the texts already in memory (encoding only, no framing or "
@@ -275,16 +303,27 @@ def main() -> None:
     corpus, base = work / "corpus-1x.jsonl", work / f"corpus-{args.memory_base}x.jsonl"
     scaled = work / f"corpus-{args.memory_base * args.scale}x.jsonl"
     texts, tokens = build_corpus(corpus, args.tokens, encode)
+    parquet = work / "corpus-1x.parquet"
+    write_parquet(parquet, texts)
     scale_corpus(corpus, base, args.memory_base)
     scale_corpus(corpus, scaled, args.memory_base * args.scale)
     print(f"corpus: {len(texts):,} documents, {tokens:,} tokens, {corpus.stat().st_size / 1e6:.1f} MB", flush=True)
-    runs: dict[str, dict] = {"ours": [], "tiktoken_1p": [], "tiktoken_2p": []}
-    for _ in range(args.repeat):  # interleaved, so a slow spell of the machine hits all three alike
+    runs: dict[str, dict] = {"ours": [], "ours_parquet": [], "tiktoken_1p": [], "tiktoken_2p": []}
+    if args.baseline_code:
+        runs["ours_baseline"] = []
+    for _ in range(args.repeat):  # interleaved, so a slow spell of the machine hits all of them alike
         runs["ours"].append(ours(corpus, work / "out-ours", tokenizer))
+        runs["ours_parquet"].append(ours(parquet, work / "out-parquet", tokenizer))
+        if args.baseline_code:
+            runs["ours_baseline"].append(ours(corpus, work / "out-baseline", tokenizer,
+                                              code=args.baseline_code.resolve()))
         runs["tiktoken_1p"].append(ceiling(texts, encode, 1))
         runs["tiktoken_2p"].append(ceiling(texts, encode, 2))
     runs = {key: median_run(values) for key, values in runs.items()}
-    print(f"ours: {runs['ours']['tokens_per_s'] / 1e6:.2f}M tokens/s, tiktoken 2 processes: "
+    runs["ours_parquet"]["rows_identical_to_ours"] = (
+        rows_digest(work / "out-parquet" / "train") == rows_digest(work / "out-ours" / "train"))
+    print(f"ours: {runs['ours']['tokens_per_s'] / 1e6:.2f}M tokens/s, parquet: "
+          f"{runs['ours_parquet']['tokens_per_s'] / 1e6:.2f}M tokens/s, tiktoken 2 processes: "
           f"{runs['tiktoken_2p']['tokens_per_s'] / 1e6:.2f}M tokens/s", flush=True)
     if not args.skip_llmfoundry:
         runs["llmfoundry"] = llmfoundry(corpus, work / "out-llmfoundry", tokenizer, work)
@@ -296,7 +335,9 @@ def main() -> None:
     runs["ours_base"] = ours(base, work / "out-base", tokenizer)
     runs["ours_scaled"] = ours(scaled, work / "out-scaled", tokenizer)
     results = {"machine": machine(), "code": code, "command": shlex.join([os.path.relpath(sys.executable), *sys.argv]),
-               "corpus": {"documents": len(texts), "tokens": tokens, "mb": corpus.stat().st_size / 1e6},
+               "corpus": {"documents": len(texts), "tokens": tokens, "mb": corpus.stat().st_size / 1e6,
+                          "parquet_mb": parquet.stat().st_size / 1e6},
+               "baseline_code": str(args.baseline_code) if args.baseline_code else None,
                "scale": args.scale, "memory_base": args.memory_base, "runs": runs}
     results["ratios"] = ratios(runs, args.scale, args.memory_base)
     text = table(results)

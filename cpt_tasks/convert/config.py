@@ -39,12 +39,16 @@ def _cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
 class ConvertConfig(StrictModel):
     """Arguments of ``cpt-tasks convert``."""
 
-    dataset: str = Field(description="HF hub dataset id, or a local .json/.jsonl(.gz/.zst) file or folder")
+    dataset: str = Field(description="HF hub dataset id, a local .json/.jsonl(.gz/.zst)/.parquet file or folder, "
+                         "or an s3:// or gs:// prefix")
     data_subset: str | None = Field(None, description="Subset: hub data/<X>/; locally DIR/data/<X> or DIR/<X>")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit) of --dataset")
     splits: list[str] = Field(["train"], description="Source split to read (one; val is carved by --val_tokens)")
     text_field: str = Field("text", min_length=1, description="The records' field that holds each document's "
                             "text")
+    source_format: Literal["auto", "files", "datasets"] = Field(
+        "auto", description="files: JSON lines/parquet files; datasets: datasets.load_dataset(streaming) for any "
+        "other hub dataset or local folder; auto: files, else datasets for a hub id without them")
     out_root: str = Field(description="Output folder: local path, s3://bucket/prefix or gs://bucket/prefix")
     tokenizer: str = Field(description="Tokenizer: HF hub id or local folder with tokenizer.json")
     tokenizer_revision: str | None = Field(None, description="Hub revision of --tokenizer (the plan pins a commit)")

@@ -1,4 +1,5 @@
-"""The tokenizer processes' work: a chunk of JSON lines -> framed token ids.
+"""The tokenizer processes' work: a chunk of JSON lines (or a list of JSON lines and texts, from parquet and
+``datasets``, or a parquet TextBlock) -> framed token ids.
 
 Runs in forked pool workers (or in-process with ``--num_workers 0``). Errors in a record are returned,
 not raised, so the parent can name the file and line and stop cleanly.
@@ -65,8 +66,19 @@ def _text_of(line: bytes, field: str) -> str:
     return text
 
 
-def encode_chunk(payload: bytes, text_field: str = "text") -> ChunkResult:
-    """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS."""
+def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
+    """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS; a list
+    payload holds JSON lines (bytes) and texts (str); a tuple is a parquet TextBlock."""
+    if isinstance(payload, list):
+        return _encode_items(payload, text_field)
+    if isinstance(payload, tuple):
+        from cpt_tasks.convert.parquet import TextBlock
+
+        try:
+            return _encode_items(TextBlock(payload).texts(), text_field)
+        except UnicodeDecodeError as exc:
+            return ChunkResult(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), 0, 0,
+                               (0, f"invalid UTF-8 text: {exc}"))
     texts: list[str] = []
     records = 0
     for index, line in enumerate(payload.split(b"\n")):
@@ -83,6 +95,24 @@ def encode_chunk(payload: bytes, text_field: str = "text") -> ChunkResult:
     assert _ENCODER is not None, "set_encoder() was not called"
     tokens, lengths = _ENCODER.encode_framed(texts)
     return ChunkResult(tokens, lengths, records, records - len(texts), peak_rss_mb=peak_rss_mb())
+
+
+def _encode_items(items: list, text_field: str) -> ChunkResult:
+    texts: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            text = item
+        else:
+            try:
+                text = _text_of(item, text_field)
+            except ValueError as exc:
+                empty = np.empty(0, dtype=np.int32)
+                return ChunkResult(empty, np.empty(0, dtype=np.int64), index + 1, 0, (index, str(exc)))
+        if text.strip():
+            texts.append(text)
+    assert _ENCODER is not None, "set_encoder() was not called"
+    tokens, lengths = _ENCODER.encode_framed(texts)
+    return ChunkResult(tokens, lengths, len(items), len(items) - len(texts), peak_rss_mb=peak_rss_mb())
 
 
 def peak_rss_mb() -> float:

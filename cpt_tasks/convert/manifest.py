@@ -27,8 +27,11 @@ CONVERTER_VERSION = "1"  # bump whenever the same inputs would give different ou
 def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
     """sha256 over the inputs that determine the output bytes."""
     described = source.describe().model_dump()
-    if source.kind == "local":
-        described["dataset"] = None  # content-addressed by the files' hashes, not by where they lie
+    if source.revision is None:  # local, object storage: content-addressed by the files' digests, not by where
+        described["dataset"] = None  # they lie (a hub source is pinned by its dataset id and commit)
+    for info in described["files"]:
+        if info["algorithm"] == "sha256":  # the default stays out, so earlier fingerprints still hold
+            del info["algorithm"]
     payload = {
         "converter": CONVERTER_VERSION,
         "source": described,

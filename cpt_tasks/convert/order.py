@@ -12,22 +12,27 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cpt_tasks.convert.parquet import is_parquet, iter_rows, iter_slices
 from cpt_tasks.convert.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
 
-Document = tuple[int, int, bytes]  # (file index, line number, raw JSON line)
+# (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself)
+Document = tuple[int, int, bytes | str]
 
 
 def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int,
-                   opened: OpenFiles | None = None) -> Iterator[Document]:
+                   text_field: str = "text", opened: OpenFiles | None = None) -> Iterator[Document]:
     """Documents in conversion order (``opened``: see :class:`~cpt_tasks.convert.sources.OpenFiles`)."""
-    if not shuffle:
-        yield from iter_lines(files, opened)
-        return
     rng = np.random.Generator(np.random.PCG64(seed))
-    order = rng.permutation(len(files)).tolist()
+    order = rng.permutation(len(files)).tolist() if shuffle else range(len(files))
+    documents = _lines_in_order(files, order, text_field, opened)
+    yield from shuffle_documents(documents, rng, buffer) if shuffle else documents
+
+
+def shuffle_documents(documents: Iterator[Document], rng: np.random.Generator, buffer: int) -> Iterator[Document]:
+    """The seeded shuffle buffer over a stream of documents."""
     held: list[Document] = []
     draws: list[int] = []
-    for index, line_no, line in _lines_in_order(files, order, opened):
+    for index, line_no, line in documents:
         if len(held) < buffer:
             held.append((index, line_no, line))
             continue
@@ -40,18 +45,23 @@ def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: in
         yield held[slot]
 
 
-def _lines_in_order(files: list[SourceFile], order: list[int], opened: OpenFiles | None) -> Iterator[Document]:
+def _lines_in_order(files: list[SourceFile], order, text_field: str, opened: OpenFiles | None) -> Iterator[Document]:
     for position in order:
-        for _, line_no, line in iter_lines([files[position]], opened):
+        src = files[position]
+        if is_parquet(src.rel):
+            yield from iter_rows(position, src, text_field)
+            continue
+        for _, line_no, line in iter_lines([src], opened):
             yield position, line_no, line
 
 
 @dataclass
 class Chunk:
-    """A batch of newline-separated documents for one worker call, and where its lines came from:
-    ``origins`` per line, or (for a block cut from one file) the file and the number of its first line."""
+    """A batch of documents for one worker call, and where its lines came from: ``origins`` per line, or (for a
+    block cut from one file) the file and the number of its first line. ``payload`` is newline-separated JSON
+    lines, a list of JSON lines (bytes) and texts (str, from parquet or ``datasets``), or a parquet TextBlock."""
 
-    payload: bytes
+    payload: bytes | list[bytes | str] | tuple
     origins: list[tuple[int, int]] | None = None
     block_start: tuple[int, int] | None = None
 
@@ -64,26 +74,33 @@ class Chunk:
 
 
 def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
-    """Group documents into newline-joined payloads of about ``target_bytes``."""
-    lines: list[bytes] = []
+    """Group documents into payloads of about ``target_bytes``: newline-joined when all are JSON lines, else
+    the list of them (texts from parquet or ``datasets`` are sent as they are, never re-serialized)."""
+    lines: list[bytes | str] = []
     origins: list[tuple[int, int]] = []
-    size = 0
+    size, texts = 0, False
     for index, line_no, line in documents:
         lines.append(line)
         origins.append((index, line_no))
         size += len(line) + 1
+        texts = texts or isinstance(line, str)
         if size >= target_bytes:
-            yield Chunk(b"\n".join(lines), origins=origins)
-            lines, origins, size = [], [], 0
+            yield Chunk(lines if texts else b"\n".join(lines), origins=origins)
+            lines, origins, size, texts = [], [], 0, False
     if lines:
-        yield Chunk(b"\n".join(lines), origins=origins)
+        yield Chunk(lines if texts else b"\n".join(lines), origins=origins)
 
 
-def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20,
+def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field: str = "text",
                 opened: OpenFiles | None = None) -> Iterator[Chunk]:
     """Unshuffled order without splitting lines here: each file's content cut after a newline every
-    ``target_bytes`` (the workers split and count lines). JSON-array files go line by line."""
+    ``target_bytes`` (the workers split and count lines). JSON-array files go line by line; parquet files in
+    TextBlocks of about ``target_bytes``."""
     for index, src in enumerate(files):
+        if is_parquet(src.rel):
+            for first_row, texts in iter_slices(src, text_field, target_bytes):
+                yield Chunk(texts, block_start=(index, first_row))
+            continue
         is_array, blocks = open_blocks(src, opened)
         if is_array:
             yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)

@@ -16,12 +16,12 @@ from datetime import datetime, timezone
 
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
+from cpt_tasks.convert.inputs import iter_input_chunks, resolve_input
 from cpt_tasks.convert.manifest import code_version, fingerprint, manifest_location, read_manifest
 from cpt_tasks.convert.mds import TokenShardWriter
-from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents
+from cpt_tasks.convert.order import Chunk
 from cpt_tasks.convert.pack import Packer
-from cpt_tasks.convert.network import Network
-from cpt_tasks.convert.sources import OpenFiles, Source, open_blocks, resolve_source
+from cpt_tasks.convert.sources import OpenFiles, Source, open_blocks
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
                                          Timings, TokenizerRecord)
@@ -58,7 +58,7 @@ class _Written:
 def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResult:
     """Convert ``cfg.dataset`` into MDS at ``cfg.out_root`` (see DESIGN.md's data contract)."""
     started = time.time()
-    source = resolve_source(cfg.dataset, cfg.data_subset, cfg.splits[0], cfg.revision, Network.from_config(cfg))
+    source = resolve_input(cfg)
     folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
     encoder = Encoder(folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
     tok = describe(cfg.tokenizer, folder, encoder)
@@ -153,10 +153,7 @@ class _Conversion:
         return self._written(pool is not None)
 
     def _chunks(self):
-        if self.cfg.shuffle:
-            return iter_chunks(iter_documents(self.source.files, True, self.cfg.seed, self.cfg.shuffle_buffer,
-                                              self.opened))
-        return iter_blocks(self.source.files, opened=self.opened)
+        return iter_input_chunks(self.source, self.cfg, self.opened)
 
     def _feed(self, pool) -> None:
         chunks = self._chunks()
@@ -191,7 +188,8 @@ class _Conversion:
             line, message = result.error
             file_index, number = chunk.locate(line)
             src = self.source.files[file_index]
-            unit = "record" if open_blocks(src)[0] else "line"  # a JSON array file numbers its records
+            # a JSON array file numbers its records, parquet its rows
+            unit = "row" if src.rel.endswith(".parquet") else "record" if open_blocks(src)[0] else "line"
             raise UserError(f"{src.rel}, {unit} {number}: {message}")
         self.read += result.records
         self.skipped_empty += result.empty

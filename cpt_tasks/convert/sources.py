@@ -1,5 +1,6 @@
 """Where documents come from: resolve a dataset (local file/folder or HF hub id) to an ordered file list,
-and read those files as blocks of complete JSON lines.
+and read those files as blocks of complete JSON lines (parquet files are read by ``parquet.py``; object
+storage is listed and opened by ``objstore.py``, whose files carry their own verifying ``opener``).
 
 Local and hub sources share one reader: the hub's Dolmino layout ``data/<subset>/…/*.json.zst`` is listed
 at a pinned commit (with the files' LFS sha256) and streamed by ``cpt_tasks.convert.hub`` (timeouts, retries,
@@ -13,8 +14,8 @@ from __future__ import annotations
 import gzip
 import itertools
 import zlib
-from functools import partial
 from collections.abc import Callable, Iterator
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +26,20 @@ from cpt_tasks.convert.network import Network
 from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
 
-SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst")
+SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
 BLOCK = 1 << 22
 BOM = b"\xef\xbb\xbf"
 
 
+class NoFilesError(UserError):
+    """The dataset exists but holds no file this reader reads (``--source_format auto`` then tries datasets)."""
+
+
 @dataclass(frozen=True)
 class SourceFile:
-    """One input file: where to open it, its path relative to the dataset root, size and sha256."""
+    """One input file: where to open it, its path relative to the dataset root, size and digest (``sha256``
+    holds the digest ``algorithm`` names; algorithm None: the size alone is checked), and for object storage
+    the ``opener`` that streams it verified."""
 
     url: str
     rel: str
@@ -46,7 +53,7 @@ class SourceFile:
 class Source:
     """A resolved dataset: what the manifest and the fingerprint record about the input."""
 
-    kind: str  # "local" or "hub"
+    kind: str  # "local", "hub", "s3", "gs" or "datasets"
     dataset: str
     subset: str | None
     split: str
@@ -61,7 +68,8 @@ class Source:
         """What the manifest and the fingerprint record (file URLs omitted: they are machine-specific)."""
         return SourceInfo(kind=self.kind, dataset=self.dataset, subset=self.subset, split=self.split,
                           revision=self.revision,
-                          files=[SourceFileInfo(path=f.rel, size=f.size, sha256=f.sha256) for f in self.files])
+                          files=[SourceFileInfo(path=f.rel, size=f.size, sha256=f.sha256, algorithm=f.algorithm)
+                                 for f in self.files])
 
 
 def _has_suffix(name: str) -> bool:
@@ -99,7 +107,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
     else:
         raise UserError(f"--dataset {dataset}: no such file or folder")
     if not files:
-        raise UserError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
+        raise NoFilesError(f"--dataset {dataset}: no {', '.join(SUFFIXES)} files under {root}")
     listed = [SourceFile(url=str(f), rel=f.relative_to(root).as_posix(), size=f.stat().st_size,
                          sha256=sha256_file_cached(f)) for f in files]
     return Source(kind="local", dataset=str(path.resolve()), subset=subset, split=split, revision=None,
@@ -111,11 +119,12 @@ def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | N
     from cpt_tasks.convert.hub import hub_url, list_hub_files, open_hub_file
 
     if split != "train":
-        raise UserError(f"--splits {split}: hub datasets are read from their train files only")
+        raise NoFilesError(f"--splits {split}: hub datasets are read from their train files only")
     commit, entries = list_hub_files(dataset, f"data/{subset}" if subset else None, revision, network)
     files = sorted((e for e in entries if _has_suffix(e.path)), key=lambda e: e.path)
     if not files:
-        raise UserError(f"--dataset {dataset} --data_subset {subset}: no JSON files at data/{subset}")
+        raise NoFilesError(f"--dataset {dataset} --data_subset {subset}: no JSON or parquet files at "
+                           f"data/{subset}")
     listed = [SourceFile(url=hub_url(dataset, commit, e.path), rel=e.path, size=e.size, sha256=e.digest,
                          algorithm=e.algorithm, opener=partial(open_hub_file, hub_url(dataset, commit, e.path),
                                                                e.path, e.size, e.digest, e.algorithm, network))

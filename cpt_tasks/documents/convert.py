@@ -18,13 +18,17 @@ class SourceFileInfo(StrictModel):
 
     path: str = Field(description="Path relative to the dataset (or subset) root")
     size: int = Field(ge=0, description="Bytes")
-    sha256: str = Field(description="sha256 of the file (the LFS hash on the hub)")
+    sha256: str = Field(description="Digest of the file, of the kind `algorithm` names: sha256 locally and "
+                        "on the hub (LFS), an object's checksum or ETag on object storage")
+    algorithm: str | None = Field("sha256", description="How the file is checked when read: sha256, md5 "
+                                  "(a plain ETag), or None (size only; sha256 then holds the ETag)")
 
 
 class SourceInfo(StrictModel):
     """What was read: a local folder or file, or a hub dataset at a commit."""
 
-    kind: Literal["local", "hub"] = Field(description="local file/folder or Hugging Face hub dataset")
+    kind: Literal["local", "hub", "s3", "gs", "datasets"] = Field(
+        description="local file/folder, Hugging Face hub files, object storage, or `datasets.load_dataset`")
     dataset: str = Field(description="Hub id, or the resolved local path")
     subset: str | None = Field(description="The data_subset read")
     split: str = Field(description="The source split read")

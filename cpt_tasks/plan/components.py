@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cpt_tasks.convert.network import Network
-from cpt_tasks.convert.sources import Source, resolve_source
+from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.convert.inputs import resolve_input
+from cpt_tasks.convert.sources import Source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, domain_budget, subset_budgets
 from cpt_tasks.plan.config import PlanConfig
@@ -68,11 +69,11 @@ def mix_components(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> 
     return parts
 
 
-def resolve_part(part: Component, split: str, network: Network | None = None) -> Source:
-    """The component's source, resolved (files, sizes, hashes, revision) with ``network``'s timeouts and retries;
-    UserError naming the component."""
+def resolve_part(part: Component, conv: ConvertConfig) -> Source:
+    """The component's source, resolved as its conversion ``conv`` will read it (files, sizes, hashes, revision;
+    its source format, timeouts and retries); UserError naming the component."""
     try:
-        return resolve_source(part.dataset, part.subset, split, part.revision, network)
+        return resolve_input(conv.model_copy(update={"revision": part.revision}))
     except UserError as exc:
         if part.role == "replay" and part.where.startswith("--dataset"):
             raise  # today's messages for the mix's own dataset, unchanged

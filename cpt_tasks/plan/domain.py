@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.encode import encode_chunk, set_encoder
-from cpt_tasks.convert.order import iter_blocks
+from cpt_tasks.convert.inputs import iter_input_chunks
 from cpt_tasks.convert.sources import Source
 from cpt_tasks.documents.plan import Repetition
 from cpt_tasks.errors import UserError
@@ -35,12 +36,14 @@ class CorpusCount:
     complete: bool
 
 
-def count_corpus(source: Source, text_field: str, encoder: Encoder, enough: int, where: str) -> CorpusCount:
-    """Count ``source``'s framed tokens until more than ``enough``; UserError naming ``where`` (the option),
-    the file and the line for a record without ``text_field``, and for a corpus with no text at all."""
+def count_corpus(source: Source, conv: ConvertConfig, encoder: Encoder, enough: int, where: str) -> CorpusCount:
+    """Count ``source``'s framed tokens, read as its conversion ``conv`` reads it (in file order), until more than
+    ``enough``; UserError naming ``where`` (the option), the file and the line for a record without the text
+    field, and for a corpus with no text at all."""
     set_encoder(encoder)
+    text_field = conv.text_field
     tokens = documents = longest = 0
-    for chunk in iter_blocks(source.files):
+    for chunk in iter_input_chunks(source, conv.model_copy(update={"shuffle": False})):
         result = encode_chunk(chunk.payload, text_field)
         if result.error is not None:
             line, problem = result.error

@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from cpt_tasks import __version__
 from cpt_tasks.convert.config import ConvertConfig
 from cpt_tasks.convert.manifest import fingerprint
-from cpt_tasks.convert.network import Network
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.errors import UserError
@@ -102,11 +101,11 @@ def plan(cfg: PlanConfig) -> Plan:
         if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
             encoder = Encoder(folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
             tok = describe(cfg.tokenizer, folder, encoder)
-        # the listing honours the conversions' own timeouts and retries (--convert_options may set them)
-        source = resolve_part(part, conv.splits[0], Network.from_config(conv))
+        # read as the conversion will: its source format, timeouts and retries (--convert_options may set them)
+        source = resolve_part(part, conv)
         repeat = None
         if part.role == "domain" and part.name not in (cfg.overrides or {}):
-            count = count_corpus(source, part.text_field, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where)
+            count = count_corpus(source, conv, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where)
             max_tokens, repeat = plan_repetition(count, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
             conv = conv.model_copy(update={"max_tokens": max_tokens})
         conv = conv.model_copy(update={"revision": source.revision})

@@ -1,0 +1,89 @@
+"""Any other dataset through ``datasets``: ``load_dataset(dataset, name=data_subset, split=split,
+streaming=True, revision=commit)``, as LLM-Foundry's ``convert_dataset_hf.py`` reads the Hub.
+
+For a Hub dataset that is not in the Dolmino file layout (configs, CSV, Arrow, scripts-free loaders...) or a
+local folder that ``datasets`` can load (its ``data_files`` inferred). A Hub dataset is pinned to the commit
+its revision resolves to (``HfApi().dataset_info(...).sha``), which the fingerprint records; a local folder is
+fingerprinted by its files' sha256, like a local file source. Records stream in the dataset's own order (one
+"file"); ``--text_field`` names the column, which must hold strings. The seeded shuffle buffer is the same as
+for files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from cpt_tasks.cache import sha256_file_cached
+from cpt_tasks.convert.sources import Source, SourceFile
+from cpt_tasks.errors import UserError
+
+BATCH = 1000
+
+
+def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
+    """The ``datasets`` source: a local folder (files hashed) or a Hub id pinned to its commit."""
+    path = Path(dataset).expanduser()
+    if path.exists():
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
+                                                     and not any(part.startswith(".") for part in
+                                                                 p.relative_to(path).parts))
+        root = path.parent if path.is_file() else path
+        listed = [SourceFile(url=str(f), rel=f.relative_to(root).as_posix(), size=f.stat().st_size,
+                             sha256=sha256_file_cached(f)) for f in files]
+        return Source(kind="datasets", dataset=str(path.resolve()), subset=subset, split=split, revision=None,
+                      files=listed)
+    if dataset.count("/") != 1:
+        raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        commit = HfApi().dataset_info(dataset, revision=revision).sha
+    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise UserError(f"--dataset {dataset} (revision {revision}): {exc}") from exc
+    return Source(kind="datasets", dataset=dataset, subset=subset, split=split, revision=commit, files=[])
+
+
+def load_streaming(source: Source, max_retries: int = 5):
+    """``datasets.load_dataset(..., streaming=True)`` for the source; UserError naming what is wrong."""
+    import datasets
+    from datasets import DownloadConfig, load_dataset
+
+    datasets.config.STREAMING_READ_MAX_RETRIES = max_retries
+    local = source.revision is None
+    if local and Path(source.dataset).is_file():
+        builder = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".arrow": "arrow", ".txt": "text",
+                   ".json": "json", ".jsonl": "json"}.get(Path(source.dataset).suffix, "json")
+        args, kwargs = (builder,), {"data_files": source.dataset}
+    else:
+        args, kwargs = (source.dataset,), {"name": source.subset, "revision": source.revision}
+    try:
+        return load_dataset(*args, **kwargs, split=source.split, streaming=True,
+                            download_config=DownloadConfig(max_retries=max_retries))
+    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        raise UserError(f"--dataset {source.dataset} --data_subset {source.subset} --splits {source.split}: "
+                        f"datasets cannot load it: {exc}") from exc
+
+
+def iter_dataset_documents(source: Source, text_field: str, max_retries: int = 5) -> Iterator[tuple[int, int, str]]:
+    """Every record's text as (0, 1-based row number, text); UserError naming the dataset, row and field."""
+    stream = load_streaming(source, max_retries)
+    where = f"{source.dataset} [{source.subset or 'default'}/{source.split}]"
+    columns = stream.column_names
+    if columns is not None:
+        if text_field not in columns:
+            raise UserError(f"{where}: no '{text_field}' column (columns: {', '.join(columns)}); "
+                            "name the text field with --text_field")
+        stream = stream.select_columns([text_field])
+    row = 1
+    for batch in stream.iter(batch_size=BATCH):
+        if text_field not in batch:
+            raise UserError(f"{where}, row {row}: no '{text_field}' field (fields: {', '.join(batch)}); "
+                            "name the text field with --text_field")
+        for text in batch[text_field]:
+            if not isinstance(text, str):
+                what = "null" if text is None else type(text).__name__
+                raise UserError(f"{where}, row {row}: '{text_field}' is {what}, expected a string")
+            yield 0, row, text
+            row += 1
