@@ -218,3 +218,23 @@ def trained_run(tmp_path_factory, mix_report, tiny_model) -> dict:
     result, proc = run_train(flags, env={"MLFLOW_TRACKING_URI": down})
     return {"result": result, "stderr": proc.stderr, "tracking_uri": down, "save_root": str(root / "runs"),
             "report": str(mix_report)}
+
+
+@pytest.fixture
+def endpoint(monkeypatch):
+    """Point the real client at a URL (its module constants are read when each call is made) with offline mode
+    off and fresh sessions; short backoff so retries take milliseconds."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import reset_sessions
+
+    def point(url: str) -> None:
+        monkeypatch.setattr(constants, "ENDPOINT", url)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        reset_sessions()
+
+    from cpt_tasks.convert import network
+
+    monkeypatch.setattr(network, "BACKOFF_BASE", 0.01)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    yield point
+    reset_sessions()

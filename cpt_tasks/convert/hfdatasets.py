@@ -15,14 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cpt_tasks.cache import sha256_file_cached
+from cpt_tasks.convert.network import Network
 from cpt_tasks.convert.sources import Source, SourceFile
 from cpt_tasks.errors import UserError
 
 BATCH = 1000
 
 
-def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str | None) -> Source:
-    """The ``datasets`` source: a local folder (files hashed) or a Hub id pinned to its commit."""
+def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str | None,
+                    network: Network | None = None) -> Source:
+    """The ``datasets`` source: a local folder (files hashed) or a Hub id pinned to its commit (``network``: the
+    timeouts and retries of that call)."""
     path = Path(dataset).expanduser()
     if path.exists():
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
@@ -35,22 +38,23 @@ def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str 
                       files=listed)
     if dataset.count("/") != 1:
         raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+    from cpt_tasks.convert.hub import pin_commit
 
-    try:
-        commit = HfApi().dataset_info(dataset, revision=revision).sha
-    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise UserError(f"--dataset {dataset} (revision {revision}): {exc}") from exc
+    commit = pin_commit(dataset, revision, network or Network())
     return Source(kind="datasets", dataset=dataset, subset=subset, split=split, revision=commit, files=[])
 
 
-def load_streaming(source: Source, max_retries: int = 5):
-    """``datasets.load_dataset(..., streaming=True)`` for the source; UserError naming what is wrong."""
+def load_streaming(source: Source, network: Network):
+    """``datasets.load_dataset(..., streaming=True)`` for the source; UserError naming what is wrong. Its reads
+    go through huggingface_hub's HfFileSystem, bounded by ``network``'s read timeout (as its per-request timeout)
+    and retries."""
     import datasets
     from datasets import DownloadConfig, load_dataset
+    from huggingface_hub import constants
 
+    max_retries = network.max_retries
     datasets.config.STREAMING_READ_MAX_RETRIES = max_retries
+    constants.HF_HUB_ETAG_TIMEOUT = constants.HF_HUB_DOWNLOAD_TIMEOUT = network.read_timeout
     local = source.revision is None
     if local and Path(source.dataset).is_file():
         builder = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".arrow": "arrow", ".txt": "text",
@@ -66,9 +70,9 @@ def load_streaming(source: Source, max_retries: int = 5):
                         f"datasets cannot load it: {exc}") from exc
 
 
-def iter_dataset_documents(source: Source, text_field: str, max_retries: int = 5) -> Iterator[tuple[int, int, str]]:
+def iter_dataset_documents(source: Source, text_field: str, network: Network) -> Iterator[tuple[int, int, str]]:
     """Every record's text as (0, 1-based row number, text); UserError naming the dataset, row and field."""
-    stream = load_streaming(source, max_retries)
+    stream = load_streaming(source, network)
     where = f"{source.dataset} [{source.subset or 'default'}/{source.split}]"
     columns = stream.column_names
     if columns is not None:

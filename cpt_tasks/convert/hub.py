@@ -106,16 +106,23 @@ def _hub_call(call, network: Network, what: str):
         raise
 
 
+def pin_commit(dataset: str, revision: str | None, network: Network) -> str:
+    """The commit ``revision`` of a Hub dataset resolves to (dataset_info, with timeouts and retries)."""
+    from huggingface_hub import HfApi, constants
+
+    api = HfApi(endpoint=constants.ENDPOINT)
+    info = _hub_call(lambda: api.dataset_info(dataset, revision=revision, timeout=network.timeouts), network,
+                     f"--dataset {dataset} (revision {revision or 'main'}): dataset info")
+    return info.sha
+
+
 def list_hub_files(dataset: str, folder: str | None, revision: str | None,
                    network: Network) -> tuple[str, list[HubEntry]]:
     """(commit, every file under ``folder``) of a Hub dataset at ``revision`` (resolved to its commit)."""
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import constants
 
     what = f"--dataset {dataset} (revision {revision or 'main'})"
-    api = HfApi(endpoint=constants.ENDPOINT)
-    info = _hub_call(lambda: api.dataset_info(dataset, revision=revision, timeout=network.timeouts), network,
-                     f"{what}: dataset info")
-    commit = info.sha
+    commit = pin_commit(dataset, revision, network)
     url = f"{constants.ENDPOINT}/api/datasets/{dataset}/tree/{quote(commit, safe='')}"
     if folder:
         url += "/" + quote(folder, safe="")

@@ -32,12 +32,12 @@ def resolve_input(cfg: ConvertConfig) -> Source:
             raise UserError(f"--source_format datasets reads a hub id or a local folder, not {dataset}")
         return resolve_objects(dataset, subset, split, Network.from_config(cfg))
     if cfg.source_format == "datasets":
-        return resolve_dataset(dataset, subset, split, cfg.revision)
+        return resolve_dataset(dataset, subset, split, cfg.revision, Network.from_config(cfg))
     try:
         return resolve_source(dataset, subset, split, cfg.revision, Network.from_config(cfg))
     except NoFilesError as exc:
         if cfg.source_format == "auto" and _is_hub_id(dataset):
-            return resolve_dataset(dataset, subset, split, cfg.revision)
+            return resolve_dataset(dataset, subset, split, cfg.revision, Network.from_config(cfg))
         raise UserError(f"{exc} (--source_format datasets reads other layouts through datasets.load_dataset)") \
             from None
 
@@ -51,7 +51,7 @@ def iter_input_chunks(source: Source, cfg: ConvertConfig, opened: OpenFiles | No
     """The source's documents in conversion order, in chunks for the tokenizer workers (``opened``: the files
     being read, see :class:`~cpt_tasks.convert.sources.OpenFiles`)."""
     if source.kind == "datasets":
-        documents = iter_dataset_documents(source, cfg.text_field, cfg.max_retries)
+        documents = iter_dataset_documents(source, cfg.text_field, Network.from_config(cfg))
         if cfg.shuffle:
             documents = shuffle_documents(documents, np.random.Generator(np.random.PCG64(cfg.seed)),
                                           cfg.shuffle_buffer)

@@ -67,36 +67,29 @@ def test_datasets_errors_name_dataset_row_and_field(tmp_path, tokenizer_dir):
     (["data/wiki/0000/wiki-0000.json.zst"], "datasets", "datasets"),  # asked for explicitly
     (["data/wiki/train.csv"], "files", None),  # files only: a UserError that names the other way
 ])
-def test_source_format_chooses_the_reader(monkeypatch, listed, source_format, kind):
-    """Which reader a Hub id gets; huggingface_hub's API is stood in for (there is no Hub here)."""
-    import huggingface_hub
-    from huggingface_hub.hf_api import RepoFile
+def test_source_format_chooses_the_reader(endpoint, listed, source_format, kind):
+    """Which reader a Hub id gets, asked of a local Hub server through the real client (tests/hub_server.py)."""
+    from hub_server import HubRepo, HubServer
 
     from cpt_tasks.convert.inputs import resolve_input
     from cpt_tasks.errors import UserError
 
-    commit = "c0ffee" * 6 + "abcd"
-
-    class Api:
-        def dataset_info(self, repo_id, revision=None):
-            assert repo_id == "org/corpus" and revision == "v1"
-            return type("Info", (), {"sha": commit})()
-
-        def list_repo_tree(self, repo_id, path_in_repo, recursive, repo_type, revision):
-            assert path_in_repo == "data/wiki" and revision == commit
-            return [RepoFile(path=p, size=10, oid="x", lfs={"oid": "ab" * 32, "size": 10, "pointerSize": 1})
-                    for p in listed]
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
-    cfg = ConvertConfig(dataset="org/corpus", data_subset="wiki", revision="v1", source_format=source_format,
-                        out_root="-", tokenizer="-")
-    if kind is None:
-        with pytest.raises(UserError, match="no JSON or parquet files at data/wiki.*--source_format datasets"):
-            resolve_input(cfg)
-        return
-    source = resolve_input(cfg)
-    assert (source.kind, source.revision, source.subset) == (kind, commit, "wiki")
+    repo = HubRepo("org/corpus", {path: b"x" * 10 for path in listed})
+    server = HubServer(repo).start()
+    try:
+        endpoint(server.url)
+        cfg = ConvertConfig(dataset="org/corpus", data_subset="wiki", revision="main", source_format=source_format,
+                            out_root="-", tokenizer="-", connect_timeout=2, read_timeout=2, max_retries=1)
+        if kind is None:
+            with pytest.raises(UserError, match="no JSON or parquet files at data/wiki.*--source_format datasets"):
+                resolve_input(cfg)
+            return
+        source = resolve_input(cfg)
+    finally:
+        server.stop()
+    assert (source.kind, source.revision, source.subset) == (kind, repo.commit, "wiki")
     if kind == "hub":
         assert [f.rel for f in source.files] == ["data/wiki/0000/wiki-0000.parquet"]
     else:
         assert source.files == [] and source.dataset == "org/corpus"
+    assert server.requests("GET", "/api/datasets/org/corpus/revision/main"), server.log  # pinned by dataset_info

@@ -24,24 +24,6 @@ FIRST, SECOND = "data/wiki/0000/wiki-0000.json.zst", "data/wiki/0001/wiki-0001.j
 
 
 @pytest.fixture
-def endpoint(monkeypatch):
-    """Point the real client at a URL (its module constants are read when each call is made) with offline mode
-    off and fresh sessions; short backoff so retries take milliseconds."""
-    from huggingface_hub import constants
-    from huggingface_hub.utils import reset_sessions
-
-    def point(url: str) -> None:
-        monkeypatch.setattr(constants, "ENDPOINT", url)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        reset_sessions()
-
-    monkeypatch.setattr(network, "BACKOFF_BASE", 0.01)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    yield point
-    reset_sessions()
-
-
-@pytest.fixture
 def hub(sample_dir, endpoint):
     """The sample's wiki and math subsets on a local Hub; the second wiki file is a plain git blob (non-LFS)."""
     server = HubServer(HubRepo.from_folder(DATASET, sample_dir, ["wiki", "math"], plain={SECOND})).start()
