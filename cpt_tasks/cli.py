@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
 
-    convert = sub.add_parser("convert", help="JSON/JSONL documents -> tokenized MDS rows with a manifest")
+    convert = sub.add_parser("convert", help="Documents (JSON lines, parquet, any Hub dataset) -> tokenized MDS rows "
+                             "with a manifest")
     add_model_arguments(convert, ConvertConfig)
     commands["convert"] = _config_job(ConvertConfig, _convert)
 
