@@ -3,12 +3,15 @@
 ``ProcessPoolExecutor`` raises ``BrokenProcessPool`` when a worker dies (killed, out of memory), where
 ``multiprocessing.Pool`` would wait forever. Forking is fastest (workers inherit what the parent loaded),
 but forking a process that runs other threads can deadlock the child; so fork only a single-threaded
-process (the CLI) and otherwise start workers from a clean forkserver, running ``initializer`` there.
+process (the CLI) and otherwise start workers from a clean forkserver, running ``initializer`` there. A
+forkserver outlives the pool that started it and its workers inherit *its* environment, so each forkserver worker
+first takes the parent's environment as it is now (credentials and endpoints set since, e.g. ``S3_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -20,4 +23,12 @@ def process_pool(workers: int, initializer: Callable[..., None] | None = None,
     if threading.active_count() == 1:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                               initializer=initializer, initargs=initargs)
+                               initializer=_start_worker, initargs=(dict(os.environ), initializer, initargs))
+
+
+def _start_worker(environ: dict[str, str], initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """A forkserver worker's start: the parent's environment, then ``initializer``."""
+    os.environ.clear()
+    os.environ.update(environ)
+    if initializer is not None:
+        initializer(*initargs)

@@ -58,8 +58,8 @@ class PlanConfig(StrictModel):
     convert_options: dict[str, Any] | None = Field(None, description="Other `cpt-tasks convert` options for "
                                                    'every subset (JSON), e.g. {"compression": "zstd:7"}')
     output: str | None = Field(None, description="Also write the plan JSON to this file")
-    domain: str = Field("", description="Your corpus to continue pretraining on: a local path, object-storage "
-                        "prefix or hub id (empty: none, the mix alone)")
+    domain: str | None = Field(None, description="Your corpus to continue pretraining on: a local path, "
+                               "object-storage prefix or hub id (none: the mix alone)")
     domain_subset: str | None = Field(None, description="Subset (folder) of --domain to read")
     domain_text_field: str = Field("text", min_length=1, description="The field of --domain's records that holds "
                                    "each document's text")
