@@ -132,3 +132,12 @@ def test_a_valid_custom_mix_passes(dag):
     params = copy.deepcopy(dag.params)
     params.update({"proportions": {"dclm": 0.6, "math": 0.4}, "subsets": ["dclm", "math"], "total_tokens": 1000})
     assert params.validate()["proportions"] == {"dclm": 0.6, "math": 0.4}
+
+
+def test_no_param_defaults_to_an_empty_string():
+    """The trigger form sends an emptied text field as null: an optional text Param is ["string", "null"] with
+    default null, never "" (a "" default makes the untouched form invalid and its Trigger button disabled)."""
+    from cpt_tasks.pipeline.params import param_schemas
+
+    empty = [name for name, spec in param_schemas("s3://bucket").items() if spec["default"] == ""]
+    assert empty == []
