@@ -125,11 +125,11 @@ MIX_TOKENS = 22 * CONCAT
 
 def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
     """Plan, convert and verify the sample into ``root``; the verification report's path."""
+    from cpt_tasks.configs.plan import PlanConfig
+    from cpt_tasks.configs.verify import VerifyConfig
     from cpt_tasks.convert.run import convert
     from cpt_tasks.documents import write_document
-    from cpt_tasks.plan.config import PlanConfig
     from cpt_tasks.plan.run import plan
-    from cpt_tasks.verify.config import VerifyConfig
     from cpt_tasks.verify.run import verify
 
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
