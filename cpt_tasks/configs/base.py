@@ -1,5 +1,5 @@
-"""Shared pieces of the jobs' typed configs: a strict base model, human-friendly token counts and byte sizes, and a config
-written back as command-line flags.
+"""Shared pieces of the jobs' typed configs: a strict base model, human-friendly token counts and byte sizes,
+and a config written back as command-line flags.
 
 Every job config derives from ``StrictModel``: unknown keys are errors, values are validated when the
 config is built, and each field's ``description`` is its one-line doc (the CLI's --help shows it).
