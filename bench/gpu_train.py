@@ -76,13 +76,13 @@ def flops_per_token(model_dir: Path, seq: int) -> float:
 
 def make_data(work: Path, seq: int, smoke: bool) -> Path:
     """Sample -> plan -> convert -> verify at ``seq``; the verification report."""
+    from cpt_tasks.configs.plan import PlanConfig
+    from cpt_tasks.configs.verify import VerifyConfig
     from cpt_tasks.convert.run import convert
-    from cpt_tasks.plan.config import PlanConfig
     from cpt_tasks.documents import write_document
     from cpt_tasks.plan.run import plan
     from cpt_tasks.sample_data import write_sample
     from cpt_tasks.tokenizer import export_llama3
-    from cpt_tasks.verify.config import VerifyConfig
     from cpt_tasks.verify.run import verify
 
     tokenizer = ROOT / ".cpt" / "tokenizer" / "llama3"
@@ -151,7 +151,7 @@ def run_baseline(model_dir: Path, args: argparse.Namespace, seq: int, micro: int
 
 def run_foundry(report: Path, model_dir: Path, args: argparse.Namespace, seq: int, micro: int) -> dict:
     """`cpt-tasks train` (its function) with the generated config; timing from its per-step records."""
-    from cpt_tasks.train.config import TrainConfig
+    from cpt_tasks.configs.train import TrainConfig
     from cpt_tasks.train.run import train
 
     started = time.perf_counter()

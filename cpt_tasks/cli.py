@@ -23,16 +23,16 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cpt_tasks.cli_args import HelpFormatter, add_model_arguments, build_config, flags
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.evaluate import EvaluateConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.verify import VerifyConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
 from cpt_tasks.documents.evaluate import EvalReport
 from cpt_tasks.errors import (EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, BadDataError, TransientError,
                               UserError)
-from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.layout import TERMINATION_LOG
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.train.config import TrainConfig
-from cpt_tasks.verify.config import VerifyConfig
 
 
 def _config_job(model: type[BaseModel], run: Callable[[BaseModel], int]) -> Callable[[argparse.Namespace], int]:

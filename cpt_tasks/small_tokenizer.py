@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from cpt_tasks.tokenizer import LLAMA3_BOS, LLAMA3_EOS
+from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 
 DEFAULT_VOCAB = 1024
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from cpt_tasks.cache import cache_root, sha256_file, write_atomic
-from cpt_tasks.convert.config import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.errors import UserError
+from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # sha256 of Meta's original Llama 3 tokenizer.model, and of the tokenizer.json shipped beside it.

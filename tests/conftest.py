@@ -125,11 +125,11 @@ MIX_TOKENS = 22 * CONCAT
 
 def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
     """Plan, convert and verify the sample into ``root``; the verification report's path."""
+    from cpt_tasks.configs.plan import PlanConfig
+    from cpt_tasks.configs.verify import VerifyConfig
     from cpt_tasks.convert.run import convert
     from cpt_tasks.documents import write_document
-    from cpt_tasks.plan.config import PlanConfig
     from cpt_tasks.plan.run import plan
-    from cpt_tasks.verify.config import VerifyConfig
     from cpt_tasks.verify.run import verify
 
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
@@ -232,7 +232,7 @@ def endpoint(monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         reset_sessions()
 
-    from cpt_tasks.convert import network
+    from cpt_tasks.data import network
 
     monkeypatch.setattr(network, "BACKOFF_BASE", 0.01)
     monkeypatch.delenv("HF_TOKEN", raising=False)

@@ -11,11 +11,11 @@ import pytest
 from pydantic import BaseModel
 
 from cpt_tasks.cli import build_parser
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.evaluate.config import EvaluateConfig
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.train.config import TrainConfig
-from cpt_tasks.verify.config import VerifyConfig
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.evaluate import EvaluateConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.verify import VerifyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

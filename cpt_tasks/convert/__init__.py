@@ -1,9 +1,6 @@
-"""The converter job: JSON/JSONL documents -> tokenized, packed, budgeted MDS shards with a manifest.
+"""The converter job: JSON/JSONL/parquet documents -> tokenized, packed, budgeted MDS shards with a manifest.
 
-``convert(ConvertConfig) -> ConvertResult`` is the entry point; ``cpt-tasks convert`` is its CLI.
-Only the config is imported here, so the light core stays free of heavy dependencies.
+``run.convert(ConvertConfig) -> ConvertResult`` is the entry point; ``cpt-tasks convert`` is its CLI. The
+reading side (sources, order, encoding, the fingerprint) is the shared library ``cpt_tasks.data``; this package
+keeps what only the conversion does: packing rows (``pack``), writing MDS (``mds``) and the manifest.
 """
-
-from cpt_tasks.convert.config import ConvertConfig
-
-__all__ = ["ConvertConfig"]

@@ -26,17 +26,6 @@ MDS_VERSION = 2
 _SHAPE_DTYPES = ((1 << 8, np.uint8, 0), (1 << 16, np.uint16, 1), (1 << 32, np.uint32, 2))
 
 
-def parse_size(text: str | int) -> int:
-    """'64mb' / '100KB' / '64MiB' / 1048576 -> bytes (binary units, as streaming reads them)."""
-    if isinstance(text, int):
-        return text
-    value = text.strip().lower().replace("ib", "b")
-    for suffix, factor in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("b", 1)):
-        if value.endswith(suffix):
-            return int(float(value[: -len(suffix)]) * factor)
-    return int(value)
-
-
 def _array_header(length: int) -> bytes:
     """The ndarray encoding's header for a 1-D int32 array: ndim/shape-dtype byte, then the shape."""
     for bound, dtype, code in _SHAPE_DTYPES:

@@ -14,17 +14,18 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
-from cpt_tasks.convert.inputs import iter_input_chunks, resolve_input
-from cpt_tasks.convert.manifest import code_version, fingerprint, manifest_location, read_manifest
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.convert.manifest import code_version
 from cpt_tasks.convert.mds import TokenShardWriter
-from cpt_tasks.convert.order import Chunk
 from cpt_tasks.convert.pack import Packer
-from cpt_tasks.convert.sources import OpenFiles, Source, open_blocks
+from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
+from cpt_tasks.data.fingerprint import fingerprint
+from cpt_tasks.data.inputs import iter_input_chunks, resolve_input
+from cpt_tasks.data.order import Chunk
+from cpt_tasks.data.sources import OpenFiles, Source, open_blocks
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
-                                         Timings, TokenizerRecord)
+                                         Timings, TokenizerRecord, manifest_location, read_manifest)
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import read_bytes, write_bytes_atomic
 

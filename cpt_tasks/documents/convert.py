@@ -7,10 +7,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.documents.base import Document
-from cpt_tasks.layout import Split
+from cpt_tasks.configs.base import StrictModel
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.documents.base import Document, find_document
+from cpt_tasks.layout import MANIFEST_FILE, Split
+from cpt_tasks.storage import join
 
 
 class SourceFileInfo(StrictModel):
@@ -133,3 +134,13 @@ class ConvertSummary(Document):
     source: SourceInfo
     splits: dict[Split, SplitTotals]
     exhausted: bool
+
+
+def manifest_location(out_root: str) -> str:
+    """Where a conversion's manifest lies."""
+    return join(out_root, MANIFEST_FILE)
+
+
+def read_manifest(out_root: str) -> ConvertManifest | None:
+    """The manifest at ``out_root``, or None when there is none (or it is not a valid one)."""
+    return find_document(manifest_location(out_root), ConvertManifest)

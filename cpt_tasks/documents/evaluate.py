@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
 from cpt_tasks.documents.base import Document
 from cpt_tasks.documents.plan import PlannedTokenizer
 from cpt_tasks.documents.train import MlflowRun, ModelSource, ReportRef

@@ -10,10 +10,18 @@ from typing import Literal
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel, config_argv
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.documents.base import Document
+from cpt_tasks.configs.base import StrictModel, config_argv
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.documents.base import Document, read_document
 from cpt_tasks.errors import UserError
+
+
+class PlanRef(StrictModel):
+    """The plan a report (and so a run) derives from."""
+
+    path: str = Field(description="Where the plan was read")
+    sha256: str = Field(description="sha256 of the plan's bytes")
+    fingerprint: str = Field(description="The plan's content fingerprint")
 
 
 class PlannedMix(StrictModel):
@@ -48,7 +56,7 @@ class PlannedSubset(StrictModel):
     name: str
     proportion: float = Field(description="Share of total_tokens")
     overridden: bool = Field(description="Its budget was set by --overrides, not by its proportion")
-    fingerprint: str = Field(description="The conversion's fingerprint (cpt_tasks.convert.manifest)")
+    fingerprint: str = Field(description="The conversion's fingerprint (cpt_tasks.data.fingerprint)")
     source_files: int = Field(ge=0, description="Files the source holds")
     source_bytes: int = Field(ge=0, description="Their bytes")
     convert: ConvertConfig = Field(description="The conversion, every field: convert-subset runs exactly this")
@@ -151,3 +159,12 @@ class PlanEntry(Document):
     max_tokens: int
     val_tokens: int
     dataset: str
+
+
+def load_plan(location: str) -> tuple[Plan, str]:
+    """The plan at ``location`` and its sha256; UserError when missing or not a valid plan."""
+    found, sha256 = read_document(location, Plan, "--plan")
+    if found.fingerprint != found.content_fingerprint():
+        raise UserError(f"--plan {location}: its content does not match its fingerprint (edited by hand?); "
+                        "plan again")
+    return found, sha256

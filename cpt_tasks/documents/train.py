@@ -7,11 +7,11 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents.base import Document
 from cpt_tasks.documents.convert import Framing
-from cpt_tasks.documents.plan import PlannedTokenizer
-from cpt_tasks.train.config import TrainConfig
+from cpt_tasks.documents.plan import PlannedTokenizer, PlanRef
 
 
 class FinishedRun(Document):
@@ -30,14 +30,6 @@ class FinishedRun(Document):
     checkpoint: str | None
     hf_export: str
     finished_at: str
-
-
-class PlanRef(StrictModel):
-    """The plan a report (and so a run) derives from."""
-
-    path: str = Field(description="Where the plan was read")
-    sha256: str = Field(description="sha256 of the plan's bytes")
-    fingerprint: str = Field(description="The plan's content fingerprint")
 
 
 class ReportRef(StrictModel):

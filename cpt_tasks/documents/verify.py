@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
 from cpt_tasks.documents.base import Document
-from cpt_tasks.documents.plan import PlannedTokenizer
-from cpt_tasks.documents.train import FinishedRun, PlanRef
+from cpt_tasks.documents.plan import PlannedTokenizer, PlanRef
+from cpt_tasks.documents.train import FinishedRun
 from cpt_tasks.layout import Split
 
 

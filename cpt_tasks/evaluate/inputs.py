@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
+from cpt_tasks.configs.evaluate import DEFAULT_TASKS, NO_TASKS, EvaluateConfig
 from cpt_tasks.documents import parse_document
 from cpt_tasks.documents.evaluate import EvalReport
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.config import DEFAULT_TASKS, NO_TASKS, EvaluateConfig
 from cpt_tasks.evaluate.tasks import GENERATOR, TaskList, read_task_list
 from cpt_tasks.storage import is_remote, read_bytes
 from cpt_tasks.train.status import find_finished_run, run_paths

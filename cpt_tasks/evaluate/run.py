@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from cpt_tasks.configs.evaluate import DEFAULT_TASKS, EvaluateConfig
 from cpt_tasks.documents import find_document, write_document
 from cpt_tasks.documents.evaluate import ROLES, EvalReport, EvalSubset, EvalTasks, EvalWorkerOutcome, \
     EvaluateResult
@@ -27,7 +28,6 @@ from cpt_tasks.documents.convert import Framing
 from cpt_tasks.documents.train import MlflowRun, ModelSource, ReportRef, RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.config import DEFAULT_TASKS, EvaluateConfig
 from cpt_tasks.evaluate.foundry_yaml import build_eval_yaml
 from cpt_tasks.evaluate.inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
     plan_tasks, settings

@@ -165,7 +165,7 @@ def generate_default_tasks(subsets: list[SubsetReport], concat_tokens: int, toke
 
 def read_val_rows(split_url: str, concat_tokens: int, vocab_size: int) -> list[list[int]]:
     """Every row of a verified MDS split, in order, each shard checked against the index as verify checks it."""
-    from cpt_tasks.verify.shards import check_shard, read_index
+    from cpt_tasks.data.shards import check_shard, read_index
 
     index = read_index(split_url)
     if index is None:

@@ -23,11 +23,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from cpt_tasks.configs.evaluate import EvaluateConfig
+from cpt_tasks.configs.plan import CONVERT_OPTIONS, PlanConfig
+from cpt_tasks.configs.train import DURATION, TrainConfig
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.config import EvaluateConfig
 from cpt_tasks.mix import DEFAULT_MIX, available_mixes, check_proportions, load_mix
-from cpt_tasks.plan.config import CONVERT_OPTIONS, PlanConfig
-from cpt_tasks.train.config import DURATION, TrainConfig
 
 MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
 TRAIN_POLICIES = ("if_changed", "always", "never")

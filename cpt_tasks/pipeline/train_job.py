@@ -24,10 +24,10 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client import models as k8s
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.layout import TERMINATION_LOG, TRAIN_NODE_LABEL
 from cpt_tasks.pipeline.operators import StepPodOperator, container_exit_code, exit_status_error
-from cpt_tasks.train.config import TrainConfig
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set by the Job controller on its pods
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"

@@ -1,5 +1,4 @@
-"""The plan job: one total budget and a mix -> per-subset budgets, locations and converter command lines."""
+"""The plan job: one total budget and a mix -> per-subset budgets, locations and converter command lines.
 
-from cpt_tasks.plan.config import PlanConfig
-
-__all__ = ["PlanConfig"]
+Its config is ``cpt_tasks.configs.plan.PlanConfig``; ``run.plan`` is the job.
+"""

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.inputs import resolve_input
-from cpt_tasks.convert.sources import Source
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.data.inputs import resolve_input
+from cpt_tasks.data.sources import Source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, domain_budget, subset_budgets
-from cpt_tasks.plan.config import PlanConfig
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.encode import encode_chunk, set_encoder
-from cpt_tasks.convert.inputs import iter_input_chunks
-from cpt_tasks.convert.sources import Source
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.data.encode import encode_chunk, set_encoder
+from cpt_tasks.data.inputs import iter_input_chunks
+from cpt_tasks.data.sources import Source
 from cpt_tasks.documents.plan import Repetition
 from cpt_tasks.errors import UserError
 from cpt_tasks.tokenizer import Encoder

@@ -1,6 +1,6 @@
 """``plan(cfg) -> Plan``: derive every subset's budgets, full ``ConvertConfig``, fingerprint and location.
 
-The fingerprint of each subset is the converter's own (``cpt_tasks.convert.manifest.fingerprint``) over the
+The fingerprint of each subset is the converter's own (``cpt_tasks.data.fingerprint.fingerprint``) over the
 exact ``ConvertConfig`` the plan carries, so the same inputs always give the same location, a converted
 location is recognised as up to date, and ``verify`` can demand that each manifest carries it.
 ``convert-subset`` runs that config as it is stored (validated by the model when the plan is read).
@@ -14,15 +14,14 @@ from datetime import datetime, timezone
 from pydantic import ValidationError
 
 from cpt_tasks import __version__
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.manifest import fingerprint
-from cpt_tasks.documents import read_document
-from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.data.fingerprint import fingerprint
+from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer, load_plan
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import subset_root
 from cpt_tasks.mix import Mix, check_proportions, load_mix, val_budget
 from cpt_tasks.plan.components import Component, cfg_dataset, mix_components, resolve_part
-from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.plan.domain import count_corpus, fits, plan_repetition
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, hub_commit, resolve_tokenizer_dir
 
@@ -129,15 +128,6 @@ def plan(cfg: PlanConfig) -> Plan:
         max_domain_epochs=cfg.max_domain_epochs if any(p.role == "domain" for p in parts) else None)
     body.fingerprint = body.content_fingerprint()
     return body
-
-
-def load_plan(location: str) -> tuple[Plan, str]:
-    """The plan at ``location`` and its sha256; UserError when missing or not a valid plan."""
-    found, sha256 = read_document(location, Plan, "--plan")
-    if found.fingerprint != found.content_fingerprint():
-        raise UserError(f"--plan {location}: its content does not match its fingerprint (edited by hand?); "
-                        "plan again")
-    return found, sha256
 
 
 def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:

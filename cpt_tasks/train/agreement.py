@@ -31,9 +31,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import join, read_bytes, remove_file, write_bytes_atomic
-from cpt_tasks.train.config import TrainConfig
 
 PER_NODE_OPTIONS = ("node_rank", "local_dir", "master_addr")  # the only options nodes may differ in
 SHM = Path("/dev/shm")

@@ -19,10 +19,10 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.layout import TRAIN, VAL
 from cpt_tasks.storage import is_remote
-from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.status import RunPaths
 
 COMPONENTS = "cpt_tasks.train.components"

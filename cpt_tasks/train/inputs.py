@@ -9,15 +9,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpt_tasks.convert.manifest import read_manifest
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.convert import Framing
+from cpt_tasks.documents.convert import Framing, read_manifest
 from cpt_tasks.documents.train import ConsumedData, ModelSource
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import download_file, is_remote, join, list_files, read_bytes
 from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir
-from cpt_tasks.train.config import TrainConfig
 
 MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt"]
 

@@ -16,13 +16,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents import find_document
 from cpt_tasks.documents.train import MlflowRun, ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import list_files, read_bytes, remove_tree, write_bytes_atomic
 from cpt_tasks.tracking import Tracker, airflow_tags, connect
 from cpt_tasks.train.agreement import NodeAgreement, node_agreement
-from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import TrainLength, YamlInputs, build_yaml, settings, settings_fingerprint, \
     sharding_strategy, train_length, uses_fsdp
 from cpt_tasks.train.inputs import TrainInputs, load_report, resolve_inputs

@@ -1,5 +1,4 @@
-"""The verify job: check every planned subset's output against the plan before any GPU is spent."""
+"""The verify job: check every planned subset's output against the plan before any GPU is spent.
 
-from cpt_tasks.verify.config import VerifyConfig
-
-__all__ = ["VerifyConfig"]
+Its config is ``cpt_tasks.configs.verify.VerifyConfig``; ``run.verify`` is the job.
+"""

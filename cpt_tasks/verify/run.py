@@ -17,20 +17,17 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from cpt_tasks import __version__
-from cpt_tasks.convert.manifest import manifest_location, read_manifest
-from cpt_tasks.documents.convert import ConvertManifest
-from cpt_tasks.documents.plan import Plan, PlannedSubset
-from cpt_tasks.documents.train import PlanRef
+from cpt_tasks.configs.verify import VerifyConfig
+from cpt_tasks.data.shards import ShardCheck, check_shard, read_index
+from cpt_tasks.documents.convert import ConvertManifest, manifest_location, read_manifest
+from cpt_tasks.documents.plan import Plan, PlannedSubset, PlanRef, load_plan
 from cpt_tasks.documents.verify import Check, SubsetReport, SubsetSummary, VerifyReport, VerifySummary
 from cpt_tasks.layout import SPLITS, TRAIN, VAL
-from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.train.status import find_finished_run
-from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
-from cpt_tasks.verify.shards import ShardCheck, check_shard, read_index
 
 
 @dataclass

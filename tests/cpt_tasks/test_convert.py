@@ -16,7 +16,7 @@ import pytest
 import zstandard
 from conftest import CPT, ROOT, call_cli, read_rows
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.convert import ConvertManifest

@@ -10,7 +10,7 @@ import pytest
 from conftest import call_cli, read_rows
 from test_convert_parquet import CONCAT, sample_texts
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 
 
@@ -71,7 +71,7 @@ def test_source_format_chooses_the_reader(endpoint, listed, source_format, kind)
     """Which reader a Hub id gets, asked of a local Hub server through the real client (tests/hub_server.py)."""
     from hub_server import HubRepo, HubServer
 
-    from cpt_tasks.convert.inputs import resolve_input
+    from cpt_tasks.data.inputs import resolve_input
     from cpt_tasks.errors import UserError
 
     repo = HubRepo("org/corpus", {path: b"x" * 10 for path in listed})

@@ -13,9 +13,9 @@ import pytest
 from conftest import call_cli, read_rows
 from hub_server import HubRepo, HubServer, dead_endpoint
 
-from cpt_tasks.convert import network
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
+from cpt_tasks.data import network
 
 DATASET = "allenai/dolmino-test"
 SUBSET = "wiki"

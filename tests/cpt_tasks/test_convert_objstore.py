@@ -12,7 +12,7 @@ from conftest import call_cli, read_rows
 from faulty_proxy import FaultyProxy
 from test_convert_parquet import CONCAT, sample_texts, write_corpus
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 
 pytestmark = pytest.mark.s3
@@ -130,8 +130,8 @@ def test_checksum_is_read_from_the_store(uploaded, s3_server):
 
 def test_multipart_object_is_checked_by_size_and_calls_carry_the_network_options(s3_server):
     """A multipart ETag ("<md5 of md5s>-<parts>") is no hash of the bytes: recorded, and the size alone checked."""
-    from cpt_tasks.convert.network import Network
-    from cpt_tasks.convert.objstore import _S3, resolve_objects
+    from cpt_tasks.data.network import Network
+    from cpt_tasks.data.objstore import _S3, resolve_objects
 
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
     line = b'{"text": "a line of text"}\n'

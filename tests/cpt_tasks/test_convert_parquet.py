@@ -11,7 +11,7 @@ import pytest
 import zstandard
 from conftest import call_cli, read_rows
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 
 CONCAT = 256

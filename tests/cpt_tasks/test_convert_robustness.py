@@ -10,9 +10,9 @@ import orjson
 import pytest
 from conftest import ROOT, call_cli
 
-from cpt_tasks.convert import sources
-from cpt_tasks.convert.config import ConvertConfig, _cgroup_cpu_quota
+from cpt_tasks.configs.convert import ConvertConfig, _cgroup_cpu_quota
 from cpt_tasks.convert.run import convert
+from cpt_tasks.data import sources
 from cpt_tasks.errors import UserError
 
 GOOD = b'{"text": "A perfectly fine document about tokenizers and their special tokens."}\n'
@@ -41,8 +41,9 @@ def test_a_dead_worker_fails_the_run_instead_of_hanging(tmp_path, tokenizer_dir)
     script = tmp_path / "kill.py"
     script.write_text(textwrap.dedent(f"""
         import os, sys
-        from cpt_tasks.convert import encode, run
         from cpt_tasks.cli import main
+        from cpt_tasks.convert import run
+        from cpt_tasks.data import encode
 
         def killer(payload, *rest):
             if b"KILL THE WORKER" in payload:

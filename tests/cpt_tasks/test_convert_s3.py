@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import call_cli, read_rows
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 
 pytestmark = pytest.mark.s3

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 from conftest import call_cli, read_rows
 
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.verify import VerifyConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.evaluate import EvalWorkerOutcome, MetricValue
 from cpt_tasks.errors import UserError
 from cpt_tasks.evaluate.report import compare, cpt_summary, format_summary
 from cpt_tasks.mix import load_mix
-from cpt_tasks.plan.config import PlanConfig
 from cpt_tasks.plan.run import plan
 from cpt_tasks.sample_domain import write_domain_sample
-from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import _data, train_length
-from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.run import verify
 
 DOLMINO = load_mix("dolmino-mix-1124").proportions

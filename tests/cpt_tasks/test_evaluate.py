@@ -16,12 +16,12 @@ import pytest
 import yaml
 from conftest import CONCAT, SUBSETS, call_cli
 
-from cpt_tasks.convert.config import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.evaluate import EvalReport
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.evaluate.tasks import generate_default_tasks
+from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.storage import upload_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry, pytest.mark.s3]

@@ -1,11 +1,32 @@
 """The package's import graph: no module of cpt_tasks imports, directly or through others, one that imports it
-back (imports inside functions count: they are how the light core defers heavy ones)."""
+back, and no module imports one of a higher layer or another job (imports inside functions count: they are how
+the light core defers heavy ones).
+
+The layers, lowest first (the README's layout section draws them): a module may import its own layer and the
+ones below it; the jobs stand side by side and none imports another; only the CLI, which dispatches to every
+job, imports the train job from outside ``cpt_tasks/train/``.
+"""
 
 from __future__ import annotations
 
 import graphlib
 
 import grimp
+import pytest
+
+LAYERS: list[tuple[str, list[str]]] = [
+    ("core", ["cpt_tasks", "cpt_tasks.errors", "cpt_tasks.framing", "cpt_tasks.storage", "cpt_tasks.layout",
+              "cpt_tasks.cache", "cpt_tasks.mix", "cpt_tasks.pool", "cpt_tasks.progress"]),
+    ("configs", ["cpt_tasks.configs"]),
+    ("documents", ["cpt_tasks.documents"]),
+    ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.small_tokenizer",
+                 "cpt_tasks.tracking", "cpt_tasks.sample_data", "cpt_tasks.sample_domain"]),
+    ("jobs", ["cpt_tasks.plan", "cpt_tasks.convert", "cpt_tasks.verify", "cpt_tasks.train", "cpt_tasks.evaluate"]),
+    ("entry points", ["cpt_tasks.cli", "cpt_tasks.cli_args", "cpt_tasks.pipeline"]),
+]
+ROOT = "cpt_tasks"  # the package's own __init__: core, but not the parent of every module
+SIDE_BY_SIDE = "jobs"  # packages of this layer import none of each other
+DISPATCHERS = {"cpt_tasks.cli"}  # the modules that may import a job's insides from anywhere
 
 
 def import_graph(package: str = "cpt_tasks") -> dict[str, set[str]]:
@@ -44,6 +65,38 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def home(module: str, layers: list[tuple[str, list[str]]] = LAYERS) -> tuple[int, str] | None:
+    """The layer index and package of ``module``: the longest package of the table that holds it (None: unplaced)."""
+    found = [(len(package), index, package) for index, (_, packages) in enumerate(layers) for package in packages
+             if module == package or (module.startswith(package + ".") and package != ROOT)]
+    return max(found)[1:] if found else None
+
+
+def layer_violations(graph: dict[str, set[str]], layers: list[tuple[str, list[str]]] = LAYERS) -> list[str]:
+    """Every import that runs up the layers or across the jobs, and every module the table does not place."""
+    names = [name for name, _ in layers]
+    found = [f"{module}: in no layer (add it to LAYERS)" for module in sorted(graph) if home(module, layers) is None]
+    for module in sorted(graph):
+        if (here := home(module, layers)) is None:
+            continue
+        for target in sorted(graph[module]):
+            there = home(target, layers)
+            if there is None:
+                continue
+            if there[0] > here[0]:
+                found.append(f"{module} -> {target}: {names[here[0]]} imports {names[there[0]]}")
+            elif there[0] == here[0] and names[here[0]] == SIDE_BY_SIDE and there[1] != here[1]:
+                found.append(f"{module} -> {target}: the job {here[1]} imports the job {there[1]}")
+    return found
+
+
+def train_importers(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of the train job from outside it, the dispatching CLI aside."""
+    return [f"{module} -> {target}" for module in sorted(graph) for target in sorted(graph[module])
+            if (target == "cpt_tasks.train" or target.startswith("cpt_tasks.train."))
+            and not module.startswith("cpt_tasks.train") and module not in DISPATCHERS]
+
+
 def test_cpt_tasks_has_no_import_cycle():
     graph = import_graph()
     assert len(graph) > 40 and "cpt_tasks.documents.plan" in graph["cpt_tasks.plan.run"]
@@ -54,3 +107,36 @@ def test_cpt_tasks_has_no_import_cycle():
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"a"}}) == [["a"]] and cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_runs_up_the_layers_or_across_the_jobs():
+    graph = import_graph()
+    # imports of the train job are the next test's (the run layer, branch runs, removes the ones left)
+    found = [v for v in layer_violations(graph) if " -> cpt_tasks.train" not in v.split(":")[0]]
+    assert found == [], "imports against the layers:\n" + "\n".join(found)
+    assert home("cpt_tasks.configs.convert") == (1, "cpt_tasks.configs")
+    assert "cpt_tasks.configs.convert" in graph["cpt_tasks.documents.plan"]  # the graph sees the real imports
+
+
+@pytest.mark.xfail(strict=True, reason="issue 18: the run layer (branch runs) removes these")
+def test_only_the_cli_imports_the_train_job():
+    found = train_importers(import_graph())
+    assert found == [], "imports of cpt_tasks.train from outside it:\n" + "\n".join(found)
+
+
+def test_the_layer_check_finds_imports_against_the_layers():
+    graph = {"cpt_tasks.documents.plan": {"cpt_tasks.convert.run", "cpt_tasks.errors"},
+             "cpt_tasks.configs.plan": {"cpt_tasks.documents.plan", "cpt_tasks.configs.base"},
+             "cpt_tasks.configs.base": set(), "cpt_tasks.errors": set(), "cpt_tasks.convert.run": set(),
+             "cpt_tasks.plan.run": {"cpt_tasks.convert.run", "cpt_tasks.plan.components", "cpt_tasks.data.inputs"},
+             "cpt_tasks.plan.components": set(), "cpt_tasks.data.inputs": {"cpt_tasks.pipeline.steps"},
+             "cpt_tasks.pipeline.steps": {"cpt_tasks.train.run"}, "cpt_tasks.train.run": set(),
+             "cpt_tasks.cli": {"cpt_tasks.train.run"}, "cpt_tasks.attic": set()}
+    assert layer_violations(graph) == [
+        "cpt_tasks.attic: in no layer (add it to LAYERS)",
+        "cpt_tasks.configs.plan -> cpt_tasks.documents.plan: configs imports documents",
+        "cpt_tasks.data.inputs -> cpt_tasks.pipeline.steps: library imports entry points",
+        "cpt_tasks.documents.plan -> cpt_tasks.convert.run: documents imports jobs",
+        "cpt_tasks.plan.run -> cpt_tasks.convert.run: the job cpt_tasks.plan imports the job cpt_tasks.convert",
+    ]
+    assert train_importers(graph) == ["cpt_tasks.pipeline.steps -> cpt_tasks.train.run"]

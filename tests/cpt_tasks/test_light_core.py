@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LIGHT = ["cpt_tasks.config", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.convert.config",
-         "cpt_tasks.plan.config", "cpt_tasks.verify.config", "cpt_tasks.train.config", "cpt_tasks.train.status",
+LIGHT = ["cpt_tasks.configs.base", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.configs.convert",
+         "cpt_tasks.configs.plan", "cpt_tasks.configs.verify", "cpt_tasks.configs.train", "cpt_tasks.train.status",
          "cpt_tasks.documents", "cpt_tasks.documents.plan", "cpt_tasks.documents.convert",
          "cpt_tasks.documents.verify", "cpt_tasks.documents.train", "cpt_tasks.documents.evaluate",
-         "cpt_tasks.evaluate.config", "cpt_tasks.evaluate.report", "cpt_tasks.tracking"]
+         "cpt_tasks.configs.evaluate", "cpt_tasks.evaluate.report", "cpt_tasks.tracking"]
 HEAVY = ["numpy", "torch", "transformers", "streaming", "llmfoundry", "tiktoken", "orjson", "zstandard", "mlflow",
          "matplotlib"]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from conftest import read_rows
 
-from cpt_tasks.convert.mds import TokenShardWriter, parse_size
+from cpt_tasks.configs.base import parse_size
+from cpt_tasks.convert.mds import TokenShardWriter
 
 
 @pytest.mark.parametrize("compression", ["zstd", "zstd:9", None])

@@ -7,12 +7,13 @@ from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import build_config
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.plan import PlanConfig
 from cpt_tasks.documents import DocumentError, read_document, write_document
 from cpt_tasks.documents.plan import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
+from cpt_tasks.documents.plan import load_plan
 from cpt_tasks.errors import UserError
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import load_plan, plan, planned_subset
+from cpt_tasks.plan.run import plan, planned_subset
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
     "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),

@@ -12,12 +12,13 @@ import pytest
 import yaml
 from conftest import call_cli
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents import read_document, write_document
 from cpt_tasks.documents.plan import PlannedTokenizer
-from cpt_tasks.documents.train import FinishedRun, PlanRef, RunManifest
+from cpt_tasks.documents.plan import PlanRef
+from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.documents.verify import SubsetReport, VerifyReport
 from cpt_tasks.layout import safe_run_id, training_run_name
-from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import YamlInputs, build_yaml, train_length
 from cpt_tasks.train.status import RunPaths, checkpoints_after, find_finished_run, latest_checkpoint, run_paths
 

@@ -120,9 +120,9 @@ def test_nodes_given_other_options_refuse_before_training(mix_report, tiny_model
 
 AGREE = """
 import sys
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.train.agreement import node_agreement
-from cpt_tasks.train.config import TrainConfig
 
 rank, port, folder = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 cfg = TrainConfig(report="r", save_root=folder, run_id="x", nnodes=2, node_rank=rank, master_port=port, node_wait=60)

@@ -13,9 +13,9 @@ import pytest
 from conftest import call_cli
 from test_train_config import BASE, _report, _where, finished_manifest  # noqa: F401 (a fixture)
 
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents.train import RunManifest, TrainResult
 from cpt_tasks.errors import UserError
-from cpt_tasks.train.config import TrainConfig
 from cpt_tasks.train.foundry_yaml import build_yaml, settings, sharding_strategy, train_length
 from cpt_tasks.train.launch import Rendezvous, worker_argv
 from cpt_tasks.train.local_nodes import combined_status, free_port_pair, node_argv, shm_bytes

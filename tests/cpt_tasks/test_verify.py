@@ -9,13 +9,14 @@ import boto3
 import pytest
 from conftest import call_cli, copy_run, edit_plan
 
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.verify import VerifyConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import read_document, write_document
 from cpt_tasks.documents.convert import ConvertManifest
+from cpt_tasks.documents.plan import load_plan
 from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.plan.run import load_plan, plan
-from cpt_tasks.verify.config import VerifyConfig
+from cpt_tasks.plan.run import plan
 from cpt_tasks.verify.run import verify
 
 SMALL = dict(total_tokens=350_000, concat_tokens=256, val_fraction=0.03)
@@ -236,7 +237,8 @@ def rewrite_train(root: Path, name: str, token: int) -> None:
     """Replace a subset's train split with as many rows of one repeated id: a consistent index, odd rows."""
     import numpy as np
 
-    from cpt_tasks.convert.mds import TokenShardWriter, parse_size
+    from cpt_tasks.configs.base import parse_size
+    from cpt_tasks.convert.mds import TokenShardWriter
 
     train = subset_dir(root, name) / "train"
     rows = read_document(str(subset_dir(root, name) / "manifest.json"), ConvertManifest)[0].splits["train"].samples

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from cpt_tasks.evaluate.config import EvaluateConfig
+from cpt_tasks.configs.evaluate import EvaluateConfig
+from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.mix import load_mix
-from cpt_tasks.plan.config import PlanConfig
-from cpt_tasks.train.config import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from airflow_env import ROOT, run_python_tool
 from security_rules import check_objects
 
+from cpt_tasks.configs.plan import PlanConfig
 from cpt_tasks.mix import load_mix
 from cpt_tasks.pipeline.params import param_schemas
-from cpt_tasks.plan.config import PlanConfig
 
 CHART = ROOT / "helm" / "cpt-pipeline"
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]  # the chart's kubeVersion floor and the newest schema kubernetes-validate has

@@ -1,5 +1,5 @@
-"""Shared pieces of the jobs' typed configs: a strict base model, human-friendly token counts, and a config
-written back as command-line flags.
+"""Shared pieces of the jobs' typed configs: a strict base model, human-friendly token counts and byte sizes,
+and a config written back as command-line flags.
 
 Every job config derives from ``StrictModel``: unknown keys are errors, values are validated when the
 config is built, and each field's ``description`` is its one-line doc (the CLI's --help shows it).
@@ -19,6 +19,17 @@ class StrictModel(BaseModel):
     """A config: unknown keys rejected, validated on construction and assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def parse_size(text: str | int) -> int:
+    """'64mb' / '100KB' / '64MiB' / 1048576 -> bytes (binary units, as streaming reads them)."""
+    if isinstance(text, int):
+        return text
+    value = text.strip().lower().replace("ib", "b")
+    for suffix, factor in (("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("b", 1)):
+        if value.endswith(suffix):
+            return int(float(value[: -len(suffix)]) * factor)
+    return int(value)
 
 
 def parse_token_count(value: object) -> object:

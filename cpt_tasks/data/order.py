@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cpt_tasks.convert.parquet import is_parquet, iter_rows, iter_slices
-from cpt_tasks.convert.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
+from cpt_tasks.data.parquet import is_parquet, iter_rows, iter_slices
+from cpt_tasks.data.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
 
 # (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself)
 Document = tuple[int, int, bytes | str]
@@ -21,7 +21,7 @@ Document = tuple[int, int, bytes | str]
 
 def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int,
                    text_field: str = "text", opened: OpenFiles | None = None) -> Iterator[Document]:
-    """Documents in conversion order (``opened``: see :class:`~cpt_tasks.convert.sources.OpenFiles`)."""
+    """Documents in conversion order (``opened``: see :class:`~cpt_tasks.data.sources.OpenFiles`)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     order = rng.permutation(len(files)).tolist() if shuffle else range(len(files))
     documents = _lines_in_order(files, order, text_field, opened)

@@ -72,7 +72,7 @@ def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
     if isinstance(payload, list):
         return _encode_items(payload, text_field)
     if isinstance(payload, tuple):
-        from cpt_tasks.convert.parquet import TextBlock
+        from cpt_tasks.data.parquet import TextBlock
 
         try:
             return _encode_items(TextBlock(payload).texts(), text_field)

@@ -8,7 +8,7 @@ one, else its ETag when that is a plain MD5 (no ``-``: not multipart), else the 
 the size is checked (``algorithm`` None); the manifest records which.
 
 Reading: objects are streamed (no local copy; parquet excepted, see ``parquet.py``) through
-:class:`~cpt_tasks.convert.verified.VerifyingReader`, so a file read to its end that does not match its listing
+:class:`~cpt_tasks.data.verified.VerifyingReader`, so a file read to its end that does not match its listing
 raises BadDataError (exit 3). Every call uses ``--connect_timeout``/``--read_timeout``/``--max_retries`` (botocore
 ``Config``; the GCS client's timeout and retry), and pins the listed version (S3 ``If-Match`` on the ETag, GCS
 ``if_generation_match``): an object changed since it was listed is bad data, not a splice of two versions. A
@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from functools import partial
 
-from cpt_tasks.convert.network import Network
-from cpt_tasks.convert.sources import SUFFIXES, NoFilesError, Source, SourceFile
-from cpt_tasks.convert.verified import VerifyingReader
+from cpt_tasks.data.network import Network
+from cpt_tasks.data.sources import SUFFIXES, NoFilesError, Source, SourceFile
+from cpt_tasks.data.verified import VerifyingReader
 from cpt_tasks.errors import BadDataError, UserError
 
 BLOCK = 1 << 22

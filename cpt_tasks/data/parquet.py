@@ -7,7 +7,7 @@ never builds a Python string. (Measured here on 9 MB of text: pickling Arrow arr
 per 100 MB, ``to_pylist`` plus pickling lists ~0.2 s, copying the buffer slices ~0.01 s.)
 
 Verification. Parquet needs random access (its footer is at the end), so a file on the Hub or object storage
-cannot be streamed through :class:`~cpt_tasks.convert.verified.VerifyingReader` while it is decoded. It is
+cannot be streamed through :class:`~cpt_tasks.data.verified.VerifyingReader` while it is decoded. It is
 therefore fetched whole, sequentially, through the verifying reader into a temporary file under the system
 temp dir, and decoded from there (memory-mapped) only once its size and digest have checked out. A temp file
 rather than memory because a parquet file of a real corpus is hundreds of MB to GBs and the conversion's
@@ -55,8 +55,8 @@ def open_parquet(src):
 def _open_checked(src):
     """``src``'s byte stream, verified against its listing: object storage's opener verifies itself; a Hub
     file is checked against its LFS sha256 (a small non-LFS file's git blob id is no plain hash: size only)."""
-    from cpt_tasks.convert.sources import _open
-    from cpt_tasks.convert.verified import VerifyingReader
+    from cpt_tasks.data.sources import _open
+    from cpt_tasks.data.verified import VerifyingReader
 
     if src.opener is not None:
         return src.opener()

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
 
 _INT = r"[0-9][0-9_]*"
 DURATION = re.compile(rf"^{_INT}(tok|ba)$")

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from cpt_tasks.config import StrictModel, TokenCount
-from cpt_tasks.convert.config import ConvertConfig
+from cpt_tasks.configs.base import StrictModel, TokenCount
+from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.mix import DEFAULT_MIX, DEFAULT_TOTAL_TOKENS, DEFAULT_VAL_FRACTION
 
 LLAMA31_CONTEXT = 131072

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel
-from cpt_tasks.convert.config import default_workers
+from cpt_tasks.configs.base import StrictModel
+from cpt_tasks.configs.convert import default_workers
 
 
 class VerifyConfig(StrictModel):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_tasks.convert.config import ConvertConfig
-from cpt_tasks.convert.hfdatasets import iter_dataset_documents, resolve_dataset
-from cpt_tasks.convert.network import Network
-from cpt_tasks.convert.objstore import resolve_objects
-from cpt_tasks.convert.order import Chunk, iter_blocks, iter_chunks, iter_documents, shuffle_documents
-from cpt_tasks.convert.sources import NoFilesError, OpenFiles, Source, resolve_source
+from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.data.hfdatasets import iter_dataset_documents, resolve_dataset
+from cpt_tasks.data.network import Network
+from cpt_tasks.data.objstore import resolve_objects
+from cpt_tasks.data.order import Chunk, iter_blocks, iter_chunks, iter_documents, shuffle_documents
+from cpt_tasks.data.sources import NoFilesError, OpenFiles, Source, resolve_source
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import is_remote
 
@@ -49,7 +49,7 @@ def _is_hub_id(dataset: str) -> bool:
 
 def iter_input_chunks(source: Source, cfg: ConvertConfig, opened: OpenFiles | None = None) -> Iterator[Chunk]:
     """The source's documents in conversion order, in chunks for the tokenizer workers (``opened``: the files
-    being read, see :class:`~cpt_tasks.convert.sources.OpenFiles`)."""
+    being read, see :class:`~cpt_tasks.data.sources.OpenFiles`)."""
     if source.kind == "datasets":
         documents = iter_dataset_documents(source, cfg.text_field, Network.from_config(cfg))
         if cfg.shuffle:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from cpt_tasks.config import StrictModel
+from cpt_tasks.configs.base import StrictModel
 
 DEFAULT_TASKS, NO_TASKS = "default", "none"
 

@@ -22,8 +22,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
 
-from cpt_tasks.convert.network import RETRY_STATUSES, Network, call_with_retries, describe_failure
-from cpt_tasks.convert.verified import VerifyingReader
+from cpt_tasks.data.network import RETRY_STATUSES, Network, call_with_retries, describe_failure
+from cpt_tasks.data.verified import VerifyingReader
 from cpt_tasks.errors import BadDataError, TransientError, UserError
 
 HUB_PREFIX = "hf://datasets/"
@@ -267,7 +267,7 @@ class HubFileStream:
     def _fail(self, exc: BaseException) -> None:
         import time
 
-        from cpt_tasks.convert.network import backoff_seconds
+        from cpt_tasks.data.network import backoff_seconds
 
         self.close()
         self.failures += 1

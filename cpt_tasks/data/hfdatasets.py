@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cpt_tasks.cache import sha256_file_cached
-from cpt_tasks.convert.network import Network
-from cpt_tasks.convert.sources import Source, SourceFile
+from cpt_tasks.data.network import Network
+from cpt_tasks.data.sources import Source, SourceFile
 from cpt_tasks.errors import UserError
 
 BATCH = 1000
@@ -38,7 +38,7 @@ def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str 
                       files=listed)
     if dataset.count("/") != 1:
         raise UserError(f"--dataset {dataset}: no such file or folder, and not a hub id (org/name)")
-    from cpt_tasks.convert.hub import pin_commit
+    from cpt_tasks.data.hub import pin_commit
 
     commit = pin_commit(dataset, revision, network or Network())
     return Source(kind="datasets", dataset=dataset, subset=subset, split=split, revision=commit, files=[])

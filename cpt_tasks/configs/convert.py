@@ -9,9 +9,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cpt_tasks.config import StrictModel, TokenCount
-
-LLAMA3_BOS, LLAMA3_EOS = "<|begin_of_text|>", "<|end_of_text|>"  # Llama 3's document framing tokens
+from cpt_tasks.configs.base import StrictModel, TokenCount, parse_size
+from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 
 
 def default_workers() -> int:
@@ -85,8 +84,6 @@ class ConvertConfig(StrictModel):
     @field_validator("size_limit", mode="before")
     @classmethod
     def _size(cls, value: object) -> int:
-        from cpt_tasks.convert.mds import parse_size
-
         try:
             size = parse_size(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
         except (ValueError, OverflowError):

@@ -3,7 +3,7 @@ and read those files as blocks of complete JSON lines (parquet files are read by
 storage is listed and opened by ``objstore.py``, whose files carry their own verifying ``opener``).
 
 Local and hub sources share one reader: the hub's Dolmino layout ``data/<subset>/…/*.json.zst`` is listed
-at a pinned commit (with the files' LFS sha256) and streamed by ``cpt_tasks.convert.hub`` (timeouts, retries,
+at a pinned commit (with the files' LFS sha256) and streamed by ``cpt_tasks.data.hub`` (timeouts, retries,
 resumption by byte range, every byte checked against the listing), so a local copy of the hub folder converts to
 the same bytes. :class:`OpenFiles` lets a conversion that stops early (its budgets met) still read the file it
 stopped in to its end and check it.
@@ -22,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from cpt_tasks.cache import sha256_file_cached
-from cpt_tasks.convert.network import Network
+from cpt_tasks.data.network import Network
 from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
 
@@ -116,7 +116,7 @@ def _resolve_local(path: Path, dataset: str, subset: str | None, split: str) -> 
 
 def _resolve_hub(dataset: str, subset: str | None, split: str, revision: str | None,
                  network: Network) -> Source:
-    from cpt_tasks.convert.hub import hub_url, list_hub_files, open_hub_file
+    from cpt_tasks.data.hub import hub_url, list_hub_files, open_hub_file
 
     if split != "train":
         raise NoFilesError(f"--splits {split}: hub datasets are read from their train files only")
