@@ -105,7 +105,7 @@ class MlflowRunLink(BaseOperatorLink):
 
 class LocalStepOperator(StepMixin, BaseOperator):
     """Run ``cpt-tasks <arguments>`` as a local process with the tasks environment (``CPT_RUNNER=local``);
-    with ``nodes`` > 1 (training) one process per node on 127.0.0.1 (``cpt_tasks.train.local_nodes``)."""
+    with ``nodes`` > 1 (training) one process per node on 127.0.0.1 (``cpt_tasks.runs.local_nodes``)."""
 
     template_fields = ("arguments", "env_vars", "labels", "nodes", "shm_size")
     ui_color = "#e7f5ff"
@@ -146,7 +146,7 @@ class LocalStepOperator(StepMixin, BaseOperator):
 
     def _run_nodes(self, nodes: int) -> dict | None:
         """One ``cpt-tasks train`` per node, each in its own /dev/shm and scratch; node 0's result."""
-        from cpt_tasks.train.local_nodes import LocalNodes, PrivateShmUnavailable, check_private_shm, \
+        from cpt_tasks.runs.local_nodes import LocalNodes, PrivateShmUnavailable, check_private_shm, \
             combined_status, free_port_pair, node_argv, shm_bytes
 
         try:

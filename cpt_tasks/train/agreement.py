@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from cpt_tasks.errors import UserError
+from cpt_tasks.runs.log import teller
 from cpt_tasks.storage import join, read_bytes, remove_file, write_bytes_atomic
 from cpt_tasks.train.config import TrainConfig
 
@@ -43,8 +44,7 @@ _READ = "cpt/read"
 _SHARED = "node0.shared"  # in node 0's view only: what every node takes from node 0
 
 
-def say(message: str) -> None:
-    print(f"[cpt-train] {message}", file=sys.stderr, flush=True)
+say = teller("train")
 
 
 class Disagreement(UserError):

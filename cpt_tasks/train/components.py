@@ -30,8 +30,10 @@ from llmfoundry.registry import callbacks, loggers
 
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import WorkerOutcome
+from cpt_tasks.runs import log
+from cpt_tasks.runs.log import tag
 
-TAG = "[cpt-train]"
+TAG = tag("train")
 SYMLINK_CHECK_SECONDS = 2.0
 _RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_sec",
            "throughput/device/tokens_per_sec": "device_tokens_per_sec", "throughput/device/mfu": "mfu"}
@@ -45,7 +47,7 @@ def transformer_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_
 def say(message: str) -> None:
     """One line on stderr from global rank 0 (the pod's log)."""
     if dist.get_global_rank() == 0:
-        print(f"{TAG} {message}", file=sys.stderr, flush=True)
+        log.say("train", message)
 
 
 class RunMetrics(LoggerDestination):

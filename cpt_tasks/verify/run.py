@@ -27,7 +27,7 @@ from cpt_tasks.plan.run import load_plan
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
-from cpt_tasks.train.status import find_finished_run
+from cpt_tasks.runs.status import find_finished_run
 from cpt_tasks.verify.config import VerifyConfig
 from cpt_tasks.verify.report import write_report
 from cpt_tasks.verify.shards import ShardCheck, check_shard, read_index

@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = ["cpt_tasks.config", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.convert.config",
-         "cpt_tasks.plan.config", "cpt_tasks.verify.config", "cpt_tasks.train.config", "cpt_tasks.train.status",
+         "cpt_tasks.plan.config", "cpt_tasks.verify.config", "cpt_tasks.train.config", "cpt_tasks.runs.status",
          "cpt_tasks.documents", "cpt_tasks.documents.plan", "cpt_tasks.documents.convert",
          "cpt_tasks.documents.verify", "cpt_tasks.documents.train", "cpt_tasks.documents.evaluate",
          "cpt_tasks.evaluate.config", "cpt_tasks.evaluate.report", "cpt_tasks.tracking"]

@@ -16,7 +16,7 @@ from train_helpers import kill_after_first_checkpoint, run_train, train_flags
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.train.status import find_finished_run, latest_checkpoint
+from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 FALL = 3.0  # nats the loss falls over 16 steps on one repeated batch

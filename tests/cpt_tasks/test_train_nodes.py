@@ -18,7 +18,7 @@ from train_helpers import Nodes, train_flags
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
-from cpt_tasks.train.status import latest_checkpoint
+from cpt_tasks.runs.status import latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 DIST_TIMEOUT = 30
@@ -140,7 +140,7 @@ def test_nodes_that_do_not_share_storage_or_share_dev_shm_refuse(tmp_path, case)
     import subprocess
     import sys
 
-    from cpt_tasks.train.local_nodes import free_port_pair, private_shm_argv
+    from cpt_tasks.runs.local_nodes import free_port_pair, private_shm_argv
 
     folder, port = tmp_path / "runs" / "run", free_port_pair()
     folder.mkdir(parents=True)

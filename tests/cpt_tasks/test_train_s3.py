@@ -15,7 +15,7 @@ from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.storage import upload_file
-from cpt_tasks.train.status import find_finished_run, latest_checkpoint
+from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry, pytest.mark.s3]
 

@@ -1,0 +1,29 @@
+"""The LLM-Foundry YAML pieces that the training config and the eval config share: the code path that registers
+the pipeline's components, where a verified split streams from, and a text data loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cpt_tasks.storage import is_remote
+
+COMPONENTS = "cpt_tasks.train.components"  # a module name: the worker processes import it (code_paths)
+
+
+def location(out_root: str, split: str, cache: Path) -> dict:
+    """A stream's place: the verified folder is the stream's remote, copied into ``cache``. Read in place, a
+    local folder would get streaming's decompressed shard copies written into it: verified data stays as it
+    was verified."""
+    return {"remote": out_root if is_remote(out_root) else str(Path(out_root).resolve()), "local": str(cache),
+            "split": split}
+
+
+def loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:
+    """A ``text`` data loader over ``dataset`` (LLM-Foundry's streaming text dataset)."""
+    built = {"name": "text", "dataset": dataset, "drop_last": drop_last, "num_workers": workers,
+             "pin_memory": gpu, "timeout": 0}
+    if workers == 0:  # PyTorch refuses a prefetch factor or persistent workers without workers
+        built.update(prefetch_factor=None, persistent_workers=False)
+    else:
+        built.update(prefetch_factor=2, persistent_workers=True)
+    return built
