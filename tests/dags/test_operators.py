@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from cpt_tasks.documents.evaluate import EvaluateResult
 from cpt_tasks.documents.train import FinishedRun, MlflowRun, TrainResult
 from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
-from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator, mlflow_run_url
+from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator, mlflow_run_url
 from cpt_tasks.pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
 
 
@@ -141,7 +141,6 @@ def test_the_mlflow_link_is_the_run_page_the_result_names():
     assert mlflow_run_url(evaluated_result()) == URL
     untracked = {**trained_result(), "mlflow": MlflowRun(status="unreachable", error="down").model_dump()}
     assert mlflow_run_url(untracked) == mlflow_run_url(trained_result()) == mlflow_run_url(None) == ""
-    assert MlflowRunLink().name == "MLflow run" and MlflowRunLink().xcom_key == "_link_MlflowRunLink"
 
 
 def finished_pod(exit_code: int):
