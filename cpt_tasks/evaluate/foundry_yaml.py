@@ -9,11 +9,9 @@ from training's: training sets ``use_train_metrics: false``, and eval loaders wo
 
 from __future__ import annotations
 
-import importlib.util
-
 from cpt_tasks.evaluate.evaluation import Evaluation
 from cpt_tasks.layout import VAL, data_cache
-from cpt_tasks.runs.foundry_yaml import COMPONENTS, loader, location
+from cpt_tasks.runs.foundry_yaml import MLFLOW_LOGGER, code_path, loader, location
 
 SEED = 17
 
@@ -31,7 +29,7 @@ def build_eval_yaml(ev: Evaluation, role: str, mlflow_logger: dict) -> dict:
         "precision": ev.precision,
         "dist_timeout": 600,
         "python_log_level": "info",
-        "code_paths": [importlib.util.find_spec(COMPONENTS).origin],  # registers cpt_mlflow
+        "code_paths": [code_path(MLFLOW_LOGGER)],  # registers cpt_mlflow
         "models": [{"model_name": name, "model": model_block(model_dir),
                     "tokenizer": {"name": str(ev.staged.tokenizer_dir), "kwargs": {"model_max_length": concat}}}],
         "eval_subset_num_batches": cfg.eval_subset_num_batches,

@@ -1,13 +1,20 @@
-"""The LLM-Foundry YAML pieces that the training config and the eval config share: the code path that registers
-the pipeline's components, where a verified split streams from, and a text data loader."""
+"""The LLM-Foundry YAML pieces that the training config and the eval config share: the code path of a module
+that registers components (``code_paths``), where a verified split streams from, and a text data loader."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from cpt_tasks.storage import is_remote
 
-COMPONENTS = "cpt_tasks.train.components"  # a module name: the worker processes import it (code_paths)
+MLFLOW_LOGGER = "cpt_tasks.runs.mlflow_logger"  # registers cpt_mlflow (both jobs' MLflow logger)
+
+
+def code_path(module: str) -> str:
+    """The file of ``module``, for ``code_paths`` (LLM-Foundry imports it in the worker, registering what it
+    registers); found without importing it (it imports Composer)."""
+    return importlib.util.find_spec(module).origin
 
 
 def location(out_root: str, split: str, cache: Path) -> dict:

@@ -13,7 +13,6 @@ Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ from pathlib import Path
 
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.layout import TRAIN, VAL, data_cache
-from cpt_tasks.runs.foundry_yaml import COMPONENTS, loader, location
+from cpt_tasks.runs.foundry_yaml import code_path, loader, location
 from cpt_tasks.runs.launch import RESULT_FILE
 from cpt_tasks.runs.status import RunPaths
 from cpt_tasks.train.config import TrainConfig
 
+COMPONENTS = "cpt_tasks.train.components"  # cpt_metrics, cpt_hf_export and (through the run layer) cpt_mlflow
 SPEED_WINDOW = 10
 
 
@@ -110,7 +110,7 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
         "run_name": where.run.run_name,
         "seed": cfg.seed,
         "max_seq_len": report.concat_tokens,
-        "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
+        "code_paths": [code_path(COMPONENTS)],
         "model": _model(cfg, where, fsdp=uses_fsdp(cfg, where.gpus) and gpu),
         "tokenizer": {"name": where.tokenizer_dir, "kwargs": {"model_max_length": report.concat_tokens}},
         **_data(cfg, report, where.scratch / "data", gpu),
