@@ -121,7 +121,12 @@ def _verify(cfg: VerifyConfig) -> int:
     result = verify(cfg)
     print(render_markdown(result.report))
     print("report: " + ", ".join(result.paths.values()))
-    write_result(summarize_result(result))
+    summary = summarize_result(result)
+    if cfg.save_root:  # the train gate's input, looked up by the run layer in this (CPU) pod, not by verification
+        from cpt_tasks.runs.status import find_finished_run
+
+        summary.finished_training = find_finished_run(cfg.save_root, summary.plan_fingerprint)
+    write_result(summary)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 

@@ -4,7 +4,7 @@ Under one storage root (a local path, ``s3://`` or ``gs://``)::
 
     <root>/data/<mix>/<fingerprint[:16]>/<subset>/{train,val}/   MDS (index.json + shards), manifest.json
     <root>/runs/<dag>/<run>/                                       plan.json, verify-report.{json,md}, verify-mix.png
-    <root>/checkpoints/<plan fingerprint[:16]>-<run>/              a training run (see cpt_tasks.train.status)
+    <root>/checkpoints/<plan fingerprint[:16]>-<run>/              a training run (see cpt_tasks.runs.status)
     <root>/checkpoints/finished/<plan fingerprint>.json            the newest finished run of a plan
     <run folder>/eval/<eval fingerprint[:16]>/                     an evaluation of a run: eval-report.{json,md},
                                                                    eval.png, the eval YAMLs, the ICL task list
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Literal, get_args
 
 from cpt_tasks.storage import join
@@ -88,3 +89,8 @@ def finished_pointer(save_root: str, plan_fingerprint: str) -> str:
 def eval_folder(run_folder: str, eval_fingerprint: str) -> str:
     """One evaluation of a training run: ``<run folder>/eval/<eval fingerprint[:16]>``."""
     return join(run_folder, EVAL_DIR, eval_fingerprint[:LOCATION_DIGITS])
+
+
+def data_cache(cache: Path, fingerprint: str, subset: str) -> Path:
+    """A verified subset's local stream cache under a job's scratch: ``<cache>/<fingerprint[:16]>/<subset>``."""
+    return cache / fingerprint[:LOCATION_DIGITS] / subset

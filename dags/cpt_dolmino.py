@@ -36,7 +36,7 @@ from cpt_tasks.pipeline.params import build_params
 from cpt_tasks.pipeline.runners import make_operator
 from cpt_tasks.pipeline.settings import Deployment
 from cpt_tasks.pipeline.steps import (
-    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, evaluate_gate, evaluate_step, plan_step, train_gate, train_step,
+    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, evaluate_step, plan_step, train_step,
     verify_step,
 )
 
@@ -73,11 +73,11 @@ with DAG(
         verify_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=SUBSET_ASSETS,
     )
 
-    train = make_operator(train_step(), DEPLOYMENT, gate=train_gate, outlets=[CHECKPOINT_ASSET])
+    train = make_operator(train_step(), DEPLOYMENT, outlets=[CHECKPOINT_ASSET])
 
     # none_failed: a skipped train still reaches the gate, which decides (Param evaluate)
     evaluate = make_operator(
-        evaluate_step(), DEPLOYMENT, gate=evaluate_gate, trigger_rule=TriggerRule.NONE_FAILED, outlets=[EVAL_ASSET],
+        evaluate_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[EVAL_ASSET],
     )
 
     plan >> convert >> verify >> train >> evaluate

@@ -63,8 +63,8 @@ class VerifyReport(Document):
                                        "components repeated (None: realized_train_tokens)")
     created_at: str
     code_version: str
-    finished_training: FinishedRun | None = Field(None, description="A finished training run of this plan "
-                                                  "under --save_root, if one was asked for and exists")
+    finished_training: FinishedRun | None = Field(None, description="No longer written (the step's result "
+                                                  "carries it, VerifySummary); read in older reports")
 
 
 class SubsetSummary(StrictModel):

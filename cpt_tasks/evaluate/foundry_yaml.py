@@ -9,40 +9,37 @@ from training's: training sets ``use_train_metrics: false``, and eval loaders wo
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.layout import VAL
-from cpt_tasks.train.foundry_yaml import COMPONENTS, _loader, _location
+from cpt_tasks.evaluate.evaluation import Evaluation
+from cpt_tasks.layout import VAL, data_cache
+from cpt_tasks.runs.foundry_yaml import MLFLOW_LOGGER, code_path, loader, location
 
 SEED = 17
 
 
-def build_eval_yaml(name: str, model_dir: str, tokenizer_dir: str, report: VerifyReport, *, cache: Path,
-                    tasks_yaml: str | None, batch_size: int, subset_batches: int, icl_batches: int | None,
-                    precision: str, gpu: bool, mlflow_logger: dict) -> dict:
-    """The eval config of one model (a dict ready for yaml.safe_dump); ``name`` is its Composer run name."""
+def build_eval_yaml(ev: Evaluation, role: str, mlflow_logger: dict) -> dict:
+    """The eval config of the ``base`` or ``trained`` model (a dict ready for yaml.safe_dump)."""
+    name, model_dir, cfg, report = f"{ev.name}-{role}", str(ev.staged.model_dir(role)), ev.cfg, ev.report
     concat = report.concat_tokens
+    tasks_yaml = str(ev.tasks_yaml) if ev.tasks_yaml else None
     config: dict = {
         "run_name": name,
         "seed": SEED,
         "max_seq_len": concat,  # the rows' length; the default tasks set their own
-        "device_eval_batch_size": batch_size,
-        "precision": precision,
+        "device_eval_batch_size": cfg.device_eval_batch_size,
+        "precision": ev.precision,
         "dist_timeout": 600,
         "python_log_level": "info",
-        "code_paths": [importlib.util.find_spec(COMPONENTS).origin],  # registers cpt_mlflow
+        "code_paths": [code_path(MLFLOW_LOGGER)],  # registers cpt_mlflow
         "models": [{"model_name": name, "model": model_block(model_dir),
-                    "tokenizer": {"name": tokenizer_dir, "kwargs": {"model_max_length": concat}}}],
-        "eval_subset_num_batches": subset_batches,
+                    "tokenizer": {"name": str(ev.staged.tokenizer_dir), "kwargs": {"model_max_length": concat}}}],
+        "eval_subset_num_batches": cfg.eval_subset_num_batches,
         "eval_loaders": [
-            {**_loader({**_location(s.out_root, VAL, cache / s.fingerprint[:16] / s.name), "shuffle": False,
-                        "max_seq_len": concat}, 0, gpu, False), "label": s.name}
+            {**loader({**location(s.out_root, VAL, data_cache(ev.data_cache, s.fingerprint, s.name)),
+                       "shuffle": False, "max_seq_len": concat}, 0, ev.gpus > 0, False), "label": s.name}
             for s in report.subsets if s.val_tokens > 0],
     }
-    if icl_batches is not None:
-        config["icl_subset_num_batches"] = icl_batches
+    if cfg.icl_subset_num_batches is not None:
+        config["icl_subset_num_batches"] = cfg.icl_subset_num_batches
     if tasks_yaml is not None:
         config["icl_tasks"] = tasks_yaml  # a local file: LLM-Foundry open()s it
     if mlflow_logger:

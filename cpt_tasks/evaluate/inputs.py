@@ -17,8 +17,8 @@ from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.evaluate.tasks import GENERATOR, TaskList, read_task_list
+from cpt_tasks.runs.status import find_finished_run, run_paths
 from cpt_tasks.storage import is_remote, read_bytes
-from cpt_tasks.train.status import find_finished_run, run_paths
 
 
 @dataclass(frozen=True)

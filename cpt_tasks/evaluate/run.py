@@ -12,7 +12,6 @@ when tracked an MLflow run with base/trained/delta metrics and the report's file
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,35 +20,39 @@ from pathlib import Path
 import yaml
 
 from cpt_tasks.configs.evaluate import DEFAULT_TASKS, EvaluateConfig
-from cpt_tasks.documents import find_document, write_document
+from cpt_tasks.documents import write_document
 from cpt_tasks.documents.evaluate import ROLES, EvalReport, EvalSubset, EvalTasks, EvalWorkerOutcome, \
     EvaluateResult
-from cpt_tasks.documents.convert import Framing
-from cpt_tasks.documents.train import MlflowRun, ModelSource, ReportRef, RunManifest
+from cpt_tasks.documents.train import MlflowRun, ReportRef, RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.foundry_yaml import build_eval_yaml
+from cpt_tasks.evaluate.evaluation import Evaluation, Staged
+from cpt_tasks.evaluate.foundry_yaml import SEED, build_eval_yaml
 from cpt_tasks.evaluate.inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
     plan_tasks, settings
 from cpt_tasks.evaluate.report import EXPLAINED, compare, cpt_summary, headline, render_markdown, render_png
 from cpt_tasks.evaluate.tasks import DEFAULT_MEASURES, USER_MEASURES, TaskList, generate_default_tasks, to_yaml
-from cpt_tasks.evaluate.worker import RESULT_FILE, config_file
+from cpt_tasks.evaluate.worker import config_file
 from cpt_tasks.layout import EVAL_JSON, EVAL_MD, EVAL_PNG, EVAL_TASKS_FILE, VAL, eval_folder
-from cpt_tasks.storage import join, list_files, write_bytes_atomic
+from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_complete
+from cpt_tasks.runs.launch import RESULT_FILE, count_gpus, launch
+from cpt_tasks.runs.log import teller
+from cpt_tasks.runs.scratch import scratch_root
+from cpt_tasks.runs.staging import check_data, check_model, hf_export_problem, load_report, resolve_tokenizer, \
+    stage_model
+from cpt_tasks.runs.tracked import failing_run
+from cpt_tasks.runs.versions import code_version
+from cpt_tasks.storage import join, write_bytes_atomic
 from cpt_tasks.tracking import Tracker, airflow_tags, connect
 
+JOB = "evaluate"
 WORKER = "cpt_tasks.evaluate.worker"
-
-
-def say(message: str) -> None:
-    print(f"[cpt-evaluate] {message}", file=sys.stderr, flush=True)
+say = teller(JOB)
 
 
 def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     """Evaluate the base model and the trained one alike (or return the finished evaluation of the same inputs)."""
     started = time.time()
-    from cpt_tasks.train.inputs import load_report
-
     report, _ = load_report(cfg.report)
     run = find_run(cfg, report)
     manifest = run.manifest
@@ -57,23 +60,25 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     model, revision = base_model(cfg, manifest)
     fingerprint = eval_fingerprint(run, report, model_identity(model, revision), cfg, user_tasks)
     folder = eval_folder(manifest.run_folder, fingerprint)
-    done = find_document(join(folder, EVAL_JSON), EvalReport)
-    if done is not None and done.eval_fingerprint == fingerprint:
+    done = find_complete(join(folder, EVAL_JSON), EvalReport, lambda found: found.eval_fingerprint == fingerprint)
+    if done is not None:
         say(f"evaluation {fingerprint[:16]} of run {manifest.run_name} already finished: {join(folder, EVAL_JSON)}")
-        return _result("already_complete", done, folder)
+        return _result(ALREADY_COMPLETE, done, folder)
     say(f"evaluating run {manifest.run_name} (step {manifest.final_step}) against {model}: {folder}")
-    local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-evaluate")
+    local_root = scratch_root(cfg.local_dir, JOB)
     scratch = local_root / f"{manifest.run_name}-{fingerprint[:16]}"
     scratch.mkdir(parents=True, exist_ok=True)
     staged = _stage(report, run, model, revision, local_root / "models")
-    tasks = _tasks(cfg, user_tasks, report, staged, scratch)
+    gpus = count_gpus()
+    ev = Evaluation(cfg=cfg, report=report, run=run, fingerprint=fingerprint, folder=folder, scratch=scratch,
+                    staged=staged, tasks=_tasks(cfg, user_tasks, report, staged, scratch), gpus=gpus,
+                    precision=_precision(cfg, gpus))
     seconds = {"prepare": round(time.time() - started, 1)}
-    outcome, tracking = _run_models(cfg, report, run, staged, tasks, scratch, fingerprint)
+    outcome, tracking = _run_models(ev)
     seconds.update(outcome.seconds)
     seconds["total"] = round(time.time() - started, 1)
-    body = _report(cfg, report, run, staged, tasks, outcome, tracking.runs["evaluate"], fingerprint, folder,
-                   seconds)
-    _publish(body, tasks, scratch, folder, tracking.tracker)
+    body = _report(ev, outcome, tracking.runs["evaluate"], seconds)
+    _publish(ev, body, tracking.tracker)
     say(f"report {join(folder, EVAL_JSON)} ({seconds['total']:.0f}s)")
     return _result("evaluated", body, folder)
 
@@ -87,28 +92,14 @@ class Tracking:
     loggers: dict[str, dict] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Staged:
-    """Both models and the tokenizer as local folders, checked against the data."""
-
-    tokenizer_dir: Path
-    framing: Framing
-    base_dir: Path
-    base_source: ModelSource
-    trained_dir: Path
-
-
 def _stage(report: VerifyReport, run: FinishedTraining, model: str, revision: str | None, cache: Path) -> Staged:
-    from cpt_tasks.train.inputs import check_data, check_model, resolve_tokenizer, stage_model
-
     manifest = run.manifest
     _, framing = check_data(report)
     tokenizer_dir, vocab_size = resolve_tokenizer(report, framing)
-    names = set(list_files(manifest.hf_export))
-    if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
-        raise UserError(f"run {manifest.run_name}: its trained model (the Hugging Face export) "
-                        f"{manifest.hf_export} is missing or incomplete; remove {run.location} and run the train "
-                        "step again: it exports from the run's last checkpoint")
+    problem = hf_export_problem(manifest.hf_export)
+    if problem:
+        raise UserError(f"run {manifest.run_name}: its trained model: {problem}; remove {run.location} and run "
+                        "the train step again: it exports from the run's last checkpoint")
     trained_dir, _ = stage_model(manifest.hf_export, None, cache)
     check_model(trained_dir, vocab_size, report.concat_tokens, manifest.hf_export)
     try:
@@ -132,36 +123,27 @@ def _tasks(cfg: EvaluateConfig, user_tasks: TaskList | None, report: VerifyRepor
     return tasks
 
 
-def _run_models(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, staged: Staged, tasks: TaskList, scratch: Path,
-                fingerprint: str) -> tuple[EvalWorkerOutcome, Tracking]:
-    """Write each model's config and run the evaluation process; its outcome and the MLflow runs."""
-    from cpt_tasks.train.launch import count_gpus
-
-    gpus = count_gpus()
+def _precision(cfg: EvaluateConfig, gpus: int) -> str:
     precision = ("amp_bf16" if gpus else "fp32") if cfg.precision == "auto" else cfg.precision
     if precision == "amp_bf16" and not gpus:
         raise UserError("--precision amp_bf16 needs a GPU (this machine has none); use auto or fp32")
-    tasks_yaml = None
-    if tasks.tasks:
-        tasks_yaml = scratch / EVAL_TASKS_FILE
-        tasks_yaml.write_text(to_yaml(tasks.tasks))
-    name = f"{run.manifest.run_name}-eval-{fingerprint[:8]}"
-    tracking = _track(run.manifest, name, fingerprint, gpus)
-    dirs = {"base": staged.base_dir, "trained": staged.trained_dir}
+    return precision
+
+
+def _run_models(ev: Evaluation) -> tuple[EvalWorkerOutcome, Tracking]:
+    """Write each model's config and run the evaluation process; its outcome and the MLflow runs."""
+    if ev.tasks_yaml is not None:
+        ev.tasks_yaml.write_text(to_yaml(ev.tasks.tasks))
+    tracking = _track(ev.run.manifest, ev.name, ev.fingerprint, ev.gpus)
     for role in ROLES:
-        config = build_eval_yaml(f"{name}-{role}", str(dirs[role]), str(staged.tokenizer_dir), report,
-                                 cache=scratch / "data", tasks_yaml=str(tasks_yaml) if tasks_yaml else None,
-                                 batch_size=cfg.device_eval_batch_size, subset_batches=cfg.eval_subset_num_batches,
-                                 icl_batches=cfg.icl_subset_num_batches, precision=precision, gpu=gpus > 0,
-                                 mlflow_logger=tracking.loggers.get(role, {}))
+        config = build_eval_yaml(ev, role, tracking.loggers.get(role, {}))
         header = "# Written by `cpt-tasks evaluate`; LLM-Foundry's eval format (scripts/eval/eval.py).\n"
-        (scratch / config_file(role)).write_text(header + yaml.safe_dump(config, sort_keys=False))
-    try:
-        outcome = _launch(scratch)
-    except BaseException:
-        if tracking.tracker is not None:
-            tracking.tracker.finish(tracking.runs["evaluate"], "FAILED")
-        raise
+        (ev.scratch / config_file(role)).write_text(header + yaml.safe_dump(config, sort_keys=False))
+    with failing_run(tracking.tracker, tracking.runs["evaluate"]):
+        # the process cleans streaming's stale shared memory itself
+        outcome = launch([sys.executable, "-m", WORKER, str(ev.scratch)], ev.scratch, JOB,
+                         what="the evaluation process", retry="a retry evaluates again",
+                         result_file=ev.scratch / RESULT_FILE, result=EvalWorkerOutcome)
     return outcome, tracking
 
 
@@ -186,32 +168,14 @@ def _track(manifest: RunManifest, name: str, fingerprint: str, gpus: int) -> Tra
     return tracking
 
 
-def _launch(scratch: Path) -> EvalWorkerOutcome:
-    from cpt_tasks.train.launch import run_workers
-
-    result_file = scratch / RESULT_FILE
-    result_file.unlink(missing_ok=True)  # the process cleans streaming's stale shared memory itself
-    status = run_workers([sys.executable, "-m", WORKER, str(scratch)], scratch)
-    if status != 0:
-        raise RuntimeError(f"the evaluation process exited with status {status}; a retry evaluates again")
-    outcome = find_document(str(result_file), EvalWorkerOutcome)
-    if outcome is None:
-        raise RuntimeError(f"the evaluation process ended without a valid result file {result_file}")
-    return outcome
-
-
-def _report(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, staged: Staged, tasks: TaskList,
-            outcome: EvalWorkerOutcome, tracked: MlflowRun, fingerprint: str, folder: str, seconds: dict
-            ) -> EvalReport:
-    from cpt_tasks.train.manifest import code_version
-
-    manifest = run.manifest
+def _report(ev: Evaluation, outcome: EvalWorkerOutcome, tracked: MlflowRun, seconds: dict) -> EvalReport:
+    manifest, report, tasks, folder = ev.run.manifest, ev.report, ev.tasks, ev.folder
     rows = compare(outcome)
     published = _published_tasks(tasks, folder)
     return EvalReport(
-        eval_fingerprint=fingerprint, plan_fingerprint=manifest.plan.fingerprint, run_name=manifest.run_name,
-        run_folder=manifest.run_folder, run_manifest=ReportRef(location=run.location, sha256=run.sha256),
-        checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, base_model=staged.base_source,
+        eval_fingerprint=ev.fingerprint, plan_fingerprint=manifest.plan.fingerprint, run_name=manifest.run_name,
+        run_folder=manifest.run_folder, run_manifest=ReportRef(location=ev.run.location, sha256=ev.run.sha256),
+        checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, base_model=ev.staged.base_source,
         tokenizer=report.tokenizer, concat_tokens=report.concat_tokens,
         subsets=[EvalSubset(name=s.name, val_split=join(s.out_root, VAL), fingerprint=s.fingerprint,
                             val_tokens=s.val_tokens, role=s.role) for s in report.subsets if s.val_tokens > 0],
@@ -219,7 +183,7 @@ def _report(cfg: EvaluateConfig, report: VerifyReport, run: FinishedTraining, st
                         task_list=join(folder, EVAL_TASKS_FILE) if tasks.tasks else None,
                         tasks=published.described(),
                         measures=DEFAULT_MEASURES if tasks.source == DEFAULT_TASKS else USER_MEASURES),
-        settings={**settings(cfg, report), "seed": 17}, rows=rows,
+        settings={**settings(ev.cfg, report), "seed": SEED}, rows=rows,
         cpt=cpt_summary(rows, {s.name: s.role for s in report.subsets}),
         metrics_explained={m: EXPLAINED[m] for m in dict.fromkeys(r.metric for r in rows) if m in EXPLAINED},
         files={"markdown": join(folder, EVAL_MD), "png": join(folder, EVAL_PNG),
@@ -236,9 +200,10 @@ def _published_tasks(tasks: TaskList, folder: str) -> TaskList:
     return TaskList(source=tasks.source, tasks=moved, hashes=tasks.hashes, examples=tasks.examples)
 
 
-def _publish(body: EvalReport, tasks: TaskList, scratch: Path, folder: str, tracker: Tracker | None) -> None:
+def _publish(ev: Evaluation, body: EvalReport, tracker: Tracker | None) -> None:
     """The task list (and generated examples), the configs, the Markdown and the PNG, the MLflow run's results,
     then the report itself, last."""
+    tasks, scratch, folder = ev.tasks, ev.scratch, ev.folder
     if tasks.tasks:
         for task in (tasks.tasks if tasks.source == DEFAULT_TASKS else []):
             write_bytes_atomic(join(folder, "icl", f"{task['label']}.jsonl"), Path(task["dataset_uri"]).read_bytes())

@@ -15,8 +15,7 @@ from pathlib import Path
 
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.evaluate import ROLES, EvalWorkerOutcome, MetricValue
-
-RESULT_FILE = "worker-result.json"
+from cpt_tasks.runs.launch import RESULT_FILE
 
 
 def config_file(role: str) -> str:

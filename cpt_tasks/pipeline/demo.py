@@ -85,7 +85,7 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
     did not run in this run (``states``) are shown as an earlier run's, with ``skips``' reasons."""
     from cpt_tasks.documents import find_document
     from cpt_tasks.documents.verify import VerifyReport
-    from cpt_tasks.train.status import find_finished_run
+    from cpt_tasks.runs.status import find_finished_run
 
     folder = Path(run_dir(str(storage_root), DAG_ID, safe_run_id(run_id)))
     lines = [f"Run {run_id}", "", "Tasks:"]

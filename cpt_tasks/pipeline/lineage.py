@@ -14,6 +14,7 @@ from cpt_tasks.documents.convert import ConvertSummary, SourceInfo
 from cpt_tasks.documents.evaluate import EvaluateResult
 from cpt_tasks.documents.train import TrainResult
 from cpt_tasks.documents.verify import VerifySummary
+from cpt_tasks.pipeline.wiring import Lineage, Pairs
 
 ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
@@ -26,26 +27,30 @@ def asset_name(part: str) -> str:
     return f"{ASSET_PREFIX}/{part}"
 
 
-def asset_extras(task_id: str, result: dict) -> dict[str, dict]:
-    """Asset name -> metadata to attach to this step's asset events (token counts, fingerprint, manifest)."""
-    if task_id == "verify":
-        verified = VerifySummary.model_validate(result)
-        return {asset_name(DOMAIN if s.role == "domain" else name): {
-            "fingerprint": s.fingerprint, "location": s.out_root, "manifest": s.manifest, "component": name,
-            "train_tokens": s.train_tokens, "val_tokens": s.val_tokens, "epochs": s.epochs,
-            "plan_fingerprint": verified.plan_fingerprint, "report": verified.report}
-            for name, s in verified.subsets.items()}
-    if task_id == "train":
-        trained = TrainResult.model_validate(result)
-        return {asset_name(CHECKPOINT): trained.model_dump(include={
-            "run_name", "run_folder", "checkpoint", "hf_export", "run_manifest", "plan_fingerprint", "final_step",
-            "train_tokens", "status"})}
-    if task_id == "evaluate":
-        evaluated = EvaluateResult.model_validate(result)
-        return {asset_name(EVAL): {**evaluated.model_dump(include={
-            "report", "eval_fingerprint", "plan_fingerprint", "run_folder", "hf_export", "status"}),
-            **evaluated.headline}}
-    return {}
+def verify_extras(result: dict) -> dict[str, dict]:
+    """Each component's Asset event metadata from the verify step's result (tokens, fingerprint, manifest)."""
+    verified = VerifySummary.model_validate(result)
+    return {asset_name(DOMAIN if s.role == "domain" else name): {
+        "fingerprint": s.fingerprint, "location": s.out_root, "manifest": s.manifest, "component": name,
+        "train_tokens": s.train_tokens, "val_tokens": s.val_tokens, "epochs": s.epochs,
+        "plan_fingerprint": verified.plan_fingerprint, "report": verified.report}
+        for name, s in verified.subsets.items()}
+
+
+def train_extras(result: dict) -> dict[str, dict]:
+    """The checkpoint Asset's event metadata from the train step's result."""
+    trained = TrainResult.model_validate(result)
+    return {asset_name(CHECKPOINT): trained.model_dump(include={
+        "run_name", "run_folder", "checkpoint", "hf_export", "run_manifest", "plan_fingerprint", "final_step",
+        "train_tokens", "status"})}
+
+
+def evaluate_extras(result: dict) -> dict[str, dict]:
+    """The evaluation Asset's event metadata (report, fingerprints, headline) from the evaluate step's result."""
+    evaluated = EvaluateResult.model_validate(result)
+    return {asset_name(EVAL): {**evaluated.model_dump(include={
+        "report", "eval_fingerprint", "plan_fingerprint", "run_folder", "hf_export", "status"}),
+        **evaluated.headline}}
 
 
 def location_dataset(location: str) -> tuple[str, str]:
@@ -64,35 +69,41 @@ def source_dataset(source: SourceInfo) -> tuple[str, str]:
     return location_dataset(f"{source.dataset}/data/{source.subset or ''}".rstrip("/"))
 
 
-def lineage_pairs(task_id: str, result: dict, verified: dict | None = None
-                  ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(inputs, outputs) of a step as (namespace, name) pairs, from the step's JSON result (and, for
-    training, the verify step's result: the data it trained on)."""
-    if task_id.startswith("convert"):
-        converted = ConvertSummary.model_validate(result)
-        return [source_dataset(converted.source)], [location_dataset(converted.out_root)]
-    if task_id == "verify":
-        report = VerifySummary.model_validate(result)
-        return [location_dataset(s.out_root) for s in report.subsets.values()], [location_dataset(report.report)]
-    if task_id == "train":
-        data = VerifySummary.model_validate(verified).subsets.values() if verified else []
-        return ([location_dataset(s.out_root) for s in data],
-                [location_dataset(TrainResult.model_validate(result).run_folder)])
-    if task_id == "evaluate":
-        evaluated = EvaluateResult.model_validate(result)
-        inputs = [evaluated.hf_export, *evaluated.val_splits, *evaluated.task_files]
-        return [location_dataset(x) for x in inputs if "://" not in x or x.startswith(("s3://", "gs://"))], \
-            [location_dataset(evaluated.report)]
-    return [], []
+def convert_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """A conversion: its source in, its MDS folder out."""
+    converted = ConvertSummary.model_validate(result)
+    return [source_dataset(converted.source)], [location_dataset(converted.out_root)]
 
 
-def operator_lineage(task_id: str, result: dict | None, verified: dict | None = None):
-    """OpenLineage's OperatorLineage for a finished step (None before the step produced a result)."""
-    if not result:
+def verify_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """Verification: every component's MDS folder in, the report out."""
+    report = VerifySummary.model_validate(result)
+    return [location_dataset(s.out_root) for s in report.subsets.values()], [location_dataset(report.report)]
+
+
+def train_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """Training: the verified data in (``upstream``: the verify step's result), the run folder out."""
+    data = VerifySummary.model_validate(upstream).subsets.values() if upstream else []
+    return ([location_dataset(s.out_root) for s in data],
+            [location_dataset(TrainResult.model_validate(result).run_folder)])
+
+
+def evaluate_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """Evaluation: the trained model, the val splits and the task files in, the report out."""
+    evaluated = EvaluateResult.model_validate(result)
+    inputs = [evaluated.hf_export, *evaluated.val_splits, *evaluated.task_files]
+    return [location_dataset(x) for x in inputs if "://" not in x or x.startswith(("s3://", "gs://"))], \
+        [location_dataset(evaluated.report)]
+
+
+def operator_lineage(lineage: Lineage | None, result: dict | None, upstream: dict | None = None):
+    """OpenLineage's OperatorLineage for a finished step (None before the step produced a result, or for a step
+    without lineage)."""
+    if not result or lineage is None:
         return None
     from airflow.providers.openlineage.extractors import OperatorLineage
     from openlineage.client.event_v2 import Dataset
 
-    inputs, outputs = lineage_pairs(task_id, result, verified)
+    inputs, outputs = lineage(result, upstream)
     return OperatorLineage(inputs=[Dataset(namespace=n, name=m) for n, m in inputs],
                            outputs=[Dataset(namespace=n, name=m) for n, m in outputs])

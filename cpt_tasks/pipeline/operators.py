@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -24,11 +23,9 @@ from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from cpt_tasks.errors import EXIT_UP_TO_DATE, EXIT_USER_ERROR, NO_RETRY_EXITS
-from cpt_tasks.pipeline.lineage import asset_extras, operator_lineage
+from cpt_tasks.pipeline.lineage import operator_lineage
 from cpt_tasks.pipeline.params import step_timeout
-
-Gate = Callable[[dict, dict | None], str | None]
-GATE_INPUT = {"train": "verify", "evaluate": "train"}  # the step whose result a step's gate decides on
+from cpt_tasks.pipeline.wiring import Wiring
 
 
 def exit_status_error(code: int, what: str) -> AirflowException:
@@ -44,9 +41,9 @@ def exit_status_error(code: int, what: str) -> AirflowException:
 class StepMixin:
     """Result handling shared by both runners (see the module docstring)."""
 
-    gate: Gate | None = None
+    wiring: Wiring = Wiring()
     _cpt_result: dict | None = None
-    _cpt_verified: dict | None = None
+    _cpt_upstream: dict | None = None
 
     def pre_execute(self, context) -> None:
         """This run's deadline for the step (Param ``<step>_timeout``), read when the try starts: Airflow applies
@@ -56,11 +53,15 @@ class StepMixin:
             self.execution_timeout = limit
         super().pre_execute(context)
 
+    def _pull_upstream(self, context) -> dict | None:
+        """The result of the step this one's wiring reads (its gate's input, its lineage's data), if any."""
+        source = self.wiring.upstream
+        self._cpt_upstream = context["ti"].xcom_pull(task_ids=source) if source else None
+        return self._cpt_upstream
+
     def _check_gate(self, context) -> None:
-        source = GATE_INPUT.get(self.task_id)
-        upstream = context["ti"].xcom_pull(task_ids=source) if source else None
-        self._cpt_verified = upstream if self.task_id == "train" else None
-        reason = self.gate(context["params"], upstream) if self.gate else None
+        upstream = self._pull_upstream(context)
+        reason = self.wiring.gate(context["params"], upstream) if self.wiring.gate else None
         if reason:
             raise AirflowSkipException(f"{self.task_id} skipped: {reason}")
         subset = (getattr(self, "labels", None) or {}).get("cpt-pipeline/subset")
@@ -69,16 +70,17 @@ class StepMixin:
 
     def _record(self, context, result: dict | None) -> dict | None:
         self._cpt_result = result
-        if result:
+        if result and self.wiring.extras:
+            extras = self.wiring.extras(result)
             for asset in self.outlets or []:
-                extra = asset_extras(self.task_id, result).get(getattr(asset, "name", None))
+                extra = extras.get(getattr(asset, "name", None))
                 if extra:
                     context["outlet_events"][asset].extra.update(extra)
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance):
         """Inputs and outputs of the finished step for the OpenLineage provider."""
-        return operator_lineage(self.task_id, self._cpt_result, self._cpt_verified)
+        return operator_lineage(self.wiring.lineage, self._cpt_result, self._cpt_upstream)
 
 
 def mlflow_run_url(result: object) -> str:
@@ -105,20 +107,20 @@ class MlflowRunLink(BaseOperatorLink):
 
 class LocalStepOperator(StepMixin, BaseOperator):
     """Run ``cpt-tasks <arguments>`` as a local process with the tasks environment (``CPT_RUNNER=local``);
-    with ``nodes`` > 1 (training) one process per node on 127.0.0.1 (``cpt_tasks.train.local_nodes``)."""
+    with ``nodes`` > 1 (training) one process per node on 127.0.0.1 (``cpt_tasks.runs.local_nodes``)."""
 
     template_fields = ("arguments", "env_vars", "labels", "nodes", "shm_size")
     ui_color = "#e7f5ff"
 
     def __init__(self, *, arguments: list[str], tasks_bin: str, env_vars: dict | None = None,
-                 labels: dict | None = None, gate: Gate | None = None, nodes: int | str = 1,
+                 labels: dict | None = None, wiring: Wiring | None = None, nodes: int | str = 1,
                  shm_size: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.arguments = arguments
         self.tasks_bin = tasks_bin
         self.env_vars = env_vars or {}
         self.labels = labels or {}
-        self.gate = gate
+        self.wiring = wiring or Wiring()
         self.nodes = nodes
         self.shm_size = shm_size
         self._proc: subprocess.Popen | None = None
@@ -146,7 +148,7 @@ class LocalStepOperator(StepMixin, BaseOperator):
 
     def _run_nodes(self, nodes: int) -> dict | None:
         """One ``cpt-tasks train`` per node, each in its own /dev/shm and scratch; node 0's result."""
-        from cpt_tasks.train.local_nodes import LocalNodes, PrivateShmUnavailable, check_private_shm, \
+        from cpt_tasks.runs.local_nodes import LocalNodes, PrivateShmUnavailable, check_private_shm, \
             combined_status, free_port_pair, node_argv, shm_bytes
 
         try:
@@ -178,9 +180,9 @@ class LocalStepOperator(StepMixin, BaseOperator):
 class StepPodOperator(StepMixin, KubernetesPodOperator):
     """A KubernetesPodOperator that applies the pipeline's exit-status policy, gate, Assets and lineage."""
 
-    def __init__(self, *, gate: Gate | None = None, **kwargs) -> None:
+    def __init__(self, *, wiring: Wiring | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.gate = gate
+        self.wiring = wiring or Wiring()
 
     def execute(self, context):
         self._check_gate(context)
@@ -188,7 +190,7 @@ class StepPodOperator(StepMixin, KubernetesPodOperator):
 
     def trigger_reentry(self, context, event):
         # Deferred (training): this is a fresh operator instance in the worker that resumes the task.
-        self._cpt_verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
+        self._pull_upstream(context)
         return self._record(context, super().trigger_reentry(context, event))
 
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:

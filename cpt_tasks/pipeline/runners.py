@@ -45,6 +45,7 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
                                            "node_subdomain": deployment.train_subdomain}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
+    options["wiring"] = step.wiring
     options["execution_timeout"] = step_timeout(step.task_id)  # the Param's default; each try applies the run's
     if partial:
         options.pop("labels", None)  # mapped: each instance's labels come with its arguments (convert_kwargs)

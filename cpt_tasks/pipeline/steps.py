@@ -15,6 +15,9 @@ from cpt_tasks.documents.plan import PlanEntry
 from cpt_tasks.documents.verify import VerifySummary
 from cpt_tasks.errors import EXIT_UP_TO_DATE
 from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root, run_dir
+from cpt_tasks.pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, train_extras, \
+    train_lineage, verify_extras, verify_lineage
+from cpt_tasks.pipeline.wiring import Wiring
 
 STORAGE_ROOT = "{{ params.storage_root }}"
 SAFE_RUN_ID_FILTER = "cpt_safe"  # the DAG's Jinja filter: cpt_tasks.layout.safe_run_id
@@ -34,7 +37,8 @@ EVALUATE_CONFIG = "{{ params.evaluate_options | tojson }}"
 
 @dataclass(frozen=True)
 class Step:
-    """One step: its task id, the ``cpt-tasks`` argv, and the pod it needs (the local runner ignores that)."""
+    """One step: its task id, the ``cpt-tasks`` argv, the pod it needs (the local runner ignores that), and its
+    wiring (gate, Asset metadata, lineage: what the operator calls)."""
 
     task_id: str
     arguments: list[str]
@@ -46,6 +50,7 @@ class Step:
     nodes: str | None = None  # machines the step spans (training; Jinja); None: always one pod or process
     labels: dict[str, str] = field(default_factory=dict)
     mlflow: bool = False  # tracked: gets the MLflow store and credentials, and an "MLflow run" link
+    wiring: Wiring = field(default_factory=Wiring)
 
 
 def plan_step() -> Step:
@@ -61,7 +66,8 @@ def plan_step() -> Step:
 
 def convert_step() -> Step:
     """One planned subset (the arguments come per subset from :func:`convert_kwargs`)."""
-    return Step("convert", [], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
+    return Step("convert", [], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}",
+                wiring=Wiring(lineage=convert_lineage))
 
 
 def convert_kwargs(entry: dict) -> dict:
@@ -79,7 +85,8 @@ def verify_step() -> Step:
     """Every planned subset's data against the plan; the report lands beside the plan."""
     return Step("verify", [
         "verify", "--plan", PLAN, "--num_workers", "{{ params.convert_cpu }}", "--save_root", CHECKPOINTS,
-    ], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")
+    ], pod_kind="cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}",
+        wiring=Wiring(extras=verify_extras, lineage=verify_lineage))
 
 
 def train_step() -> Step:
@@ -91,7 +98,8 @@ def train_step() -> Step:
         "--global_batch_size", "{{ params.global_batch_size }}",
         "--device_microbatch_size", "{{ params.device_microbatch_size }}", "--config", TRAIN_CONFIG,
     ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
-        shm="{{ params.shm_size }}", nodes="{{ params.nodes }}", mlflow=True)
+        shm="{{ params.shm_size }}", nodes="{{ params.nodes }}", mlflow=True,
+        wiring=Wiring(gate=train_gate, upstream="verify", extras=train_extras, lineage=train_lineage))
 
 
 def train_gate(params: dict, verified: dict | None) -> str | None:
@@ -113,7 +121,8 @@ def evaluate_step() -> Step:
         "evaluate", "--report", REPORT, "--save_root", CHECKPOINTS, "--run_id", "{{ run_id }}",
         "--icl_tasks", "{{ params.icl_tasks }}", "--config", EVALUATE_CONFIG,
     ], pod_kind="gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}",
-        gpus="{{ [params.gpus, 1] | min }}", shm="{{ params.shm_size }}", mlflow=True)
+        gpus="{{ [params.gpus, 1] | min }}", shm="{{ params.shm_size }}", mlflow=True,
+        wiring=Wiring(gate=evaluate_gate, upstream="train", extras=evaluate_extras, lineage=evaluate_lineage))
 
 
 def evaluate_gate(params: dict, trained: dict | None) -> str | None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from cpt_tasks.runs.log import teller
+
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -202,8 +204,7 @@ class Supervisor:
         self.reap_orphans()
 
 
-def say(message: str) -> None:
-    print(f"[cpt-airflow] {message}", file=sys.stderr, flush=True)
+say = teller("airflow")
 
 
 def read_pid_file(pid_file: Path) -> psutil.Process | None:

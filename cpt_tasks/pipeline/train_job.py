@@ -132,7 +132,7 @@ class StepTrainOperator(StepPodOperator, KubernetesJobOperator):
         return sorted(pods, key=node_index)
 
     def execute_complete(self, context, event: dict, **kwargs):
-        self._cpt_verified = context["ti"].xcom_pull(task_ids="verify") if self.task_id == "train" else None
+        self._pull_upstream(context)
         pods = self._finished_pods(event)
         try:
             super().execute_complete(context, event, **kwargs)  # logs, cleanup; raises when the Job failed

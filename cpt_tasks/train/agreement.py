@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 import time
 from contextlib import contextmanager
 from datetime import timedelta
@@ -33,6 +32,7 @@ from typing import Any, Iterator
 
 from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.errors import UserError
+from cpt_tasks.runs.log import teller
 from cpt_tasks.storage import join, read_bytes, remove_file, write_bytes_atomic
 
 PER_NODE_OPTIONS = ("node_rank", "local_dir", "master_addr")  # the only options nodes may differ in
@@ -43,8 +43,7 @@ _READ = "cpt/read"
 _SHARED = "node0.shared"  # in node 0's view only: what every node takes from node 0
 
 
-def say(message: str) -> None:
-    print(f"[cpt-train] {message}", file=sys.stderr, flush=True)
+say = teller("train")
 
 
 class Disagreement(UserError):

@@ -1,4 +1,4 @@
-"""The two Composer pieces the generated YAML names, registered with LLM-Foundry when imported (the YAML
+"""The Composer pieces the generated training YAML names, registered with LLM-Foundry when imported (the YAML
 lists this file in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it too).
 
 - ``cpt_metrics`` (a logger destination): one record per batch (loss, lr, tokens/s, MFU, eval losses) kept in
@@ -8,30 +8,27 @@ lists this file in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it too
   only defines for its MPT models, so Composer's SpeedMonitor reports MFU on GPUs.
 - ``cpt_hf_export``: LLM-Foundry's ``HuggingFaceCheckpointer`` writing the final model (config, safetensors,
   tokenizer) to ``<run>/hf`` instead of ``<run>/huggingface/ba<N>``.
-- ``cpt_mlflow`` (a logger destination): Composer's ``MLFlowLogger`` logging into the run the parent process
-  opened (``run_id``), which turns any tracking error into one warning and goes quiet: a tracking server that
-  goes down never fails training or evaluation (``cpt_tasks.tracking``).
+- ``cpt_mlflow``: registered by the run layer's ``cpt_tasks.runs.mlflow_logger`` (imported here), which the
+  evaluation's config names on its own.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from typing import Any
 
 from composer.callbacks import CheckpointSaver
 from composer.core import Event, State
-from composer.loggers import Logger, LoggerDestination, MLFlowLogger, RemoteUploaderDownloader
+from composer.loggers import Logger, LoggerDestination, RemoteUploaderDownloader
 from composer.utils import dist, parse_uri
 from llmfoundry.callbacks import HuggingFaceCheckpointer
 from llmfoundry.registry import callbacks, loggers
 
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import WorkerOutcome
+from cpt_tasks.runs import log, mlflow_logger  # noqa: F401 (mlflow_logger registers cpt_mlflow)
 
-TAG = "[cpt-train]"
 SYMLINK_CHECK_SECONDS = 2.0
 _RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_sec",
            "throughput/device/tokens_per_sec": "device_tokens_per_sec", "throughput/device/mfu": "mfu"}
@@ -45,7 +42,7 @@ def transformer_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_
 def say(message: str) -> None:
     """One line on stderr from global rank 0 (the pod's log)."""
     if dist.get_global_rank() == 0:
-        print(f"{TAG} {message}", file=sys.stderr, flush=True)
+        log.say("train", message)
 
 
 class RunMetrics(LoggerDestination):
@@ -195,67 +192,5 @@ class HFExport(HuggingFaceCheckpointer):
                                                       use_procs=False)
 
 
-class SafeMLFlowLogger(MLFlowLogger):
-    """Composer's MLflow logger, logging into ``run_id`` (the run the parent opened) when given; every tracking
-    error becomes one warning on stderr and the logger goes quiet, the run goes on. It never raises before
-    ``init()``'s broadcast of the run ids, or the other ranks would wait for rank 0 until ``dist_timeout``."""
-
-    def __init__(self, run_id: str | None = None, **kwargs: Any) -> None:
-        self._cpt_run_id = run_id
-        self._cpt_failed = False
-        try:
-            super().__init__(**kwargs)
-        except Exception as exc:  # finding or creating the experiment (rank 0 only gets this far)
-            for name, default in (("_run_id", None), ("_experiment_id", None), ("run_url", None),
-                                  ("_metrics_cache", {}), ("tags", dict(kwargs.get("tags") or {})),
-                                  ("run_name", kwargs.get("run_name")),
-                                  ("_rank_zero_only", kwargs.get("rank_zero_only", True))):
-                if not hasattr(self, name):
-                    setattr(self, name, default)
-            self._enabled = True  # so that _disable warns once
-            self._disable("connecting", exc)
-
-    def _disable(self, what: str, exc: BaseException) -> None:
-        if self._enabled and not self._cpt_failed:
-            lines = str(exc).strip().splitlines()
-            print(f"{TAG} WARNING: MLflow tracking failed while {what} ({type(exc).__name__}: "
-                  f"{lines[0][:300] if lines else ''}); going on without MLflow", file=sys.stderr, flush=True)
-        self._cpt_failed = True
-        self._enabled = False
-
-    def _start_mlflow_run(self, state: State) -> None:
-        saved = os.environ.get("MLFLOW_RUN_ID")
-        try:
-            if self._cpt_run_id:
-                os.environ["MLFLOW_RUN_ID"] = self._cpt_run_id  # Composer logs into the run this names
-            super()._start_mlflow_run(state)
-        except Exception as exc:
-            self._disable("starting the run", exc)
-        finally:
-            if saved is None:
-                os.environ.pop("MLFLOW_RUN_ID", None)
-            else:
-                os.environ["MLFLOW_RUN_ID"] = saved
-
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        try:
-            super().log_metrics(metrics, step)
-        except Exception as exc:
-            self._disable("logging metrics", exc)
-
-    def log_hyperparameters(self, hyperparameters: dict[str, Any]) -> None:
-        try:
-            super().log_hyperparameters(hyperparameters)
-        except Exception as exc:
-            self._disable("logging parameters", exc)
-
-    def post_close(self) -> None:
-        try:
-            super().post_close()
-        except Exception as exc:
-            self._disable("closing the run", exc)
-
-
 loggers.register("cpt_metrics", func=RunMetrics)
-loggers.register("cpt_mlflow", func=SafeMLFlowLogger)
 callbacks.register("cpt_hf_export", func=HFExport)

@@ -13,7 +13,6 @@ Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -21,11 +20,12 @@ from pathlib import Path
 
 from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.layout import TRAIN, VAL
-from cpt_tasks.storage import is_remote
-from cpt_tasks.train.status import RunPaths
+from cpt_tasks.layout import TRAIN, VAL, data_cache
+from cpt_tasks.runs.foundry_yaml import code_path, loader, location
+from cpt_tasks.runs.launch import RESULT_FILE
+from cpt_tasks.runs.status import RunPaths
 
-COMPONENTS = "cpt_tasks.train.components"
+COMPONENTS = "cpt_tasks.train.components"  # cpt_metrics, cpt_hf_export and (through the run layer) cpt_mlflow
 SPEED_WINDOW = 10
 
 
@@ -89,24 +89,6 @@ def settings_fingerprint(values: dict) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
-def _location(out_root: str, split: str, cache: Path) -> dict:
-    """A stream's place: the verified folder is the stream's remote, copied into ``cache``. Read in place, a
-    local folder would get streaming's decompressed shard copies written into it: verified data stays as it
-    was verified."""
-    return {"remote": out_root if is_remote(out_root) else str(Path(out_root).resolve()), "local": str(cache),
-            "split": split}
-
-
-def _loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:
-    loader = {"name": "text", "dataset": dataset, "drop_last": drop_last, "num_workers": workers,
-              "pin_memory": gpu, "timeout": 0}
-    if workers == 0:  # PyTorch refuses a prefetch factor or persistent workers without workers
-        loader.update(prefetch_factor=None, persistent_workers=False)
-    else:
-        loader.update(prefetch_factor=2, persistent_workers=True)
-    return loader
-
-
 @dataclass(frozen=True)
 class YamlInputs:
     """Where a run's pieces are: the run folder, the staged model and tokenizer, local scratch, the GPUs."""
@@ -128,7 +110,7 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
         "run_name": where.run.run_name,
         "seed": cfg.seed,
         "max_seq_len": report.concat_tokens,
-        "code_paths": [importlib.util.find_spec(COMPONENTS).origin],
+        "code_paths": [code_path(COMPONENTS)],
         "model": _model(cfg, where, fsdp=uses_fsdp(cfg, where.gpus) and gpu),
         "tokenizer": {"name": where.tokenizer_dir, "kwargs": {"model_max_length": report.concat_tokens}},
         **_data(cfg, report, where.scratch / "data", gpu),
@@ -152,7 +134,7 @@ def build_yaml(cfg: TrainConfig, report: VerifyReport, where: YamlInputs) -> dic
 
 def _loggers(cfg: TrainConfig, where: YamlInputs) -> dict:
     """The run's record (metrics history, progress, result file) and, when tracked, its MLflow run."""
-    return {"cpt_metrics": {"result_path": str(where.scratch / "worker-result.json"),
+    return {"cpt_metrics": {"result_path": str(where.scratch / RESULT_FILE),
                             "log_interval": cfg.log_interval, "planned_steps": where.length.final_step},
             **where.mlflow_logger}
 
@@ -167,16 +149,16 @@ def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:
 def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dict:
     """The train loader (one stream per subset, the plan's proportions) and one eval loader per subset."""
     concat = report.concat_tokens
-    streams = {s.name: {**_location(s.out_root, TRAIN, cache / s.fingerprint[:16] / s.name),
+    streams = {s.name: {**location(s.out_root, TRAIN, data_cache(cache, s.fingerprint, s.name)),
                         **_share(s, concat, repeated=report.trained_tokens is not None)} for s in report.subsets}
     train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
     micro = cfg.device_microbatch_size
-    sections = {"train_loader": _loader(train_dataset, cfg.num_workers, gpu, True),
+    sections = {"train_loader": loader(train_dataset, cfg.num_workers, gpu, True),
                 "global_train_batch_size": cfg.global_batch_size, "device_train_microbatch_size": micro,
                 "device_eval_batch_size": cfg.device_eval_batch_size or (micro if micro != "auto" else 1),
                 "eval_interval": cfg.eval_interval, "eval_subset_num_batches": cfg.eval_subset_num_batches,
                 "eval_first": False}
-    evals = [{**_loader({**_location(s.out_root, VAL, cache / s.fingerprint[:16] / s.name), "shuffle": False,
+    evals = [{**loader({**location(s.out_root, VAL, data_cache(cache, s.fingerprint, s.name)), "shuffle": False,
                          "max_seq_len": concat}, 0, gpu, False), "label": s.name}
              for s in report.subsets if s.val_tokens > 0]
     if evals:

@@ -6,27 +6,12 @@ from __future__ import annotations
 import io
 import json
 import statistics
-from importlib.metadata import PackageNotFoundError, version
 
-from cpt_tasks import __version__
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.layout import short_run_name
+from cpt_tasks.runs.status import RunPaths
 from cpt_tasks.storage import write_bytes_atomic
-from cpt_tasks.train.status import RunPaths
-
-PACKAGES = ("llm-foundry", "mosaicml", "mosaicml-streaming", "torch", "transformers")
-
-
-def code_version() -> dict[str, str]:
-    """Versions of the code that trained the model."""
-    versions = {"cpt-pipeline": __version__}
-    for name in PACKAGES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 def summarize(history: list[dict]) -> dict:

@@ -10,30 +10,33 @@ whose training finished but whose export or manifest did not only exports; a fin
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.documents import find_document
 from cpt_tasks.documents.train import MlflowRun, ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
-from cpt_tasks.storage import list_files, read_bytes, remove_tree, write_bytes_atomic
+from cpt_tasks.runs.completion import ALREADY_COMPLETE
+from cpt_tasks.runs.launch import RESULT_FILE, clean_stale_shared_memory, count_gpus, launch
+from cpt_tasks.runs.log import teller
+from cpt_tasks.runs.scratch import scratch_root
+from cpt_tasks.runs.staging import hf_export_problem, load_report
+from cpt_tasks.runs.status import RunPaths, checkpoints_after, latest_checkpoint, read_run_manifest, \
+    remove_checkpoint, run_paths
+from cpt_tasks.runs.tracked import failing_run
+from cpt_tasks.runs.versions import code_version
+from cpt_tasks.storage import read_bytes, remove_tree, write_bytes_atomic
 from cpt_tasks.tracking import Tracker, airflow_tags, connect
 from cpt_tasks.train.agreement import NodeAgreement, node_agreement
 from cpt_tasks.train.foundry_yaml import TrainLength, YamlInputs, build_yaml, settings, settings_fingerprint, \
     sharding_strategy, train_length, uses_fsdp
-from cpt_tasks.train.inputs import TrainInputs, load_report, resolve_inputs
-from cpt_tasks.train.launch import Rendezvous, clean_stale_shared_memory, count_gpus, run_workers, worker_argv
-from cpt_tasks.train.manifest import code_version, summarize, write_run_record
-from cpt_tasks.train.status import RunPaths, checkpoints_after, latest_checkpoint, read_run_manifest, \
-    remove_checkpoint, run_paths
+from cpt_tasks.train.inputs import TrainInputs, resolve_inputs
+from cpt_tasks.train.launch import Rendezvous, worker_argv
+from cpt_tasks.train.manifest import summarize, write_run_record
 
-
-def say(message: str) -> None:
-    print(f"[cpt-train] {message}", file=sys.stderr, flush=True)
+JOB = "train"
+say = teller(JOB)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -52,11 +55,11 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
     if finished is not None:
         _check_settings(finished.settings, wanted, paths, "finished")
         if nodes is not None:
-            nodes.agree(_view(paths, report_sha, "already_complete", finished.final_step))
+            nodes.agree(_view(paths, report_sha, ALREADY_COMPLETE, finished.final_step))
         say(f"run {paths.run_name} already finished at step {finished.final_step}: {paths.manifest}")
-        return _result("already_complete", paths, finished)
+        return _result(ALREADY_COMPLETE, paths, finished)
 
-    local_root = Path(cfg.local_dir or Path(tempfile.gettempdir()) / "cpt-train")
+    local_root = scratch_root(cfg.local_dir, JOB)
     if cfg.nnodes > 1:  # nodes may share the scratch volume (a cache PVC): each needs its own data cache and files
         local_root = local_root / f"node-{cfg.node_rank}"
     scratch = local_root / paths.run_name
@@ -67,7 +70,7 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
     mode, step, stale = _resume_point(paths, length, wanted)
     first = cfg.node_rank == 0
     tracker, tracked, logger = _track(cfg, inputs, paths, gpus) if first else (None, MlflowRun(status="off"), {})
-    try:
+    with failing_run(tracker, tracked):  # a retry opens the same run again
         if nodes is not None:  # every node's processes need node 0's loggers (Composer's MLflow logger broadcasts)
             logger = nodes.agree(_view(paths, report_sha, mode, step, device="cuda" if gpus else "cpu"), logger)
         yaml_cfg = build_yaml(cfg, report, YamlInputs(run=paths, length=length, model_dir=str(inputs.model_dir),
@@ -80,10 +83,6 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
             say(f"node {cfg.node_rank}: training processes done; node 0 writes the run's record")
             return _node_result(paths, report.plan.fingerprint, length, step)
         _check_finished(outcome, length, paths)
-    except BaseException:
-        if tracker is not None:
-            tracker.finish(tracked, "FAILED")  # a retry opens the same run again
-        raise
     manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started, tracked)
     write_run_record(paths, manifest, outcome.history)
     state = "trained" if mode == "train" and manifest.start_step == 0 else "resumed"
@@ -164,8 +163,6 @@ def _launch(cfg: TrainConfig, yaml_cfg: dict, paths: RunPaths, mode: str, scratc
     if first:
         write_bytes_atomic(paths.yaml, text.encode())
         remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
-    result_file = scratch / "worker-result.json"
-    result_file.unlink(missing_ok=True)
     if cfg.nnodes == 1:
         clean_stale_shared_memory()  # host-wide; every node of a multi-node run starts with a fresh /dev/shm
     rendezvous, env = None, {}
@@ -173,17 +170,10 @@ def _launch(cfg: TrainConfig, yaml_cfg: dict, paths: RunPaths, mode: str, scratc
         rendezvous = Rendezvous(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port)
         if gpus == 0:
             env["FSDP_VERSION"] = "2"  # Composer's FSDP1 needs CUDA; its FSDP2 runs on the CPU with gloo
-    status = run_workers(worker_argv(scratch / "train.yaml", mode, cfg.nprocs, scratch / "logs", rendezvous),
-                         scratch, env)
-    if status != 0:
-        raise RuntimeError(f"the training processes exited with status {status}; a retry resumes from the "
-                           "latest checkpoint")
-    if not first:
-        return None  # only global rank 0 writes the result file
-    outcome = find_document(str(result_file), WorkerOutcome)
-    if outcome is None:
-        raise RuntimeError(f"the training processes ended without a valid result file {result_file}")
-    return outcome
+    return launch(worker_argv(scratch / "train.yaml", mode, cfg.nprocs, scratch / "logs", rendezvous), scratch, JOB,
+                  what="the training processes", retry="a retry resumes from the latest checkpoint",
+                  result_file=scratch / RESULT_FILE if first else None,  # only global rank 0 writes one
+                  result=WorkerOutcome, env=env)
 
 
 def _result(status: str, paths: RunPaths, manifest: RunManifest) -> TrainResult:
@@ -191,7 +181,7 @@ def _result(status: str, paths: RunPaths, manifest: RunManifest) -> TrainResult:
                        checkpoint=manifest.checkpoint, hf_export=manifest.hf_export, run_manifest=paths.manifest,
                        plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
                        train_tokens=manifest.train_tokens,
-                       start_step=None if status == "already_complete" else manifest.start_step,
+                       start_step=None if status == ALREADY_COMPLETE else manifest.start_step,
                        loss_curve=manifest.loss_curve, metrics=manifest.metrics, mlflow=manifest.mlflow)
 
 
@@ -254,7 +244,6 @@ def _check_finished(outcome: WorkerOutcome, length: TrainLength, paths: RunPaths
     if outcome.final_step < length.final_step:
         raise RuntimeError(f"training stopped at step {outcome.final_step} of {length.final_step}; a retry "
                            "resumes it")
-    names = set(list_files(paths.hf))
-    if "config.json" not in names or not any(n.endswith(".safetensors") for n in names):
-        raise RuntimeError(f"the Hugging Face export {paths.hf} is incomplete ({sorted(names)}); a retry "
-                           "exports again")
+    problem = hf_export_problem(paths.hf)
+    if problem:
+        raise RuntimeError(f"{problem}; a retry exports again")

@@ -26,7 +26,6 @@ from cpt_tasks.layout import SPLITS, TRAIN, VAL
 from cpt_tasks.pool import process_pool
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
-from cpt_tasks.train.status import find_finished_run
 from cpt_tasks.verify.report import write_report
 
 
@@ -102,8 +101,6 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
             _check_rows(sub.name, shards, checks[sub.name], encoder, manifest)
             _check_budgets(sub, manifest, checks[sub.name], plan)
     report = _report(plan, plan_sha, cfg.plan, manifests, checks)
-    if cfg.save_root:
-        report.finished_training = find_finished_run(cfg.save_root, plan.fingerprint)
     paths = write_report(report, cfg.report_dir or _beside(cfg.plan))
     return VerifyResult(report.ok, report, paths)
 
@@ -264,7 +261,7 @@ def summarize_result(result: VerifyResult) -> VerifySummary:
     return VerifySummary(
         ok=result.ok, report=result.paths["json"], report_md=result.paths["md"], plan=report.plan.path,
         plan_fingerprint=report.plan.fingerprint, realized_train_tokens=report.realized_train_tokens,
-        finished_training=report.finished_training,
+        finished_training=None,  # the CLI adds the plan's finished run (the train gate's input)
         subsets={s.name: SubsetSummary(status=s.status, fingerprint=s.fingerprint, out_root=s.out_root,
                                        manifest=s.manifest, train_tokens=s.train_tokens, val_tokens=s.val_tokens,
                                        proportion=s.proportion, role=s.role, epochs=s.epochs)

@@ -63,11 +63,14 @@ def test_top_level_help_speaks_to_users(capsys):
         assert f"\n    {command} " in text
 
 
-def test_a_flag_cannot_be_defined_twice():
+@pytest.mark.parametrize("model", [ConvertConfig, PlanConfig, VerifyConfig, TrainConfig, EvaluateConfig])
+def test_each_field_is_one_flag_that_sets_only_that_field_and_only_when_given(model):
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seed")
-    with pytest.raises(argparse.ArgumentError, match="conflicting option string: --seed"):
-        add_model_arguments(parser, TrainConfig)  # TrainConfig has a seed field
+    add_model_arguments(parser, model)
+    assert vars(parser.parse_args([])) == {"config": None, "dry_run": False}  # unset flags never override --config
+    for name, field in model.model_fields.items():
+        value = ["--" + name] if field.annotation is bool else ["--" + name, "1"]
+        assert set(vars(parser.parse_args(value))) == {"config", "dry_run", name}, name
 
 
 def test_dry_run_prints_the_validated_config(tmp_path):

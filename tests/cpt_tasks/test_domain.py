@@ -16,7 +16,7 @@ from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.evaluate import EvalWorkerOutcome, MetricValue
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.report import compare, cpt_summary, format_summary
+from cpt_tasks.evaluate.report import compare, cpt_summary
 from cpt_tasks.mix import load_mix
 from cpt_tasks.plan.run import plan
 from cpt_tasks.sample_domain import write_domain_sample

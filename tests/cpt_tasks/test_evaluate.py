@@ -15,6 +15,7 @@ import boto3
 import pytest
 import yaml
 from conftest import CONCAT, SUBSETS, call_cli
+from train_helpers import tree_state
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.evaluate import EvalReport
@@ -188,10 +189,11 @@ def test_report_files_configs_and_the_mlflow_runs(evaluated):
 
 def test_a_second_call_returns_the_finished_report_at_once(evaluated, trained_run, gauntlet):
     result, report, _, _ = evaluated
+    before = tree_state(trained_run["save_root"])
     again = call_cli(*evaluate_args(trained_run, "--icl_tasks", gauntlet[0]), check=True)
     second = json.loads(again.stdout.strip().splitlines()[-1])
     assert second["status"] == "already_complete" and second["report"] == result["report"]
-    assert "launching" not in again.stderr and "already finished" in again.stderr
+    assert tree_state(trained_run["save_root"]) == before and "already finished" in again.stderr
     assert second["eval_fingerprint"] == report.eval_fingerprint
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import graphlib
 
 import grimp
-import pytest
 
 LAYERS: list[tuple[str, list[str]]] = [
     ("core", ["cpt_tasks", "cpt_tasks.errors", "cpt_tasks.framing", "cpt_tasks.storage", "cpt_tasks.layout",
@@ -118,7 +117,6 @@ def test_no_import_runs_up_the_layers_or_across_the_jobs():
     assert "cpt_tasks.configs.convert" in graph["cpt_tasks.documents.plan"]  # the graph sees the real imports
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18: the run layer (branch runs) removes these")
 def test_only_the_cli_imports_the_train_job():
     found = train_importers(import_graph())
     assert found == [], "imports of cpt_tasks.train from outside it:\n" + "\n".join(found)

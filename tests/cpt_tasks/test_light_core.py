@@ -8,7 +8,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LIGHT = ["cpt_tasks.configs.base", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.configs.convert",
-         "cpt_tasks.configs.plan", "cpt_tasks.configs.verify", "cpt_tasks.configs.train", "cpt_tasks.train.status",
+         "cpt_tasks.configs.plan", "cpt_tasks.configs.verify", "cpt_tasks.configs.train", "cpt_tasks.runs.status",
          "cpt_tasks.documents", "cpt_tasks.documents.plan", "cpt_tasks.documents.convert",
          "cpt_tasks.documents.verify", "cpt_tasks.documents.train", "cpt_tasks.documents.evaluate",
          "cpt_tasks.configs.evaluate", "cpt_tasks.evaluate.report", "cpt_tasks.tracking"]

@@ -4,6 +4,7 @@ and a third run returns at once."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -11,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import MIX_TOKENS, SUBSETS, make_verified, read_rows, run_cli
-from train_helpers import kill_after_first_checkpoint, run_train, train_flags
+from train_helpers import kill_after_first_checkpoint, run_train, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.train.status import find_finished_run, latest_checkpoint
+from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 FALL = 3.0  # nats the loss falls over 16 steps on one repeated batch
@@ -38,8 +39,9 @@ def test_loss_falls_on_a_repeated_batch_and_the_export_is_the_trained_model(repe
     result, proc = run_train(flags)
     assert result["status"] == "trained" and result["start_step"] == 0
     assert result["final_step"] == 16 and result["train_tokens"] == 16 * 2 * 128
+    run_id = "manual__2026-11-26T10:00:00+00:00"  # changed to be a folder name, so it gets its own hash
     assert result["run_name"] == body.plan.fingerprint[:16] + "-manual__2026-11-26T10-00-00-00-00-" \
-        + result["run_name"][-8:]
+        + hashlib.sha256(run_id.encode()).hexdigest()[:8]
     history = [json.loads(line) for line in open(tmp_path / "runs" / result["run_name"] / "metrics.jsonl")]
     losses = [r["loss"] for r in history]
     assert [r["step"] for r in history] == list(range(1, 17))
@@ -118,9 +120,11 @@ def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_on
     assert result["checkpoint"].endswith(f"-ba{planned}-rank0.pt")  # epoch 1: 22 rows make 5 full steps
     assert read_document(result["run_manifest"], RunManifest)[0].world_size == nprocs
 
+    before = tree_state(save_root, tmp_path / "local")
     again, proc = run_train(flags)
     assert again["status"] == "already_complete" and again["final_step"] == planned
-    assert "launching" not in proc.stderr and again["run_manifest"] == result["run_manifest"]
+    assert again["run_manifest"] == result["run_manifest"] and again["start_step"] is None
+    assert tree_state(save_root, tmp_path / "local") == before  # no process started, no file written again
     other = run_cli("train", *train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local",
                                           nprocs=nprocs, lr=1e-3))
     assert other.returncode == 2 and "was finished with other settings (lr 0.003 -> 0.001)" in other.stderr

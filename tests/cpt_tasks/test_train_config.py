@@ -20,7 +20,7 @@ from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.documents.verify import SubsetReport, VerifyReport
 from cpt_tasks.layout import safe_run_id, training_run_name
 from cpt_tasks.train.foundry_yaml import YamlInputs, build_yaml, train_length
-from cpt_tasks.train.status import RunPaths, checkpoints_after, find_finished_run, latest_checkpoint, run_paths
+from cpt_tasks.runs.status import RunPaths, checkpoints_after, find_finished_run, latest_checkpoint, run_paths
 
 BASE = dict(report="r.json", model="m", save_root="/runs", run_id="x")
 

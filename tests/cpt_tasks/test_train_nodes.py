@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import MIX_TOKENS, SUBSETS
-from train_helpers import Nodes, train_flags
+from train_helpers import Nodes, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
-from cpt_tasks.train.status import latest_checkpoint
+from cpt_tasks.runs.status import latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 DIST_TIMEOUT = 30
@@ -94,11 +94,13 @@ def test_two_nodes_fail_together_resume_together_and_refuse_together(mix_report,
     assert not list(Path(result["run_folder"]).glob(".cpt-nodes-probe-*"))
 
     started = time.monotonic()
+    written = [tmp_path / "runs", tmp_path / "local0", tmp_path / "local1"]
+    before = tree_state(*written)
     again = Nodes([same, same], 2, tmp_path, "again")
     assert again.wait(timeout=300) == [0, 0], [again.log(r)[-3000:] for r in (0, 1)]
     print(f"already complete: {time.monotonic() - started:.0f} s")
     assert [again.result(r)["status"] for r in (0, 1)] == ["already_complete"] * 2
-    assert "launching" not in again.log(0) + again.log(1)
+    assert tree_state(*written) == before  # neither node wrote a file: no config, no process started
 
     other_lr = flags(mix_report, tiny_model, tmp_path, lr=1e-3)
     refused = Nodes([same, other_lr], 2, tmp_path, "refused")
@@ -114,7 +116,7 @@ def test_nodes_given_other_options_refuse_before_training(mix_report, tiny_model
     assert nodes.wait(timeout=300) == [2, 2], [nodes.log(r)[-3000:] for r in (0, 1)]
     for rank in (0, 1):
         assert "option.lr differs: node 0 0.003, node 1 0.001" in nodes.log(rank)
-        assert "launching" not in nodes.log(rank)
+    assert not list(tmp_path.rglob("train.yaml"))  # no node wrote a config, so none started training
     assert not list((tmp_path / "runs").rglob(".cpt-nodes-probe-*"))
 
 
@@ -140,7 +142,7 @@ def test_nodes_that_do_not_share_storage_or_share_dev_shm_refuse(tmp_path, case)
     import subprocess
     import sys
 
-    from cpt_tasks.train.local_nodes import free_port_pair, private_shm_argv
+    from cpt_tasks.runs.local_nodes import free_port_pair, private_shm_argv
 
     folder, port = tmp_path / "runs" / "run", free_port_pair()
     folder.mkdir(parents=True)

@@ -18,8 +18,8 @@ from cpt_tasks.documents.train import RunManifest, TrainResult
 from cpt_tasks.errors import UserError
 from cpt_tasks.train.foundry_yaml import build_yaml, settings, sharding_strategy, train_length
 from cpt_tasks.train.launch import Rendezvous, worker_argv
-from cpt_tasks.train.local_nodes import combined_status, free_port_pair, node_argv, shm_bytes
-from cpt_tasks.train.status import RunPaths, checkpoints_after, latest_checkpoint, remove_checkpoint
+from cpt_tasks.runs.local_nodes import combined_status, free_port_pair, node_argv, shm_bytes
+from cpt_tasks.runs.status import RunPaths, checkpoints_after, latest_checkpoint, remove_checkpoint
 
 
 @pytest.mark.parametrize("flags,message", [

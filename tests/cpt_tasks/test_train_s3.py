@@ -9,13 +9,13 @@ import shutil
 
 import boto3
 import pytest
-from train_helpers import run_train, train_flags
+from train_helpers import run_train, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train import RunManifest
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.storage import upload_file
-from cpt_tasks.train.status import find_finished_run, latest_checkpoint
+from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry, pytest.mark.s3]
 
@@ -58,5 +58,9 @@ def test_checkpoints_on_s3_resume_an_interrupted_export(s3_server, mix_report, t
                client.get_object(Bucket="cpt", Key=run + "metrics.jsonl")["Body"].read().splitlines()]
     assert [r["step"] for r in history] == list(range(1, steps + 1))  # restored from the checkpoint
 
+    objects = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket="cpt", Prefix=run)["Contents"]}
+    local = tree_state(tmp_path / "local")
     third, proc = run_train(flags, env=s3_server)
-    assert third["status"] == "already_complete" and "launching" not in proc.stderr
+    assert third["status"] == "already_complete"
+    assert {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket="cpt", Prefix=run)["Contents"]} == objects
+    assert tree_state(tmp_path / "local") == local  # nothing staged, written or launched

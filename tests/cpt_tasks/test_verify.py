@@ -8,6 +8,7 @@ from pathlib import Path
 import boto3
 import pytest
 from conftest import call_cli, copy_run, edit_plan
+from test_train_config import finished_manifest  # noqa: F401 (a fixture)
 
 from cpt_tasks.configs.plan import PlanConfig
 from cpt_tasks.configs.verify import VerifyConfig
@@ -15,8 +16,10 @@ from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import read_document, write_document
 from cpt_tasks.documents.convert import ConvertManifest
 from cpt_tasks.documents.plan import load_plan
+from cpt_tasks.documents.train import FinishedRun
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.plan.run import plan
+from cpt_tasks.runs.status import run_paths
 from cpt_tasks.verify.run import verify
 
 SMALL = dict(total_tokens=350_000, concat_tokens=256, val_fraction=0.03)
@@ -72,6 +75,25 @@ def test_good_run_passes_and_writes_the_report(copy):
     assert "| subset | planned | realized | share | planned share | val | status |" in md
     assert (copy / "verify-mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.plan.fingerprint == load_plan(str(copy / "plan.json"))[0].fingerprint
+
+
+def test_the_step_result_names_the_plans_finished_run_for_the_train_gate(copy, tmp_path, monkeypatch,
+                                                                       finished_manifest):
+    fingerprint = load_plan(str(copy / "plan.json"))[0].fingerprint
+    save_root = str(tmp_path / "checkpoints")
+    result_file = tmp_path / "result.json"
+    monkeypatch.setenv("CPT_RESULT_FILE", str(result_file))
+    call_cli("verify", "--plan", copy / "plan.json", "--save_root", save_root, check=True)
+    assert json.loads(result_file.read_text())["finished_training"] is None  # nothing trained yet
+    paths = run_paths(save_root, fingerprint, "r")
+    write_document(paths.manifest, finished_manifest.model_copy(update={
+        "plan": finished_manifest.plan.model_copy(update={"fingerprint": fingerprint})}))
+    write_document(paths.finished_pointer(fingerprint), FinishedRun(
+        run_name=paths.run_name, run_folder=paths.folder, run_manifest=paths.manifest, plan_fingerprint=fingerprint,
+        final_step=7, train_tokens=70, checkpoint=None, hf_export=paths.hf, finished_at="now"))
+    call_cli("verify", "--plan", copy / "plan.json", "--save_root", save_root, check=True)
+    assert json.loads(result_file.read_text())["finished_training"]["run_folder"] == paths.folder
+    assert report_at(str(copy / "verify-report.json")).finished_training is None  # verification's own report
 
 
 def test_deleted_shard(copy):

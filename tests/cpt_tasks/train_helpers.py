@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import CPT, ROOT, run_cli
 
-from cpt_tasks.train.status import latest_checkpoint
+from cpt_tasks.runs.status import latest_checkpoint
 
 
 def train_flags(report: Path, model: Path | str, save_root: str, run_id: str, local_dir: Path, **over) -> list[str]:
@@ -54,7 +54,7 @@ class Nodes:
     in its own /dev/shm (what the local runner starts), each with its own log; no node stops the others."""
 
     def __init__(self, flags: list[str], nnodes: int, base: Path, name: str, env: dict | None = None) -> None:
-        from cpt_tasks.train.local_nodes import free_port_pair, node_argv
+        from cpt_tasks.runs.local_nodes import free_port_pair, node_argv
 
         port = free_port_pair()
         self.logs = [base / f"{name}-node{rank}.log" for rank in range(nnodes)]
@@ -87,3 +87,9 @@ class Nodes:
         lines = [line for line in self.log(rank).splitlines() if line.startswith("{")]
         assert lines, self.log(rank)[-3000:]
         return json.loads(lines[-1])
+
+
+def tree_state(*roots: Path | str) -> dict[str, int]:
+    """Every file under the local folders ``roots`` with its modification time (ns): equal before and after a
+    call, the call wrote nothing there."""
+    return {str(p): p.stat().st_mtime_ns for root in roots for p in sorted(Path(root).rglob("*")) if p.is_file()}

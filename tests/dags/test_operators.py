@@ -17,8 +17,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from cpt_tasks.documents.evaluate import EvaluateResult
 from cpt_tasks.documents.train import FinishedRun, MlflowRun, TrainResult
 from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
-from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator, mlflow_run_url
-from cpt_tasks.pipeline.steps import evaluate_gate, train_gate
+from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator, mlflow_run_url
+from cpt_tasks.pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
 
 
 def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
@@ -69,7 +69,7 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
     result = verify_result()
     asset = Asset(name="cpt_dolmino/dclm")
     op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[asset],
-                           tasks_bin=fake_cli(tmp_path, 0, result))
+                           wiring=verify_step().wiring, tasks_bin=fake_cli(tmp_path, 0, result))
     ctx = context()
     assert op.execute(ctx) == result
     assert ctx["outlet_events"][asset].extra == {
@@ -87,7 +87,7 @@ def test_training_gate(tmp_path, policy, finished, skipped):
     verified = verify_result(finished_run(finished) if finished else None)
     assert (train_gate({"train": policy}, verified) is not None) == skipped
     trained = trained_result()
-    op = LocalStepOperator(task_id="train", arguments=["train"], gate=train_gate,
+    op = LocalStepOperator(task_id="train", arguments=["train"], wiring=train_step().wiring,
                            tasks_bin=fake_cli(tmp_path, 0, trained))
     if skipped:
         with pytest.raises(AirflowSkipException, match="train skipped: "):
@@ -121,7 +121,7 @@ def test_evaluation_gate_reads_the_training_result(tmp_path, policy, trained, sk
     upstream = trained_result() if trained else None  # None: training was skipped (no XCom)
     assert (evaluate_gate({"evaluate": policy}, upstream) is not None) == skipped
     asset = Asset(name="cpt_dolmino/eval")
-    op = LocalStepOperator(task_id="evaluate", arguments=["evaluate"], gate=evaluate_gate, outlets=[asset],
+    op = LocalStepOperator(task_id="evaluate", arguments=["evaluate"], wiring=evaluate_step().wiring, outlets=[asset],
                            tasks_bin=fake_cli(tmp_path, 0, evaluated_result()))
     ctx = context({"evaluate": policy}, upstream)
     if skipped:
@@ -141,7 +141,6 @@ def test_the_mlflow_link_is_the_run_page_the_result_names():
     assert mlflow_run_url(evaluated_result()) == URL
     untracked = {**trained_result(), "mlflow": MlflowRun(status="unreachable", error="down").model_dump()}
     assert mlflow_run_url(untracked) == mlflow_run_url(trained_result()) == mlflow_run_url(None) == ""
-    assert MlflowRunLink().name == "MLflow run" and MlflowRunLink().xcom_key == "_link_MlflowRunLink"
 
 
 def finished_pod(exit_code: int):
@@ -289,7 +288,7 @@ def train_operator(fake: FakeKubernetes, **kwargs):
 
     options = dict(task_id="train", name="cpt-train", namespace="cpt", image="i", arguments=["train"], nodes="2",
                    node_subdomain="cpt-train-nodes", get_logs=False, on_finish_action="keep_pod",
-                   outlets=[Asset(name="cpt_dolmino/checkpoint")])
+                   outlets=[Asset(name="cpt_dolmino/checkpoint")], wiring=train_step().wiring)
     op = StepTrainOperator(**{**options, **kwargs})
     op.__dict__.update(hook=fake, client=fake, job_client=fake)  # the Kubernetes API: the one thing faked
     return op

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cpt_tasks.documents import find_document
 from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.layout import RUN_MANIFEST_FILE, finished_pointer, training_run_name
+from cpt_tasks.runs.completion import find_complete
 from cpt_tasks.storage import exists, is_remote, join, list_files, read_bytes, remove_file, remove_tree
 
 LATEST = "latest-rank0.pt"  # Composer's save_latest_filename for rank 0 (a symlink, or a .symlink object)
@@ -71,18 +71,17 @@ def run_paths(save_root: str, plan_fingerprint: str, run_id: str) -> RunPaths:
 
 
 def read_run_manifest(location: str, plan_fingerprint: str) -> RunManifest | None:
-    """The run manifest at ``location`` if there is a valid one and it belongs to ``plan_fingerprint``."""
-    manifest = find_document(location, RunManifest)
-    return manifest if manifest is not None and manifest.plan.fingerprint == plan_fingerprint else None
+    """The run manifest at ``location`` if there is a valid one and it belongs to ``plan_fingerprint``: the run
+    is complete."""
+    return find_complete(location, RunManifest, lambda manifest: manifest.plan.fingerprint == plan_fingerprint)
 
 
 def find_finished_run(save_root: str, plan_fingerprint: str) -> FinishedRun | None:
     """The finished-run pointer of this plan under ``save_root``, or None when no run of it finished (or the
     run's manifest is gone or belongs to another plan)."""
-    pointer = find_document(finished_pointer(save_root, plan_fingerprint), FinishedRun)
-    if pointer is None or pointer.plan_fingerprint != plan_fingerprint:
-        return None
-    return pointer if read_run_manifest(pointer.run_manifest, plan_fingerprint) is not None else None
+    pointer = find_complete(finished_pointer(save_root, plan_fingerprint), FinishedRun,
+                            lambda found: found.plan_fingerprint == plan_fingerprint)
+    return pointer if pointer is not None and read_run_manifest(pointer.run_manifest, plan_fingerprint) else None
 
 
 def latest_checkpoint(checkpoints: str) -> tuple[str, int] | None:
