@@ -170,13 +170,14 @@ def eval_figure(report: EvalReport):
          " loss (lower is better)", loss_axis),
         ([r for r in report.rows if r.kind == "icl"], "ICL tasks (higher is better)",
          ("ICL task", "score change, trained − base"))) if rows]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6.2 * max(1, len(panels)), 5.0), dpi=110,
-                             squeeze=False)
+    widths = [max(4.0, 1.15 * len(rows) + 1.5) for rows, _, _ in panels] or [6.0]  # room for every bar's label
+    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 5.0), dpi=110, squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
     for ax, (rows, title, (xlabel, ylabel)) in zip(axes[0], panels):
         xs = list(range(len(rows)))
         bars = ax.bar(xs, [r.delta for r in rows], color=[VERDICT_COLORS[r.verdict] for r in rows], width=0.6)
         for bar, row in zip(bars, rows):
-            label = f"{_score(row, 'base')}\n→ {_score(row, 'trained')}"
+            label = f"{row.base.value:.4g}\n→ {row.trained.value:.4g}"  # the table has the counts
             ax.annotate(label, (bar.get_x() + bar.get_width() / 2, row.delta), ha="center", fontsize=8.5,
                         va="top" if row.delta < 0 else "bottom", xytext=(0, -3 if row.delta < 0 else 3),
                         textcoords="offset points")
