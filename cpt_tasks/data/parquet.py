@@ -42,7 +42,7 @@ def open_parquet(src):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if src.opener is None and "://" not in src.url:
+    if src.opener is None:  # a local file (every remote one has its verifying opener)
         source = pa.memory_map(src.url)
     else:
         source = pa.py_buffer(_fetch_verified(src))
@@ -52,24 +52,10 @@ def open_parquet(src):
         raise UserError(f"{src.rel}: not a readable parquet file: {exc}") from exc
 
 
-def _open_checked(src):
-    """``src``'s byte stream, verified against its listing: object storage's opener verifies itself; a Hub
-    file is checked against its LFS sha256 (a small non-LFS file's git blob id is no plain hash: size only)."""
-    from cpt_tasks.data.sources import _open
-    from cpt_tasks.data.verified import VerifyingReader
-
-    if src.opener is not None:
-        return src.opener()
-    raw = _open(src.url)
-    if isinstance(raw, VerifyingReader):
-        return raw
-    algorithm = src.algorithm if len(src.sha256) == 64 else None
-    return VerifyingReader(raw, src.rel, src.size, src.sha256, algorithm)
-
-
 def _fetch_verified(src) -> mmap.mmap:
-    """The object's bytes, copied sequentially through its verifying stream into a temp file, mapped."""
-    raw = _open_checked(src)
+    """The object's bytes, copied sequentially through its verifying opener (the Hub's or object storage's: each
+    checks size and digest at the end) into a temp file, mapped."""
+    raw = src.opener()
     fd, name = tempfile.mkstemp(prefix="cpt-parquet-", suffix=SUFFIX)
     try:
         os.unlink(name)  # anonymous from here: gone when closed, however the process ends
