@@ -204,17 +204,13 @@ class StepPodOperator(StepMixin, KubernetesPodOperator):
                 raise exit_status_error(code, f"pod {pod and pod.metadata.name}") from exc
             raise
 
-    def _render_nested_template_fields(self, content, context, jinja_env, seen_oids) -> None:
-        # The provider renders a V1Volume's name, PVC and ConfigMap only; /dev/shm's size is a Param.
-        from kubernetes.client import models as k8s
-
-        if id(content) not in seen_oids and isinstance(content, k8s.V1EmptyDirVolumeSource):
-            seen_oids.add(id(content))
-            self._do_render_template_fields(content, ("size_limit",), context, jinja_env, seen_oids)
-            return
-        if id(content) not in seen_oids and isinstance(content, k8s.V1Volume) and content.empty_dir:
-            self._render_nested_template_fields(content.empty_dir, context, jinja_env, seen_oids)
-        super()._render_nested_template_fields(content, context, jinja_env, seen_oids)
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Airflow's rendering, plus each emptyDir's ``size_limit`` (the provider renders a volume's name, PVC
+        and ConfigMap only; training's /dev/shm size is a Param)."""
+        super().render_template_fields(context, jinja_env)
+        for volume in self.volumes or []:
+            if volume.empty_dir is not None and volume.empty_dir.size_limit:
+                volume.empty_dir.size_limit = self.render_template(volume.empty_dir.size_limit, context, jinja_env)
 
 
 def container_exit_code(remote_pod, container: str) -> int | None:

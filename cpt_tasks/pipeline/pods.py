@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,6 +23,13 @@ from cpt_tasks.pipeline.settings import REPO_ROOT
 from cpt_tasks.pipeline.steps import PLAN, convert_kwargs
 
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
+# A cluster that is never contacted: the Job builder loads a kube config (JSON is YAML) to ask "in a cluster?".
+OFFLINE_KUBE_CONFIG = {
+    "apiVersion": "v1", "kind": "Config", "current-context": "offline",
+    "clusters": [{"name": "offline", "cluster": {"server": "https://offline.invalid"}}],
+    "users": [{"name": "offline", "user": {}}],
+    "contexts": [{"name": "offline", "context": {"cluster": "offline", "user": "offline"}}],
+}
 
 
 def load_dag(dag_file: Path = REPO_ROOT / "dags" / "cpt_dolmino.py", runner: str = "kubernetes"):
@@ -50,15 +58,19 @@ def render_pods(dag, params: dict | None = None) -> dict[str, dict]:
         tasks.append((f"convert-{subset}", mapped.unmap(convert_kwargs(entry.model_dump())), index))
     tasks += [(name, dag.get_task(name), -1) for name in ("verify", "train", "evaluate")]
     client, pods = ApiClient(), {}
-    for name, task, map_index in tasks:
-        ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task.task_id, run_id=RUN_ID, map_index=map_index,
-                             try_number=1)
-        context = {**base, "ti": ti, "task_instance": ti, "task": task}
-        task.render_template_fields(context, env)
-        if int(getattr(task, "nodes", 1)) > 1:
-            pods[f"{name}-job.yaml"] = client.sanitize_for_serialization(task.job_manifest(context))
-        else:
-            pods[f"{name}.yaml"] = client.sanitize_for_serialization(task.build_pod_request_obj(context, dry_run=True))
+    with tempfile.TemporaryDirectory(prefix="cpt-pods-") as tmp:
+        kube_config = Path(tmp) / "kubeconfig"
+        kube_config.write_text(json.dumps(OFFLINE_KUBE_CONFIG))
+        for name, task, map_index in tasks:
+            ti = SimpleNamespace(dag_id=dag.dag_id, task_id=task.task_id, run_id=RUN_ID, map_index=map_index,
+                                 try_number=1)
+            context = {**base, "ti": ti, "task_instance": ti, "task": task}
+            task.render_template_fields(context, env)
+            if int(getattr(task, "nodes", 1)) > 1:
+                manifest, name = task.job_manifest(context, str(kube_config)), f"{name}-job"
+            else:
+                manifest = task.build_pod_request_obj(context, dry_run=True)
+            pods[f"{name}.yaml"] = client.sanitize_for_serialization(manifest)
     return pods
 
 

@@ -1,6 +1,16 @@
-"""The training step on Kubernetes: one pod (``nodes`` = 1, exactly the StepPodOperator path), or for ``nodes``
-> 1 one **Indexed Job** over N pods ("Job with Pod-to-Pod Communication" in the Kubernetes documentation).
+"""The training step on Kubernetes: one pod when ``nodes`` = 1, an **Indexed Job** over N pods when ``nodes`` > 1
+("Job with Pod-to-Pod Communication" in the Kubernetes documentation).
 
+One operator, by composition: ``StepTrainOperator`` *is* the pipeline's pod operator (a
+:class:`~cpt_tasks.pipeline.operators.StepPodOperator`, deferrable, logs streamed while it trains). With more
+than one node it builds, for that try, a :class:`NodesJobOperator` from its own rendered settings and runs the
+Job through it; that object is a helper, never a task of the DAG. Composition rather than one class inheriting
+both provider operators: the Job operator redefines the pod operator's ``pod`` and ``execute``, so a class that
+is both must undo one of them and switch a dozen attributes at run time. Always an Indexed Job (one pod for one
+node) would have been the other single path; it would lose the single pod's streamed logs, reattachment and
+XCom sidecar, which most runs use, and change every default manifest.
+
+The Job:
 - ``completionMode: Indexed``, ``completions = parallelism = nodes``: pod ``<job>-<i>`` gets
   ``JOB_COMPLETION_INDEX = i``, which becomes its ``--node_rank``; every pod's ``subdomain`` is the chart's
   headless Service (``trainNodes``), so ``<job>-0.<service>`` is node 0, the rendezvous host.
@@ -15,6 +25,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Sequence
@@ -35,6 +46,8 @@ MASTER_PORT = TrainConfig.model_fields["master_port"].default  # node 0's rendez
 JOB_TTL = 7 * 24 * 3600  # a finished Job (and its pods: `kubectl logs`) stays a week
 PODS_WAIT = 300  # seconds for the Job controller to create every pod (Pending counts)
 PODS_POLL = 5
+# The pod operator's own settings (not the task's: its DAG, Params, outlets, retries), passed on to the Job.
+POD_SETTINGS = frozenset(inspect.signature(KubernetesPodOperator.__init__).parameters) - {"self", "kwargs"}
 
 
 def pod_failure_policy() -> k8s.V1PodFailurePolicy:
@@ -61,58 +74,30 @@ def node_env(env: list[k8s.V1EnvVar]) -> list[k8s.V1EnvVar]:
             k8s.V1EnvVar(name="CPT_JOB_NAME", value_from=job_name)]
 
 
-class StepTrainOperator(StepPodOperator, KubernetesJobOperator):
-    """The train step: ``nodes`` (templated) decides at run time between the single pod and the Indexed Job."""
+class NodesJobOperator(KubernetesJobOperator):
+    """The Indexed Job of one multi-node training try (see the module docstring), made by
+    :meth:`StepTrainOperator.node_job`."""
 
-    template_fields: Sequence[str] = (*StepPodOperator.template_fields, "nodes")
+    def __init__(self, *, nodes: int, subdomain: str, **kwargs) -> None:
+        full_job_spec = k8s.V1Job(spec=k8s.V1JobSpec(pod_failure_policy=pod_failure_policy(),
+                                                     template=k8s.V1PodTemplateSpec()))
+        job = {"completion_mode": "Indexed", "completions": nodes, "parallelism": nodes, "backoff_limit": 0,
+               "full_job_spec": full_job_spec, "ttl_seconds_after_finished": JOB_TTL,
+               "wait_until_job_complete": True, "deferrable": True, "job_poll_interval": 30,
+               "do_xcom_push": False,  # node 0's termination message carries the result
+               "subdomain": subdomain}
+        super().__init__(**{**kwargs, **job})
 
-    def __init__(self, *, nodes: int | str = 1, node_subdomain: str, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.nodes = nodes
-        self.node_subdomain = node_subdomain
-
-    # KubernetesJobOperator turns ``pod`` into a deprecated view of ``pods``; the single-pod path needs its own.
-    @property
-    def pod(self):
-        return self._pod
-
-    @pod.setter
-    def pod(self, value) -> None:
-        self._pod = value
-
-    def execute(self, context):
-        self._check_gate(context)
-        if int(self.nodes) <= 1:
-            return self._record(context, KubernetesPodOperator.execute(self, context))
-        if not self.node_subdomain:
-            raise AirflowFailException(f"nodes = {self.nodes}: multi-node training is off in this deployment "
-                                       "(CPT_TRAIN_SUBDOMAIN is empty: the chart's trainNodes.enabled is false)")
-        self.become_job(int(self.nodes))
-        KubernetesJobOperator.execute(self, context)  # defers to the trigger; execute_complete resumes
-        raise AirflowException("the Job ended without deferring")  # wait_until_job_complete and deferrable are set
-
-    def become_job(self, nodes: int) -> None:
-        """Turn this pod's settings into the Indexed Job's (see the module docstring)."""
-        self.completion_mode, self.completions, self.parallelism = "Indexed", nodes, nodes
-        self.backoff_limit = 0
-        self.full_job_spec = k8s.V1Job(spec=k8s.V1JobSpec(pod_failure_policy=pod_failure_policy(),
-                                                          template=k8s.V1PodTemplateSpec()))
-        self.ttl_seconds_after_finished = JOB_TTL
-        self.wait_until_job_complete, self.deferrable, self.job_poll_interval = True, True, 30
-        self.do_xcom_push = False
-        self.subdomain = self.node_subdomain
-        self.labels = {**self.labels, TRAIN_NODE_LABEL: "true"}
-        self.env_vars = node_env(self.env_vars)
-        self.arguments = [*self.arguments, *node_arguments(nodes, self.node_subdomain)]
-
-    def job_manifest(self, context) -> k8s.V1Job:
-        """The Job ``execute`` would create, built offline (``make pods``): the provider's builder asks the hook
-        whether it runs in a cluster, which needs a kube config; say no."""
-        self.become_job(int(self.nodes))
-        self.hook._is_in_cluster = False
-        job = self.build_job_request_obj(context)
-        job.spec.template.metadata.labels.pop("airflow_kpo_in_cluster", None)
-        return job
+    def start(self, context) -> None:
+        """Create the Job, wait for its pods, defer to the trigger (``execute_complete`` resumes): the provider's
+        deferrable ``execute``, called as methods since this operator runs inside the train task."""
+        self.job_request_obj = self.build_job_request_obj(context)
+        self.job = self.create_job(self.job_request_obj)
+        context["ti"].xcom_push(key="job_name", value=self.job.metadata.name)
+        context["ti"].xcom_push(key="job_namespace", value=self.job.metadata.namespace)
+        self.pods = self.get_pods(pod_request_obj=self.pod_request_obj, context=context)
+        self.execute_deferrable()  # raises TaskDeferred
+        raise AirflowException("the Job was created but not deferred")
 
     def get_pods(self, pod_request_obj: k8s.V1Pod, context, *, exclude_checked: bool = True) -> list[k8s.V1Pod]:
         """Every pod of this Job, waiting until the Job controller created them all (the provider's own lists
@@ -131,20 +116,7 @@ class StepTrainOperator(StepPodOperator, KubernetesJobOperator):
                                    f"{PODS_WAIT}s; Job deleted, the retry starts a new one")
         return sorted(pods, key=node_index)
 
-    def execute_complete(self, context, event: dict, **kwargs):
-        self._pull_upstream(context)
-        pods = self._finished_pods(event)
-        try:
-            super().execute_complete(context, event, **kwargs)  # logs, cleanup; raises when the Job failed
-        except AirflowException as exc:
-            for pod in pods:
-                code = container_exit_code(pod, self.base_container_name)
-                if code in NO_RETRY_EXITS:
-                    raise exit_status_error(code, f"node {node_index(pod)} ({pod.metadata.name})") from exc
-            raise
-        return self._record(context, node0_result(pods, self.base_container_name))
-
-    def _finished_pods(self, event: dict) -> list[k8s.V1Pod]:
+    def finished_pods(self, event: dict) -> list[k8s.V1Pod]:
         """The Job's pods as they ended (read before the cleanup deletes the succeeded ones)."""
         namespace = event.get("pod_namespace") or self.namespace
         pods = []
@@ -155,11 +127,66 @@ class StepTrainOperator(StepPodOperator, KubernetesJobOperator):
                 self.log.warning("pod %s: %s", name, exc)
         return sorted(pods, key=node_index)
 
+
+class StepTrainOperator(StepPodOperator):
+    """The train step: ``nodes`` (templated) decides at run time between this pod and the Indexed Job."""
+
+    template_fields: Sequence[str] = (*StepPodOperator.template_fields, "nodes")
+
+    def __init__(self, *, nodes: int | str = 1, node_subdomain: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.nodes = nodes
+        self.node_subdomain = node_subdomain
+        self._pod_kwargs = {k: v for k, v in kwargs.items() if k in POD_SETTINGS}  # what the Job's pods are made of
+        self._job: NodesJobOperator | None = None
+
+    def execute(self, context):
+        if int(self.nodes) <= 1:
+            return super().execute(context)
+        self._check_gate(context)
+        if not self.node_subdomain:
+            raise AirflowFailException(f"nodes = {self.nodes}: multi-node training is off in this deployment "
+                                       "(CPT_TRAIN_SUBDOMAIN is empty: the chart's trainNodes.enabled is false)")
+        self._job = self.node_job()
+        self._job.start(context)
+
+    def node_job(self, **settings) -> NodesJobOperator:
+        """This try's Indexed Job: this operator's pod settings as rendered, plus what makes a pod a node (and
+        ``settings`` over them)."""
+        nodes = int(self.nodes)
+        rendered = {name: getattr(self, name) for name in self.template_fields if name in self._pod_kwargs}
+        node = {"labels": {**self.labels, TRAIN_NODE_LABEL: "true"}, "env_vars": node_env(self.env_vars),
+                "arguments": [*self.arguments, *node_arguments(nodes, self.node_subdomain)]}
+        return NodesJobOperator(task_id=self.task_id, **{**self._pod_kwargs, **rendered, **node, **settings},
+                                nodes=nodes, subdomain=self.node_subdomain)
+
+    def job_manifest(self, context, kube_config: str) -> k8s.V1Job:
+        """The Job ``execute`` would create for the rendered ``nodes``, built offline (``make pods``): the
+        provider's builder loads ``kube_config`` (asking whether it runs in a cluster; nothing is contacted)."""
+        job = self.node_job(config_file=kube_config, in_cluster=False).build_job_request_obj(context)
+        job.spec.template.metadata.labels.pop("airflow_kpo_in_cluster", None)  # as the pods' dry run
+        return job
+
+    def execute_complete(self, context, event: dict, **kwargs):
+        """The Job ended (the trigger's event): the provider's logs and cleanup, then node 0's result."""
+        self._pull_upstream(context)
+        job = self.node_job()
+        pods = job.finished_pods(event)
+        try:
+            job.execute_complete(context, event, **kwargs)  # logs, cleanup; raises when the Job failed
+        except AirflowException as exc:
+            for pod in pods:
+                code = container_exit_code(pod, job.base_container_name)
+                if code in NO_RETRY_EXITS:
+                    raise exit_status_error(code, f"node {node_index(pod)} ({pod.metadata.name})") from exc
+            raise
+        return self._record(context, node0_result(pods, job.base_container_name))
+
     def on_kill(self) -> None:
-        if getattr(self, "job", None) is not None:
-            KubernetesJobOperator.on_kill(self)
+        if self._job is not None:
+            self._job.on_kill()
         else:
-            KubernetesPodOperator.on_kill(self)
+            super().on_kill()
 
 
 def node_index(pod: k8s.V1Pod) -> int:

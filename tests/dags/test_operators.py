@@ -1,6 +1,7 @@
 """Both runners apply one exit-status policy: 0 done (result -> XCom, asset metadata), 2 and 3 final
-(no retry), 99 skipped (up to date), anything else retried; the training and evaluation gates; the evaluation's
-Asset metadata and lineage; the "MLflow run" link."""
+(no retry), 99 skipped (up to date), anything else retried (here the local runner; the Kubernetes runner in
+test_kubernetes_operators.py); the training and evaluation gates; the evaluation's Asset metadata and lineage;
+the "MLflow run" link; training on several local nodes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from cpt_tasks.documents.evaluate import EvaluateResult
 from cpt_tasks.documents.train import FinishedRun, MlflowRun, TrainResult
 from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
-from cpt_tasks.pipeline.operators import LocalStepOperator, StepPodOperator, mlflow_run_url
+from cpt_tasks.pipeline.operators import LocalStepOperator, mlflow_run_url
 from cpt_tasks.pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
 
 
@@ -143,46 +144,6 @@ def test_the_mlflow_link_is_the_run_page_the_result_names():
     assert mlflow_run_url(untracked) == mlflow_run_url(trained_result()) == mlflow_run_url(None) == ""
 
 
-def finished_pod(exit_code: int):
-    from kubernetes.client import models as k8s
-
-    state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code))
-    status = k8s.V1PodStatus(phase="Failed" if exit_code else "Succeeded", container_statuses=[
-        k8s.V1ContainerStatus(name="base", state=state, image="i", image_id="", ready=False, restart_count=0)])
-    spec = k8s.V1PodSpec(containers=[k8s.V1Container(name="base", image="i")])
-    return k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="cpt-convert-x", namespace="cpt"), spec=spec, status=status)
-
-
-class FakeCoreV1:
-    """The two Kubernetes API calls cleanup() makes for a finished pod: read it, and label it as checked."""
-
-    def __init__(self, pod) -> None:
-        self.pod, self.patched = pod, []
-
-    def read_namespaced_pod(self, name, namespace, **kwargs):
-        assert (name, namespace) == (self.pod.metadata.name, self.pod.metadata.namespace)
-        return self.pod
-
-    def patch_namespaced_pod(self, name, namespace, body, **kwargs):
-        self.patched.append(body)
-        return self.pod
-
-
-@pytest.mark.parametrize(("status", "error"), [(2, AirflowFailException), (3, AirflowFailException),
-                                               (99, AirflowSkipException), (1, AirflowException)])
-def test_pod_runner_exit_statuses(status, error):
-    """The provider's own cleanup() decides on the finished pod; no cluster is needed to reach that point."""
-    op = StepPodOperator(task_id="convert", name="cpt-convert", namespace="cpt", image="i", skip_on_exit_code=99,
-                         on_finish_action="delete_succeeded_pod", do_xcom_push=False)
-    pod = finished_pod(status)
-    op.__dict__["client"] = FakeCoreV1(pod)  # the Kubernetes API: the one thing faked
-    op.__dict__.pop("pod_manager", None)
-    with pytest.raises(error) as raised:
-        op.cleanup(pod, pod)
-    if error is AirflowException:
-        assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))
-
-
 def fake_node_cli(tmp_path: Path, statuses: dict[int, int], sleep: dict[int, int] | None = None) -> str:
     """A stand-in for `cpt-tasks train` on one node: notes its rank, arguments and what its /dev/shm holds, writes
     ``{"rank": R}`` to $CPT_RESULT_FILE, sleeps, exits with ``statuses[R]``."""
@@ -212,7 +173,7 @@ def test_local_runner_starts_one_process_per_node_each_in_its_own_dev_shm(tmp_pa
     for rank in (0, 1):
         out = (tmp_path / f"node-{rank}.out").read_text()
         assert f"--nnodes 2 --node_rank {rank} --master_addr 127.0.0.1 --master_port " in out
-        assert "argv: train --report r" in out and f"/cpt-nodes-" in out  # its own scratch
+        assert "argv: train --report r" in out and "/cpt-nodes-" in out  # its own scratch
         assert out.splitlines()[-1].strip() == f"shm: cpt-test-{rank}"  # not the other node's
     ports = {(tmp_path / f"node-{r}.out").read_text().split("--master_port ")[1].split()[0] for r in (0, 1)}
     assert len(ports) == 1
@@ -231,142 +192,3 @@ def test_local_runner_fails_all_nodes_with_the_first_failure(tmp_path, statuses,
     assert time.monotonic() - started < 60  # node 0 was stopped, not waited for
     if error is AirflowException:
         assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))
-
-
-def node_pod(index: int, exit_code: int, message: str | None = None):
-    """A finished pod of the training Job: its completion index, its base container's exit code and message."""
-    from kubernetes.client import models as k8s
-
-    state = k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(exit_code=exit_code, message=message))
-    status = k8s.V1PodStatus(phase="Failed" if exit_code else "Succeeded", container_statuses=[
-        k8s.V1ContainerStatus(name="base", state=state, image="i", image_id="", ready=False, restart_count=0)])
-    meta = k8s.V1ObjectMeta(name=f"job-cpt-train-x-{index}-abcde", namespace="cpt",
-                            annotations={"batch.kubernetes.io/job-completion-index": str(index)},
-                            labels={"batch.kubernetes.io/job-name": "job-cpt-train-x"})
-    return k8s.V1Pod(metadata=meta, spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="base", image="i")]),
-                     status=status)
-
-
-class FakeKubernetes:
-    """The Kubernetes API calls the training Job's operator makes: create the Job, list its pods (appearing one
-    poll at a time), read and label a pod, delete the Job."""
-
-    def __init__(self, pods) -> None:
-        self.pods = {p.metadata.name: p for p in pods}
-        self.jobs, self.deleted, self.lists = [], [], 0
-        self._is_in_cluster = False
-
-    is_in_cluster = property(lambda self: self._is_in_cluster)
-
-    def get_namespace(self):
-        return None
-
-    def create_job(self, job):
-        self.jobs.append(job)
-        return job
-
-    def get_pod(self, name, namespace):
-        return self.pods[name]
-
-    def read_namespaced_pod(self, name, namespace, **kwargs):
-        return self.pods[name]
-
-    def patch_namespaced_pod(self, name, namespace, body, **kwargs):
-        return self.pods[name]
-
-    def list_namespaced_pod(self, namespace, label_selector):
-        self.lists += 1
-        assert label_selector == "batch.kubernetes.io/job-name=" + self.jobs[-1].metadata.name
-        return SimpleNamespace(items=list(self.pods.values())[:self.lists])
-
-    def delete_namespaced_job(self, **kwargs):
-        self.deleted.append(kwargs)
-
-
-def train_operator(fake: FakeKubernetes, **kwargs):
-    from cpt_tasks.pipeline.train_job import StepTrainOperator
-
-    options = dict(task_id="train", name="cpt-train", namespace="cpt", image="i", arguments=["train"], nodes="2",
-                   node_subdomain="cpt-train-nodes", get_logs=False, on_finish_action="keep_pod",
-                   outlets=[Asset(name="cpt_dolmino/checkpoint")], wiring=train_step().wiring)
-    op = StepTrainOperator(**{**options, **kwargs})
-    op.__dict__.update(hook=fake, client=fake, job_client=fake)  # the Kubernetes API: the one thing faked
-    return op
-
-
-def job_event(status: str, names: list[str]) -> dict:
-    return {"status": status, "message": "Job has failed" if status == "error" else "Job completed",
-            "job": {"metadata": {"name": "job-cpt-train-x", "namespace": "cpt"}}, "pod_names": names,
-            "pod_namespace": "cpt"}
-
-
-def job_context() -> dict:
-    """What the Job's creation reads from the task's context."""
-    ti = SimpleNamespace(dag_id="cpt_dolmino", task_id="train", run_id="r", map_index=-1, try_number=1,
-                         xcom_pull=lambda task_ids: None, xcom_push=lambda key, value: None)
-    return {**context({"train": "always"}), "ti": ti, "run_id": "r", "dag": SimpleNamespace(dag_id="cpt_dolmino")}
-
-
-def test_training_job_is_created_waits_for_its_pods_and_defers(monkeypatch):
-    from airflow.sdk.exceptions import TaskDeferred
-
-    import cpt_tasks.pipeline.train_job as train_job
-
-    monkeypatch.setattr(train_job, "PODS_POLL", 0.01)
-    fake = FakeKubernetes([node_pod(1, 0), node_pod(0, 0)])
-    op = train_operator(fake)
-    ctx = job_context()
-    with pytest.raises(TaskDeferred) as deferred:
-        op.execute(ctx)
-    assert deferred.value.method_name == "execute_complete"
-    assert fake.lists == 2  # the second pod came one poll later: no "No pods running" (apache/airflow#70585)
-    (job,) = fake.jobs
-    assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism, job.spec.backoff_limit) == \
-        ("Indexed", 2, 2, 0)
-    assert job.spec.template.spec.subdomain == "cpt-train-nodes"
-    assert [p.metadata.name for p in op.pods] == ["job-cpt-train-x-0-abcde", "job-cpt-train-x-1-abcde"]
-
-
-def test_training_job_whose_pods_never_come_is_deleted_and_retried(monkeypatch):
-    import cpt_tasks.pipeline.train_job as train_job
-
-    monkeypatch.setattr(train_job, "PODS_POLL", 0.01)
-    monkeypatch.setattr(train_job, "PODS_WAIT", 0.1)
-    fake = FakeKubernetes([])
-    op = train_operator(fake)
-    ctx = job_context()
-    with pytest.raises(AirflowException, match="0 of 2 pods") as raised:
-        op.execute(ctx)
-    assert not isinstance(raised.value, AirflowFailException)
-    assert fake.deleted and fake.deleted[0]["name"] == fake.jobs[0].metadata.name
-
-
-def test_finished_training_job_returns_node_0s_termination_message():
-    result = TrainResult(status="trained", run_name="y", run_folder="/c/y", checkpoint="/c/y/checkpoints/ep0-ba4",
-                         hf_export="/c/y/hf", run_manifest="/c/y/run-manifest.json", plan_fingerprint="f" * 64,
-                         final_step=4, train_tokens=4096).model_dump(mode="json")
-    other = dict(result, status="node_done")
-    pods = [node_pod(1, 0, json.dumps(other)), node_pod(0, 0, json.dumps(result))]
-    op = train_operator(FakeKubernetes(pods))
-    ctx = job_context()
-    assert op.execute_complete(ctx, job_event("success", [p.metadata.name for p in pods])) == result
-    assert ctx["outlet_events"][op.outlets[0]].extra["checkpoint"] == "/c/y/checkpoints/ep0-ba4"
-
-
-@pytest.mark.parametrize(("codes", "error"), [((1, 2), AirflowFailException), ((3, 137), AirflowFailException),
-                                              ((1, 137), AirflowException)])
-def test_failed_training_job_retries_unless_a_node_exited_2_or_3(codes, error):
-    pods = [node_pod(0, codes[0]), node_pod(1, codes[1])]
-    op = train_operator(FakeKubernetes(pods))
-    with pytest.raises(error) as raised:
-        op.execute_complete(job_context(), job_event("error", [p.metadata.name for p in pods]))
-    if error is AirflowException:
-        assert not isinstance(raised.value, (AirflowFailException, AirflowSkipException))
-    else:
-        assert "node " in str(raised.value) and "not retrying" in str(raised.value)
-
-
-def test_multi_node_training_needs_the_charts_service():
-    op = train_operator(FakeKubernetes([]), node_subdomain="")
-    with pytest.raises(AirflowFailException, match="CPT_TRAIN_SUBDOMAIN is empty"):
-        op.execute(context({"train": "always"}))
