@@ -29,6 +29,8 @@ from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import WorkerOutcome
 from cpt_tasks.runs import log, mlflow_logger  # noqa: F401 (mlflow_logger registers cpt_mlflow)
 
+say = log.teller("train", when=lambda: dist.get_global_rank() == 0)  # one line per run: global rank 0 only
+
 SYMLINK_CHECK_SECONDS = 2.0
 _RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_sec",
            "throughput/device/tokens_per_sec": "device_tokens_per_sec", "throughput/device/mfu": "mfu"}
@@ -37,12 +39,6 @@ _RENAME = {"loss/train/total": "loss", "throughput/tokens_per_sec": "tokens_per_
 def transformer_flops_per_token(n_params: int, n_layers: int, d_model: int, seq_len: int) -> float:
     """Training flops per token as LLM-Foundry counts them for MPT: 6·params + 12·layers·d_model·seq."""
     return 6.0 * n_params + 12.0 * n_layers * d_model * seq_len
-
-
-def say(message: str) -> None:
-    """One line on stderr from global rank 0 (the pod's log)."""
-    if dist.get_global_rank() == 0:
-        log.say("train", message)
 
 
 class RunMetrics(LoggerDestination):
