@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -83,7 +84,7 @@ def _train(cfg: TrainConfig, nodes: NodeAgreement | None) -> TrainResult:
             say(f"node {cfg.node_rank}: training processes done; node 0 writes the run's record")
             return _node_result(paths, report.plan.fingerprint, length, step)
         _check_finished(outcome, length, paths)
-    manifest = _run_manifest(cfg, inputs, paths, length, wanted, outcome, mode, gpus, started, tracked)
+    manifest = _run_manifest(Attempt(cfg, inputs, paths, length, wanted, gpus, mode, started), outcome, tracked)
     write_run_record(paths, manifest, outcome.history)
     state = "trained" if mode == "train" and manifest.start_step == 0 else "resumed"
     say(f"run {paths.run_name} {state}: step {manifest.final_step}, {manifest.train_tokens:,} tokens; "
@@ -112,8 +113,23 @@ def _track(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, gpus: int
     return tracker, tracked, tracker.logger(tracked, paths.run_name, tags, system_metrics=gpus > 0)
 
 
-def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length: TrainLength, wanted: dict,
-                  outcome: WorkerOutcome, mode: str, gpus: int, started: float, tracked: MlflowRun) -> RunManifest:
+@dataclass(frozen=True)
+class Attempt:
+    """This try of the run as decided before its processes start: what its run manifest records."""
+
+    cfg: TrainConfig
+    inputs: TrainInputs  # the verified report, data, model and tokenizer, checked
+    paths: RunPaths
+    length: TrainLength  # steps and tokens planned
+    wanted: dict  # the settings that determine the numbers (a finished run must agree)
+    gpus: int  # per node; 0 on the CPU
+    mode: str  # "train" or "export" (training finished, the export or manifest did not)
+    started: float  # time.time() when the try began
+
+
+def _run_manifest(attempt: Attempt, outcome: WorkerOutcome, tracked: MlflowRun) -> RunManifest:
+    cfg, inputs, paths, length, wanted, gpus = (attempt.cfg, attempt.inputs, attempt.paths, attempt.length,
+                                                attempt.wanted, attempt.gpus)
     report, latest = inputs.report, latest_checkpoint(paths.checkpoints)
     return RunManifest(
         run_name=paths.run_name, run_folder=paths.folder, run_id=cfg.run_id, plan=report.plan,
@@ -123,9 +139,9 @@ def _run_manifest(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, length
         train_yaml=paths.yaml, nodes=cfg.nnodes, gpus_per_node=gpus, world_size=outcome.world_size,
         sharding_strategy=sharding_strategy(cfg, gpus), planned_final_step=length.final_step,
         final_step=outcome.final_step, train_tokens=outcome.final_tokens,
-        start_step=outcome.start.step if outcome.start else None, last_attempt=mode,
+        start_step=outcome.start.step if outcome.start else None, last_attempt=attempt.mode,
         checkpoint=latest[0] if latest else None, hf_export=paths.hf,
-        attempt_seconds=round(time.time() - started, 1), metrics=summarize(outcome.history),
+        attempt_seconds=round(time.time() - attempt.started, 1), metrics=summarize(outcome.history),
         metrics_history=paths.metrics, loss_curve=paths.loss_png, code_version=code_version(),
         finished_at=datetime.now(timezone.utc).isoformat(), mlflow=tracked)
 
