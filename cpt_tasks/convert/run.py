@@ -1,8 +1,8 @@
 """``convert(cfg) -> ConvertResult``: read, tokenize in worker processes, pack, write MDS, then the manifest.
 
-Rerun-safe: the same fingerprint with a manifest in place is a no-op that touches no file; otherwise the
-split folders are cleared and rewritten, and the manifest goes last. A run killed at any point leaves no
-manifest, and rerunning it gives the same bytes.
+Rerun-safe: the same fingerprint with a manifest in place is a no-op that touches no file (``already_complete``);
+otherwise the split folders are cleared and rewritten, and the manifest goes last. A run killed at any point
+leaves no manifest, and rerunning it gives the same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, Docume
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress
+from cpt_tasks.runs.completion import ALREADY_COMPLETE
 from cpt_tasks.storage import join, remove_file, remove_tree
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, resolve_tokenizer_dir
 
@@ -41,7 +42,7 @@ class ConvertResult:
 
     out_root: str
     fingerprint: str
-    up_to_date: bool
+    already_complete: bool
     manifest: ConvertManifest
 
 
@@ -224,8 +225,8 @@ class _Conversion:
 def format_summary(result: ConvertResult) -> str:
     """A readable end-of-run table."""
     m = result.manifest
-    if result.up_to_date:
-        return (f"up to date: {result.out_root} already holds this conversion "
+    if result.already_complete:
+        return (f"already complete: {result.out_root} holds this conversion "
                 f"(fingerprint {result.fingerprint[:12]}); no file was touched")
     lines = [f"converted {m.source.dataset} [{m.source.subset or '-'}] -> {result.out_root}",
              f"{'split':<6} {'documents':>10} {'samples':>9} {'tokens':>14} {'requested':>10}"]
@@ -244,8 +245,9 @@ def summarize_result(result: ConvertResult, subset: str | None = None) -> Conver
     """The result the DAG keeps (XCom): status, location, source and counts."""
     m = result.manifest
     return ConvertSummary(
-        status="up_to_date" if result.up_to_date else "converted", subset=subset, out_root=result.out_root,
-        manifest=manifest_location(result.out_root), fingerprint=result.fingerprint, source=m.source,
+        status=ALREADY_COMPLETE if result.already_complete else "converted", subset=subset,
+        out_root=result.out_root, manifest=manifest_location(result.out_root), fingerprint=result.fingerprint,
+        source=m.source,
         splits={split: SplitTotals(documents=c.documents, samples=c.samples, tokens=c.tokens)
                 for split, c in m.splits.items()},
         exhausted=m.exhausted)
