@@ -1,8 +1,9 @@
 """``convert(cfg) -> ConvertResult``: read, tokenize in worker processes, pack, write MDS, then the manifest.
 
-Rerun-safe: the same fingerprint with a manifest in place is a no-op that touches no file (``already_complete``);
-otherwise the split folders are cleared and rewritten, and the manifest goes last. A run killed at any point
-leaves no manifest, and rerunning it gives the same bytes.
+Rerun-safe: a manifest of this very conversion (the same fingerprint; ``cpt_tasks.runs.completion.find_complete``
+decides) makes it a no-op that touches no file (``already_complete``); a manifest of another conversion is a
+``UserError`` unless ``--overwrite``; otherwise the split folders are cleared and rewritten, and the manifest
+goes last. A run killed at any point leaves no manifest, and rerunning it gives the same bytes.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, Docume
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress
-from cpt_tasks.runs.completion import ALREADY_COMPLETE
+from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_complete
 from cpt_tasks.storage import join, remove_file, remove_tree
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, resolve_tokenizer_dir
 
@@ -66,21 +67,21 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     tok = describe(cfg.tokenizer, folder, encoder)
     fp = fingerprint(cfg, source, tok)
 
-    existing = read_manifest(cfg.out_root)
-    if existing is not None:
-        if existing.fingerprint == fp:
-            return ConvertResult(cfg.out_root, fp, True, existing)
-        if not cfg.overwrite:
-            raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
-                            f"{existing.fingerprint[:12]}, this one {fp[:12]}); "
-                            "choose another --out_root or pass --overwrite")
-    remove_file(manifest_location(cfg.out_root))  # incomplete from here until the new manifest lands
+    marker = manifest_location(cfg.out_root)
+    done = find_complete(marker, ConvertManifest, lambda found: found.fingerprint == fp)
+    if done is not None:
+        return ConvertResult(cfg.out_root, fp, True, done)
+    if not cfg.overwrite and (other := read_manifest(cfg.out_root)) is not None:
+        raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
+                        f"{other.fingerprint[:12]}, this one {fp[:12]}); "
+                        "choose another --out_root or pass --overwrite")
+    remove_file(marker)  # incomplete from here until the new manifest lands
     for split in SPLITS:
         remove_tree(join(cfg.out_root, split))
 
     written = _Conversion(cfg, source, encoder, str(folder), progress_interval).run()
     manifest = _manifest(cfg, fp, source, tok, written, started)
-    write_document(manifest_location(cfg.out_root), manifest)
+    write_document(marker, manifest)
     return ConvertResult(cfg.out_root, fp, False, manifest)
 
 
