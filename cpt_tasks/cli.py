@@ -1,9 +1,8 @@
 """``cpt-tasks``: one CLI over every job. Pods and the local runner run it; tests call the functions.
 
-Exit status (``cpt_tasks.errors``): 0 done (or already up to date), 1 failed (transient: retry), 2 bad input
+Exit status (``cpt_tasks.errors``): 0 done (or already complete), 1 failed (transient: retry), 2 bad input
 or arguments and 3 bad data (verification failed, or input bytes differ from their listing; both final: do not
-retry), 99 up to date when
-``convert-subset --up_to_date_exit 99`` asks for it. When ``CPT_RESULT_FILE`` is set, a job also writes its
+retry), 99 already complete when ``convert-subset --already_complete_exit 99`` asks for it. When ``CPT_RESULT_FILE`` is set, a job also writes its
 result document there as JSON (the pods' ``/airflow/xcom/return.json``; the local runner's temporary file).
 """
 
@@ -99,7 +98,7 @@ def _convert_subset(args: argparse.Namespace) -> int:
     result = convert(cfg)
     print(format_summary(result))
     write_result(summarize_result(result, args.subset))
-    return args.up_to_date_exit if result.up_to_date and args.up_to_date_exit else EXIT_OK
+    return args.already_complete_exit if result.already_complete and args.already_complete_exit else EXIT_OK
 
 
 def _plan(cfg: PlanConfig) -> int:
@@ -228,7 +227,7 @@ against the one it started from. The Airflow DAG cpt_dolmino runs these same com
 EPILOG = """\
 Every option is spelt --name_with_underscores or --name-with-dashes; --config FILE (YAML/JSON) or an inline
 JSON object gives several at once, and --dry-run prints the validated options. `cpt-tasks COMMAND --help` lists
-a command's options. Exit status: 0 done (or already up to date), 1 failed and safe to retry, 2 bad input or
+a command's options. Exit status: 0 done (or already complete), 1 failed and safe to retry, 2 bad input or
 arguments, 3 the data failed its checks (2 and 3: retrying cannot help)."""
 
 
@@ -249,9 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     planned.add_argument("--subset", required=True, help="Which planned subset to convert")
     planned.add_argument(*flags("num_workers"), dest="num_workers", type=int, default=None,
                          help="Override the planned converter processes")
-    planned.add_argument(*flags("up_to_date_exit"), dest="up_to_date_exit", type=int, default=0, metavar="STATUS",
-                         help="Exit with this status instead of 0 when the subset was already converted "
-                              "(the DAG marks such a task skipped)")
+    planned.add_argument(*flags("already_complete_exit"), dest="already_complete_exit", type=int, default=0,
+                         metavar="STATUS", help="Exit with this status instead of 0 when the subset was already "
+                         "converted (the DAG marks such a task skipped)")
     planned.add_argument(*flags("dry-run"), dest="dry_run", action="store_true",
                          help="Print the subset's ConvertConfig and exit")
     commands["convert-subset"] = _convert_subset

@@ -2,15 +2,15 @@
 
 A ``UserError`` is a mistake in the input or the arguments: retrying cannot help, so the CLI exits with
 status 2 and the DAG fails the task at once. Verification that finds bad data exits 3, also final. Anything
-else is treated as transient (exit 1, retried). A job asked to say so exits 99 when there was nothing to
-do (``convert-subset --up_to_date_exit 99``): the DAG marks such a task skipped.
+else is treated as transient (exit 1, retried). A job asked to say so exits 99 when its work was already
+complete (``convert-subset --already_complete_exit 99``): the DAG marks such a task skipped.
 """
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # transient or unexpected failure: safe to retry
 EXIT_USER_ERROR = 2  # bad input or arguments: do not retry
 EXIT_CHECK_FAILED = 3  # the job ran, and the data failed its checks (verify): retrying cannot help
-EXIT_UP_TO_DATE = 99  # the output already exists (convert-subset, when asked): the task is skipped
+EXIT_ALREADY_COMPLETE = 99  # the work was already complete (convert-subset, when asked): the task is skipped
 NO_RETRY_EXITS = frozenset({EXIT_USER_ERROR, EXIT_CHECK_FAILED})
 
 

@@ -7,7 +7,7 @@
 * **plan** derives every subset's token budget from *Total train tokens* and the *Proportions*, and a
   fingerprint of everything that determines each subset's bytes.
 * **convert** tokenizes one subset with the *Tokenizer* (Llama 3.1's by default) into fixed-length MDS rows.
-  A subset already converted with the same fingerprint is **skipped** (up to date), so a scheduled refresh
+  A subset already converted with the same fingerprint is **skipped** (already complete), so a scheduled refresh
   with unchanged sources converts nothing.
 * **verify** checks every subset's shards, counts and mix against the plan before any GPU is spent.
 * **train** continues pretraining with Composer + LLM-Foundry on the verified mix, one process per GPU;

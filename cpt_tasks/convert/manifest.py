@@ -2,7 +2,8 @@
 
 ``manifest.json`` (:class:`~cpt_tasks.documents.convert.ConvertManifest`, located and read with
 :func:`~cpt_tasks.documents.convert.read_manifest`) is written last, atomically, into ``out_root``: a folder
-without a valid one is incomplete and never trusted. Its ``fingerprint``
+without a valid one is incomplete and never trusted, and one whose fingerprint is this conversion's makes it
+already complete (:func:`~cpt_tasks.runs.completion.find_complete` decides). Its ``fingerprint``
 (:func:`~cpt_tasks.data.fingerprint.fingerprint`) hashes everything that determines the output bytes.
 """
 

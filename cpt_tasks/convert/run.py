@@ -1,8 +1,9 @@
 """``convert(cfg) -> ConvertResult``: read, tokenize in worker processes, pack, write MDS, then the manifest.
 
-Rerun-safe: the same fingerprint with a manifest in place is a no-op that touches no file; otherwise the
-split folders are cleared and rewritten, and the manifest goes last. A run killed at any point leaves no
-manifest, and rerunning it gives the same bytes.
+Rerun-safe: a manifest of this very conversion (the same fingerprint; ``cpt_tasks.runs.completion.find_complete``
+decides) makes it a no-op that touches no file (``already_complete``); a manifest of another conversion is a
+``UserError`` unless ``--overwrite``; otherwise the split folders are cleared and rewritten, and the manifest
+goes last. A run killed at any point leaves no manifest, and rerunning it gives the same bytes.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, Docume
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress
+from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_complete
 from cpt_tasks.storage import join, remove_file, remove_tree
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, resolve_tokenizer_dir
 
@@ -41,7 +43,7 @@ class ConvertResult:
 
     out_root: str
     fingerprint: str
-    up_to_date: bool
+    already_complete: bool
     manifest: ConvertManifest
 
 
@@ -65,21 +67,21 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     tok = describe(cfg.tokenizer, folder, encoder)
     fp = fingerprint(cfg, source, tok)
 
-    existing = read_manifest(cfg.out_root)
-    if existing is not None:
-        if existing.fingerprint == fp:
-            return ConvertResult(cfg.out_root, fp, True, existing)
-        if not cfg.overwrite:
-            raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
-                            f"{existing.fingerprint[:12]}, this one {fp[:12]}); "
-                            "choose another --out_root or pass --overwrite")
-    remove_file(manifest_location(cfg.out_root))  # incomplete from here until the new manifest lands
+    marker = manifest_location(cfg.out_root)
+    done = find_complete(marker, ConvertManifest, lambda found: found.fingerprint == fp)
+    if done is not None:
+        return ConvertResult(cfg.out_root, fp, True, done)
+    if not cfg.overwrite and (other := read_manifest(cfg.out_root)) is not None:
+        raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
+                        f"{other.fingerprint[:12]}, this one {fp[:12]}); "
+                        "choose another --out_root or pass --overwrite")
+    remove_file(marker)  # incomplete from here until the new manifest lands
     for split in SPLITS:
         remove_tree(join(cfg.out_root, split))
 
     written = _Conversion(cfg, source, encoder, str(folder), progress_interval).run()
     manifest = _manifest(cfg, fp, source, tok, written, started)
-    write_document(manifest_location(cfg.out_root), manifest)
+    write_document(marker, manifest)
     return ConvertResult(cfg.out_root, fp, False, manifest)
 
 
@@ -224,8 +226,8 @@ class _Conversion:
 def format_summary(result: ConvertResult) -> str:
     """A readable end-of-run table."""
     m = result.manifest
-    if result.up_to_date:
-        return (f"up to date: {result.out_root} already holds this conversion "
+    if result.already_complete:
+        return (f"already complete: {result.out_root} holds this conversion "
                 f"(fingerprint {result.fingerprint[:12]}); no file was touched")
     lines = [f"converted {m.source.dataset} [{m.source.subset or '-'}] -> {result.out_root}",
              f"{'split':<6} {'documents':>10} {'samples':>9} {'tokens':>14} {'requested':>10}"]
@@ -244,8 +246,9 @@ def summarize_result(result: ConvertResult, subset: str | None = None) -> Conver
     """The result the DAG keeps (XCom): status, location, source and counts."""
     m = result.manifest
     return ConvertSummary(
-        status="up_to_date" if result.up_to_date else "converted", subset=subset, out_root=result.out_root,
-        manifest=manifest_location(result.out_root), fingerprint=result.fingerprint, source=m.source,
+        status=ALREADY_COMPLETE if result.already_complete else "converted", subset=subset,
+        out_root=result.out_root, manifest=manifest_location(result.out_root), fingerprint=result.fingerprint,
+        source=m.source,
         splits={split: SplitTotals(documents=c.documents, samples=c.samples, tokens=c.tokens)
                 for split, c in m.splits.items()},
         exhausted=m.exhausted)

@@ -126,7 +126,7 @@ class ConvertSummary(Document):
     FORMAT = "cpt-pipeline/convert-result/v1"
     KIND = "a conversion result"
 
-    status: Literal["converted", "up_to_date"]
+    status: Literal["converted", "already_complete"]
     subset: str | None = Field(None, description="The planned subset (convert-subset)")
     out_root: str
     manifest: str = Field(description="Location of the manifest")

@@ -22,7 +22,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.errors import EXIT_UP_TO_DATE, EXIT_USER_ERROR, NO_RETRY_EXITS
+from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import operator_lineage
 from cpt_tasks.pipeline.params import step_timeout
 from cpt_tasks.pipeline.wiring import Wiring
@@ -30,8 +30,8 @@ from cpt_tasks.pipeline.wiring import Wiring
 
 def exit_status_error(code: int, what: str) -> AirflowException:
     """The exception for a step that exited with ``code``: final for user/data errors, else retried."""
-    if code == EXIT_UP_TO_DATE:
-        return AirflowSkipException(f"{what}: already up to date (exit {code}); nothing to do")
+    if code == EXIT_ALREADY_COMPLETE:
+        return AirflowSkipException(f"{what}: already complete (exit {code}); nothing to do")
     if code in NO_RETRY_EXITS:
         kind = "bad input or arguments" if code == EXIT_USER_ERROR else "the data failed verification"
         return AirflowFailException(f"{what} exited {code}: {kind}; not retrying (see the log above)")

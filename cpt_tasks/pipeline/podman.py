@@ -22,7 +22,7 @@ capabilities dropped, no privilege escalation, RuntimeDefault seccomp), the /tmp
 memory limits, the image, command, arguments and environment. Podman ignores what has no meaning on one
 machine (namespace, service account, node selector, tolerations). Pods run with ``--network none``.
 
-Success (exit 0) and "up to date" (99) remove the pod; any other exit keeps it, with its logs, for
+Success (exit 0) and "already complete" (99) remove the pod; any other exit keeps it, with its logs, for
 ``podman logs`` / ``podman pod inspect``. Tested rootful (as root, like CI): the pod's uid 1000 must be able
 to write the storage root, which the runner creates for it when missing.
 """
@@ -39,14 +39,14 @@ from pathlib import Path
 import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from cpt_tasks.errors import EXIT_UP_TO_DATE
+from cpt_tasks.errors import EXIT_ALREADY_COMPLETE
 from cpt_tasks.pipeline.operators import StepPodOperator, exit_status_error
 
 SIDECAR = "airflow-xcom-sidecar"
 XCOM_VOLUME = "xcom"
 WRITABLE_PARAMS = ("storage_root",)
 READ_ONLY_PARAMS = ("dataset", "tokenizer", "model")
-REMOVED_EXITS = (0, EXIT_UP_TO_DATE)  # exits after which the pod is removed (any other keeps it)
+REMOVED_EXITS = (0, EXIT_ALREADY_COMPLETE)  # exits after which the pod is removed (any other keeps it)
 
 
 def local_path(value: object) -> str | None:

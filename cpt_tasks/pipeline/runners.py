@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from kubernetes.client import models as k8s
 
-from cpt_tasks.errors import EXIT_UP_TO_DATE
+from cpt_tasks.errors import EXIT_ALREADY_COMPLETE
 from cpt_tasks.pipeline.operators import LocalStepOperator, MlflowRunLink, StepPodOperator
 from cpt_tasks.pipeline.params import step_timeout
 from cpt_tasks.pipeline.settings import Deployment
@@ -157,5 +157,5 @@ def pod_options(step: Step, deployment: Deployment) -> dict:
             "termination_grace_period": 120,
         })
     else:
-        options["skip_on_exit_code"] = EXIT_UP_TO_DATE
+        options["skip_on_exit_code"] = EXIT_ALREADY_COMPLETE
     return options

@@ -13,7 +13,7 @@ from typing import Literal
 
 from cpt_tasks.documents.plan import PlanEntry
 from cpt_tasks.documents.verify import VerifySummary
-from cpt_tasks.errors import EXIT_UP_TO_DATE
+from cpt_tasks.errors import EXIT_ALREADY_COMPLETE
 from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root, run_dir
 from cpt_tasks.pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, train_extras, \
     train_lineage, verify_extras, verify_lineage
@@ -75,7 +75,7 @@ def convert_kwargs(entry: dict) -> dict:
     planned = PlanEntry.model_validate(entry)
     return {
         "arguments": ["convert-subset", "--plan", planned.plan, "--subset", planned.subset,
-                      "--up_to_date_exit", str(EXIT_UP_TO_DATE)],
+                      "--already_complete_exit", str(EXIT_ALREADY_COMPLETE)],
         "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": "convert",
                    "cpt-pipeline/subset": planned.subset},
     }

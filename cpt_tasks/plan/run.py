@@ -2,7 +2,7 @@
 
 The fingerprint of each subset is the converter's own (``cpt_tasks.data.fingerprint.fingerprint``) over the
 exact ``ConvertConfig`` the plan carries, so the same inputs always give the same location, a converted
-location is recognised as up to date, and ``verify`` can demand that each manifest carries it.
+location is recognised as already complete, and ``verify`` can demand that each manifest carries it.
 ``convert-subset`` runs that config as it is stored (validated by the model when the plan is read).
 """
 

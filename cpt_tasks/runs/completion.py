@@ -1,5 +1,6 @@
-"""The one test of "already done" for a run: its completion marker (a document written last) is there, valid,
-and belongs to this very work. A marker that is missing, invalid or another work's is never trusted.
+"""The one test of "already done" for every job's work (a conversion, a training run, an evaluation): its
+completion marker (a document written last) is there, valid, and belongs to this very work. A marker that is
+missing, invalid or another work's is never trusted.
 
 ``ALREADY_COMPLETE`` is the status a job reports when it found its work done (the documents' ``status``)."""
 

@@ -50,8 +50,8 @@ def test_dashes_work_and_a_misspelt_option_names_the_closest(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage: cpt-tasks plan --out_root OUT_ROOT [options]")
     assert "unrecognized arguments: --total_tokns 1000 (did you mean --total_tokens?)" in proc.stderr
-    proc = call_cli("convert-subset", "--plan", "p", "--subset", "s", "--up-to-date-exitt", "99")
-    assert proc.returncode == 2 and "(did you mean --up-to-date-exit?)" in proc.stderr
+    proc = call_cli("convert-subset", "--plan", "p", "--subset", "s", "--already-complete-exitt", "99")
+    assert proc.returncode == 2 and "(did you mean --already-complete-exit?)" in proc.stderr
 
 
 def test_top_level_help_speaks_to_users(capsys):

@@ -19,7 +19,7 @@ from conftest import CPT, ROOT, call_cli, read_rows
 from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.convert.run import convert
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.convert import ConvertManifest
+from cpt_tasks.documents.convert import ConvertManifest, read_manifest
 from cpt_tasks.tokenizer import LLAMA3_BOS, LLAMA3_EOS, Encoder
 
 CONCAT = 512
@@ -54,7 +54,7 @@ def flan(tmp_path_factory, sample_dir, tokenizer_dir):
 def test_manifest_records_the_contract(flan, tokenizer_dir):
     cfg, result = flan
     m = read_document(str(Path(cfg.out_root) / "manifest.json"), ConvertManifest)[0]
-    assert m == result.manifest and not result.up_to_date
+    assert m == result.manifest and not result.already_complete
     assert m.fingerprint == result.fingerprint and len(m.fingerprint) == 64
     assert m.concat_tokens == CONCAT and m.exhausted is False
     assert m.splits["train"].samples == 40 and m.splits["train"].tokens == 40 * CONCAT
@@ -138,14 +138,26 @@ def test_shuffle_is_deterministic_for_any_worker_count(tmp_path, sample_dir, tok
     assert tree_bytes(tmp_path / "plain") != t0 and tree_bytes(tmp_path / "seed6") != t0
 
 
-def test_rerun_is_a_noop_that_touches_nothing(tmp_path, sample_dir, tokenizer_dir):
+def test_rerun_is_a_noop_that_touches_nothing(tmp_path, sample_dir, tokenizer_dir, monkeypatch):
     args = ["convert", "--dataset", sample_dir, "--data_subset", "math", "--out_root", tmp_path / "o",
             "--tokenizer", tokenizer_dir, "--concat_tokens", CONCAT, "--max_tokens", 20 * CONCAT]
     call_cli(*args, check=True)
     before = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (tmp_path / "o").rglob("*")}
+    monkeypatch.setenv("CPT_RESULT_FILE", str(tmp_path / "result.json"))
     second = call_cli(*args, "--num_workers", 1, check=True)  # worker count does not change the bytes
-    assert "up to date" in second.stdout and "no file was touched" in second.stdout
+    assert "already complete" in second.stdout and "no file was touched" in second.stdout
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in (tmp_path / "o").rglob("*")} == before
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "already_complete"  # as train's, evaluate's
+
+
+def test_an_invalid_manifest_is_never_trusted_and_needs_no_overwrite(tmp_path, sample_dir, tokenizer_dir):
+    cfg = ConvertConfig(dataset=str(sample_dir), data_subset="math", out_root=str(tmp_path),
+                        tokenizer=str(tokenizer_dir), concat_tokens=CONCAT, max_tokens=10 * CONCAT)
+    first = convert(cfg, progress_interval=0)
+    (tmp_path / "manifest.json").write_text('{"format": "cpt-pipeline/convert-manifest/v1", "fingerprint": "cut')
+    again = convert(cfg, progress_interval=0)  # converted again, not refused as another conversion
+    assert not again.already_complete and again.fingerprint == first.fingerprint
+    assert read_manifest(str(tmp_path)).splits == first.manifest.splits
 
 
 def test_exhausted_source_writes_fewer_rows_and_says_so(tmp_path, sample_dir, tokenizer_dir):

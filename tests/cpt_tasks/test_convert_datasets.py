@@ -45,7 +45,7 @@ def test_datasets_path_gives_the_rows_of_the_same_json_lines(tmp_path, tokenizer
     assert source.kind == "datasets" and source.revision is None and [f.path for f in source.files] == ["train.csv"]
     again = convert(ConvertConfig(dataset=str(folder), source_format="datasets", text_field="body",
                                   out_root=str(tmp_path / "ds"), **common), progress_interval=0)
-    assert again.up_to_date and again.fingerprint == ds.fingerprint != js.fingerprint
+    assert again.already_complete and again.fingerprint == ds.fingerprint != js.fingerprint
 
 
 def test_datasets_errors_name_dataset_row_and_field(tmp_path, tokenizer_dir):

@@ -72,7 +72,7 @@ def test_fingerprint_is_content_addressed(uploaded, s3_server, tmp_path, tokeniz
         client.put_object(Bucket="cpt", Key=f"copy/elsewhere/{path.name}", Body=path.read_bytes())
     first = convert(config("s3://cpt/in/data/jsonl", tmp_path / "a", tokenizer_dir), progress_interval=0)
     moved = convert(config("s3://cpt/copy/elsewhere/", tmp_path / "a", tokenizer_dir), progress_interval=0)
-    assert moved.up_to_date and moved.fingerprint == first.fingerprint
+    assert moved.already_complete and moved.fingerprint == first.fingerprint
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet"])

@@ -78,7 +78,7 @@ def test_whole_parquet_source_and_rerun(corpora, tmp_path, tokenizer_dir):
     first = run(corpora["parquet"], tmp_path / "p", tokenizer_dir, num_workers=0)
     assert not first.manifest.exhausted and first.manifest.documents.skipped_empty == 1
     again = run(corpora["parquet"], tmp_path / "p", tokenizer_dir, num_workers=0)
-    assert again.up_to_date and again.fingerprint == first.fingerprint
+    assert again.already_complete and again.fingerprint == first.fingerprint
 
 
 def bad_table(tmp_path, name, table):

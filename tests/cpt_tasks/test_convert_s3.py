@@ -38,7 +38,7 @@ def test_s3_output_matches_local_and_rerun_is_noop(s3_server, tmp_path, sample_d
     rerun = call_cli("convert", "--dataset", sample_dir, "--data_subset", "wiki", "--out_root", "s3://cpt/runs/wiki",
                     "--tokenizer", tokenizer_dir, "--concat_tokens", 1024, "--max_tokens", 30 * 1024,
                     "--val_tokens", 3 * 1024, "--shuffle", "--size_limit", "64kb", check=True)
-    assert "up to date" in rerun.stdout and keys(s3_server, "runs/wiki/") == stored
+    assert "already complete" in rerun.stdout and keys(s3_server, "runs/wiki/") == stored
 
 
 @pytest.mark.llmfoundry

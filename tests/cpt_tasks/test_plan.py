@@ -193,11 +193,17 @@ def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_d
     def run_plan():
         body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path),
                                total_tokens=350_000, concat_tokens=256, val_fraction=0.03))
+        write_document(str(tmp_path / "plan.json"), body)
         return [convert(s.convert, progress_interval=0) for s in body.subsets]
 
     first, second = run_plan(), run_plan()
-    assert not any(r.up_to_date for r in first) and all(r.up_to_date for r in second)
+    assert not any(r.already_complete for r in first) and all(r.already_complete for r in second)
     assert [r.fingerprint for r in first] == [r.fingerprint for r in second]
+    subset = ["convert-subset", "--plan", tmp_path / "plan.json", "--subset", "wiki"]
+    skipped = call_cli(*subset, "--already_complete_exit", 99)  # what the DAG passes: the task is skipped
+    assert skipped.returncode == 99 and skipped.stdout.startswith("already complete:")
+    assert call_cli(*subset).returncode == 0  # unasked, already complete is done
+    assert call_cli(*subset, "--up_to_date_exit", 99).returncode == 2  # the old name is gone, no alias
 
 
 def test_hub_tokenizer_is_pinned_to_the_planned_commit(sample_dir, tokenizer_dir, tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ def test_same_shape_under_every_runner(load_dag):
     assert tasks["train"]["downstream"] == ["evaluate"] and tasks["evaluate"]["upstream"] == ["train"]
     assert tasks["convert"]["mapped"] and tasks["convert"]["map_index_template"] == "{{ subset }}"
     assert all(t["retries"] == 3 and t["backoff"] for t in tasks.values())
-    assert tasks["verify"]["trigger_rule"] == "none_failed"  # up-to-date (skipped) subsets still get verified
+    assert tasks["verify"]["trigger_rule"] == "none_failed"  # already complete (skipped) subsets still get verified
     assert tasks["train"]["trigger_rule"] == "all_success"
     assert tasks["evaluate"]["trigger_rule"] == "none_failed"  # a skipped train reaches evaluate's gate
     assert tasks["verify"]["outlets"] == sorted(f"cpt_dolmino/{s}" for s in

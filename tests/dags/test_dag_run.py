@@ -196,7 +196,7 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
     assert states["plan"] == states["verify"] == "success"
     assert states["train"] == "skipped"  # train=if_changed: this data was already trained on
     assert states["evaluate"] == "skipped"  # evaluate=if_trained: no new model
-    assert "already up to date" in proc.stdout + proc.stderr
+    assert "already complete (exit 99)" in proc.stdout + proc.stderr
 
 
 def test_a_skipped_step_says_why_in_full_and_the_summary_says_what_is_earlier(dag_test, first_run):

@@ -227,7 +227,7 @@ def test_a_second_demo_pods_converts_nothing():
     submitted = set((home / "demo-pods" / "pods").glob("*.yaml")) - before
     assert sorted(p.name.rsplit("-", 1)[0] for p in submitted) == ["cpt-convert"] * 6 + ["cpt-plan", "cpt-verify"]
     assert not [p for p in podman("pod", "ls", "--format", "{{.Name}}").stdout.split() if p in
-                {s.stem for s in submitted}]  # up to date (99) and success: every pod removed
+                {s.stem for s in submitted}]  # already complete (99) and success: every pod removed
     # The first run's train and evaluate pods tracked into the file store under the (hostPath) storage root.
     store = home / "demo-pods" / "mlflow"
     assert f"MLflow runs (make mlflow MLFLOW_STORE={store}, then open):" in proc.stdout
