@@ -2,7 +2,7 @@
 (``LocalStepOperator``) and a Kubernetes pod (``StepPodOperator``, a KubernetesPodOperator).
 
 Both share :class:`StepMixin`: the result JSON becomes the task's XCom, the exit status decides retry or not
-(2 = bad input and 3 = bad data fail at once; 99 = already up to date marks the task skipped; anything else
+(2 = bad input and 3 = bad data fail at once; 99 = already complete marks the task skipped; anything else
 is retried), a gate can skip the step before it starts, and the result feeds the Assets and OpenLineage.
 A tracked step (train, evaluate) carries the extra link "MLflow run" to the run its result names.
 Each try gets the run's deadline Param (``<step>_timeout``) as its ``execution_timeout`` before it starts

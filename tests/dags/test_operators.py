@@ -1,5 +1,5 @@
 """Both runners apply one exit-status policy: 0 done (result -> XCom, asset metadata), 2 and 3 final
-(no retry), 99 skipped (up to date), anything else retried (here the local runner; the Kubernetes runner in
+(no retry), 99 skipped (already complete), anything else retried (here the local runner; the Kubernetes runner in
 test_kubernetes_operators.py); the training and evaluation gates; the evaluation's Asset metadata and lineage;
 the "MLflow run" link; training on several local nodes."""
 
