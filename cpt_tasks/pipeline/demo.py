@@ -70,14 +70,14 @@ def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | Non
 
 
 def task_states(airflow_home: Path, run_id: str) -> list[dict]:
-    """The run's task instances (task, label of a mapped one, state), read from the SQLite metadata DB."""
-    import sqlite3
+    """The run's task instances (task, label of a mapped one, state) in the order they started, from Airflow's
+    REST API (:mod:`cpt_tasks.pipeline.airflow_api`)."""
+    from cpt_tasks.pipeline.airflow_api import query_api
 
-    with sqlite3.connect(airflow_home / "airflow.db") as db:
-        rows = db.execute("select task_id, map_index, rendered_map_index, state from task_instance "
-                          "where dag_id = ? and run_id = ? order by start_date", (DAG_ID, run_id)).fetchall()
-    return [{"task_id": t, "map_index": m, "label": label or ("" if m < 0 else str(m)), "state": state}
-            for t, m, label, state in rows]
+    (found,) = query_api(airflow_home, (f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", {"order_by": "start_date"}))
+    return [{"task_id": ti["task_id"], "map_index": ti["map_index"],
+             "label": ti["rendered_map_index"] or ("" if ti["map_index"] < 0 else str(ti["map_index"])),
+             "state": ti["state"]} for ti in found["task_instances"]]
 
 
 def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[str, str] | None = None) -> str:

@@ -68,7 +68,7 @@ class DagTest:
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=900)
 
     def states(self, proc: subprocess.CompletedProcess) -> dict[str, str]:
-        """task (or task[subset]) -> state of the run that ``proc`` ran, from the metadata DB."""
+        """task (or task[subset]) -> state of the run that ``proc`` ran, from Airflow's REST API."""
         from cpt_tasks.pipeline.demo import task_states
 
         return {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]

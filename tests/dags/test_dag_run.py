@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from conftest import run_id_of
+from cpt_tasks.pipeline.airflow_api import query_api
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run trains and evaluates on the CPU
@@ -77,10 +77,13 @@ def test_checkpoint_run_manifest_names_the_verified_data(dag_test, first_run):
 
 
 def test_assets_carry_counts_and_locations(dag_test, first_run):
-    db = sqlite3.connect(Path(dag_test.env["AIRFLOW_HOME"]) / "airflow.db")
-    rows = db.execute("select a.name, e.source_task_id, e.extra from asset_event e join asset a on a.id = "
-                      "e.asset_id where e.source_run_id = ?", (run_id_of(first_run),)).fetchall()
-    events = {name: (task, json.loads(extra)) for name, task, extra in rows}
+    """The run's asset events as Airflow's REST API lists them: one per asset, each from the step that made it."""
+    home = Path(dag_test.env["AIRFLOW_HOME"])
+    (found,) = query_api(home, ("/assets/events", {"source_run_id": run_id_of(first_run)}))
+    events = {e["name"]: (e["source_task_id"], e["extra"]) for e in found["asset_events"]}
+    made = {f"cpt_dolmino/{name}" for name in (*SUBSETS, "checkpoint", "eval")}
+    assert len(events) == len(found["asset_events"]) and made <= set(events), sorted(events)
+    assert {e["source_dag_id"] for e in found["asset_events"]} == {"cpt_dolmino"}
     report = json.loads((run_dir(dag_test, first_run) / "verify-report.json").read_text())
     for subset in report["subsets"]:
         task, extra = events[f"cpt_dolmino/{subset['name']}"]
@@ -177,15 +180,31 @@ def test_mlflow_holds_a_run_per_step_with_metrics_and_tags(dag_test, first_run):
 
 
 def test_train_and_evaluate_link_to_their_mlflow_runs(dag_test, first_run):
-    db = sqlite3.connect(Path(dag_test.env["AIRFLOW_HOME"]) / "airflow.db")
-    links = dict(db.execute("select task_id, value from xcom where key = '_link_MlflowRunLink' and run_id = ?",
-                            (run_id_of(first_run),)).fetchall())
-    assert sorted(links) == ["evaluate", "train"]
-    for task, value in links.items():
-        url = json.loads(value)
-        result = json.loads(dict(db.execute("select task_id, value from xcom where key = 'return_value' and "
-                                            "run_id = ?", (run_id_of(first_run),)).fetchall())[task])
-        assert url == result["mlflow"]["run_url"] and url.startswith("http://127.0.0.1:5000/#/experiments/")
+    """The "MLflow run" extra link as Airflow's REST API serves it to the UI: on train and evaluate only, each the
+    run page its task's result names."""
+    run = f"/dags/cpt_dolmino/dagRuns/{run_id_of(first_run)}/taskInstances"
+    instances = [("plan", -1), *(("convert", i) for i in range(len(SUBSETS))), ("verify", -1), ("train", -1),
+                 ("evaluate", -1)]
+    answers = query_api(Path(dag_test.env["AIRFLOW_HOME"]),
+                        *((f"{run}/{task}/links", {"map_index": i}) for task, i in instances),
+                        *((f"{run}/{task}/xcomEntries/return_value", {}) for task in ("train", "evaluate")))
+    links = [(task, answer["extra_links"]) for (task, _), answer in zip(instances, answers)]
+    assert [task for task, found in links if any(found.values())] == ["train", "evaluate"], links
+    for (task, found), result in zip(links[-2:], answers[len(instances):]):
+        url = result["value"]["mlflow"]["run_url"]
+        assert found == {"MLflow run": url} and url.startswith("http://127.0.0.1:5000/#/experiments/"), task
+
+
+def test_the_api_reads_every_page_and_names_what_it_refused(dag_test, first_run):
+    """query_api, which the demo's summary and the tests above read through, joins a collection's pages in their
+    order and raises on any answer but 200."""
+    home = Path(dag_test.env["AIRFLOW_HOME"])
+    run = f"/dags/cpt_dolmino/dagRuns/{run_id_of(first_run)}/taskInstances"
+    whole, paged = query_api(home, (run, {"order_by": "start_date"}), (run, {"order_by": "start_date", "limit": 3}))
+    assert paged["total_entries"] == len(paged["task_instances"]) == len(SUBSETS) + 4
+    assert paged["task_instances"] == whole["task_instances"]
+    with pytest.raises(RuntimeError, match="404"):
+        query_api(home, ("/dags/cpt_dolmino/dagRuns/no-such-run/taskInstances/train/links", {}))
 
 
 def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
