@@ -19,19 +19,19 @@
   it is skipped when training was. Train and evaluate log to MLflow; their task pages link to their runs.
 
 Exit status 2 (bad input) and 3 (bad data) fail a step at once; other failures retry with backoff.
-Assets: `cpt_dolmino/<subset>` and `cpt_dolmino/domain` (your corpus, when the plan has one; from verify), `cpt_dolmino/checkpoint` (from train) and `cpt_dolmino/eval`
-(from evaluate).
+Assets: `cpt_dolmino/<subset>` for each subset of the run's plan and `cpt_dolmino/domain` for your corpus when the
+plan has one (from verify, through the alias `cpt_dolmino/verified`: no event for a component the run left out),
+`cpt_dolmino/checkpoint` (from train) and `cpt_dolmino/eval` (from evaluate).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, Asset, TriggerRule
+from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule
 
 from cpt_tasks.layout import safe_run_id
-from cpt_tasks.mix import DEFAULT_MIX, load_mix
-from cpt_tasks.pipeline.lineage import CHECKPOINT, DOMAIN, EVAL, asset_name
+from cpt_tasks.pipeline.lineage import CHECKPOINT, EVAL, VERIFIED, asset_name
 from cpt_tasks.pipeline.params import build_params
 from cpt_tasks.pipeline.runners import make_operator
 from cpt_tasks.pipeline.settings import Deployment
@@ -41,7 +41,7 @@ from cpt_tasks.pipeline.steps import (
 )
 
 DEPLOYMENT = Deployment.from_env()
-SUBSET_ASSETS = [Asset(name=asset_name(subset)) for subset in [*load_mix(DEFAULT_MIX).proportions, DOMAIN]]
+VERIFIED_DATA = AssetAlias(name=asset_name(VERIFIED))  # an event for each component this run's plan holds
 CHECKPOINT_ASSET = Asset(name=asset_name(CHECKPOINT))
 EVAL_ASSET = Asset(name=asset_name(EVAL))
 
@@ -70,7 +70,7 @@ with DAG(
     ).expand_kwargs(plan.output.map(convert_kwargs))
 
     verify = make_operator(
-        verify_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=SUBSET_ASSETS,
+        verify_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[VERIFIED_DATA],
     )
 
     train = make_operator(train_step(), DEPLOYMENT, outlets=[CHECKPOINT_ASSET])

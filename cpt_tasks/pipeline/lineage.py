@@ -20,10 +20,12 @@ ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
 EVAL = "eval"
 DOMAIN = "domain"  # the Asset of the plan's domain corpus component, whatever its domain_name
+VERIFIED = "verified"  # the AssetAlias verify emits through: one event per component the run's plan holds
 
 
 def asset_name(part: str) -> str:
-    """The Asset name of a subset's MDS data (``part`` = subset), of the checkpoint or of the evaluation."""
+    """The Asset name of a subset's MDS data (``part`` = subset), of the checkpoint or of the evaluation (or the
+    name of verify's AssetAlias)."""
     return f"{ASSET_PREFIX}/{part}"
 
 

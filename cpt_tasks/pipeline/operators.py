@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk import Asset, AssetAlias, BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_USER_ERROR, NO_RETRY_EXITS
@@ -69,13 +69,17 @@ class StepMixin:
             context["subset"] = subset  # the mapped task's label in the UI (map_index_template)
 
     def _record(self, context, result: dict | None) -> dict | None:
+        """Keep the step's result and give its Asset events their metadata: an Asset outlet gets its entry of the
+        wiring's extras; an AssetAlias outlet one event per entry (the Assets this run made, no others)."""
         self._cpt_result = result
         if result and self.wiring.extras:
             extras = self.wiring.extras(result)
-            for asset in self.outlets or []:
-                extra = extras.get(getattr(asset, "name", None))
-                if extra:
-                    context["outlet_events"][asset].extra.update(extra)
+            for outlet in self.outlets or []:
+                if isinstance(outlet, AssetAlias):
+                    for name, extra in extras.items():
+                        context["outlet_events"][outlet].add(Asset(name=name), extra=extra)
+                elif extras.get(getattr(outlet, "name", None)):
+                    context["outlet_events"][outlet].extra.update(extras[outlet.name])
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance):

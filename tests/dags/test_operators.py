@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import stat
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from cpt_tasks.documents.evaluate import EvaluateResult
@@ -33,10 +32,20 @@ def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
     return str(script)
 
 
+class OutletEvents(dict):
+    """``context["outlet_events"]`` as Airflow's accessors answer: ``[asset].extra`` to update, and
+    ``[alias].add(asset, extra)`` (kept in ``.added`` as (name, extra))."""
+
+    def __missing__(self, outlet):
+        added: list = []
+        self[outlet] = SimpleNamespace(extra={}, added=added,
+                                       add=lambda asset, extra=None: added.append((asset.name, extra)))
+        return self[outlet]
+
+
 def context(params: dict | None = None, verified: dict | None = None) -> dict:
-    events = defaultdict(lambda: SimpleNamespace(extra={}))
     ti = SimpleNamespace(xcom_pull=lambda task_ids: verified)
-    return {"params": params or {}, "ti": ti, "outlet_events": events}
+    return {"params": params or {}, "ti": ti, "outlet_events": OutletEvents()}
 
 
 @pytest.mark.parametrize(("status", "error"), [(2, AirflowFailException), (3, AirflowFailException),
@@ -80,6 +89,21 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
     lineage = op.get_openlineage_facets_on_complete(None)
     assert [(d.namespace, d.name) for d in lineage.inputs] == [("file", "/d/dclm")]
     assert [(d.namespace, d.name) for d in lineage.outputs] == [("file", "/r/verify-report.json")]
+
+
+def test_verify_through_an_asset_alias_emits_an_event_for_each_component_of_the_run_and_no_other(tmp_path):
+    result = verify_result()
+    corpus = {**result["subsets"]["dclm"], "role": "domain", "epochs": 2.0, "out_root": "/d/corpus"}
+    result["subsets"]["my-corpus"] = corpus
+    alias = AssetAlias(name="cpt_dolmino/verified")
+    op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[alias],
+                           wiring=verify_step().wiring, tasks_bin=fake_cli(tmp_path, 0, result))
+    ctx = context()
+    assert op.execute(ctx) == result
+    added = dict(ctx["outlet_events"][alias].added)
+    assert sorted(added) == ["cpt_dolmino/dclm", "cpt_dolmino/domain"]  # the corpus under the domain's Asset
+    assert added["cpt_dolmino/domain"]["location"] == "/d/corpus" and added["cpt_dolmino/domain"]["epochs"] == 2.0
+    assert added["cpt_dolmino/dclm"]["train_tokens"] == 512 and ctx["outlet_events"][alias].extra == {}
 
 
 @pytest.mark.parametrize(("policy", "finished", "skipped"), [
