@@ -24,8 +24,9 @@ def query_api(airflow_home: Path, *requests: tuple[str, dict]) -> list:
     """GET each ``(path under /api/v2, query parameters)`` from the Airflow whose home (metadata DB
     ``airflow.db``) is ``airflow_home``; the JSON answers in order, every page of a collection in one. Any answer
     but 200 raises ``RuntimeError`` naming it. Runs with this interpreter, which must be the orchestration env's."""
+    airflow_home = Path(airflow_home).resolve()  # SQLite needs an absolute path
     env = {**os.environ, "AIRFLOW_HOME": str(airflow_home),
-           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_home) / 'airflow.db'}",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
            "AIRFLOW__CORE__AUTH_MANAGER":
                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
