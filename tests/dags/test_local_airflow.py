@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from cpt_tasks.pipeline.airflow_home import local_config
+from cpt_tasks.pipeline.supervisor import is_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "cpt_tasks.pipeline.airflow_home"
@@ -96,14 +97,7 @@ class LocalAirflow:
         return found
 
     def alive(self) -> list[psutil.Process]:
-        left = []
-        for proc in self.seen.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    left.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-        return left
+        return [proc for proc in self.seen.values() if is_alive(proc)]
 
     def wait_gone(self, timeout: float = 30) -> list[str]:
         """Wait until no process of the tree runs; return the command lines of those still running."""

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from cpt_tasks.pipeline.supervisor import describe, is_alive
+
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 USER = "cpt"
@@ -48,13 +50,6 @@ def find_free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def describe(proc: psutil.Process) -> str:
-    try:
-        return f"pid {proc.pid}: {' '.join(proc.cmdline())[:120]}"
-    except psutil.Error:
-        return f"pid {proc.pid}"
 
 
 def port_in_use(port: int) -> bool:
@@ -233,13 +228,7 @@ class AirflowServer:
 
     def alive(self) -> list[psutil.Process]:
         """Processes of this server still running (zombies count as gone)."""
-        left = []
-        for proc in self.seen.values():
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    left.append(proc)
-            except psutil.NoSuchProcess:
-                pass
+        left = [proc for proc in self.seen.values() if is_alive(proc)]
         for proc in psutil.process_iter():  # anything still in the group, even if never seen
             try:
                 if proc.pid not in self.seen and os.getpgid(proc.pid) == self.proc.pid \
