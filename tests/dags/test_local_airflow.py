@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from cpt_tasks.pipeline.airflow_home import local_config
-from cpt_tasks.pipeline.supervisor import is_alive
+from cpt_tasks.pipeline.supervisor import describe, is_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "cpt_tasks.pipeline.airflow_home"
@@ -100,13 +100,13 @@ class LocalAirflow:
         return [proc for proc in self.seen.values() if is_alive(proc)]
 
     def wait_gone(self, timeout: float = 30) -> list[str]:
-        """Wait until no process of the tree runs; return the command lines of those still running."""
+        """Wait until no process of the tree runs; return those still running (pid and command line)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.alive():
             self.proc.poll()
             time.sleep(0.2)
         self.done.set()
-        return [" ".join(p.cmdline())[:120] for p in self.alive() if p.is_running()]
+        return [describe(p) for p in self.alive()]
 
     def kill(self) -> None:
         """Clean-up after a failed test: SIGKILL to anything left."""

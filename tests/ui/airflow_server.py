@@ -231,8 +231,7 @@ class AirflowServer:
         left = [proc for proc in self.seen.values() if is_alive(proc)]
         for proc in psutil.process_iter():  # anything still in the group, even if never seen
             try:
-                if proc.pid not in self.seen and os.getpgid(proc.pid) == self.proc.pid \
-                        and proc.status() != psutil.STATUS_ZOMBIE:
+                if proc.pid not in self.seen and os.getpgid(proc.pid) == self.proc.pid and is_alive(proc):
                     left.append(proc)
             except (psutil.NoSuchProcess, ProcessLookupError):
                 pass
