@@ -78,8 +78,8 @@ class StepMixin:
                 if isinstance(outlet, AssetAlias):
                     for name, extra in extras.items():
                         context["outlet_events"][outlet].add(Asset(name=name), extra=extra)
-                elif extras.get(getattr(outlet, "name", None)):
-                    context["outlet_events"][outlet].extra.update(extras[outlet.name])
+                elif extra := extras.get(getattr(outlet, "name", None)):
+                    context["outlet_events"][outlet].extra.update(extra)
         return result
 
     def get_openlineage_facets_on_complete(self, task_instance):
