@@ -89,11 +89,22 @@ def read_document(url: str, model: type[D], option: str = "") -> tuple[D, str]:
 def find_document(url: str, model: type[D]) -> D | None:
     """The ``model`` at ``url``, or None when there is none or it is not a valid one (e.g. an incomplete or
     foreign folder's marker: never trusted, never an error)."""
+    found = _find(url, model)
+    return found[0] if found else None
+
+
+def find_document_sha256(url: str, model: type[D]) -> tuple[D, str] | None:
+    """As :func:`find_document`, with the sha256 of the very bytes that were parsed (one read)."""
+    found = _find(url, model)
+    return (found[0], hashlib.sha256(found[1]).hexdigest()) if found else None
+
+
+def _find(url: str, model: type[D]) -> tuple[D, bytes] | None:
     data = read_bytes(url)
     if data is None:
         return None
     try:
-        return parse_document(data, model, url)
+        return parse_document(data, model, url), data
     except DocumentError:
         return None
 

@@ -8,13 +8,12 @@ import hashlib
 import json
 from pathlib import Path
 
-from cpt_tasks.documents import find_document, read_document
-from cpt_tasks.documents.convert import ConvertManifest, Framing
+from cpt_tasks.documents import find_document_sha256, read_document
+from cpt_tasks.documents.convert import ConvertManifest, Framing, manifest_location
 from cpt_tasks.documents.train import ConsumedData, ModelSource
 from cpt_tasks.documents.verify import VerifyReport
 from cpt_tasks.errors import UserError
-from cpt_tasks.layout import MANIFEST_FILE
-from cpt_tasks.storage import download_file, is_remote, join, list_files, read_bytes
+from cpt_tasks.storage import download_file, is_remote, join, list_files
 from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir
 
 MODEL_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt"]
@@ -37,15 +36,14 @@ def check_data(report: VerifyReport) -> tuple[list[ConsumedData], Framing]:
     framing every conversion recorded (they must agree: one model is trained on all of them)."""
     consumed, framings = [], {}
     for sub in report.subsets:
-        manifest = find_document(join(sub.out_root, MANIFEST_FILE), ConvertManifest)
+        manifest, sha256 = find_document_sha256(manifest_location(sub.out_root), ConvertManifest) or (None, "")
         if manifest is None or manifest.fingerprint != sub.fingerprint:
             found = "no manifest" if manifest is None else f"fingerprint {manifest.fingerprint[:12]}"
             raise UserError(f"subset {sub.name}: {sub.manifest} has {found}, the verified data had "
                             f"{sub.fingerprint[:12]}; the data changed since verification, verify again")
         framings[sub.name] = manifest.framing
-        raw = read_bytes(sub.manifest) or b""
         consumed.append(ConsumedData(subset=sub.name, manifest=sub.manifest, fingerprint=sub.fingerprint,
-                                     manifest_sha256=hashlib.sha256(raw).hexdigest(), out_root=sub.out_root,
+                                     manifest_sha256=sha256, out_root=sub.out_root,
                                      proportion=sub.proportion, train_tokens=sub.train_tokens,
                                      val_tokens=sub.val_tokens, role=sub.role, epochs=sub.epochs))
     distinct = {f.model_dump_json() for f in framings.values()}
