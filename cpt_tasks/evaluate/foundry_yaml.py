@@ -10,8 +10,7 @@ from training's: training sets ``use_train_metrics: false``, and eval loaders wo
 from __future__ import annotations
 
 from cpt_tasks.evaluate.evaluation import Evaluation
-from cpt_tasks.layout import VAL, data_cache
-from cpt_tasks.runs.foundry_yaml import MLFLOW_LOGGER, code_path, loader, location
+from cpt_tasks.runs.foundry_yaml import MLFLOW_LOGGER, code_path, eval_loaders
 
 SEED = 17
 
@@ -33,10 +32,7 @@ def build_eval_yaml(ev: Evaluation, role: str, mlflow_logger: dict) -> dict:
         "models": [{"model_name": name, "model": model_block(model_dir),
                     "tokenizer": {"name": str(ev.staged.tokenizer_dir), "kwargs": {"model_max_length": concat}}}],
         "eval_subset_num_batches": cfg.eval_subset_num_batches,
-        "eval_loaders": [
-            {**loader({**location(s.out_root, VAL, data_cache(ev.data_cache, s.fingerprint, s.name)),
-                       "shuffle": False, "max_seq_len": concat}, 0, ev.gpus > 0, False), "label": s.name}
-            for s in report.subsets if s.val_tokens > 0],
+        "eval_loaders": eval_loaders(report, ev.data_cache, ev.gpus > 0),
     }
     if cfg.icl_subset_num_batches is not None:
         config["icl_subset_num_batches"] = cfg.icl_subset_num_batches

@@ -1,11 +1,14 @@
 """The LLM-Foundry YAML pieces that the training config and the eval config share: the code path of a module
-that registers components (``code_paths``), where a verified split streams from, and a text data loader."""
+that registers components (``code_paths``), where a verified split streams from, a text data loader, and one
+eval loader per subset's val split."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
+from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.layout import VAL, data_cache
 from cpt_tasks.storage import is_remote
 
 MLFLOW_LOGGER = "cpt_tasks.runs.mlflow_logger"  # registers cpt_mlflow (both jobs' MLflow logger)
@@ -34,3 +37,10 @@ def loader(dataset: dict, workers: int, gpu: bool, drop_last: bool) -> dict:
     else:
         built.update(prefetch_factor=2, persistent_workers=True)
     return built
+
+
+def eval_loaders(report: VerifyReport, cache: Path, gpu: bool) -> list[dict]:
+    """One eval loader per verified subset with a val split, labelled by the subset (its metrics' names)."""
+    return [{**loader({**location(s.out_root, VAL, data_cache(cache, s.fingerprint, s.name)), "shuffle": False,
+                       "max_seq_len": report.concat_tokens}, 0, gpu, False), "label": s.name}
+            for s in report.subsets if s.val_tokens > 0]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.layout import TRAIN, VAL, data_cache
-from cpt_tasks.runs.foundry_yaml import code_path, loader, location
+from cpt_tasks.layout import TRAIN, data_cache
+from cpt_tasks.runs.foundry_yaml import code_path, eval_loaders, loader, location
 from cpt_tasks.runs.launch import RESULT_FILE
 from cpt_tasks.runs.status import RunPaths
 
@@ -158,9 +158,7 @@ def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dic
                 "device_eval_batch_size": cfg.device_eval_batch_size or (micro if micro != "auto" else 1),
                 "eval_interval": cfg.eval_interval, "eval_subset_num_batches": cfg.eval_subset_num_batches,
                 "eval_first": False}
-    evals = [{**loader({**location(s.out_root, VAL, data_cache(cache, s.fingerprint, s.name)), "shuffle": False,
-                         "max_seq_len": concat}, 0, gpu, False), "label": s.name}
-             for s in report.subsets if s.val_tokens > 0]
+    evals = eval_loaders(report, cache, gpu)
     if evals:
         sections["eval_loaders"] = evals
     return sections
