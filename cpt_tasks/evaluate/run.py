@@ -64,15 +64,16 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     if done is not None:
         say(f"evaluation {fingerprint[:16]} of run {manifest.run_name} already finished: {join(folder, EVAL_JSON)}")
         return _result(ALREADY_COMPLETE, done, folder)
+    gpus = count_gpus()
+    precision = _precision(cfg, gpus)  # a precision this machine cannot run fails before any model is staged
     say(f"evaluating run {manifest.run_name} (step {manifest.final_step}) against {model}: {folder}")
     local_root = scratch_root(cfg.local_dir, JOB)
     scratch = local_root / f"{manifest.run_name}-{fingerprint[:16]}"
     scratch.mkdir(parents=True, exist_ok=True)
     staged = _stage(report, run, model, revision, local_root / "models")
-    gpus = count_gpus()
     ev = Evaluation(cfg=cfg, report=report, run=run, fingerprint=fingerprint, folder=folder, scratch=scratch,
                     staged=staged, tasks=_tasks(cfg, user_tasks, report, staged, scratch), gpus=gpus,
-                    precision=_precision(cfg, gpus))
+                    precision=precision)
     seconds = {"prepare": round(time.time() - started, 1)}
     outcome, tracking = _run_models(ev)
     seconds.update(outcome.seconds)

@@ -247,3 +247,13 @@ def test_no_finished_run_or_a_missing_export_exits_2(trained_run, tmp_path):
     assert run.returncode == 2 and f"{tmp_path / 'deleted-hf'} is missing or incomplete" in run.stderr
     run = call_cli(*evaluate_args(trained_run, "--run_manifest", tmp_path / "nothing.json"))
     assert run.returncode == 2 and f"--run_manifest {tmp_path / 'nothing.json'}: no such file" in run.stderr
+
+
+def test_a_precision_this_machine_cannot_run_exits_2_before_staging_a_model(trained_run, tmp_path):
+    from cpt_tasks.runs.launch import count_gpus
+
+    if count_gpus():
+        pytest.skip("amp_bf16 runs on this machine's GPU")
+    run = call_cli(*evaluate_args(trained_run, "--precision", "amp_bf16", "--local_dir", tmp_path / "local"))
+    assert run.returncode == 2 and "--precision amp_bf16 needs a GPU" in run.stderr
+    assert not (tmp_path / "local").exists()  # nothing staged, no scratch made
