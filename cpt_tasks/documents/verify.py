@@ -63,8 +63,9 @@ class VerifyReport(Document):
                                        "components repeated (None: realized_train_tokens)")
     created_at: str
     code_version: str
-    finished_training: FinishedRun | None = Field(None, description="No longer written (the step's result "
-                                                  "carries it, VerifySummary); read in older reports")
+    finished_training: FinishedRun | None = Field(None, description="Always null in new reports (the step's "
+                                                  "result carries it: VerifySummary); set in older ones, which "
+                                                  "still read")
 
 
 class SubsetSummary(StrictModel):
