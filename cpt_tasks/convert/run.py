@@ -1,6 +1,6 @@
 """``convert(cfg) -> ConvertResult``: read, tokenize in worker processes, pack, write MDS, then the manifest.
 
-Rerun-safe: a manifest of this very conversion (the same fingerprint; ``cpt_tasks.runs.completion.find_complete``
+Rerun-safe: a manifest of this very conversion (the same fingerprint; ``cpt_tasks.runs.completion.find_marker``
 decides) makes it a no-op that touches no file (``already_complete``); a manifest of another conversion is a
 ``UserError`` unless ``--overwrite``; otherwise the split folders are cleared and rewritten, and the manifest
 goes last. A run killed at any point leaves no manifest, and rerunning it gives the same bytes.
@@ -26,11 +26,11 @@ from cpt_tasks.data.order import Chunk
 from cpt_tasks.data.sources import OpenFiles, Source, open_blocks
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
-                                         Timings, TokenizerRecord, manifest_location, read_manifest)
+                                         Timings, TokenizerRecord, manifest_location)
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress
-from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_complete
+from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_marker
 from cpt_tasks.storage import join, remove_file, remove_tree
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, resolve_tokenizer_dir
 
@@ -68,10 +68,10 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     fp = fingerprint(cfg, source, tok)
 
     marker = manifest_location(cfg.out_root)
-    done = find_complete(marker, ConvertManifest, lambda found: found.fingerprint == fp)
+    done, other = find_marker(marker, ConvertManifest, lambda found: found.fingerprint == fp)
     if done is not None:
         return ConvertResult(cfg.out_root, fp, True, done)
-    if not cfg.overwrite and (other := read_manifest(cfg.out_root)) is not None:
+    if not cfg.overwrite and other is not None:
         raise UserError(f"--out_root {cfg.out_root} holds another conversion (fingerprint "
                         f"{other.fingerprint[:12]}, this one {fp[:12]}); "
                         "choose another --out_root or pass --overwrite")

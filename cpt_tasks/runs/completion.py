@@ -17,5 +17,11 @@ D = TypeVar("D")
 
 def find_complete(marker: str, model: type[D], belongs: Callable[[D], bool]) -> D | None:
     """The completion marker at ``marker`` when it is a valid ``model`` and ``belongs`` to this work, else None."""
+    return find_marker(marker, model, belongs)[0]
+
+
+def find_marker(marker: str, model: type[D], belongs: Callable[[D], bool]) -> tuple[D | None, D | None]:
+    """(the marker when it belongs to this work, else None; the valid marker found there, whoever's work it is),
+    from one read: for a job that must also refuse to overwrite another work's output."""
     found = find_document(marker, model)
-    return found if found is not None and belongs(found) else None
+    return (found if found is not None and belongs(found) else None), found
