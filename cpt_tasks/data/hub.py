@@ -189,7 +189,6 @@ class HubFileStream:
         self.end: int | None = None  # where the open response's body ends (None: unknown)
         self.response = None
         self.failures = 0
-        self.resumed = 0  # Range requests made (reported by tests and logs)
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
@@ -219,7 +218,6 @@ class HubFileStream:
         headers = {**build_hf_headers(), "Accept-Encoding": "identity"}  # bytes as stored: ranges and hashes
         if self.pos:
             headers["Range"] = f"bytes={self.pos}-"
-            self.resumed += 1
         response = get_session().get(self.url, headers=headers, stream=True, timeout=self.network.timeouts)
         self.host = urlparse(response.url).netloc or self.host
         self._check_status(response)
