@@ -26,18 +26,26 @@ VERSION = "1"
 STAMP = "2024-11-24T00:00:00Z"
 MATH_MODULES = ("math", "cmath", "statistics", "fractions", "decimal", "random", "numbers", "_pydecimal",
                 "_pylong", "colorsys", "bisect", "heapq")
+SKIPPED = ("site-packages", "test", "idlelib", "lib2to3", "tkinter")  # stdlib folders no sample is made from
 
 
-def _modules() -> Iterator[tuple[str, ast.Module]]:
+def stdlib_modules(skipped: tuple[str, ...] = SKIPPED) -> Iterator[tuple[Path, ast.Module]]:
+    """(path below the stdlib, parsed source) of every stdlib module that parses, in path order, leaving out the
+    top-level folders ``skipped`` and every ``tests`` folder (nothing is imported)."""
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
-        if rel.parts[0] in ("site-packages", "test", "idlelib", "lib2to3", "tkinter") or "tests" in rel.parts:
+        if rel.parts[0] in skipped or "tests" in rel.parts:
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
+        yield rel, tree
+
+
+def _modules() -> Iterator[tuple[str, ast.Module]]:
+    for rel, tree in stdlib_modules():
         yield ".".join(rel.with_suffix("").parts).removesuffix(".__init__"), tree
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
+from cpt_tasks.sample_data import SKIPPED as SAMPLE_SKIPPED
+from cpt_tasks.sample_data import stdlib_modules
+
 KINDS = ("python",)
 MAX_CHARS = 6000  # one function or class of ordinary size per document
-SKIPPED = ("site-packages", "test", "idlelib", "lib2to3", "tkinter", "turtledemo", "ensurepip")
+SKIPPED = (*SAMPLE_SKIPPED, "turtledemo", "ensurepip")  # and the demos and bundled wheels
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -32,16 +34,8 @@ def _strip_docstrings(tree: ast.AST) -> None:
 
 def iter_python_code(limit: int) -> Iterator[tuple[str, str]]:
     """(module path, source) of up to ``limit`` stdlib top-level functions and classes, docstrings removed."""
-    root = Path(sysconfig.get_paths()["stdlib"])
     count = 0
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if rel.parts[0] in SKIPPED or "tests" in rel.parts:
-            continue
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
+    for rel, tree in stdlib_modules(SKIPPED):
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 _strip_docstrings(node)
