@@ -21,9 +21,9 @@ from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.pack import Packer
 from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
 from cpt_tasks.data.fingerprint import fingerprint
-from cpt_tasks.data.inputs import iter_input_chunks, resolve_input
+from cpt_tasks.data.inputs import iter_input_chunks, record_error, resolve_input
 from cpt_tasks.data.order import Chunk
-from cpt_tasks.data.sources import OpenFiles, Source, open_blocks
+from cpt_tasks.data.sources import OpenFiles, Source
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
                                          Timings, TokenizerRecord, manifest_location)
@@ -188,12 +188,7 @@ class _Conversion:
         except BrokenProcessPool as exc:
             raise RuntimeError("a tokenizer worker died (killed, or out of memory?); safe to retry") from exc
         if result.error is not None:
-            line, message = result.error
-            file_index, number = chunk.locate(line)
-            src = self.source.files[file_index]
-            # a JSON array file numbers its records, parquet its rows
-            unit = "row" if src.rel.endswith(".parquet") else "record" if open_blocks(src)[0] else "line"
-            raise UserError(f"{src.rel}, {unit} {number}: {message}")
+            raise UserError(record_error(self.source, chunk, result.error))
         self.read += result.records
         self.skipped_empty += result.empty
         self.worker_peak_mb = max(self.worker_peak_mb, result.peak_rss_mb)

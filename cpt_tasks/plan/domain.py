@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.data.encode import encode_chunk, set_encoder
-from cpt_tasks.data.inputs import iter_input_chunks
+from cpt_tasks.data.inputs import iter_input_chunks, record_error
 from cpt_tasks.data.sources import Source
 from cpt_tasks.documents.plan import Repetition
 from cpt_tasks.errors import UserError
@@ -46,9 +46,7 @@ def count_corpus(source: Source, conv: ConvertConfig, encoder: Encoder, enough: 
     for chunk in iter_input_chunks(source, conv.model_copy(update={"shuffle": False})):
         result = encode_chunk(chunk.payload, text_field)
         if result.error is not None:
-            line, problem = result.error
-            file_index, line_no = chunk.locate(line)
-            raise UserError(f"{where}: {source.files[file_index].rel} line {line_no}: {problem}")
+            raise UserError(f"{where}: {record_error(source, chunk, result.error)}")
         tokens += int(result.lengths.sum())
         documents += len(result.lengths)
         longest = max([longest, *map(int, result.lengths)])

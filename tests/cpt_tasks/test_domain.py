@@ -149,7 +149,7 @@ def test_bad_domains_exit_2_naming_the_domain_before_any_conversion(sample_dir, 
     (tmp_path / "blank" / "a.jsonl").write_text('{"content": "  "}\n')
     cases = [(tmp_path / "missing", "text", "no such file or folder"),
              (tmp_path / "empty", "text", "no .json"),
-             (code_dir, "text", "record has no 'text' field (fields: content, id, path)"),
+             (code_dir, "text", "python-0000.jsonl, line 1: record has no 'text' field (fields: content, id, path)"),
              (tmp_path / "blank", "content", "no document with text in field 'content'")]
     for folder, field, message in cases:
         out = tmp_path / "out"
