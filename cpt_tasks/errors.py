@@ -26,3 +26,48 @@ class BadDataError(Exception):
 class TransientError(Exception):
     """A network source stayed unreachable through its retries (timeouts, resets, 5xx): the CLI prints this
     one line naming the host and the file or call, and exits 1 so the DAG retries the task later."""
+
+
+class MissingTextField(UserError):
+    """A record, file or dataset without the text field. It carries what was found (``field``, the ``available``
+    columns or fields, ``location``: the file and record or the dataset), so the caller names the option it was
+    given: ``str()`` says ``--text_field`` (convert); :meth:`naming` words it for another command (the plan's
+    domain: ``--domain <path>`` and ``--domain_text_field``).
+
+    ``container``: ``column`` (parquet, ``datasets``), ``field`` (a ``datasets`` row) or ``record`` (a JSON
+    record). A tokenizer worker raises it without a location (:meth:`at` adds it in the parent): it pickles.
+    """
+
+    def __init__(self, field: str, available, container: str = "column", location: str = "",
+                 option: str = "--text_field", where: str = "") -> None:
+        self.field, self.available, self.container = field, tuple(available), container
+        self.location, self.option, self.where = location, option, where
+        super().__init__(self.message)
+
+    @property
+    def problem(self) -> str:
+        """What is wrong, without where or what to do: ``no 'text' column (columns: package, body)``."""
+        names = ", ".join(self.available) or "none"
+        if self.container == "column":
+            return f"no '{self.field}' column (columns: {names})"
+        subject = "record has no" if self.container == "record" else "no"
+        return f"{subject} '{self.field}' field (fields: {names})"
+
+    @property
+    def message(self) -> str:
+        """The whole message: ``[where: ][location: ]problem; name the text field with <option>``."""
+        head = "".join(f"{part}: " for part in (self.where, self.location) if part)
+        return f"{head}{self.problem}; name the text field with {self.option}"
+
+    def at(self, location: str) -> "MissingTextField":
+        """The same error, found at ``location`` (a file, and its record)."""
+        return MissingTextField(self.field, self.available, self.container, location, self.option, self.where)
+
+    def naming(self, option: str, where: str = "") -> "MissingTextField":
+        """The same error for a command whose text-field option is ``option``, its input named by ``where``
+        (e.g. ``--domain corpus.parquet``)."""
+        return MissingTextField(self.field, self.available, self.container, self.location, option, where)
+
+    def __reduce__(self):
+        return MissingTextField, (self.field, self.available, self.container, self.location, self.option,
+                                  self.where)

@@ -127,7 +127,7 @@ class _Conversion:
         self.progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)
         self.inflight: deque[tuple[Chunk, Future | _Ready]] = deque()
         self.window = 2 * max(cfg.workers, 1) + 2
-        self.read = self.skipped_empty = 0
+        self.read = self.skipped_empty = self.skipped_null = 0
         self.worker_peak_mb = 0.0
         self.writers: dict[str, TokenShardWriter] = {}
         self.opened = OpenFiles()  # the input files being read; checked to their end when the budgets are met
@@ -188,9 +188,10 @@ class _Conversion:
         except BrokenProcessPool as exc:
             raise RuntimeError("a tokenizer worker died (killed, or out of memory?); safe to retry") from exc
         if result.error is not None:
-            raise UserError(record_error(self.source, chunk, result.error))
+            raise record_error(self.source, chunk, result.error)
         self.read += result.records
         self.skipped_empty += result.empty
+        self.skipped_null += result.null
         self.worker_peak_mb = max(self.worker_peak_mb, result.peak_rss_mb)
         written = 0
         for split, rows in self.packer.feed(result.tokens, result.lengths):
@@ -212,7 +213,8 @@ class _Conversion:
                   for phase, wanted in ((packer.train, cfg.train_rows), (packer.val, cfg.val_rows))}
         used = packer.train.stats.documents + packer.val.stats.documents
         return _Written(
-            splits=splits, documents=DocumentCounts(read=self.read, skipped_empty=self.skipped_empty, used=used),
+            splits=splits, documents=DocumentCounts(read=self.read, skipped_empty=self.skipped_empty,
+                                                    skipped_null=self.skipped_null, used=used),
             exhausted=not packer.done and cfg.train_rows is not None,
             tokens=packer.train.stats.tokens + packer.val.stats.tokens,
             peak_rss_mb={"main": peak_rss_mb(), "workers": self.worker_peak_mb if pooled else 0.0})
@@ -230,7 +232,8 @@ def format_summary(result: ConvertResult) -> str:
         wanted = "all" if s.requested_samples is None else s.requested_samples
         lines.append(f"{name:<6} {s.documents:>10,} {s.samples:>9,} {s.tokens:>14,} {wanted:>10}")
     t = m.timings
-    lines.append(f"documents read {m.documents.read:,}, empty skipped {m.documents.skipped_empty:,}; "
+    lines.append(f"documents read {m.documents.read:,}, empty skipped {m.documents.skipped_empty:,}, "
+                 f"null skipped {m.documents.skipped_null:,}; "
                  f"source exhausted: {'YES (fewer rows than requested)' if m.exhausted else 'no'}")
     lines.append(f"{t.seconds:.1f}s, {t.tokens_per_second:,} tokens/s, tokenizer backend "
                  f"{m.tokenizer.backend}, fingerprint {result.fingerprint[:12]}")

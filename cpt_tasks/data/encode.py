@@ -2,16 +2,20 @@
 ``datasets``, or a parquet TextBlock) -> framed token ids.
 
 Runs in forked pool workers (or in-process with ``--num_workers 0``). Errors in a record are returned,
-not raised, so the parent can name the file and line and stop cleanly.
+not raised, so the parent can name the file and line and stop cleanly. A document whose text is blank (empty or
+whitespace) or null is skipped and counted (apart: ``empty``, ``null``); a record without the text field is an
+error (a :class:`~cpt_tasks.errors.MissingTextField`, so the parent's caller names its own option).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import orjson
 
+from cpt_tasks.errors import MissingTextField
 from cpt_tasks.tokenizer import Encoder
 
 _ENCODER: Encoder | None = None
@@ -40,17 +44,19 @@ def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
 
 @dataclass
 class ChunkResult:
-    """Framed tokens of a chunk's non-empty documents, or the first bad record."""
+    """Framed tokens of a chunk's documents with text, or the first bad record (its line in the chunk, and why:
+    a message, or the MissingTextField without its location)."""
 
     tokens: np.ndarray
     lengths: np.ndarray
     records: int
-    empty: int
-    error: tuple[int, str] | None = None
+    empty: int  # blank texts skipped
+    error: tuple[int, str | MissingTextField] | None = None
     peak_rss_mb: float = 0.0  # the worker's own high-water mark so far
+    null: int = 0  # null texts skipped
 
 
-def _text_of(line: bytes, field: str) -> str:
+def _text_of(line: bytes, field: str) -> str | None:
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -58,61 +64,52 @@ def _text_of(line: bytes, field: str) -> str:
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     if field not in record:
-        raise ValueError(f"record has no '{field}' field (fields: {', '.join(sorted(record)) or 'none'}); "
-                         "name the text field with --text_field")
+        raise MissingTextField(field, sorted(record), "record")
     text = record[field]
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise ValueError(f"'{field}' is {type(text).__name__}, expected a string")
     return text
 
 
+def _failed(records: int, index: int, exc: Exception) -> ChunkResult:
+    problem = exc if isinstance(exc, MissingTextField) else str(exc)
+    return ChunkResult(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), records, 0, (index, problem))
+
+
 def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
     """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS; a list
-    payload holds JSON lines (bytes) and texts (str); a tuple is a parquet TextBlock."""
+    payload holds JSON lines (bytes), texts (str) and null texts (None); a tuple is a parquet TextBlock."""
     if isinstance(payload, list):
-        return _encode_items(payload, text_field)
+        return _encode_items(enumerate(payload), text_field)
     if isinstance(payload, tuple):
         from cpt_tasks.data.parquet import TextBlock
 
         try:
-            return _encode_items(TextBlock(payload).texts(), text_field)
+            texts = TextBlock(payload).texts()
         except UnicodeDecodeError as exc:
-            return ChunkResult(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), 0, 0,
-                               (0, f"invalid UTF-8 text: {exc}"))
+            return _failed(0, 0, ValueError(f"invalid UTF-8 text: {exc}"))
+        return _encode_items(enumerate(texts), text_field)
+    lines = ((index, line) for index, line in enumerate(payload.split(b"\n")) if line.strip())  # blank: no record
+    return _encode_items(lines, text_field)
+
+
+def _encode_items(items: Iterator[tuple[int, bytes | str | None]], text_field: str) -> ChunkResult:
+    """Encode (line in the chunk, JSON line or text or None) items; blank and null texts are counted apart."""
     texts: list[str] = []
-    records = 0
-    for index, line in enumerate(payload.split(b"\n")):
-        if not line.strip():
-            continue  # a blank line is no record
+    records = null = 0
+    for index, item in items:
         records += 1
         try:
-            text = _text_of(line, text_field)
-        except ValueError as exc:
-            empty = np.empty(0, dtype=np.int32)
-            return ChunkResult(empty, np.empty(0, dtype=np.int64), records, 0, (index, str(exc)))
-        if text.strip():
+            text = item if item is None or isinstance(item, str) else _text_of(item, text_field)
+        except (ValueError, MissingTextField) as exc:
+            return _failed(records, index, exc)
+        if text is None:
+            null += 1
+        elif text.strip():
             texts.append(text)
     assert _ENCODER is not None, "set_encoder() was not called"
     tokens, lengths = _ENCODER.encode_framed(texts)
-    return ChunkResult(tokens, lengths, records, records - len(texts), peak_rss_mb=peak_rss_mb())
-
-
-def _encode_items(items: list, text_field: str) -> ChunkResult:
-    texts: list[str] = []
-    for index, item in enumerate(items):
-        if isinstance(item, str):
-            text = item
-        else:
-            try:
-                text = _text_of(item, text_field)
-            except ValueError as exc:
-                empty = np.empty(0, dtype=np.int32)
-                return ChunkResult(empty, np.empty(0, dtype=np.int64), index + 1, 0, (index, str(exc)))
-        if text.strip():
-            texts.append(text)
-    assert _ENCODER is not None, "set_encoder() was not called"
-    tokens, lengths = _ENCODER.encode_framed(texts)
-    return ChunkResult(tokens, lengths, len(items), len(items) - len(texts), peak_rss_mb=peak_rss_mb())
+    return ChunkResult(tokens, lengths, records, records - len(texts) - null, peak_rss_mb=peak_rss_mb(), null=null)
 
 
 def peak_rss_mb() -> float:

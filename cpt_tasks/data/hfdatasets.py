@@ -5,8 +5,8 @@ For a Hub dataset that is not in the Dolmino file layout (configs, CSV, Arrow, s
 local folder that ``datasets`` can load (its ``data_files`` inferred). A Hub dataset is pinned to the commit
 its revision resolves to (``HfApi().dataset_info(...).sha``), which the fingerprint records; a local folder is
 fingerprinted by its files' sha256, like a local file source. Records stream in the dataset's own order (one
-"file"); ``--text_field`` names the column, which must hold strings. The seeded shuffle buffer is the same as
-for files.
+"file"); ``--text_field`` names the column, which must hold strings (a null one is an empty document: skipped and
+counted). The seeded shuffle buffer is the same as for files.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from cpt_tasks.cache import sha256_file_cached
 from cpt_tasks.data.network import Network
 from cpt_tasks.data.sources import Source, SourceFile
-from cpt_tasks.errors import UserError
+from cpt_tasks.errors import MissingTextField, UserError
 
 BATCH = 1000
 
@@ -70,24 +70,23 @@ def load_streaming(source: Source, network: Network):
                         f"datasets cannot load it: {exc}") from exc
 
 
-def iter_dataset_documents(source: Source, text_field: str, network: Network) -> Iterator[tuple[int, int, str]]:
-    """Every record's text as (0, 1-based row number, text); UserError naming the dataset, row and field."""
+def iter_dataset_documents(source: Source, text_field: str,
+                           network: Network) -> Iterator[tuple[int, int, str | None]]:
+    """Every record's text as (0, 1-based row number, text or None); UserError naming the dataset, row and field
+    (MissingTextField without the field)."""
     stream = load_streaming(source, network)
     where = f"{source.dataset} [{source.subset or 'default'}/{source.split}]"
     columns = stream.column_names
     if columns is not None:
         if text_field not in columns:
-            raise UserError(f"{where}: no '{text_field}' column (columns: {', '.join(columns)}); "
-                            "name the text field with --text_field")
+            raise MissingTextField(text_field, columns, "column", where)
         stream = stream.select_columns([text_field])
     row = 1
     for batch in stream.iter(batch_size=BATCH):
         if text_field not in batch:
-            raise UserError(f"{where}, row {row}: no '{text_field}' field (fields: {', '.join(batch)}); "
-                            "name the text field with --text_field")
+            raise MissingTextField(text_field, batch, "field", f"{where}, row {row}")
         for text in batch[text_field]:
-            if not isinstance(text, str):
-                what = "null" if text is None else type(text).__name__
-                raise UserError(f"{where}, row {row}: '{text_field}' is {what}, expected a string")
+            if text is not None and not isinstance(text, str):
+                raise UserError(f"{where}, row {row}: '{text_field}' is {type(text).__name__}, expected a string")
             yield 0, row, text
             row += 1

@@ -20,7 +20,7 @@ from cpt_tasks.data.network import Network
 from cpt_tasks.data.objstore import resolve_objects
 from cpt_tasks.data.order import Chunk, iter_blocks, iter_chunks, iter_documents, shuffle_documents
 from cpt_tasks.data.sources import NoFilesError, OpenFiles, Source, open_blocks, resolve_source
-from cpt_tasks.errors import UserError
+from cpt_tasks.errors import MissingTextField, UserError
 from cpt_tasks.storage import is_remote
 
 
@@ -61,11 +61,15 @@ def iter_input_chunks(source: Source, cfg: ConvertConfig, opened: OpenFiles | No
     return iter_blocks(source.files, text_field=cfg.text_field, opened=opened)
 
 
-def record_error(source: Source, chunk: Chunk, error: tuple[int, str]) -> str:
-    """``<file>, <unit> N: problem`` for the record of ``chunk`` a tokenizer worker could not read (``error``:
-    its line in the chunk and why); the unit is a parquet file's row, a JSON array file's record, else a line."""
+def record_error(source: Source, chunk: Chunk, error: tuple[int, str | MissingTextField]) -> UserError:
+    """The error to raise for the record of ``chunk`` a tokenizer worker could not read (``error``: its line in
+    the chunk and why), at ``<file>, <unit> N``: a MissingTextField (its caller names its own option), else a
+    UserError. The unit is a parquet file's row, a JSON array file's record, else a line."""
     line, problem = error
     file_index, number = chunk.locate(line)
     src = source.files[file_index]
     unit = "row" if src.rel.endswith(".parquet") else "record" if open_blocks(src)[0] else "line"
-    return f"{src.rel}, {unit} {number}: {problem}"
+    location = f"{src.rel}, {unit} {number}"
+    if isinstance(problem, MissingTextField):
+        return problem.at(location)
+    return UserError(f"{location}: {problem}")

@@ -15,8 +15,9 @@ import numpy as np
 from cpt_tasks.data.parquet import is_parquet, iter_rows, iter_slices
 from cpt_tasks.data.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
 
-# (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself)
-Document = tuple[int, int, bytes | str]
+# (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself: None
+# for a null one)
+Document = tuple[int, int, bytes | str | None]
 
 
 def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int,
@@ -59,9 +60,10 @@ def _lines_in_order(files: list[SourceFile], order, text_field: str, opened: Ope
 class Chunk:
     """A batch of documents for one worker call, and where its lines came from: ``origins`` per line, or (for a
     block cut from one file) the file and the number of its first line. ``payload`` is newline-separated JSON
-    lines, a list of JSON lines (bytes) and texts (str, from parquet or ``datasets``), or a parquet TextBlock."""
+    lines, a list of JSON lines (bytes) and texts (str or None, from parquet or ``datasets``), or a parquet
+    TextBlock."""
 
-    payload: bytes | list[bytes | str] | tuple
+    payload: bytes | list[bytes | str | None] | tuple
     origins: list[tuple[int, int]] | None = None
     block_start: tuple[int, int] | None = None
 
@@ -75,15 +77,16 @@ class Chunk:
 
 def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
     """Group documents into payloads of about ``target_bytes``: newline-joined when all are JSON lines, else
-    the list of them (texts from parquet or ``datasets`` are sent as they are, never re-serialized)."""
-    lines: list[bytes | str] = []
+    the list of them (texts from parquet or ``datasets``, None for a null one, are sent as they are, never
+    re-serialized)."""
+    lines: list[bytes | str | None] = []
     origins: list[tuple[int, int]] = []
     size, texts = 0, False
     for index, line_no, line in documents:
         lines.append(line)
         origins.append((index, line_no))
-        size += len(line) + 1
-        texts = texts or isinstance(line, str)
+        size += (0 if line is None else len(line)) + 1
+        texts = texts or not isinstance(line, bytes)
         if size >= target_bytes:
             yield Chunk(lines if texts else b"\n".join(lines), origins=origins)
             lines, origins, size, texts = [], [], 0, False

@@ -1,10 +1,11 @@
 """Parquet input: one string column (``--text_field``) read with pyarrow, row group by row group.
 
 Only the text column is decoded. Texts reach the tokenizer workers as a :class:`TextBlock`: about 1 MB of the
-column's UTF-8 data, copied once out of the Arrow buffer, and the offsets of its rows; the workers cut and
-decode the strings. Nothing is re-serialized to JSON, and the parent (one process, which also packs and writes)
-never builds a Python string. (Measured here on 9 MB of text: pickling Arrow arrays costs the parent ~0.4 s
-per 100 MB, ``to_pylist`` plus pickling lists ~0.2 s, copying the buffer slices ~0.01 s.)
+column's UTF-8 data, copied once out of the Arrow buffer, the offsets of its rows and which of them are null (a
+null text is an empty document: skipped and counted); the workers cut and decode the strings. Nothing is
+re-serialized to JSON, and the parent (one process, which also packs and writes) never builds a Python string.
+(Measured here on 9 MB of text: pickling Arrow arrays costs the parent ~0.4 s per 100 MB, ``to_pylist`` plus
+pickling lists ~0.2 s, copying the buffer slices ~0.01 s.)
 
 Verification. Parquet needs random access (its footer is at the end), so a file on the Hub or object storage
 cannot be streamed through :class:`~cpt_tasks.data.verified.VerifyingReader` while it is decoded. It is
@@ -24,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from cpt_tasks.errors import UserError
+from cpt_tasks.errors import MissingTextField, UserError
 
 SUFFIX = ".parquet"
 BATCH_ROWS = 1024  # rows decoded at a time: the first texts reach the workers at once
@@ -74,25 +75,19 @@ def _fetch_verified(src) -> mmap.mmap:
 def _text_column(pf, src, field: str):
     names = pf.schema_arrow.names
     if field not in names:
-        raise UserError(f"{src.rel}: no '{field}' column (columns: {', '.join(names) or 'none'}); "
-                        "name the text field with --text_field")
+        raise MissingTextField(field, names, "column", src.rel)
 
 
 def _checked(array, src, field: str, first_row: int):
-    """The batch's text column as a (large) string array; UserError naming file, row and field if a value
-    is null or the column is not text."""
+    """The batch's text column as a (large) string array, its nulls kept (a column of nulls only included);
+    UserError naming file, row and field if the column is not text."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     kind = array.type
-    if pa.types.is_string_view(kind):
+    if pa.types.is_string_view(kind) or pa.types.is_null(kind):
         array = array.cast(pa.large_string())
     elif not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        what = "null" if pa.types.is_null(kind) else f"{kind} (not a string)"
-        raise UserError(f"{src.rel}, row {first_row}: '{field}' is {what}, expected a string")
-    if array.null_count:
-        row = first_row + pc.index(pc.is_null(array), True).as_py()
-        raise UserError(f"{src.rel}, row {row}: '{field}' is null, expected a string")
+        raise UserError(f"{src.rel}, row {first_row}: '{field}' is {kind} (not a string), expected a string")
     return array
 
 
@@ -107,24 +102,27 @@ def iter_text_batches(src, field: str) -> Iterator[tuple[int, object]]:
             row += len(array)
 
 
-def iter_rows(index: int, src, field: str) -> Iterator[tuple[int, int, str]]:
-    """Every row's text as (file index, 1-based row number, text): the documents of a shuffled conversion."""
+def iter_rows(index: int, src, field: str) -> Iterator[tuple[int, int, str | None]]:
+    """Every row's text as (file index, 1-based row number, text or None): a shuffled conversion's documents."""
     for first, array in iter_text_batches(src, field):
         for offset, text in enumerate(array.to_pylist()):
             yield index, first + offset, text
 
 
 class TextBlock(tuple):
-    """``(data, offsets)``: consecutive texts as one UTF-8 byte string and the ``len + 1`` offsets of their
-    starts and end (int64 array); what a tokenizer worker receives from a parquet file."""
+    """``(data, offsets, nulls)``: consecutive texts as one UTF-8 byte string, the ``len + 1`` offsets of their
+    starts and end (int64 array), and which texts are null (bool array; None: none is); what a tokenizer worker
+    receives from a parquet file."""
 
     __slots__ = ()
 
-    def texts(self) -> list[str]:
-        """The decoded strings (UnicodeDecodeError on invalid UTF-8)."""
-        data, offsets = self
+    def texts(self) -> list[str | None]:
+        """The decoded strings, None for a null one (UnicodeDecodeError on invalid UTF-8)."""
+        data, offsets, nulls = self
         bounds = offsets.tolist()
-        return [data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        if nulls is None:
+            return [data[a:b].decode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        return [None if null else data[a:b].decode("utf-8") for a, b, null in zip(bounds, bounds[1:], nulls.tolist())]
 
 
 def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, TextBlock]]:
@@ -133,11 +131,13 @@ def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, TextB
     import numpy as np
     import pyarrow as pa
 
-    parts: list[tuple[bytes, np.ndarray]] = []  # pieces of the block being gathered, offsets from 0 each
+    parts: list[tuple[bytes, np.ndarray, np.ndarray | None]] = []  # the block's pieces, offsets from 0 each
     first_row, size = 1, 0
     for first, array in iter_text_batches(src, field):
         offsets = np.frombuffer(array.buffers()[1], dtype=np.int64 if pa.types.is_large_string(array.type)
                                 else np.int32)[array.offset:array.offset + len(array) + 1].astype(np.int64)
+        data = array.buffers()[2]
+        nulls = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
         start = 0
         while start < len(array):
             stop = int(np.searchsorted(offsets, offsets[start] + target_bytes - size, side="left"))
@@ -145,7 +145,8 @@ def iter_slices(src, field: str, target_bytes: int) -> Iterator[tuple[int, TextB
             low, high = int(offsets[start]), int(offsets[stop])
             if not parts:
                 first_row = first + start
-            parts.append((array.buffers()[2][low:high].to_pybytes(), offsets[start:stop + 1] - low))
+            parts.append((data[low:high].to_pybytes() if high > low else b"", offsets[start:stop + 1] - low,
+                          None if nulls is None else nulls[start:stop]))
             size += high - low
             start = stop
             if size >= target_bytes:
@@ -160,6 +161,9 @@ def _joined(parts) -> TextBlock:
 
     if len(parts) == 1:
         return TextBlock(parts[0])
-    shifts = np.cumsum([0] + [len(data) for data, _ in parts[:-1]])
-    offsets = np.concatenate([parts[0][1][:1]] + [o[1:] + shift for (_, o), shift in zip(parts, shifts)])
-    return TextBlock((b"".join(data for data, _ in parts), offsets))
+    shifts = np.cumsum([0] + [len(data) for data, _, _ in parts[:-1]])
+    offsets = np.concatenate([parts[0][1][:1]] + [o[1:] + shift for (_, o, _), shift in zip(parts, shifts)])
+    nulls = None
+    if any(part[2] is not None for part in parts):
+        nulls = np.concatenate([np.zeros(len(o) - 1, dtype=bool) if n is None else n for _, o, n in parts])
+    return TextBlock((b"".join(data for data, _, _ in parts), offsets, nulls))

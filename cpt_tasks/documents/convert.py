@@ -74,6 +74,7 @@ class DocumentCounts(StrictModel):
 
     read: int = Field(ge=0, description="Records read")
     skipped_empty: int = Field(ge=0, description="Empty or whitespace-only documents skipped")
+    skipped_null: int = Field(0, ge=0, description="Documents whose text is null, skipped (not in skipped_empty)")
     used: int = Field(ge=0, description="Documents with a token in train or val")
 
 

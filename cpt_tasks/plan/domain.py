@@ -1,9 +1,9 @@
 """A domain corpus in the plan: check it before anything is converted, count its tokens, and decide whether it
 fills its budget or is converted once and repeated in training (up to ``max_domain_epochs``).
 
-The count reads the corpus as the converter does (same files, same text field, same framing: BOS + tokens + EOS
-per non-empty document) and stops as soon as the corpus is known to fill its budget, so a large corpus costs
-at most its budget's worth of tokenizing and a small one (the case that repeats) is read once.
+The count reads the corpus as the converter does (same files, same text field, same framing: BOS + tokens + EOS per
+document with text; blank and null texts skipped) and stops as soon as the corpus is known to fill its budget, so a
+large corpus costs at most its budget's worth of tokenizing and a small one (the case that repeats) is read once.
 
 A corpus shorter than its budget keeps its val split whole and gives train the rows that are certain to fit
 before it: ``rows = (tokens − val − concat − longest document) // concat``. Train ends inside some document; val
@@ -21,8 +21,12 @@ from cpt_tasks.data.encode import encode_chunk, set_encoder
 from cpt_tasks.data.inputs import iter_input_chunks, record_error
 from cpt_tasks.data.sources import Source
 from cpt_tasks.documents.plan import Repetition
-from cpt_tasks.errors import UserError
+from cpt_tasks.errors import MissingTextField, UserError
 from cpt_tasks.tokenizer import Encoder
+
+
+# How a domain corpus's text field is named: the plan's option, and the DAG's Param of the same name.
+DOMAIN_TEXT_OPTION = "--domain_text_field (the DAG's Param domain_text_field)"
 
 
 @dataclass(frozen=True)
@@ -36,24 +40,35 @@ class CorpusCount:
     complete: bool
 
 
-def count_corpus(source: Source, conv: ConvertConfig, encoder: Encoder, enough: int, where: str) -> CorpusCount:
+def count_corpus(source: Source, conv: ConvertConfig, encoder: Encoder, enough: int, where: str,
+                 text_option: str = DOMAIN_TEXT_OPTION) -> CorpusCount:
     """Count ``source``'s framed tokens, read as its conversion ``conv`` reads it (in file order), until more than
-    ``enough``; UserError naming ``where`` (the option), the file and the line for a record without the text
-    field, and for a corpus with no text at all."""
+    ``enough``; UserError naming ``where`` (the option), the file and the record for a bad record, and for a corpus
+    with no text at all; for a record or file without the text field it names ``text_option``, the option that
+    sets ``conv.text_field`` here."""
     set_encoder(encoder)
+    try:
+        return _count(source, conv, enough)
+    except MissingTextField as exc:
+        raise exc.naming(text_option, where) from None
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from exc
+
+
+def _count(source: Source, conv: ConvertConfig, enough: int) -> CorpusCount:
     text_field = conv.text_field
     tokens = documents = longest = 0
     for chunk in iter_input_chunks(source, conv.model_copy(update={"shuffle": False})):
         result = encode_chunk(chunk.payload, text_field)
         if result.error is not None:
-            raise UserError(f"{where}: {record_error(source, chunk, result.error)}")
+            raise record_error(source, chunk, result.error)
         tokens += int(result.lengths.sum())
         documents += len(result.lengths)
         longest = max([longest, *map(int, result.lengths)])
         if tokens > enough:
             return CorpusCount(tokens, documents, longest, complete=False)
     if documents == 0:
-        raise UserError(f"{where}: no document with text in field '{text_field}' ({len(source.files)} files, "
+        raise UserError(f"no document with text in field '{text_field}' ({len(source.files)} files, "
                         f"{source.total_bytes:,} bytes)")
     return CorpusCount(tokens, documents, longest, complete=True)
 

@@ -1,6 +1,7 @@
 """The general path through ``datasets.load_dataset(..., streaming=True)`` (``--source_format datasets``), on a
 local CSV folder the test writes (``datasets`` infers its builder offline): the same rows as the same texts in
-JSON lines, with and without shuffle; a null or missing text column is a UserError naming dataset, row, field."""
+JSON lines, with and without shuffle; a missing or non-string text column is a UserError naming dataset, row,
+field (a null text is an empty document: tests/cpt_tasks/test_convert_nulls.py)."""
 
 import json
 
@@ -52,10 +53,12 @@ def test_datasets_errors_name_dataset_row_and_field(tmp_path, tokenizer_dir):
     folder = write_csv(tmp_path / "holes", "text", ["one two", "three", None, "four"])
     base = ["convert", "--out_root", tmp_path / "out", "--tokenizer", tokenizer_dir, "--concat_tokens", 4,
             "--num_workers", 0]
-    result = call_cli(*base, "--dataset", folder, "--source_format", "datasets")
-    assert result.returncode == 2 and "row 3: 'text' is null, expected a string" in result.stderr, result.stderr
+    result = call_cli(*base, "--dataset", folder, "--source_format", "datasets", "--text_field", "id")
+    assert result.returncode == 2 and "row 1: 'id' is int, expected a string" in result.stderr, result.stderr
     result = call_cli(*base, "--dataset", folder, "--source_format", "datasets", "--text_field", "content")
-    assert result.returncode == 2 and "row 1: no 'content' field (fields: id, text)" in result.stderr, result.stderr
+    assert result.returncode == 2, result.stderr
+    assert ("row 1: no 'content' field (fields: id, text); name the text field with --text_field"
+            in result.stderr), result.stderr
     result = call_cli(*base, "--dataset", folder)  # auto reads files: a CSV folder has none, and it says what to do
     assert result.returncode == 2 and "--source_format datasets" in result.stderr, result.stderr
     assert not (tmp_path / "out" / "manifest.json").exists()

@@ -161,6 +161,73 @@ def test_bad_domains_exit_2_naming_the_domain_before_any_conversion(sample_dir, 
         assert not out.exists()
 
 
+def _code_records(code_dir, limit=None):
+    records = [json.loads(line) for path in sorted(code_dir.glob("*.jsonl")) for line in path.read_text().splitlines()]
+    return records[:limit]
+
+
+def _domain_corpus(folder, records, fmt, nulls=0):
+    """The code corpus with its text in column/field ``body`` (beside ``package``), as one parquet or JSON-lines
+    file; ``nulls``: a null text after every that many documents."""
+    package, body = [], []
+    for number, record in enumerate(records, 1):
+        package.append(record["path"])
+        body.append(record["content"])
+        if nulls and number % nulls == 0:
+            package.append(record["path"] + "#null")
+            body.append(None)
+    folder.mkdir(parents=True)
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = folder / "corpus.parquet"
+        pq.write_table(pa.table({"package": package, "body": body}), path, row_group_size=50)
+    else:
+        path = folder / "corpus.jsonl"
+        path.write_text("".join(json.dumps({"package": p, "body": b}) + "\n" for p, b in zip(package, body)))
+    return path
+
+
+@pytest.mark.parametrize("fmt,problem", [
+    ("parquet", "corpus.parquet: no 'text' column (columns: package, body)"),
+    ("jsonl", "corpus.jsonl, line 1: record has no 'text' field (fields: body, package)"),
+])
+def test_a_domain_without_the_text_field_names_the_plans_options(sample_dir, tokenizer_dir, code_dir, tmp_path, fmt,
+                                                                  problem):
+    corpus = _domain_corpus(tmp_path / "corpus", _code_records(code_dir, 600), fmt)
+    args = ["plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path / "out", "--domain",
+            corpus, "--total_tokens", 100_000, "--concat_tokens", 128, "--val_fraction", 0, "--num_workers", 0]
+    proc = call_cli(*args)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"--domain {corpus}: {problem}; name the text field with --domain_text_field (the DAG's Param "
+            "domain_text_field)") in proc.stderr, proc.stderr
+    assert "--text_field" not in proc.stderr.replace("--domain_text_field", "")
+    proc = call_cli(*args, "--domain_text_field", "body")
+    assert proc.returncode == 0, proc.stderr
+    domain = next(s for s in json.loads(proc.stdout)["subsets"] if s["name"] == "domain")
+    assert domain["convert"]["text_field"] == "body" and domain["convert"]["dataset"] == str(corpus)
+    assert domain["convert"]["max_tokens"] > 0 and domain["source_files"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_the_domain_count_skips_null_texts(tokenizer_dir, code_dir, tmp_path, fmt):
+    """The plan counts a corpus with null texts as the same corpus without them (read whole: a small one)."""
+    from cpt_tasks.data.inputs import resolve_input
+    from cpt_tasks.plan.domain import count_corpus
+    from cpt_tasks.tokenizer import Encoder
+
+    records = _code_records(code_dir, 300)
+    counts = []
+    for name, nulls in (("plain", 0), ("nulls", 7)):
+        corpus = _domain_corpus(tmp_path / name, records, fmt, nulls)
+        conv = ConvertConfig(dataset=str(corpus), text_field="body", out_root="-", tokenizer=str(tokenizer_dir),
+                             num_workers=0)
+        encoder = Encoder(tokenizer_dir, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
+        counts.append(count_corpus(resolve_input(conv), conv, encoder, 10**12, f"--domain {corpus}"))
+    assert counts[0] == counts[1] and counts[0].complete and counts[0].documents == len(records)
+
+
 def test_the_planned_domain_converts_like_the_folder_alone_verifies_and_trains_its_epochs(
         sample_dir, small_tokenizer_dir, tmp_path):
     corpus = tmp_path / "code"
