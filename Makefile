@@ -11,6 +11,7 @@ TASKS_PY := .venv/bin/python
 CPT := .venv/bin/cpt-tasks
 TOKENIZER := $(CPT_HOME)/tokenizer/llama3
 SAMPLE := $(CPT_HOME)/sample/dolmino
+DOMAIN_SAMPLE := $(CPT_HOME)/sample/domain-python
 TINY_MODEL := $(CPT_HOME)/models/tiny-llama
 SMALL_TOKENIZER := $(CPT_HOME)/tokenizer/small
 SMALL_MODEL := $(CPT_HOME)/models/tiny-small
@@ -22,7 +23,7 @@ MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 	mlflow pods lock clean images image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
-	$(TINY_MODEL)/config.json $(SMALL_TOKENIZER)/tokenizer.json $(SMALL_MODEL)/config.json
+	$(DOMAIN_SAMPLE)/.complete $(TINY_MODEL)/config.json $(SMALL_TOKENIZER)/tokenizer.json $(SMALL_MODEL)/config.json
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -45,6 +46,10 @@ $(TOKENIZER)/tokenizer.json: .venv/.installed
 
 $(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
 	$(CPT) sample --out $(SAMPLE)
+
+# The domain demo's corpus (Python code, text in `content`), made in the tasks env like the sample.
+$(DOMAIN_SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py cpt_tasks/sample_domain.py
+	$(CPT) sample --domain python --out $(DOMAIN_SAMPLE)
 
 $(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
 	$(CPT) tiny-model --out $(TINY_MODEL) --tokenizer $(TOKENIZER)
@@ -88,15 +93,17 @@ bench: setup
 
 # The embedded default: `airflow dags test cpt_dolmino` on the sample, a tiny Llama trained on the CPU.
 # CONF: a JSON object of Params merged over the demo's, e.g. `make demo CONF='{"nodes": 2}'` (two training nodes).
+# DEMO_ARGS: more options of cpt_tasks.pipeline.demo, e.g. DEMO_ARGS=--dry_run (set up and check, run nothing).
 CONF ?= {}
+DEMO_ARGS ?=
 demo: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)'
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)' $(DEMO_ARGS)
 
 # Continual pretraining on your own corpus (docs/continual-pretraining.md): the same DAG with a small corpus of
 # Python code (`cpt-tasks sample --domain python`) as the domain and the sample as replay; ends with the
 # gained/forgotten table. CONF goes over its Params as in `make demo`.
 demo-domain: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --domain python --conf '$(CONF)'
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --domain python --conf '$(CONF)' $(DEMO_ARGS)
 
 # The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
 # the Airflow task pages' "MLflow run" links point here). MLFLOW_STORE=$(CPT_HOME)/demo-pods/mlflow: demo-pods' runs.
@@ -146,7 +153,7 @@ image-airflow:
 # The whole DAG as pods: `airflow dags test cpt_dolmino` with CPT_RUNNER=podman on the demo's Params; every step
 # runs the pod manifest the kubernetes runner builds, in $(TASKS_IMAGE). Outputs under $(CPT_HOME)/demo-pods/.
 demo-pods: setup image-tasks
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --runner podman --image $(TASKS_IMAGE)
+	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --runner podman --image $(TASKS_IMAGE) --conf '$(CONF)' $(DEMO_ARGS)
 
 # The images' own tests (not part of `make test`: building takes minutes): containers of both images under the
 # pods' security context, `make demo-pods`, then the podman runner on real pods and a second demo-pods run that

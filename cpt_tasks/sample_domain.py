@@ -3,8 +3,8 @@
 ``python``: the Python standard library's own source code, one document per top-level function or class with
 its docstrings removed (``ast``; no module is imported), so it is code, not the English prose the Dolmino-shaped
 sample is made of. Records are ``{"id", "path", "content"}`` (the text is in ``content``, as in code corpora
-such as The Stack: the demo reads it with ``domain_text_field``) in JSON lines under ``<out>/<kind>-NNNN.jsonl``.
-Output is deterministic for a given Python version.
+such as The Stack: the demo reads it with ``domain_text_field``) in JSON lines under ``<out>/<kind>-NNNN.jsonl``,
+then ``<out>/.complete`` (written last). Output is deterministic for a given Python version.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from cpt_tasks.sample_data import SKIPPED as SAMPLE_SKIPPED
 from cpt_tasks.sample_data import stdlib_modules
 
 KINDS = ("python",)
+COMPLETE = ".complete"  # written last: the corpus is whole
 MAX_CHARS = 6000  # one function or class of ordinary size per document
 SKIPPED = (*SAMPLE_SKIPPED, "turtledemo", "ensurepip")  # and the demos and bundled wheels
 
@@ -53,9 +55,14 @@ def write_domain_sample(out: Path, kind: str = "python", documents: int = 2000, 
         raise ValueError(f"unknown domain sample {kind!r}; known: {', '.join(KINDS)}")
     records = [json.dumps({"id": hashlib.sha1(f"{where}\n{code}".encode()).hexdigest(), "path": where,
                            "content": code}, ensure_ascii=False) + "\n" for where, code in iter_python_code(documents)]
-    out.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(out.name + ".partial")  # a half-written corpus never looks complete
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     per_file = -(-len(records) // files)
     for part in range(files):
-        (out / f"{kind}-{part:04d}.jsonl").write_text("".join(records[part * per_file:(part + 1) * per_file]))
+        (staging / f"{kind}-{part:04d}.jsonl").write_text("".join(records[part * per_file:(part + 1) * per_file]))
+    (staging / COMPLETE).write_text(f"{len(records)}\n")
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
     size = sum(len(r.encode()) for r in records)
     return f"{kind}: {len(records)} documents, {size / 1e6:.2f} MB of JSON lines (text field 'content') in {out}"

@@ -20,53 +20,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from cpt_tasks.pipeline.airflow_home import cpt_home, demo_params, mlflow_store, prepare
+from cpt_tasks.pipeline.dags_test_log import DagsTestLog
 from cpt_tasks.evaluate.report import format_summary
 from cpt_tasks.layout import EVAL_DIR, EVAL_JSON, PLAN_FILE, REPORT_JSON, REPORT_MD, REPORT_PNG, checkpoints_root, \
     run_dir, safe_run_id
 
 DAG_ID = "cpt_dolmino"
 AIRFLOW = Path(sys.executable).with_name("airflow")
-SHOWN = re.compile(r"\[DAG TEST\] end task|Skipping task|DagRun Finished|Task failed|ParamValidationError")
-GATED = re.compile(r"\b(train|evaluate) skipped: (.+)")  # a gate's reason (cpt_tasks.pipeline.operators)
 
 
-def skip_reason(line: str) -> tuple[str, str] | None:
-    """(step, whole reason) from a log line of a step its gate skipped, without the log's trailing fields."""
-    found = GATED.search(line)
-    if found is None:
-        return None
-    return found.group(1), re.sub(r"""['"]?(\s+\w+=\S+)*\s*$""", "", found.group(2))
-
-
-def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, str | None, dict[str, str]]:
-    """``airflow dags test`` with ``conf``; full output to ``log_path``, task ends echoed (a gate's reason in
-    full); (status, run id, step -> why its gate skipped it)."""
+def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, DagsTestLog]:
+    """``airflow dags test`` with ``conf``; full output to ``log_path``, each task's end echoed (a mapped task by
+    its component, a gate's reason in full, a failure's error lines); (status, what the log said)."""
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    run_id, skips = None, {}
+    seen = DagsTestLog()
     with log_path.open("w") as log:
         proc = subprocess.Popen([str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
-            found = re.search(r"run_id=([^\s,]+)", line)
-            if found and "DagRun Finished" in line:
-                run_id = found.group(1)
-            gated = skip_reason(line)
-            if gated is not None:
-                skips[gated[0]] = gated[1]
-                print(f"  {gated[0]} skipped: {gated[1]}")
-            elif SHOWN.search(line):
-                print("  " + re.sub(r"\s+\[[a-z_.]+\]\s+.*?loc=\S+", "", line.strip())[:160])
+            shown = seen.feed(line)
+            if shown:
+                print(f"  {shown}", flush=True)
         status = proc.wait()
-    return status, run_id, skips
+    return status, seen
 
 
 def task_states(airflow_home: Path, run_id: str) -> list[dict]:
@@ -89,20 +73,24 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
 
     folder = Path(run_dir(str(storage_root), DAG_ID, safe_run_id(run_id)))
     lines = [f"Run {run_id}", "", "Tasks:"]
+    task_width = max((len(s["task_id"]) for s in states), default=8)
+    label_width = max((len(s["label"]) for s in states), default=0)
     for s in states:
-        lines.append(f"  {s['task_id']:<8} {s['label']:<14} {s['state']}")
+        lines.append(f"  {s['task_id']:<{task_width}} {s['label']:<{label_width}} {s['state']}")
     for step, reason in (skips or {}).items():
         lines.append(f"  {step} skipped: {reason}")
     ran = {s["task_id"]: s["state"] for s in states if s["map_index"] < 0}
-    lines += ["", f"Plan:          {folder / PLAN_FILE}"]
+    if (folder / PLAN_FILE).is_file():  # never a path that was not written (a failed plan writes none)
+        lines += ["", f"Plan:          {folder / PLAN_FILE}"]
     finished = evaluation = None
     report = find_document(str(folder / REPORT_JSON), VerifyReport)
     if report is not None:
         lines.append(f"Verification:  {'PASSED' if report.ok else 'FAILED'}  {folder / REPORT_MD}, "
                      f"{folder / REPORT_PNG}")
         lines.append("Data (MDS):")
+        width = max(len(s.name) for s in report.subsets)
         for s in report.subsets:
-            lines.append(f"  {s.name:<14} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}"
+            lines.append(f"  {s.name:<{width}} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}"
                          + (f"  ({s.role}, {s.epochs:.2f} epochs)" if s.role == "domain" or s.epochs != 1 else ""))
         finished = find_finished_run(checkpoints_root(str(storage_root)), report.plan.fingerprint)
         if finished is not None:
@@ -168,14 +156,34 @@ DOMAIN_DEMO = {"total_tokens": 1_400_000, "domain_text_field": "content", "domai
 
 
 def domain_params(home: Path, kind: str) -> dict:
-    """The domain demo's Params: the corpus (written on first use) and a total that keeps the replay's budgets."""
-    from cpt_tasks.sample_domain import write_domain_sample
-
+    """The domain demo's Params: the corpus (``make setup`` writes it with the tasks env) and a total that keeps
+    the replay's budgets."""
     corpus = home / "sample" / f"domain-{kind}"
     if not (corpus / ".complete").is_file():
-        print(write_domain_sample(corpus, kind))
-        (corpus / ".complete").write_text("1\n")
+        raise SystemExit(f"the {kind} corpus is not in {corpus}: `make demo-domain` writes it first "
+                         f"(or: .venv/bin/cpt-tasks sample --domain {kind} --out {corpus})")
     return {**DOMAIN_DEMO, "domain": str(corpus)}
+
+
+def check_conf(conf: dict, storage_root: str) -> None:
+    """Exit 2 naming what is wrong when ``conf`` has a name that is no Param of the DAG (with the closest one) or
+    a value its Param refuses, before Airflow starts: the run would go on with the default, or fail later."""
+    from airflow.sdk.definitions.param import ParamsDict
+
+    from cpt_tasks.pipeline.params import build_params, unknown_params
+
+    params = build_params(storage_root)
+    problem = unknown_params(conf, params)
+    if problem:
+        print(f"make demo: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        checked = ParamsDict(params)
+        checked.update(conf)
+        checked.validate()
+    except Exception as exc:  # ParamValidationError: its first line says which Param and why
+        print(f"make demo: {str(exc).splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def podman_environment(home: Path, image: str) -> dict[str, str]:
@@ -208,19 +216,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", choices=("python",), default=None,
                         help="Continual pretraining on a small corpus of your own (python: the stdlib's code) with "
                         "the sample as replay")
+    parser.add_argument("--dry_run", "--dry-run", action="store_true",
+                        help="Set up and check the Params, print the command, run nothing")
     args = parser.parse_args(argv)
+    try:
+        changes = json.loads(args.conf)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"make demo: CONF is not JSON ({exc}): {args.conf}") from None
+    if not isinstance(changes, dict):
+        raise SystemExit(f"make demo: CONF must be a JSON object of Params, not {args.conf}")
     home = cpt_home()
     env = {**os.environ, **(podman_environment(home, args.image) if args.runner == "podman" else prepare(home))}
     conf = demo_params(home, Path(env["CPT_STORAGE_ROOT"]))
-    conf |= (domain_params(home, args.domain) if args.domain else {}) | json.loads(args.conf)
+    conf |= (domain_params(home, args.domain) if args.domain else {}) | changes
+    check_conf(conf, env["CPT_STORAGE_ROOT"])
     storage_root = Path(conf["storage_root"])
     log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    if args.dry_run:
+        print(f"would run: airflow dags test {DAG_ID} --conf '{json.dumps(conf)}' (Airflow home "
+              f"{env['AIRFLOW_HOME']}); the Params are valid")
+        return 0
     print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")
     started = time.time()
-    status, run_id, skips = run_dags_test(env, conf, log_path)
+    status, seen = run_dags_test(env, conf, log_path)
     print(f"\n{'succeeded' if status == 0 else 'FAILED'} in {time.time() - started:.0f}s\n")
-    if run_id:
-        print(summarize(storage_root, run_id, task_states(Path(env['AIRFLOW_HOME']), run_id), skips))
+    if status != 0:
+        print((seen.explain() or "no task failed; the reason is in the full log") + f"\nFull log: {log_path}\n")
+    if seen.run_id:
+        print(summarize(storage_root, seen.run_id, task_states(Path(env['AIRFLOW_HOME']), seen.run_id), seen.skips))
     return status
 
 
