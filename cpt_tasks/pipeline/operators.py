@@ -24,7 +24,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_USER_ERROR, NO_RETRY_EXITS
 from cpt_tasks.pipeline.lineage import operator_lineage
-from cpt_tasks.pipeline.params import step_timeout
+from cpt_tasks.pipeline.params import step_timeout, unknown_params
 from cpt_tasks.pipeline.wiring import Wiring
 
 
@@ -46,8 +46,15 @@ class StepMixin:
     _cpt_upstream: dict | None = None
 
     def pre_execute(self, context) -> None:
-        """This run's deadline for the step (Param ``<step>_timeout``), read when the try starts: Airflow applies
-        ``execution_timeout`` right after this, around ``execute``."""
+        """Refuse a run whose conf names a Param the DAG does not have (a misspelt Param would otherwise be kept
+        as an unknown one and the run would go on with the default); then this run's deadline for the step
+        (Param ``<step>_timeout``), read when the try starts: Airflow applies ``execution_timeout`` right after
+        this, around ``execute``."""
+        dag_run = context.get("dag_run")
+        if dag_run is not None and self.has_dag():
+            problem = unknown_params(dag_run.conf or {}, self.dag.params.keys())
+            if problem:
+                raise AirflowFailException(problem)
         limit = step_timeout(self.task_id, context.get("params"))
         if limit is not None:
             self.execution_timeout = limit
@@ -67,6 +74,7 @@ class StepMixin:
         subset = (getattr(self, "labels", None) or {}).get("cpt-pipeline/subset")
         if subset:
             context["subset"] = subset  # the mapped task's label in the UI (map_index_template)
+            self.log.info("Component: %s", subset)  # and in its log (make demo names the task by it)
 
     def _record(self, context, result: dict | None) -> dict | None:
         """Keep the step's result and give its Asset events their metadata: an Asset outlet gets its entry of the

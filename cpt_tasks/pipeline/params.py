@@ -18,6 +18,8 @@ run can hang forever.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -211,6 +213,22 @@ def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
 def param_schemas(storage_root: str) -> dict[str, dict]:
     """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
     return {**_data_params(storage_root), **_domain_params(), **_training_params(), **_evaluation_params(), **_resource_params()}
+
+
+def unknown_params(conf: Mapping, known: Iterable[str]) -> str | None:
+    """Why a run's conf cannot be taken: the names in it that are no Param (each with the closest Param's name
+    when one is close), or None when every name is known. Airflow itself would keep an unknown name as a Param
+    of its own and run on the defaults, silently."""
+    known = sorted(known)
+    unknown = sorted(set(conf) - set(known))
+    if not unknown:
+        return None
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return (f"unknown Param{'s' if len(named) > 1 else ''} {', '.join(named)} in the run's conf; every Param: "
+            "docs/pipeline.md#params-the-trigger-form")
 
 
 def build_params(storage_root: str, overrides: dict | None = None) -> dict:

@@ -224,7 +224,8 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
 def test_a_skipped_step_says_why_in_full_and_the_summary_says_what_is_earlier(dag_test, first_run):
     """The second run (above) skipped train and evaluate: their whole reasons, with the Param that changes them,
     and a summary that shows the first run's training and evaluation as such."""
-    from cpt_tasks.pipeline.demo import skip_reason, summarize, task_states
+    from cpt_tasks.pipeline.dags_test_log import skip_reason
+    from cpt_tasks.pipeline.demo import summarize, task_states
 
     second = dag_test.run()
     skips = dict(found for found in map(skip_reason, (second.stdout + second.stderr).splitlines()) if found)
@@ -250,6 +251,26 @@ def test_a_bad_mix_is_rejected_before_any_task_runs(dag_test, first_run):
     assert "proportions-sum-to-1" in proc.stdout + proc.stderr
     assert "[DAG TEST] starting task" not in proc.stdout + proc.stderr
     assert set((dag_test.storage / "runs" / "cpt_dolmino").iterdir()) == before
+
+
+def test_a_misspelt_param_in_the_conf_fails_the_run_at_once_naming_the_closest_param(dag_test, first_run):
+    """Airflow keeps a conf key that is no Param as a Param of its own; the run would go on with the default."""
+    proc = dag_test.run(domian="/somewhere/corpus")
+    assert proc.returncode != 0
+    states = dag_test.states(proc)
+    assert states["plan"] == "failed" and states["verify"] == "upstream_failed", states
+    assert "unknown Param 'domian' (did you mean 'domain'?)" in proc.stdout + proc.stderr
+    assert "Running: " not in proc.stdout + proc.stderr  # refused before the step ran (and not retried)
+
+
+def test_the_run_names_each_mapped_task_by_its_component(first_run):
+    from cpt_tasks.pipeline.dags_test_log import DagsTestLog
+
+    seen = DagsTestLog()
+    shown = [line for line in map(seen.feed, (first_run.stdout + first_run.stderr).splitlines()) if line]
+    assert sorted(line for line in shown if line.startswith("convert")) == sorted(
+        f"convert[{s}] done" for s in SUBSETS), shown
+    assert not seen.failures and seen.run_id == run_id_of(first_run)
 
 
 def test_a_corrupted_subset_fails_verify_and_never_trains(dag_test, first_run):
