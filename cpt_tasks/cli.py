@@ -234,9 +234,14 @@ arguments, 3 the data failed its checks (2 and 3: retrying cannot help)."""
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cpt-tasks", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(
-                                         prog, max_help_position=22, width=115))
+                                         prog, max_help_position=26, width=115))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     commands: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+    # In pipeline order (plan, convert, verify, train, evaluate), then the set-up helpers.
+    plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
+    add_model_arguments(plan, PlanConfig)
+    commands["plan"] = _config_job(PlanConfig, _plan)
 
     convert = sub.add_parser("convert", help="Documents (JSON lines, parquet, any Hub dataset) -> tokenized MDS rows "
                              "with a manifest")
@@ -254,10 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     planned.add_argument(*flags("dry-run"), dest="dry_run", action="store_true",
                          help="Print the subset's ConvertConfig and exit")
     commands["convert-subset"] = _convert_subset
-
-    plan = sub.add_parser("plan", help="One total budget + a mix -> per-subset budgets, locations, convert commands")
-    add_model_arguments(plan, PlanConfig)
-    commands["plan"] = _config_job(PlanConfig, _plan)
 
     verify = sub.add_parser("verify", help="Check every planned subset's output against the plan; exit 3 when a "
                             "check fails")

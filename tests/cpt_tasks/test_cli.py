@@ -59,8 +59,13 @@ def test_top_level_help_speaks_to_users(capsys):
         build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
     assert "``" not in text and "test" not in text.split("positional arguments")[0]
-    for command in ("plan", "convert", "verify", "train", "evaluate"):
+    steps = ("plan", "convert", "verify", "train", "evaluate")
+    for command in steps:
         assert f"\n    {command} " in text
+    listed = [line.split()[0] for line in text.split("COMMAND\n", 1)[1].split("\n\n")[0].splitlines()
+              if line.startswith("    ") and not line.startswith("     ")]
+    assert [c for c in listed if c in steps] == list(steps), listed  # in pipeline order
+    assert listed[:len(steps) + 1] == ["plan", "convert", "convert-subset", "verify", "train", "evaluate"], listed
 
 
 @pytest.mark.parametrize("model", [ConvertConfig, PlanConfig, VerifyConfig, TrainConfig, EvaluateConfig])
