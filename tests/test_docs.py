@@ -4,6 +4,7 @@ default, and the defaults the README quotes are the configs' defaults."""
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from pydantic import BaseModel
 from cpt_tasks.cli import build_parser
 from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.plan import CONVERT_OPTIONS, PlanConfig
 from cpt_tasks.configs.train import TrainConfig
 from cpt_tasks.configs.verify import VerifyConfig
 
@@ -136,7 +137,7 @@ def test_cli_reference_covers_every_command_and_flag():
         assert command in sections, f"docs/cli.md has no section for cpt-tasks {command}"
         for action in sub._actions:
             flags = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
-            if flags:  # any one spelling (the underscore one; dashed aliases may be added)
+            if flags:  # any one spelling (the docs write the underscore one; the dashed one is the same option)
                 where = sections[command] + (common if command in JOB_CONFIGS else "")
                 assert any(re.search(re.escape(f) + r"(?![\w-])", where) for f in flags), \
                     f"docs/cli.md, cpt-tasks {command}: {flags[0]} is not described"
@@ -164,3 +165,42 @@ def test_readme_quotes_the_configs_defaults():
         assert field is not None, f"README: cpt-tasks {job} has no option {name}"
         assert same_value(value.strip("`"), field.get_default(call_default_factory=True)), \
             f"README says {job} {name} defaults to {value}; the config says {field.default!r}"
+
+
+def test_cli_reference_lists_exactly_the_convert_options_keys():
+    """The plan section's sentence on `--convert_options` names exactly the keys PlanConfig accepts there."""
+    section = job_sections(CLI_DOC.read_text())["plan"]
+    sentence = re.search(r"`--convert_options` accepts exactly the `convert` options[^:]*:(.*?); any other key",
+                         section, flags=re.S)
+    assert sentence, "docs/cli.md, cpt-tasks plan: the sentence listing --convert_options' keys is missing"
+    assert re.findall(r"`(\w+)`", sentence.group(1)) == list(CONVERT_OPTIONS)
+
+
+def test_every_option_takes_both_spellings_as_the_cli_reference_says():
+    """docs/cli.md: every option is `--name_with_underscores` and `--name-with-dashes`, the same option."""
+    assert "being added" not in CLI_DOC.read_text()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    for command, sub in subparsers.choices.items():
+        for action in sub._actions:
+            for flag in action.option_strings:
+                if not flag.startswith("--"):
+                    continue
+                negated = flag.startswith("--no-") and isinstance(action, argparse.BooleanOptionalAction)
+                prefix = "--no-" if negated else "--"  # a switch's negation: --no-<either spelling>
+                name = flag[len(prefix):]
+                for other in (prefix + name.replace("_", "-"), prefix + name.replace("-", "_")):
+                    assert other in action.option_strings, f"cpt-tasks {command}: {flag} without {other}"
+
+
+def test_continual_pretraining_doc_quotes_the_smallest_total_of_the_default_rows():
+    """The smallest total the doc quotes for a domain at the default rows is the one the plan's message names."""
+    from cpt_tasks.plan.components import smallest_total
+    from cpt_tasks.plan.run import effective_mix
+
+    text = (REPO / "docs" / "continual-pretraining.md").read_text()
+    quoted = re.search(r"0\.25 replay, that takes a total of at least ([\d,]+) tokens", text)
+    assert quoted, "docs/continual-pretraining.md: the smallest total at the default rows is not quoted"
+    cfg = PlanConfig(out_root="-", domain="corpus", replay_fraction=0.25)
+    mix, proportions, _ = effective_mix(cfg)
+    assert int(quoted.group(1).replace(",", "")) == smallest_total(cfg, mix, proportions)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -63,6 +63,9 @@ class PlanConfig(StrictModel):
     domain_subset: str | None = Field(None, description="Subset (folder) of --domain to read")
     domain_text_field: str = Field("text", min_length=1, description="The field of --domain's records that holds "
                                    "each document's text")
+    domain_source_format: Literal["auto", "files", "datasets"] | None = Field(
+        None, description="How --domain is read (convert's --source_format: files, datasets or auto; default: "
+        "--convert_options' source_format, else auto)")
     domain_name: str = Field("domain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                              description="The domain component's name (its folder, stream and report row)")
     replay_fraction: float = Field(DEFAULT_REPLAY_FRACTION, gt=0, lt=1, description="With --domain: the mix's "

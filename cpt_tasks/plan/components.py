@@ -7,6 +7,7 @@ With a domain corpus, the domain gets ``(1 − replay_fraction) × total_tokens`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,7 +16,10 @@ from cpt_tasks.configs.plan import PlanConfig
 from cpt_tasks.data.inputs import resolve_input
 from cpt_tasks.data.sources import Source
 from cpt_tasks.errors import UserError
-from cpt_tasks.mix import Mix, domain_budget, subset_budgets
+from cpt_tasks.mix import Mix, domain_budget, subset_budgets, val_budget
+
+
+LARGEST_TOTAL = 10**18  # far beyond any corpus; budgets stay exact decimals (28 digits) well past it
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Component:
     proportion: float  # share of total_tokens
     budget: tuple[int, int]  # derived (max_tokens, val_tokens), before --overrides
     where: str  # how errors name it: the option or the mix component it came from
+    source_format: str | None = None  # its own convert --source_format (--domain_source_format), else the plan's
 
 
 def cfg_dataset(cfg: PlanConfig, mix: Mix) -> str | None:
@@ -65,16 +70,80 @@ def mix_components(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> 
                                float(1 - Decimal(str(cfg.replay_fraction))),
                                domain_budget(cfg.total_tokens, cfg.replay_fraction, cfg.val_fraction),
                                f"--domain {cfg.domain}" + (f" --domain_subset {cfg.domain_subset}"
-                                                           if cfg.domain_subset else "")))
+                                                           if cfg.domain_subset else ""),
+                               cfg.domain_source_format))
     return parts
+
+
+def plan_option_hint(part: Component, message: str) -> str:
+    """A reader's message with its convert option ``--source_format X`` spelt as ``plan`` takes it: for the
+    ``--domain`` corpus ``--domain_source_format X``, for the mix's components ``--convert_options`` (which
+    every conversion of the plan shares)."""
+    if part.where.startswith("--domain "):
+        return re.sub(r"--source_format\b", "--domain_source_format", message)
+    return re.sub(r"--source_format (\w+)", lambda m: f"--convert_options '{{\"source_format\": \"{m[1]}\"}}'",
+                  message)
 
 
 def resolve_part(part: Component, conv: ConvertConfig) -> Source:
     """The component's source, resolved as its conversion ``conv`` will read it (files, sizes, hashes, revision;
-    its source format, timeouts and retries); UserError naming the component."""
+    its source format, timeouts and retries); UserError naming the component, whose hints name plan's options."""
     try:
         return resolve_input(conv.model_copy(update={"revision": part.revision}))
     except UserError as exc:
-        if part.role == "replay" and part.where.startswith("--dataset"):
-            raise  # today's messages for the mix's own dataset, unchanged
-        raise UserError(f"{part.where}: {exc}") from exc
+        message = plan_option_hint(part, str(exc))
+        if part.role == "replay" and part.where.startswith("--dataset"):  # the mix's own: it names --dataset
+            if message == str(exc):
+                raise
+            raise UserError(message) from exc
+        raise UserError(f"{part.where}: {message}") from exc
+
+
+def final_budget(cfg: PlanConfig, part: Component) -> tuple[int, int]:
+    """(max_tokens, val_tokens) of a component: derived from its share unless ``--overrides`` sets them."""
+    max_tokens, val_tokens = part.budget
+    override = (cfg.overrides or {}).get(part.name)
+    if override is not None:
+        if override.max_tokens is not None:
+            max_tokens = override.max_tokens
+            val_tokens = val_budget(max_tokens, cfg.val_fraction)
+        if override.val_tokens is not None:
+            val_tokens = override.val_tokens
+    return max_tokens, val_tokens
+
+
+def smallest_total(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> int | None:
+    """The smallest ``total_tokens`` at which every component holds one train row and (with a val_fraction) one
+    val row of ``concat_tokens``, budgets derived exactly as the plan derives them; None when ``--overrides``
+    keep a component too small at any total. Budgets only grow with the total, so a bisection finds it."""
+
+    def fits(total: int) -> bool:
+        at = cfg.model_copy(update={"total_tokens": total})
+        return all(rows_fit(at, p) for p in mix_components(at, mix, proportions))
+
+    high = max(cfg.total_tokens, 1)
+    while not fits(high):
+        if high > LARGEST_TOTAL:  # only --overrides can stay too small this long (and exact decimals end here)
+            return None
+        high *= 2
+    low = 0  # fits(low) is False or low == 0
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
+
+
+def never_fit(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> list[str]:
+    """The components that hold less than one row at any total (their ``--overrides`` keep them too small)."""
+    at = cfg.model_copy(update={"total_tokens": LARGEST_TOTAL})
+    return [p.name for p in mix_components(at, mix, proportions) if not rows_fit(at, p)]
+
+
+def rows_fit(cfg: PlanConfig, part: Component) -> bool:
+    """Whether the component's budget holds one train row and one val row of ``concat_tokens`` (no val row
+    where the plan asks for none: val_fraction 0, or ``--overrides`` setting its val_tokens to 0)."""
+    max_tokens, val_tokens = final_budget(cfg, part)
+    override = (cfg.overrides or {}).get(part.name)
+    val_set = override is not None and override.val_tokens is not None
+    wants_val = val_tokens > 0 if val_set else cfg.val_fraction > 0
+    return max_tokens >= cfg.concat_tokens and (not wants_val or val_tokens >= cfg.concat_tokens)

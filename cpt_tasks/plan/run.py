@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 from datetime import datetime, timezone
+from decimal import ROUND_CEILING, Decimal
 
 from pydantic import ValidationError
 
@@ -20,10 +21,14 @@ from cpt_tasks.data.fingerprint import fingerprint
 from cpt_tasks.documents.plan import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer, load_plan
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import subset_root
-from cpt_tasks.mix import Mix, check_proportions, load_mix, val_budget
-from cpt_tasks.plan.components import Component, cfg_dataset, mix_components, resolve_part
+from cpt_tasks.mix import Mix, check_proportions, load_mix
+from cpt_tasks.plan.components import (Component, cfg_dataset, final_budget, mix_components, never_fit,
+                                       resolve_part, smallest_total)
 from cpt_tasks.plan.domain import count_corpus, fits, plan_repetition
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, hub_commit, resolve_tokenizer_dir
+
+
+SHORTEST_USEFUL_ROW = 128  # rows shorter than this train nothing useful: not offered as a way out
 
 
 def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float], bool]:
@@ -51,35 +56,83 @@ def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float], bool]:
     return mix, proportions, renormalized
 
 
-def subset_budget(cfg: PlanConfig, name: str, derived: tuple[int, int]) -> tuple[int, int]:
-    """(max_tokens, val_tokens) of a subset: derived from its proportion unless overridden; UserError when a
-    budget holds less than one row."""
-    max_tokens, val_tokens = derived
-    override = (cfg.overrides or {}).get(name)
-    if override is not None:
-        if override.max_tokens is not None:
-            max_tokens = override.max_tokens
-            val_tokens = val_budget(max_tokens, cfg.val_fraction)
-        if override.val_tokens is not None:
-            val_tokens = override.val_tokens
-    if max_tokens < cfg.concat_tokens:
-        raise UserError(f"subset {name}: train budget {max_tokens:,} tokens is smaller than one row of "
-                        f"{cfg.concat_tokens}; raise --total_tokens or its proportion")
-    if 0 < val_tokens < cfg.concat_tokens:
-        raise UserError(f"subset {name}: val budget {val_tokens:,} tokens is smaller than one row of "
-                        f"{cfg.concat_tokens}; raise --val_fraction, or set it to 0 for no val")
-    return max_tokens, val_tokens
+def check_budgets(cfg: PlanConfig, mix: Mix, proportions: dict[str, float],
+                  parts: list[Component]) -> dict[str, tuple[int, int]]:
+    """Every component's (max_tokens, val_tokens), overrides applied; UserError naming the first (the domain
+    first) whose train or val budget holds less than one row, and the ways out: the smallest --total_tokens that
+    fits every component, then the options that fit this total."""
+    budgets = {p.name: final_budget(cfg, p) for p in parts}
+    for part in sorted(parts, key=lambda p: p.role != "domain"):
+        max_tokens, val_tokens = budgets[part.name]
+        if max_tokens < cfg.concat_tokens:
+            split, tokens = "train", max_tokens
+        elif 0 < val_tokens < cfg.concat_tokens:
+            split, tokens = "val", val_tokens
+        else:
+            continue
+        raise UserError(f"subset {part.name}: {split} budget {tokens:,} tokens is smaller than one row of "
+                        f"{cfg.concat_tokens}; {ways_out(cfg, mix, proportions, parts, part, split, budgets)}")
+    return budgets
+
+
+def ways_out(cfg: PlanConfig, mix: Mix, proportions: dict[str, float], parts: list[Component], part: Component,
+             split: str, budgets: dict[str, tuple[int, int]]) -> str:
+    """What makes a plan whose ``part`` holds less than one ``split`` row fit: more tokens first (the smallest
+    total that fits every component), then what fits at this total: a larger val_fraction or share, or shorter
+    rows (the longest that fit, with the val asked for or without val)."""
+    override = (cfg.overrides or {}).get(part.name)
+    if getattr(override, "max_tokens" if split == "train" else "val_tokens", None) is not None:
+        return f"set its {split} budget in --overrides to at least {cfg.concat_tokens}, or lower --concat_tokens"
+    total = smallest_total(cfg, mix, proportions)
+    if total is None:
+        return (f"no --total_tokens fits while --overrides keep {', '.join(never_fit(cfg, mix, proportions))} "
+                f"under one row of {cfg.concat_tokens}: change those, or lower --concat_tokens")
+    rows = "one train row" + (" and one val row" if cfg.val_fraction else "")
+    ways = [f"raise --total_tokens to {total:,} or more (the smallest total that gives every component {rows} of "
+            f"{cfg.concat_tokens})"]
+    trains_fit = all(m >= cfg.concat_tokens for m, _ in budgets.values())
+    if split == "val" and trains_fit:
+        fraction = val_fraction_that_fits(cfg, parts, budgets)
+        ways.append(f"raise --val_fraction to {fraction} or more (0: no val)" if fraction
+                    else "set --val_fraction 0 (no val)")
+    elif split == "train":
+        ways.append("lower --replay_fraction" if part.role == "domain" and cfg.domain
+                    else "raise --replay_fraction or its proportion" if cfg.domain else "raise its proportion")
+    longest = min(m for m, _ in budgets.values())
+    with_val = min([longest] + [v for _, v in budgets.values() if v > 0])
+    if with_val >= SHORTEST_USEFUL_ROW:
+        ways.append(f"lower --concat_tokens to {with_val:,} or less")
+    elif cfg.val_fraction and longest >= SHORTEST_USEFUL_ROW:
+        ways.append(f"lower --concat_tokens to {longest:,} or less with --val_fraction 0 (no val)")
+    return ", or ".join(ways)
+
+
+def val_fraction_that_fits(cfg: PlanConfig, parts: list[Component],
+                           budgets: dict[str, tuple[int, int]]) -> str | None:
+    """The val_fraction (rounded up to two significant digits) that gives every component whose val is derived
+    one val row at this total; None when that would be 1 or more."""
+    derived = [budgets[p.name][0] for p in parts
+               if getattr((cfg.overrides or {}).get(p.name), "val_tokens", None) is None]
+    if not derived:
+        return None
+    exact = Decimal(cfg.concat_tokens) / Decimal(min(derived))
+    step = Decimal(1).scaleb(exact.adjusted() - 1)
+    fraction = (exact / step).to_integral_value(ROUND_CEILING) * step
+    return f"{fraction.normalize():f}" if fraction < 1 else None
 
 
 def planned_conversion(cfg: PlanConfig, part: Component, budget: tuple[int, int],
                        tokenizer_revision: str | None) -> ConvertConfig:
     """The component's ConvertConfig before its location is known (out_root "-"); UserError naming a bad
-    --convert_options value."""
+    --convert_options value. The component's own source format (--domain_source_format) wins over theirs."""
     values = dict(dataset=part.dataset, data_subset=part.subset, text_field=part.text_field, out_root="-",
                   tokenizer=cfg.tokenizer, tokenizer_revision=tokenizer_revision, concat_tokens=cfg.concat_tokens, max_tokens=budget[0],
                   val_tokens=budget[1], shuffle=cfg.shuffle, seed=cfg.seed, num_workers=cfg.num_workers)
+    options = dict(cfg.convert_options or {})
+    if part.source_format is not None:
+        options["source_format"] = part.source_format
     try:
-        return ConvertConfig(**values, **(cfg.convert_options or {}))
+        return ConvertConfig(**values, **options)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UserError(f"--convert_options: {problems}") from None
@@ -89,13 +142,14 @@ def plan(cfg: PlanConfig) -> Plan:
     """The plan; UserError for an impossible one (a bad domain corpus: before anything is converted)."""
     mix, proportions, renormalized = effective_mix(cfg)
     parts = mix_components(cfg, mix, proportions)
+    budgets = check_budgets(cfg, mix, proportions, parts)
     folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
     tokenizer_commit = hub_commit(folder)  # every conversion and the verification use exactly these files
     tok: TokenizerInfo | None = None
     encoder: Encoder | None = None
     drafts = []
     for part in sorted(parts, key=lambda p: p.role != "domain"):  # the user's corpus is checked first
-        budget = subset_budget(cfg, part.name, part.budget)
+        budget = budgets[part.name]
         conv = planned_conversion(cfg, part, budget, tokenizer_commit)
         if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
             encoder = Encoder(folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
@@ -145,14 +199,17 @@ def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
 
 def format_plan(body: Plan) -> str:
     """A readable table of the plan, and the equivalent convert command of each subset."""
+    name = max([len("subset"), *(len(s.name) for s in body.subsets)]) + 2  # columns fit the longest name
+    train = max([len("max_tokens"), *(len(f"{s.max_tokens:,}") for s in body.subsets)]) + 2
+    val = max([len("val_tokens"), *(len(f"{s.val_tokens:,}") for s in body.subsets)]) + 2
     lines = [f"plan {body.fingerprint[:12]}: {body.total_tokens:,} train tokens, mix {body.mix.name}, "
              f"concat {body.concat_tokens}",
-             f"{'subset':<14}{'proportion':>11}{'max_tokens':>17}{'val_tokens':>13}{'epochs':>8}  out_root"]
+             f"{'subset':<{name}}{'proportion':>10}{'max_tokens':>{train}}{'val_tokens':>{val}}{'epochs':>8}  out_root"]
     if body.mix.renormalized:
         lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
     for s in body.subsets:
-        lines.append(f"{s.name:<14}{s.proportion:>11.4g}{s.max_tokens:>17,}{s.val_tokens:>13,}{s.epochs:>8.3g}  "
-                     f"{s.out_root}")
+        lines.append(f"{s.name:<{name}}{s.proportion:>10.4g}{s.max_tokens:>{train},}{s.val_tokens:>{val},}"
+                     f"{s.epochs:>8.3g}  {s.out_root}")
     if body.replay_fraction is not None:
         lines.insert(1, f"(domain corpus + replay: the mix's subsets share replay_fraction {body.replay_fraction:g} "
                         "of the total)")

@@ -1,6 +1,7 @@
 """`cpt-tasks plan`: budgets from one number, validation, and fingerprint-addressed locations."""
 
 import json
+import re
 
 import pytest
 from conftest import call_cli
@@ -229,3 +230,187 @@ def test_hub_tokenizer_is_pinned_to_the_planned_commit(sample_dir, tokenizer_dir
     assert command[command.index("--tokenizer_revision") + 1] == commit
     cfg = body.subsets[0].convert
     assert (cfg.tokenizer, cfg.tokenizer_revision) == ("meta-llama/Llama-3.1-8B-Instruct", commit)
+
+
+# --- what a plan too small for its rows says: the smallest total first, then what fits the total given ---------
+
+def _plan_error(sample_dir, tokenizer_dir, **kwargs) -> str:
+    with pytest.raises(UserError) as err:
+        plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x", **kwargs))
+    return str(err.value)
+
+
+def _named(pattern: str, message: str) -> str:
+    found = re.search(pattern, message)
+    assert found, f"{pattern!r} not in: {message}"
+    return found.group(1).replace(",", "")
+
+
+def test_a_budget_too_small_names_the_smallest_total_first_and_it_fits(sample_dir, tokenizer_dir):
+    small = dict(concat_tokens=256, val_fraction=0.03)
+    message = _plan_error(sample_dir, tokenizer_dir, total_tokens=1000, **small)
+    assert message.startswith("subset dclm: val budget 14 tokens is smaller than one row of 256; raise "
+                              "--total_tokens to 347,613 or more"), message
+    assert "--val_fraction" not in message  # raising it alone cannot fit 1,000 tokens: not offered
+    total = int(_named(r"--total_tokens to ([\d,]+) or more", message))
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                           total_tokens=total, **small))
+    assert min(s.val_tokens for s in body.subsets) >= 256 and min(s.max_tokens for s in body.subsets) >= 256
+    assert "smaller than one row" in _plan_error(sample_dir, tokenizer_dir, total_tokens=total - 1, **small)
+    train = _plan_error(sample_dir, tokenizer_dir, total_tokens=1000)  # the default 8,192-token rows
+    assert train.startswith("subset dclm: train budget 472 tokens is smaller than one row of 8192; raise "
+                            "--total_tokens to 1,671,734,674 or more"), train
+
+
+@pytest.mark.parametrize("total,concat_alone", [(200_000, True), (100_000, False)])
+def test_each_way_out_offered_at_the_given_total_fits_it(sample_dir, tokenizer_dir, total, concat_alone):
+    given = dict(total_tokens=total, concat_tokens=256, val_fraction=0.03)
+    message = _plan_error(sample_dir, tokenizer_dir, **given)
+    assert re.match(r"subset \w+: val budget \d+ tokens is smaller than one row of 256; raise --total_tokens to "
+                    r"347,613 or more", message), message
+    positions = [message.index(f"--{o}") for o in ("total_tokens", "val_fraction", "concat_tokens")]
+    assert positions == sorted(positions), message  # more tokens first, then the alternatives
+    fraction = float(_named(r"--val_fraction to ([\d.]+) or more", message))
+    concat = int(_named(r"--concat_tokens to ([\d,]+) or less", message))
+    shorter = {"concat_tokens": concat} if concat_alone else {"concat_tokens": concat, "val_fraction": 0}
+    assert concat_alone == (f"{concat:,} or less with --val_fraction 0" not in message), message
+    for change in ({"val_fraction": fraction}, {"val_fraction": 0}, shorter):
+        plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                        **{**given, **change}))
+    for change in ({"val_fraction": float(f"{fraction - 0.01:.2f}")}, {**shorter, "concat_tokens": concat + 1}):
+        assert "smaller than one row" in _plan_error(sample_dir, tokenizer_dir, **{**given, **change}), change
+
+
+def test_the_old_domain_recipe_is_told_the_total_that_fits_and_the_rows_that_fit_its_own(sample_dir, tokenizer_dir,
+                                                                                           code_dir):
+    from cpt_tasks.plan.components import mix_components
+    from cpt_tasks.plan.run import check_budgets, effective_mix
+
+    recipe = dict(domain=str(code_dir), domain_text_field="content", replay_fraction=0.25, total_tokens=400_000)
+    message = _plan_error(sample_dir, tokenizer_dir, **recipe)
+    assert message.startswith("subset domain: val budget 60 tokens is smaller than one row of 8192; raise "
+                              "--total_tokens to 6,686,938,694 or more"), message
+    total = int(_named(r"--total_tokens to ([\d,]+) or more", message))
+    for at, fits in ((total, True), (total - 1, False)):  # the plan would go on to read the corpus: budgets only
+        cfg = PlanConfig(out_root="/tmp/x", **{**recipe, "total_tokens": at})
+        mix, proportions, _ = effective_mix(cfg)
+        if fits:
+            check_budgets(cfg, mix, proportions, mix_components(cfg, mix, proportions))
+        else:
+            with pytest.raises(UserError, match="smaller than one row"):
+                check_budgets(cfg, mix, proportions, mix_components(cfg, mix, proportions))
+    concat = int(_named(r"--concat_tokens to ([\d,]+) or less with --val_fraction 0", message))
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x", num_workers=0,
+                           **recipe, concat_tokens=concat, val_fraction=0))
+    assert body.subset("domain").max_tokens == 300_000 and body.concat_tokens == concat
+
+
+def test_overrides_too_small_at_any_total_are_named(sample_dir, tokenizer_dir):
+    given = dict(concat_tokens=256, val_fraction=0.02)
+    own = _plan_error(sample_dir, tokenizer_dir, total_tokens=2_000_000, overrides={"math": {"max_tokens": 100}},
+                        **given)
+    assert own == ("subset math: train budget 100 tokens is smaller than one row of 256; set its train budget in "
+                   "--overrides to at least 256, or lower --concat_tokens")
+    other = _plan_error(sample_dir, tokenizer_dir, total_tokens=200_000, overrides={"math": {"max_tokens": 100}},
+                          **given)
+    assert other.startswith("subset pes2o: val budget 234 tokens") and "while --overrides keep math under one " \
+                                                                      "row of 256" in other, other
+
+
+# --- your corpus in another layout: the plan takes the source format its own message suggests ------------------
+
+@pytest.fixture(scope="module")
+def code_dir(tmp_path_factory):
+    """The domain demo's corpus (stdlib code, text in 'content'), 2,000 documents."""
+    from cpt_tasks.sample_domain import write_domain_sample
+
+    out = tmp_path_factory.mktemp("code")
+    write_domain_sample(out, "python", documents=2000)
+    return out
+
+
+@pytest.fixture(scope="module")
+def csv_corpus(tmp_path_factory, code_dir):
+    """The same code as a folder of CSV (column 'body'): no JSON lines, no parquet; datasets reads it."""
+    import pandas as pd
+
+    texts = [json.loads(line)["content"] for f in sorted(code_dir.glob("*.jsonl")) for line in f.open()]
+    out = tmp_path_factory.mktemp("csv")
+    pd.DataFrame({"id": range(len(texts)), "body": texts}).to_csv(out / "train.csv", index=False)
+    return out
+
+
+def test_the_domain_source_format_hint_is_a_plan_option_and_following_it_works(sample_dir, tokenizer_dir,
+                                                                               code_dir, csv_corpus, tmp_path):
+    args = ["plan", "--dataset", sample_dir, "--tokenizer", tokenizer_dir, "--out_root", tmp_path / "data",
+            "--domain", csv_corpus, "--domain_text_field", "body", "--total_tokens", "1.4e6", "--concat_tokens", 256,
+            "--val_fraction", 0.03, "--num_workers", 0]
+    refused = call_cli(*args)
+    assert refused.returncode == 2 and "(--domain_source_format datasets reads other layouts" in refused.stderr, \
+        refused.stderr
+    hint = re.search(r"\((--\w+) (\w+) reads other layouts", refused.stderr)
+    followed = call_cli(*args, hint.group(1), hint.group(2), "--output", tmp_path / "plan.json")
+    assert followed.returncode == 0, followed.stderr
+    body = load_plan(str(tmp_path / "plan.json"))[0]
+    domain = body.subset("domain")
+    assert domain.convert.source_format == "datasets" and domain.source_files == 1
+    assert {s.convert.source_format for s in body.subsets if s.name != "domain"} == {"auto"}  # the mix's: unchanged
+    as_json_lines = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
+                                    domain=str(code_dir), domain_text_field="content", total_tokens=1_400_000,
+                                    concat_tokens=256, val_fraction=0.03, num_workers=0)).subset("domain")
+    assert domain.repeat == as_json_lines.repeat and domain.repeat.epochs > 1  # counted through datasets alike
+    assert call_cli("convert-subset", "--plan", tmp_path / "plan.json", "--subset", "domain",
+                    "--num_workers", 0).returncode == 0
+
+
+def test_domain_source_format_wins_over_convert_options_for_the_domain_alone(sample_dir, tokenizer_dir, code_dir,
+                                                                             csv_corpus):
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x", num_workers=0,
+                           domain=str(code_dir), domain_text_field="content", total_tokens=400_000, concat_tokens=256,
+                           val_fraction=0, domain_source_format="files", convert_options={"source_format": "files"}))
+    assert {s.convert.source_format for s in body.subsets} == {"files"}
+    with pytest.raises(ValueError, match="domain_source_format"):
+        PlanConfig(out_root="/tmp/x", domain_source_format="csv")
+    files_only = _plan_error(sample_dir, tokenizer_dir, domain=str(csv_corpus), domain_source_format="files",
+                             total_tokens=1e6, concat_tokens=256, val_fraction=0)
+    assert "--domain_source_format datasets" in files_only and "--source_format" not in \
+        files_only.replace("--domain_source_format", ""), files_only
+
+
+def test_the_mix_components_hint_names_convert_options(sample_dir, tokenizer_dir, csv_corpus, tmp_path):
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"name": "csv", "version": 1, "components": {
+        "code": {"dataset": str(csv_corpus), "text_field": "body", "proportion": 1.0}}}))
+    message = _plan_error(sample_dir, tokenizer_dir, mix=str(mix), total_tokens=10_000, concat_tokens=256,
+                            val_fraction=0)
+    assert f"mix csv component code ({csv_corpus}): " in message and \
+        """(--convert_options '{"source_format": "datasets"}' reads other layouts""" in message, message
+    plan(PlanConfig(tokenizer=str(tokenizer_dir), out_root="/tmp/x", mix=str(mix), total_tokens=10_000,
+                    concat_tokens=256, val_fraction=0, convert_options={"source_format": "datasets"}))
+
+
+# --- the printed table --------------------------------------------------------------------------------------------
+
+def test_the_printed_table_fits_long_component_names(sample_dir, tokenizer_dir, tmp_path):
+    from cpt_tasks.plan.run import format_plan
+
+    long_name = "a-component-with-a-rather-long-name-indeed"
+    mix = tmp_path / "mix.json"
+    mix.write_text(json.dumps({"name": "long", "version": 1, "components": {
+        long_name: {"dataset": str(sample_dir), "subset": "wiki", "proportion": 0.5},
+        "w": {"dataset": str(sample_dir), "subset": "math", "proportion": 0.5}}}))
+    body = plan(PlanConfig(tokenizer=str(tokenizer_dir), out_root="/tmp/x", mix=str(mix),
+                           total_tokens=123_456_789_000, concat_tokens=256, val_fraction=0.25))
+    lines = format_plan(body).splitlines()
+    header = next(line for line in lines if line.startswith("subset "))
+    rows = [line for line in lines if line.split(" ", 1)[0] in (long_name, "w")]
+    assert len(rows) == 2
+    for title in ("proportion", "max_tokens", "val_tokens", "epochs"):
+        end = header.index(title) + len(title)
+        for row in rows:  # each value ends where its title ends, with a space before it
+            assert row[end - 1] != " " and (end == len(row) or row[end] == " "), (title, header, row)
+    for row, s in zip(rows, body.subsets):
+        assert row.index(s.out_root) == header.index("out_root") and row.startswith(s.name + "  ")
+        fields = row[len(s.name):].split()
+        assert fields[1:3] == [f"{s.max_tokens:,}", f"{s.val_tokens:,}"]
+
