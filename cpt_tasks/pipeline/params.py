@@ -18,7 +18,6 @@ run can hang forever.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -134,6 +133,8 @@ def _domain_params() -> dict[str, dict]:
         "domain": _param(PlanConfig, "domain", "Your corpus", DOMAIN),
         "domain_subset": _param(PlanConfig, "domain_subset", "Its subset", DOMAIN),
         "domain_text_field": _param(PlanConfig, "domain_text_field", "Its text field", DOMAIN),
+        "domain_source_format": _param(PlanConfig, "domain_source_format", "How it is read", DOMAIN,
+                                       enum=[None, *field_schema(PlanConfig, "domain_source_format")["enum"]]),
         "domain_name": _param(PlanConfig, "domain_name", "Its name", DOMAIN),
         "replay_fraction": _param(PlanConfig, "replay_fraction", "Replay fraction", DOMAIN),
         "max_domain_epochs": _param(PlanConfig, "max_domain_epochs", "Most epochs of your corpus", DOMAIN),
@@ -223,6 +224,8 @@ def unknown_params(conf: Mapping, known: Iterable[str]) -> str | None:
     unknown = sorted(set(conf) - set(known))
     if not unknown:
         return None
+    import difflib  # only when there is something to suggest (the DAG file imports this module)
+
     named = []
     for name in unknown:
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)

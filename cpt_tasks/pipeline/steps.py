@@ -29,6 +29,7 @@ PLAN_CONFIG = ('{{ {"proportions": params.proportions, "subsets": params.subsets
                '"text_field": params.text_field, "allow_short": params.allow_short, '
                '"convert_options": params.convert_options, "domain": params.domain, '
                '"domain_subset": params.domain_subset, "domain_text_field": params.domain_text_field, '
+               '"domain_source_format": params.domain_source_format, '
                '"domain_name": params.domain_name, "replay_fraction": params.replay_fraction, '
                '"max_domain_epochs": params.max_domain_epochs} | tojson }}')
 TRAIN_CONFIG = "{{ dict(params.train_options, max_duration=params.max_duration) | tojson }}"
