@@ -86,9 +86,18 @@ class CptChange(StrictModel):
 class CptSummary(StrictModel):
     """What continual pretraining gained and what it forgot."""
 
-    gain: list[CptChange] = Field(description="One per domain component: its held-out loss, base vs trained")
-    forgetting: list[CptChange] = Field(description="One per replay component (held-out loss) and per ICL task "
-                                        "(general ability), base vs trained")
+    gain: list[CptChange] = Field(description="One per domain component (its held-out loss) and per ICL task "
+                                  "made from a domain component's held-out data (heldout_<component>), base vs "
+                                  "trained")
+    forgetting: list[CptChange] = Field(description="One per replay component (held-out loss) and per other ICL "
+                                        "task (its replay data's, or general ability), base vs trained")
+    domains: list[str] | None = Field(None, description="The run's domain components ([]: none, nothing was meant "
+                                      "to be gained; None: a report from before this field, read gain instead)")
+
+    @property
+    def has_domain(self) -> bool:
+        """The run had a domain corpus (something was meant to be gained)."""
+        return bool(self.gain) if self.domains is None else bool(self.domains)
 
 
 class EvalReport(Document):
@@ -112,7 +121,8 @@ class EvalReport(Document):
     settings: dict[str, Any] = Field(description="The evaluation's settings (batch, precision, lengths)")
     rows: list[EvalRow]
     cpt: CptSummary = Field(default_factory=lambda: CptSummary(gain=[], forgetting=[]),
-                            description="Gained (domain components) and forgotten (replay components, ICL tasks)")
+                            description="Gained (domain components and their ICL tasks) and forgotten (replay "
+                            "components, the other ICL tasks)")
     metrics_explained: dict[str, str] = Field(description="Metric name -> what it is")
     files: dict[str, str] = Field(description="The report's other files: markdown, png, the eval YAMLs")
     mlflow: MlflowRun

@@ -31,10 +31,11 @@ class SubsetReport(StrictModel):
     out_root: str
     manifest: str = Field(description="Location of its conversion manifest")
     proportion: float
-    planned_train_tokens: int
-    train_tokens: int
+    planned_train_tokens: int = Field(description="Train tokens its conversion was planned to write (unique)")
+    train_tokens: int = Field(description="Train tokens its conversion wrote (unique: each row once)")
     val_tokens: int
-    share: float = Field(description="Its share of the realized train tokens")
+    share: float = Field(description="Its share of the tokens training draws (trained tokens: a repeated "
+                         "component counts train_tokens × epochs); compare with proportion")
     documents: dict[Split, int] | None = Field(description="Documents per split (None: no manifest)")
     exhausted: bool = Field(description="Its source ran out before the budget")
     checks: list[Check]
@@ -43,6 +44,18 @@ class SubsetReport(StrictModel):
     epochs: float = Field(1.0, description="Times training sees each of its train rows (a repeated domain corpus)")
     trained_tokens: int | None = Field(None, description="Train tokens training draws from it: train_tokens × "
                                        "epochs (None: train_tokens)")
+    planned_trained_tokens: int | None = Field(None, description="Train tokens the plan has training draw from "
+                                               "it: its budget's rows × concat_tokens (None: planned_train_tokens)")
+
+    @property
+    def trained(self) -> int:
+        """Train tokens training draws from it (its unique train tokens × epochs)."""
+        return self.train_tokens if self.trained_tokens is None else self.trained_tokens
+
+    @property
+    def planned_trained(self) -> int:
+        """Train tokens the plan has training draw from it."""
+        return self.planned_train_tokens if self.planned_trained_tokens is None else self.planned_trained_tokens
 
 
 class VerifyReport(Document):
@@ -57,7 +70,7 @@ class VerifyReport(Document):
     concat_tokens: int
     tokenizer: PlannedTokenizer
     total_tokens: int
-    realized_train_tokens: int
+    realized_train_tokens: int = Field(description="Train tokens the conversions wrote (unique: each row once)")
     subsets: list[SubsetReport]
     trained_tokens: int | None = Field(None, description="Train tokens of one pass over the mix with repeated "
                                        "components repeated (None: realized_train_tokens)")

@@ -230,29 +230,33 @@ def _check_epochs(sub: PlannedSubset, rows: int, c: _Checks, plan: Plan) -> None
 
 def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, ConvertManifest | None],
             checks: dict[str, _Checks]) -> VerifyReport:
-    realized_total = sum(m.splits[TRAIN].tokens for m in manifests.values() if m)
+    """The report: each subset's unique train tokens (what its conversion wrote) and, for a repeated one, the
+    tokens training draws (unique × epochs); shares are of those trained tokens, comparable with the plan's."""
+    unique = {sub.name: m.splits[TRAIN].tokens if (m := manifests[sub.name]) else 0 for sub in plan.subsets}
+    repeated = {sub.name: sub.repeat.budget_rows * plan.concat_tokens for sub in plan.subsets
+                if sub.repeat and manifests[sub.name]}  # Streams' choose draws the budget's rows from it
+    trained_total = sum(repeated.get(name, tokens) for name, tokens in unique.items())
     subsets = []
     for sub in plan.subsets:
         m, c = manifests[sub.name], checks[sub.name]
         short = bool(m and m.exhausted)
-        train_tokens = m.splits[TRAIN].tokens if m else 0
+        trained = repeated.get(sub.name, unique[sub.name])
         subsets.append(SubsetReport(
             name=sub.name, status="failed" if not c.ok else ("short" if short else "ok"),
             fingerprint=sub.fingerprint, out_root=sub.out_root, manifest=manifest_location(sub.out_root),
             proportion=sub.proportion, planned_train_tokens=sub.train_rows * plan.concat_tokens,
-            train_tokens=train_tokens, val_tokens=m.splits[VAL].tokens if m else 0,
-            share=train_tokens / realized_total if realized_total else 0.0,
+            train_tokens=unique[sub.name], val_tokens=m.splits[VAL].tokens if m else 0,
+            share=trained / trained_total if trained_total else 0.0,
             documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=short, checks=c.items,
-            role=sub.role, epochs=sub.epochs,
-            trained_tokens=sub.repeat.budget_rows * plan.concat_tokens if sub.repeat and m else None))
-    repeated = any(s.trained_tokens is not None for s in subsets)
+            role=sub.role, epochs=sub.epochs, trained_tokens=repeated.get(sub.name),
+            planned_trained_tokens=sub.repeat.budget_rows * plan.concat_tokens if sub.repeat else None))
     return VerifyReport(
         ok=all(c.ok for c in checks.values()),
         plan=PlanRef(path=plan_path, sha256=plan_sha, fingerprint=plan.fingerprint), mix=plan.mix.name,
         concat_tokens=plan.concat_tokens, tokenizer=plan.tokenizer, total_tokens=plan.total_tokens,
-        realized_train_tokens=realized_total, subsets=subsets,
-        trained_tokens=sum(s.trained_tokens or s.train_tokens for s in subsets) if repeated else None, created_at=datetime.now(timezone.utc).isoformat(),
-        code_version=__version__)
+        realized_train_tokens=sum(unique.values()), subsets=subsets,
+        trained_tokens=trained_total if repeated else None,
+        created_at=datetime.now(timezone.utc).isoformat(), code_version=__version__)
 
 
 def summarize_result(result: VerifyResult) -> VerifySummary:

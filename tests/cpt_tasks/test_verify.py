@@ -72,9 +72,64 @@ def test_good_run_passes_and_writes_the_report(copy):
         assert s.val_tokens == manifest.splits["val"].tokens
         assert {c.check for c in s.checks} >= {"framing:ids", "framing:first_row", "decode", "disjoint", "mix"}
     md = (copy / "verify-report.md").read_text()
-    assert "| subset | planned | realized | share | planned share | val | status |" in md
+    assert table_rows(md)[0] == ["subset", "role", "planned", "unique", "epochs", "trained", "share",
+                                 "planned share", "val", "status"]
+    assert f"{report.realized_train_tokens:,} of {report.total_tokens:,} planned train tokens." in md
+    assert report.trained_tokens is None and all(s.trained_tokens is None and s.epochs == 1 for s in report.subsets)
     assert (copy / "verify-mix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert report.plan.fingerprint == load_plan(str(copy / "plan.json"))[0].fingerprint
+
+
+def table_rows(md: str) -> list[list[str]]:
+    """The first Markdown table's rows (header first), cells stripped."""
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    end = next((i for i, r in enumerate(rows) if i > 1 and r[0] == "subset"), len(rows))  # the failed checks'
+    return [rows[0], *rows[2:end]]
+
+
+LONG = "debian-changelog-entries-2024"
+
+
+def test_a_repeated_domain_shows_unique_tokens_epochs_and_trained_tokens_whose_share_is_the_plans(
+        tmp_path, sample_dir, tokenizer_dir):
+    from cpt_tasks.sample_domain import write_domain_sample
+
+    corpus = tmp_path / "corpus"
+    write_domain_sample(corpus, "python", documents=60)
+    body = plan_and_convert(str(tmp_path / "d"), str(tmp_path / "plan.json"), sample_dir, tokenizer_dir,
+                            subsets=["wiki", "math"], total_tokens=18_000, val_fraction=0, domain=str(corpus),
+                            domain_text_field="content", domain_name=LONG, replay_fraction=0.25)
+    planned = body.subset(LONG)
+    assert planned.repeat is not None and planned.repeat.epochs > 1.2  # the corpus is well short of its budget
+    report = verify(VerifyConfig(plan=str(tmp_path / "plan.json"), num_workers=0)).report
+    assert report.ok, failed_checks(report)
+    got = {s.name: s for s in report.subsets}
+    domain, concat = got[LONG], report.concat_tokens
+    assert domain.train_tokens == planned.train_rows * concat < domain.trained
+    assert domain.trained == domain.trained_tokens == round(domain.train_tokens * domain.epochs)
+    assert domain.planned_trained == planned.repeat.budget_rows * concat == domain.trained
+    assert report.trained_tokens == sum(s.trained for s in report.subsets)
+    # the unique tokens' share is far from the plan (what the report used to show); the trained tokens' is it
+    assert abs(domain.train_tokens / report.realized_train_tokens - domain.proportion) > 0.05
+    for s in report.subsets:
+        assert abs(s.share * report.trained_tokens - s.proportion * report.trained_tokens) <= concat, s.name
+        assert s.share == pytest.approx(s.trained / report.trained_tokens)
+    md = (tmp_path / "verify-report.md").read_text()
+    assert (f"{report.trained_tokens:,} of {report.total_tokens:,} planned train tokens trained "
+            f"({report.realized_train_tokens:,} unique; {LONG} repeated {domain.epochs:.2f} epochs)") in md
+    header, *rows = table_rows(md)
+    cells = {r[0]: dict(zip(header, r)) for r in rows}
+    assert cells[LONG] == {"subset": LONG, "role": "domain", "planned": f"{domain.planned_trained:,}",
+                           "unique": f"{domain.train_tokens:,}", "epochs": f"{domain.epochs:.2f}",
+                           "trained": f"{domain.trained:,}", "share": f"{domain.share:.2%}",
+                           "planned share": f"{domain.proportion:.2%}", "val": "0", "status": "ok"}
+    for name, row in cells.items():  # the share column, read back, is the planned share within a row
+        share, plan_share = (float(row[k].rstrip("%")) / 100 for k in ("share", "planned share"))
+        assert abs(share - plan_share) * report.trained_tokens <= concat + 0.0001 * report.trained_tokens, name
+        assert row["epochs"] == ("1" if name != LONG else f"{domain.epochs:.2f}")
+    table = [line for line in md.splitlines() if line.startswith("|")][:len(rows) + 2]
+    assert len({len(line) for line in table}) == 1  # columns padded to the long name: aligned as plain text
 
 
 def test_the_step_result_names_the_plans_finished_run_for_the_train_gate(copy, tmp_path, monkeypatch,
