@@ -17,6 +17,7 @@ from cpt_tasks.data.inputs import resolve_input
 from cpt_tasks.data.sources import Source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, domain_budget, subset_budgets, val_budget
+from cpt_tasks.plan.domain import DOMAIN_TEXT_OPTION
 
 
 LARGEST_TOTAL = 10**18  # far beyond any corpus; budgets stay exact decimals (28 digits) well past it
@@ -36,6 +37,7 @@ class Component:
     budget: tuple[int, int]  # derived (max_tokens, val_tokens), before --overrides
     where: str  # how errors name it: the option or the mix component it came from
     source_format: str | None = None  # its own convert --source_format (--domain_source_format), else the plan's
+    text_option: str = "--text_field"  # how a missing-text-field error names the option that sets text_field
 
 
 def cfg_dataset(cfg: PlanConfig, mix: Mix) -> str | None:
@@ -55,7 +57,9 @@ def mix_components(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> 
         if own is not None:
             role = "replay" if cfg.domain else own.role  # beside --domain, the whole mix is the replay
             parts.append(Component(name, own.dataset, own.subset, own.text_field or cfg.text_field, None, role,
-                                   proportion, derived, f"mix {mix.name} component {name} ({own.dataset})"))
+                                   proportion, derived, f"mix {mix.name} component {name} ({own.dataset})",
+                                   text_option=f"the component's text_field in mix {mix.name}"
+                                   + ("" if own.text_field else " (or --text_field)")))
             continue
         dataset = cfg_dataset(cfg, mix)
         if not dataset:
@@ -71,7 +75,7 @@ def mix_components(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> 
                                domain_budget(cfg.total_tokens, cfg.replay_fraction, cfg.val_fraction),
                                f"--domain {cfg.domain}" + (f" --domain_subset {cfg.domain_subset}"
                                                            if cfg.domain_subset else ""),
-                               cfg.domain_source_format))
+                               cfg.domain_source_format, DOMAIN_TEXT_OPTION))
     return parts
 
 

@@ -158,7 +158,8 @@ def plan(cfg: PlanConfig) -> Plan:
         source = resolve_part(part, conv)
         repeat = None
         if part.role == "domain" and part.name not in (cfg.overrides or {}):
-            count = count_corpus(source, conv, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where)
+            count = count_corpus(source, conv, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where,
+                                 part.text_option)
             max_tokens, repeat = plan_repetition(count, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
             conv = conv.model_copy(update={"max_tokens": max_tokens})
         conv = conv.model_copy(update={"revision": source.revision})

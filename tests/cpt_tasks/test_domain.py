@@ -109,6 +109,23 @@ def test_a_multi_source_mix_file_gives_each_component_its_source_and_exact_budge
         "code": ("replay", 30_000), "wiki": ("replay", 15_000), "math": ("replay", 5_000)}
 
 
+def test_a_mix_file_domain_without_its_text_field_names_the_mix_files_text_field(sample_dir, tokenizer_dir,
+                                                                                    code_dir, tmp_path):
+    """A mix file's own domain component gets its text field from the mix file: the hint says so, not
+    --domain_text_field (an option that does not apply to it)."""
+    mix = {"name": "code-and-wiki", "components": {
+        "code": {"dataset": str(code_dir), "proportion": 0.6, "role": "domain"},
+        "wiki": {"dataset": str(sample_dir), "subset": "wiki", "proportion": 0.4}}}
+    (tmp_path / "mix.json").write_text(json.dumps(mix))
+    with pytest.raises(UserError) as err:
+        plan(PlanConfig(tokenizer=str(tokenizer_dir), out_root="/tmp/x", mix=str(tmp_path / "mix.json"),
+                        total_tokens=50_000, concat_tokens=128, val_fraction=0, num_workers=0))
+    said = str(err.value)
+    assert "mix code-and-wiki component code" in said and "'text'" in said, said
+    assert "the component's text_field in mix code-and-wiki (or --text_field)" in said, said
+    assert "--domain_text_field" not in said, said
+
+
 @pytest.mark.parametrize("component,message", [
     ({"dataset": "/x", "proportion": 1, "role": "main"}, "role 'main' is not one of replay, domain"),
     ({"proportion": 1}, "'dataset' (a local path, object-storage prefix or hub id) is required"),
