@@ -89,9 +89,10 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
                      f"{folder / REPORT_PNG}")
         lines.append("Data (MDS):")
         width = max(len(s.name) for s in report.subsets)
-        for s in report.subsets:
-            lines.append(f"  {s.name:<{width}} {s.train_tokens:>9,} train + {s.val_tokens:>7,} val tokens  {s.out_root}"
-                         + (f"  ({s.role}, {s.epochs:.2f} epochs)" if s.role == "domain" or s.epochs != 1 else ""))
+        for s in report.subsets:  # a repeated component: unique tokens × epochs = the tokens training draws
+            repeated = f" × {s.epochs:.2f} epochs = {s.trained:,} trained" if s.epochs != 1 else ""
+            lines.append(f"  {s.name:<{width}} {s.train_tokens:>9,} train{repeated} + {s.val_tokens:>7,} val tokens  "
+                         f"{s.out_root}" + ("  (domain)" if s.role == "domain" else ""))
         finished = find_finished_run(checkpoints_root(str(storage_root)), report.plan.fingerprint)
         if finished is not None:
             lines += [f"Training{_earlier('train', ran, f'run {finished.run_name}, finished {finished.finished_at}')}:",
