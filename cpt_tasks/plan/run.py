@@ -100,9 +100,9 @@ def ways_out(cfg: PlanConfig, mix: Mix, proportions: dict[str, float], parts: li
                     else "raise --replay_fraction or its proportion" if cfg.domain else "raise its proportion")
     longest = min(m for m, _ in budgets.values())
     with_val = min([longest] + [v for _, v in budgets.values() if v > 0])
-    if with_val >= SHORTEST_USEFUL_ROW:
+    if SHORTEST_USEFUL_ROW <= with_val < cfg.concat_tokens:  # only ever a lower value than today's
         ways.append(f"lower --concat_tokens to {with_val:,} or less")
-    elif cfg.val_fraction and longest >= SHORTEST_USEFUL_ROW:
+    elif cfg.val_fraction and SHORTEST_USEFUL_ROW <= longest < cfg.concat_tokens:
         ways.append(f"lower --concat_tokens to {longest:,} or less with --val_fraction 0 (no val)")
     return ", or ".join(ways)
 
