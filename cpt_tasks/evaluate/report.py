@@ -6,11 +6,11 @@ replay data's change, plainly: nothing was meant to be gained)."""
 
 from __future__ import annotations
 
-import io
 import textwrap
 
 from cpt_tasks.documents.evaluate import CptChange, CptSummary, EvalReport, EvalRow, EvalWorkerOutcome
 from cpt_tasks.layout import short_run_name
+from cpt_tasks.pictures import png_bytes
 
 LOSS_METRICS = ("LanguageCrossEntropy", "LanguagePerplexity")  # per subset, in this order
 LOWER_IS_BETTER = ("LanguageCrossEntropy", "LanguagePerplexity", "CalibrationError")
@@ -277,10 +277,4 @@ def _fit_title(title: str, width: int) -> str:
 
 def render_png(report: EvalReport) -> bytes:
     """:func:`eval_figure` as PNG bytes."""
-    import matplotlib.pyplot as plt
-
-    fig = eval_figure(report)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(eval_figure(report))

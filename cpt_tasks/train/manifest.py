@@ -3,13 +3,13 @@ last: the completion marker) and the plan's finished-run pointer that the DAG re
 
 from __future__ import annotations
 
-import io
 import json
 import statistics
 
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train import FinishedRun, RunManifest
 from cpt_tasks.layout import short_run_name
+from cpt_tasks.pictures import png_bytes
 from cpt_tasks.runs.status import RunPaths
 from cpt_tasks.storage import write_bytes_atomic
 
@@ -66,13 +66,7 @@ def loss_figure(history: list[dict], title: str, start_step: int | None):
 
 def render_loss_png(history: list[dict], title: str, start_step: int | None) -> bytes:
     """:func:`loss_figure` as PNG bytes."""
-    import matplotlib.pyplot as plt
-
-    fig = loss_figure(history, title, start_step)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(loss_figure(history, title, start_step))
 
 
 def loss_title(run_name: str) -> str:

@@ -5,10 +5,10 @@ their own and never run into each other."""
 
 from __future__ import annotations
 
-import io
 import re
 
 from cpt_tasks.documents.verify import SubsetReport, VerifyReport
+from cpt_tasks.pictures import png_bytes
 
 STATUS_COLORS = {"ok": "#2b8a3e", "short": "#e8a317", "failed": "#c92a2a"}
 STATUS_LABELS = {"ok": "trained (ok)", "short": "trained (short: source ran out)", "failed": "trained (failed)"}
@@ -88,10 +88,4 @@ def mix_figure(report: VerifyReport):
 
 def render_png(report: VerifyReport) -> bytes:
     """:func:`mix_figure` as PNG bytes."""
-    import matplotlib.pyplot as plt
-
-    fig = mix_figure(report)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_bytes(mix_figure(report))

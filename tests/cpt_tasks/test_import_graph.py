@@ -17,7 +17,7 @@ import grimp
 
 LAYERS: list[tuple[str, list[str]]] = [
     ("core", ["cpt_tasks", "cpt_tasks.errors", "cpt_tasks.framing", "cpt_tasks.storage", "cpt_tasks.layout",
-              "cpt_tasks.cache", "cpt_tasks.mix", "cpt_tasks.pool", "cpt_tasks.progress"]),
+              "cpt_tasks.cache", "cpt_tasks.mix", "cpt_tasks.pool", "cpt_tasks.progress", "cpt_tasks.pictures"]),
     ("configs", ["cpt_tasks.configs"]),
     ("documents", ["cpt_tasks.documents"]),
     ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.small_tokenizer",
