@@ -124,7 +124,9 @@ class _Conversion:
         self.spec = (folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
         self.packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows)
         budget = None if cfg.train_rows is None else (cfg.train_rows + cfg.val_rows) * cfg.concat_tokens
-        self.progress = Progress(f"convert {cfg.data_subset or source.dataset}", budget, progress_interval)
+        # named as the pipeline names it: the subset, else the output's own folder (a plan's domain component)
+        named = cfg.data_subset or cfg.out_root.rstrip("/").rsplit("/", 1)[-1] or source.dataset
+        self.progress = Progress(f"convert {named}", budget, progress_interval)
         self.inflight: deque[tuple[Chunk, Future | _Ready]] = deque()
         self.window = 2 * max(cfg.workers, 1) + 2
         self.read = self.skipped_empty = self.skipped_null = 0

@@ -233,3 +233,19 @@ def test_killed_run_leaves_no_manifest_and_rerun_gives_same_bytes(tmp_path, samp
     assert subprocess.run([*args, "--out_root", str(clean), "--num_workers", "1"], cwd=ROOT).returncode == 0
     assert tree_bytes(out) == tree_bytes(clean) and (out / "manifest.json").exists()
     shutil.rmtree(tmp_path)
+
+
+def test_progress_lines_name_the_component_not_the_source(tmp_path, sample_dir, tokenizer_dir, capsys):
+    """A planned component with no subset (the user's corpus) is named by its own folder, as the DAG names it."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records(sample_dir, "wiki")[:40]))
+    convert(ConvertConfig(dataset=str(corpus), out_root=str(tmp_path / "data" / "python-code"),
+                          tokenizer=str(tokenizer_dir), concat_tokens=64, val_tokens=0), progress_interval=0)
+    subset = tmp_path / "subset"
+    convert(ConvertConfig(dataset=str(sample_dir), data_subset="wiki", out_root=str(subset),
+                          tokenizer=str(tokenizer_dir), concat_tokens=64, val_tokens=0, max_tokens=640),
+            progress_interval=0)
+    said = capsys.readouterr().err
+    assert "[convert python-code] " in said and "[convert wiki] " in said, said
+    assert f"[convert {corpus}]" not in said, said
