@@ -62,17 +62,21 @@ $(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json c
 	$(CPT) tiny-model --out $(SMALL_MODEL) --tokenizer $(SMALL_TOKENIZER)
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here. Two sessions, one per
-# environment: the jobs' tests in the tasks env, the DAG's (real Airflow) in the orchestration env.
-test: test-tasks test-dags
+# environment: the jobs' tests in the tasks env, the DAG's (real Airflow) in the orchestration env, and the UI's
+# (a real Airflow in headless Chromium). Two run side by side, the UI's when one of them ends: each alone leaves a
+# core idle much of the time. Output is kept line by line; each ends with its own pytest summary.
+test: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=line test-tasks test-dags test-ui
 
 test-tasks: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu and not images" --ignore=tests/dags $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu and not images" --ignore=tests/dags \
+		--ignore=tests/ui $(PYTEST_ARGS)
 
 test-dags: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
 		-m "not gpu and not images" $(PYTEST_ARGS)
 
-# Only the UI test: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
+# The UI tests: Airflow standalone on 127.0.0.1 driven in Debian's headless chromium (screenshots in build/ui/).
 test-ui: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/ui -m ui $(PYTEST_ARGS)
 
