@@ -207,6 +207,9 @@ def format_summary(report: EvalReport) -> str:
 VERDICT_COLORS = {"better": "#2f9e44", "worse": "#e03131", "same": "#adb5bd"}
 
 
+MIN_SPAN = 0.02  # the least range of a panel's y axis: changes of zero (a tiny model's ICL scores) stay readable
+
+
 def eval_figure(report: EvalReport):
     """Where training helped (a matplotlib Figure): the change of held-out loss per component and of the ICL
     score per task, what your corpus gained first (its loss, the tasks made from it), then what replay kept
@@ -238,10 +241,14 @@ def eval_figure(report: EvalReport):
         candidates = [(losses, "Replay data: held-out loss (lower is better)", loss_axis),
                       (icl, "ICL tasks (higher is better)", icl_axis)]
     panels = [panel for panel in candidates if panel[0]]
-    widths = [max(4.0, 1.15 * len(rows) + 1.5) for rows, _, _ in panels] or [6.0]  # room for every bar's label
-    fig, axes = plt.subplots(1, len(widths), figsize=(sum(widths), 5.0), dpi=110, squeeze=False,
-                             gridspec_kw={"width_ratios": widths})
-    for ax, width, (rows, title, (xlabel, ylabel)) in zip(axes[0], widths, panels):
+    grid = len(panels) == 4  # gained | kept, losses above ICL tasks: both rows have the same bar counts
+    if grid:
+        panels = [panels[0], panels[2], panels[1], panels[3]]
+    columns = panels[:2] if grid else panels
+    widths = [max(4.0, 1.15 * len(rows) + 1.5) for rows, _, _ in columns] or [6.0]  # room for every bar's label
+    fig, axes = plt.subplots(2 if grid else 1, len(widths), figsize=(max(sum(widths), 8.0), 9.5 if grid else 5.0),
+                             dpi=110, squeeze=False, gridspec_kw={"width_ratios": widths})
+    for ax, width, (rows, title, (xlabel, ylabel)) in zip(axes.flat, widths * (2 if grid else 1), panels):
         xs = list(range(len(rows)))
         bars = ax.bar(xs, [r.delta for r in rows], color=[VERDICT_COLORS[r.verdict] for r in rows], width=0.6)
         for bar, row in zip(bars, rows):
@@ -251,8 +258,9 @@ def eval_figure(report: EvalReport):
                         textcoords="offset points")
         ax.axhline(0, color="#495057", linewidth=0.8)
         low, high = min(0.0, *(r.delta for r in rows)), max(0.0, *(r.delta for r in rows))
-        room = 0.45 * max(high - low, 1e-9)  # each bar's label fits, on either side of zero (a "same" bar too)
+        room = 0.45 * max(high - low, MIN_SPAN)  # each bar's label fits, on either side of zero (a "same" bar too)
         ax.set_ylim(low - room, high + room)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         ax.set_xlim(-0.8, max(len(rows), 2) - 0.2)  # a lone bar keeps a bar's width
         ax.set_xticks(xs, [r.name.split("/")[0] for r in rows], rotation=25, ha="right", fontsize=9.5)
         ax.tick_params(axis="y", labelsize=9)
@@ -263,7 +271,7 @@ def eval_figure(report: EvalReport):
               (("better", "better after training"), ("worse", "worse after training"), ("same", "no change"))]
     fig.legend(handles=legend, loc="lower center", ncol=3, fontsize=9.5, frameon=False)
     fig.suptitle(f"Did continual pretraining help? · {short_run_name(report.run_name)}", fontsize=12)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.04 if grid else 0.06, 1, 1))
     return fig
 
 

@@ -116,7 +116,14 @@ def test_the_picture_puts_the_domains_task_with_the_gains_and_says_replay_withou
     fig = eval_figure(report_of(DOMAIN_RUN, DOMAIN_ROLES))
     fig.canvas.draw()
     panels = {ax.get_title().replace("\n", " "): [t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes}
+    places = {ax.get_title().split(" ")[0] + ("loss" if "loss" in ax.get_title() else "icl"):
+              (round(ax.get_position().x0, 2), round(ax.get_position().y0, 2)) for ax in fig.axes}
     plt.close(fig)
+    # gained on the left, kept on the right; losses above ICL tasks (a 2 x 2 grid, not one long row)
+    assert places["Gained:loss"][0] == places["Gained:icl"][0] < places["Forgotten?loss"][0], places
+    assert places["Gained:loss"][1] == places["Forgotten?loss"][1] > places["Gained:icl"][1], places
+    for ax in fig.axes:
+        assert not ax.yaxis.get_offset_text().get_text(), ax.get_title()  # no "1e-10" over a panel of zeros
     assert panels == {"Gained: your corpus's held-out loss (lower is better)": ["python-code"],
                       "Gained: ICL tasks on your corpus (higher is better)": ["heldout_python-code"],
                       "Forgotten? replay loss (lower is better)": ["wiki"],
