@@ -64,6 +64,7 @@ def test_each_demo_runs_in_its_own_environment_up_to_its_first_real_step(target)
     ('{"total_tokens": 1000, "replay_fractoin": 0.5}', "unknown Param 'replay_fractoin' (did you mean "
                                                        "'replay_fraction'?)"),
     ('{"total_tokens": -5}', "total_tokens"),
+    ('{"train_options": {"lrr": 0.1}}', "train_options: unknown option 'lrr' (did you mean 'lr'?)"),
     ('[1, 2]', "CONF must be a JSON object"),
     ('{"total_tokens": ', "CONF is not JSON"),
 ])

@@ -216,22 +216,39 @@ def param_schemas(storage_root: str) -> dict[str, dict]:
     return {**_data_params(storage_root), **_domain_params(), **_training_params(), **_evaluation_params(), **_resource_params()}
 
 
+def unknown_names(given: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The names in ``given`` that are not ``known``, each quoted, with the closest known name when one is close:
+    ``'domian' (did you mean 'domain'?)``."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return []
+    import difflib  # only when there is something to suggest (the DAG file imports this module)
+
+    return [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+        name, known, n=1, cutoff=0.6)) else "") for name in unknown]
+
+
 def unknown_params(conf: Mapping, known: Iterable[str]) -> str | None:
     """Why a run's conf cannot be taken: the names in it that are no Param (each with the closest Param's name
     when one is close), or None when every name is known. Airflow itself would keep an unknown name as a Param
     of its own and run on the defaults, silently."""
-    known = sorted(known)
-    unknown = sorted(set(conf) - set(known))
-    if not unknown:
+    named = unknown_names(conf, known)
+    if not named:
         return None
-    import difflib  # only when there is something to suggest (the DAG file imports this module)
-
-    named = []
-    for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-        named.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return (f"unknown Param{'s' if len(named) > 1 else ''} {', '.join(named)} in the run's conf; every Param: "
             "docs/pipeline.md#params-the-trigger-form")
+
+
+def unknown_options(conf: Mapping, schemas: Mapping[str, dict]) -> str | None:
+    """Why an options Param of ``conf`` (``train_options``, ``convert_options``, …) cannot be taken: the keys it
+    does not allow, each with the closest allowed one; None when every key is allowed. (The schema refuses them
+    too, but lists every allowed key instead of the one meant.)"""
+    for name, value in conf.items():
+        allowed = (schemas.get(name) or {}).get("propertyNames", {}).get("enum")
+        if allowed and isinstance(value, Mapping) and (named := unknown_names(value, allowed)):
+            return f"{name}: unknown option{'s' if len(named) > 1 else ''} {', '.join(named)}"
+    return None
 
 
 def build_params(storage_root: str, overrides: dict | None = None) -> dict:
