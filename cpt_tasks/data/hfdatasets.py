@@ -7,15 +7,27 @@ its revision resolves to (``HfApi().dataset_info(...).sha``), which the fingerpr
 fingerprinted by its files' sha256, like a local file source. Records stream in the dataset's own order (one
 "file"); ``--text_field`` names the column, which must hold strings (a null one is an empty document: skipped and
 counted). The seeded shuffle buffer is the same as for files.
+
+Every HTTP request ``datasets`` makes for a Hub dataset goes through huggingface_hub's session (``HfApi`` for the
+card and commit, ``HfFileSystem`` for the listing and the file reads), whatever timeout its caller passes (10 s,
+100 s or none at all for a tree listing). While such a dataset is read, :func:`bounded_hub_requests` installs a
+session whose adapter (:class:`BoundedAdapter`) is the one place that applies ``--connect_timeout``,
+``--read_timeout`` and ``--max_retries`` to each of them: a stall, a refused or reset connection or a 5xx/429
+ends as a TransientError (exit 1) naming the host, the dataset and the request, within
+``Network.worst_case_seconds()`` of that request's start.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from urllib.parse import urlparse
+
+from requests.adapters import HTTPAdapter
 
 from cpt_tasks.cache import sha256_file_cached
-from cpt_tasks.data.network import Network
+from cpt_tasks.data.network import RETRY_STATUSES, Network, call_with_retries
 from cpt_tasks.data.sources import Source, SourceFile
 from cpt_tasks.errors import MissingTextField, UserError
 
@@ -44,17 +56,69 @@ def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str 
     return Source(kind="datasets", dataset=dataset, subset=subset, split=split, revision=commit, files=[])
 
 
+class BoundedAdapter(HTTPAdapter):
+    """The transport of every request in a session from :func:`bounded_hub_requests`: the configured
+    ``(connect, read)`` timeouts instead of the caller's, the body of a non-streamed response read within the same
+    attempt, and failed attempts (timeouts, refused/reset connections, 5xx/429) retried with backoff. Spent
+    retries raise TransientError ``<host>: <label>: <METHOD> <path>: <reason> (<n> attempts)``."""
+
+    def __init__(self, network: Network, label: str) -> None:
+        super().__init__()
+        self.network, self.label = network, label
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        import requests
+
+        from cpt_tasks.data.hub import is_transient
+
+        url = urlparse(request.url)
+
+        def attempt():
+            response = super(BoundedAdapter, self).send(request, stream=stream, timeout=self.network.timeouts,
+                                                        verify=verify, cert=cert, proxies=proxies)
+            if response.status_code in RETRY_STATUSES or response.status_code >= 500:
+                response.close()
+                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
+            if not stream:
+                response.content  # noqa: B018 -- a body that stalls fails this attempt, not the caller's read
+            return response
+
+        return call_with_retries(attempt, self.network, url.netloc, f"{self.label}: {request.method} {url.path}",
+                                 is_transient)
+
+
+@contextmanager
+def bounded_hub_requests(network: Network, label: str):
+    """Within the block, every request huggingface_hub makes (so every one ``datasets`` makes to the Hub) goes
+    through a :class:`BoundedAdapter`; on leaving it the default session comes back and datasets' own retries of a
+    failed read are as they were."""
+    import datasets
+    import requests
+    from huggingface_hub import configure_http_backend
+
+    def bounded_session() -> requests.Session:
+        session = requests.Session()
+        adapter = BoundedAdapter(network, label)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        return session
+
+    saved = datasets.config.STREAMING_READ_MAX_RETRIES
+    datasets.config.STREAMING_READ_MAX_RETRIES = 1  # attempts: the adapter has retried the request already
+    configure_http_backend(backend_factory=bounded_session)
+    try:
+        yield
+    finally:
+        configure_http_backend()
+        datasets.config.STREAMING_READ_MAX_RETRIES = saved
+
+
 def load_streaming(source: Source, network: Network):
-    """``datasets.load_dataset(..., streaming=True)`` for the source; UserError naming what is wrong. Its reads
-    go through huggingface_hub's HfFileSystem, bounded by ``network``'s read timeout (as its per-request timeout)
-    and retries."""
+    """``datasets.load_dataset(..., streaming=True)`` for the source; UserError naming what is wrong. A Hub
+    dataset's requests are bounded by the caller's :func:`bounded_hub_requests`."""
     import datasets
     from datasets import DownloadConfig, load_dataset
-    from huggingface_hub import constants
 
-    max_retries = network.max_retries
-    datasets.config.STREAMING_READ_MAX_RETRIES = max_retries
-    constants.HF_HUB_ETAG_TIMEOUT = constants.HF_HUB_DOWNLOAD_TIMEOUT = network.read_timeout
     local = source.revision is None
     if local and Path(source.dataset).is_file():
         builder = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".arrow": "arrow", ".txt": "text",
@@ -64,7 +128,7 @@ def load_streaming(source: Source, network: Network):
         args, kwargs = (source.dataset,), {"name": source.subset, "revision": source.revision}
     try:
         return load_dataset(*args, **kwargs, split=source.split, streaming=True,
-                            download_config=DownloadConfig(max_retries=max_retries))
+                            download_config=DownloadConfig(max_retries=network.max_retries))
     except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
         raise UserError(f"--dataset {source.dataset} --data_subset {source.subset} --splits {source.split}: "
                         f"datasets cannot load it: {exc}") from exc
@@ -73,7 +137,15 @@ def load_streaming(source: Source, network: Network):
 def iter_dataset_documents(source: Source, text_field: str,
                            network: Network) -> Iterator[tuple[int, int, str | None]]:
     """Every record's text as (0, 1-based row number, text or None); UserError naming the dataset, row and field
-    (MissingTextField without the field)."""
+    (MissingTextField without the field); TransientError (exit 1) naming the host, dataset and request when
+    the Hub stays unreachable."""
+    hub = source.revision is not None
+    label = f"--dataset {source.dataset} (revision {source.revision})"
+    with bounded_hub_requests(network, label) if hub else nullcontext():
+        yield from _iter_rows(source, text_field, network)
+
+
+def _iter_rows(source: Source, text_field: str, network: Network) -> Iterator[tuple[int, int, str | None]]:
     stream = load_streaming(source, network)
     where = f"{source.dataset} [{source.subset or 'default'}/{source.split}]"
     columns = stream.column_names

@@ -1,7 +1,7 @@
 """The Kubernetes runner against a Kubernetes API server on 127.0.0.1 (tests/dags/kube_api.py), reached through the
-operators' own hook and client: a conversion pod's exit statuses (the provider's own cleanup decides), and the
-multi-node training Job (created as an Indexed Job, its pods awaited, deferred; node 0's result; no retry when
-a node exited 2 or 3)."""
+operators' own hook and client: a conversion pod's exit statuses (its operator made as the DAG makes it, so with
+the production ``skip_on_exit_code``; the provider's own cleanup decides), and the multi-node training Job
+(created as an Indexed Job, its pods awaited, deferred; node 0's result; no retry when a node exited 2 or 3)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ from kube_api import KubeApi
 
 import cpt_tasks.pipeline.train_job as train_job
 from cpt_tasks.documents.train import TrainResult
+from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_USER_ERROR
 from cpt_tasks.pipeline.operators import StepPodOperator
-from cpt_tasks.pipeline.steps import train_step
+from cpt_tasks.pipeline.runners import make_operator
+from cpt_tasks.pipeline.settings import Deployment
+from cpt_tasks.pipeline.steps import Step, convert_step, plan_step, train_step, verify_step
 from cpt_tasks.pipeline.train_job import StepTrainOperator
 
 
@@ -63,15 +66,27 @@ def task_context(params: dict | None = None) -> dict:
             "outlet_events": defaultdict(lambda: SimpleNamespace(extra={}))}
 
 
-@pytest.mark.parametrize(("status", "error"), [(2, AirflowFailException), (3, AirflowFailException),
-                                               (99, AirflowSkipException), (1, AirflowException)])
+def production_pod_operator(step: Step, config: str):
+    """``step``'s operator as the DAG makes it under the kubernetes runner (``make_operator``: every option,
+    ``skip_on_exit_code`` included, from ``pod_options``), only pointed at the test's API server."""
+    return make_operator(step, Deployment(runner="kubernetes"), config_file=config, in_cluster=False)
+
+
+@pytest.mark.parametrize("step", [plan_step, convert_step, verify_step])
+def test_production_cpu_pods_skip_when_the_work_was_already_complete(step):
+    op = production_pod_operator(step(), "unused")
+    assert isinstance(op, StepPodOperator) and list(op.skip_on_exit_code) == [EXIT_ALREADY_COMPLETE]
+
+
+@pytest.mark.parametrize(("status", "error"), [(EXIT_USER_ERROR, AirflowFailException),
+                                               (EXIT_CHECK_FAILED, AirflowFailException),
+                                               (EXIT_ALREADY_COMPLETE, AirflowSkipException),
+                                               (EXIT_FAILED, AirflowException)])
 def test_pod_runner_exit_statuses(kube, status, error):
     """The provider's own cleanup() reads the finished pod from the API server and decides."""
     pod = finished_pod("cpt-convert-x", status)
     api, config = kube([pod])
-    op = StepPodOperator(task_id="convert", name="cpt-convert", namespace="cpt", image="i", skip_on_exit_code=99,
-                         on_finish_action="delete_succeeded_pod", do_xcom_push=False, config_file=config,
-                         in_cluster=False)
+    op = production_pod_operator(convert_step(), config)
     with pytest.raises(error) as raised:
         op.cleanup(pod, pod)
     if error is AirflowException:

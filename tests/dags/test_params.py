@@ -14,14 +14,36 @@ from cpt_tasks.mix import load_mix
 
 @pytest.fixture(scope="module")
 def dag():
-    import os
-
     from airflow.dag_processing.dagbag import DagBag
 
     from conftest import ROOT
 
-    os.environ["CPT_RUNNER"] = "kubernetes"
-    return DagBag(dag_folder=str(ROOT / "dags")).dags["cpt_dolmino"]
+    with pytest.MonkeyPatch.context() as env:  # CPT_RUNNER as it was once the module's tests are done
+        env.setenv("CPT_RUNNER", "kubernetes")
+        yield DagBag(dag_folder=str(ROOT / "dags")).dags["cpt_dolmino"]
+
+
+def fields_the_step_sets(step, *added: str) -> set[str]:
+    """The config fields a step's argv sets: its ``--flag``s (and ``added``: what a runner appends), and the keys
+    of its ``--config`` JSON rendered with empty options (so only what the DAG itself puts there)."""
+    import json
+
+    import jinja2
+
+    argv = [*step.arguments, *added]
+    flags = {a.removeprefix("--") for a in argv if a.startswith("--")} - {"config"}
+    template = argv[argv.index("--config") + 1]
+    params = {"train_options": {}, "evaluate_options": {}, "max_duration": "1ba"}
+    return flags | set(json.loads(jinja2.Environment().from_string(template).render(params=params)))
+
+
+def test_the_fields_set_by_the_dag_are_what_the_steps_pass():
+    from cpt_tasks.pipeline.params import EVALUATE_FIELDS_SET_BY_THE_DAG, TRAIN_FIELDS_SET_BY_THE_DAG
+    from cpt_tasks.pipeline.steps import evaluate_step, train_step
+    from cpt_tasks.pipeline.train_job import node_arguments
+
+    assert set(TRAIN_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(train_step(), *node_arguments(2, "nodes"))
+    assert set(EVALUATE_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(evaluate_step())
 
 
 def test_every_param_has_a_title_and_description(dag):
@@ -43,6 +65,9 @@ CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and descript
 
 
 def test_params_of_job_options_say_what_the_configs_say(dag):
+    from cpt_tasks.pipeline.steps import evaluate_step, train_step
+    from cpt_tasks.pipeline.train_job import node_arguments
+
     values = dag.params.validate()
     for name, (config, field) in CONFIG_PARAMS.items():
         info = config.model_fields[field]
@@ -52,17 +77,17 @@ def test_params_of_job_options_say_what_the_configs_say(dag):
     assert values["model"] == "meta-llama/Llama-3.1-8B"  # continues pretraining the base model
     schema = dag.params.get_param("concat_tokens").schema
     assert schema["exclusiveMinimum"] == 0 and schema["maximum"] == PlanConfig.model_fields["context_length"].default
+    set_by_dag = fields_the_step_sets(train_step(), *node_arguments(2, "nodes"))
     train_options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
-    assert "lr" in train_options and not train_options & {"report", "model", "run_id", "nprocs", "max_duration"}
-    assert train_options | {"report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
-                            "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
-                            "master_port"} == set(TrainConfig.model_fields)
+    assert "lr" in train_options and not train_options & set_by_dag
+    assert train_options | set_by_dag == set(TrainConfig.model_fields)
     assert {"dist_timeout", "sharding_strategy", "node_wait"} <= train_options  # multi-node options a run may set
     nodes = dag.params.get_param("nodes").schema
     assert (nodes["type"], nodes["minimum"], values["nodes"]) == ("integer", 1, 1)
+    set_by_dag = fields_the_step_sets(evaluate_step())
     evaluate_options = set(dag.params.get_param("evaluate_options").schema["propertyNames"]["enum"])
-    assert "device_eval_batch_size" in evaluate_options and not evaluate_options & {"report", "run_id", "icl_tasks"}
-    assert evaluate_options | {"report", "save_root", "run_id", "icl_tasks"} == set(EvaluateConfig.model_fields)
+    assert "device_eval_batch_size" in evaluate_options and not evaluate_options & set_by_dag
+    assert evaluate_options | set_by_dag == set(EvaluateConfig.model_fields)
 
 
 def test_defaults_reproduce_the_reference_plan(dag):
