@@ -176,11 +176,17 @@ class ReadyBanner:
 
 def run_local(grace: float = 5.0) -> int:
     """``make airflow``: the local Airflow in the demo's home under a supervisor (see :mod:`supervisor`)."""
+    home = airflow_home_dir()
+    return serve({**os.environ, **prepare(airflow_home=home)}, home, grace)
+
+
+def serve(env: Mapping[str, str], home: Path, grace: float = 5.0) -> int:
+    """The local Airflow's components (:func:`components`, :func:`local_config` over ``env``) in Airflow home
+    ``home`` under a supervisor, stopped with every process they started (see :mod:`supervisor`)."""
     from cpt_tasks.pipeline.supervisor import Supervisor
 
     bin_dir = Path(sys.executable).parent
-    home = airflow_home_dir()
-    env = {**os.environ, **prepare(airflow_home=home)}
+    env = dict(env)
     env.update(local_config(env))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     url = env["AIRFLOW__API__BASE_URL"]
@@ -193,11 +199,14 @@ def run_local(grace: float = 5.0) -> int:
 def main(argv: list[str] | None = None) -> None:
     """``python -m cpt_tasks.pipeline.airflow_home standalone``: the local Airflow (``make airflow``) on
     127.0.0.1, stopped with every process it started by Ctrl-C, SIGTERM or ``... stop`` (``make airflow-stop``)
-    from another shell; ``python -m cpt_tasks.pipeline.airflow_home <airflow args>``: any other Airflow command
-    in the demo's home."""
+    from another shell; ``... serve``: the same in the Airflow home and settings the environment already holds
+    (``AIRFLOW_HOME`` and the rest from :func:`prepare`: the UI tests' private home); ``python -m
+    cpt_tasks.pipeline.airflow_home <airflow args>``: any other Airflow command in the demo's home."""
     args = sys.argv[1:] if argv is None else argv
     if args == ["standalone"]:
         raise SystemExit(run_local())
+    if args == ["serve"]:
+        raise SystemExit(serve(os.environ, Path(os.environ["AIRFLOW_HOME"])))
     if args == ["stop"]:
         from cpt_tasks.pipeline.supervisor import stop_running
 

@@ -2,7 +2,9 @@
 its own session, stays the ancestor of everything they start (a Linux child subreaper, so orphans come back to
 it), and on SIGINT, SIGTERM or SIGHUP stops the whole tree: SIGTERM to each command, a few seconds' grace, then
 SIGKILL to every process of the tree that is left (grandchildren and processes that left their group
-included). A pid file lets :func:`stop_running` end it from another shell. Generic: no Airflow import."""
+included). If it is killed itself (SIGKILL, the OOM killer: no clean-up possible), a
+:mod:`~cpt_tasks.pipeline.watchdog` ends the tree: every command's session and every descendant it has reported.
+A pid file lets :func:`stop_running` end it from another shell. Generic: no Airflow import."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 
 import psutil
 
+from cpt_tasks.pipeline.watchdog import Watchdog, set_parent_death_signal
 from cpt_tasks.runs.log import teller
 
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
@@ -70,14 +74,17 @@ class Supervisor:
         self.procs: dict[str, subprocess.Popen] = {}
         self.seen: dict[int, psutil.Process] = {}
         self.signals: list[int] = []
+        self.watchdog: Watchdog | None = None
 
     def run(self) -> int:
-        """Start the commands and supervise them; return 0 after a stop signal, 1 if a command exited first."""
+        """Start the commands and supervise them; return 0 after a stop signal, 1 if a command exited first.
+        From the main thread only (signal handlers; the children's parent-death signal follows the thread)."""
         check_not_running(self.pid_file)
         become_subreaper()
         previous = {sig: signal.signal(sig, self.request_stop) for sig in STOP_SIGNALS}
         write_pid_file(self.pid_file)
         status = 0
+        self.watchdog = Watchdog()
         try:
             for argv in self.first:
                 if self.signals:
@@ -106,6 +113,10 @@ class Supervisor:
                 say(f"{signal.Signals(self.signals[0]).name}: stopping (again to kill at once)")
         finally:
             left = self.stop_tree()
+            if left:
+                self.watchdog.close()  # it ends what is left once more
+            else:
+                self.watchdog.release()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             remove_pid_file(self.pid_file)
@@ -116,8 +127,12 @@ class Supervisor:
         return status
 
     def start(self, argv: list[str]) -> subprocess.Popen:
-        """Start ``argv`` in a session of its own (a terminal's Ctrl-C reaches only this supervisor)."""
-        return subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, start_new_session=True)
+        """Start ``argv`` in a session of its own (a terminal's Ctrl-C reaches only this supervisor), killed
+        when this process dies (its parent-death signal until the watchdog knows its session)."""
+        proc = subprocess.Popen(argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=partial(set_parent_death_signal, os.getpid()))
+        self.watchdog.guard(proc.pid, session=True)
+        return proc
 
     def run_to_end(self, argv: list[str]) -> int | None:
         """Run ``argv`` to its end; None when a stop signal came first (it is then stopped with the tree)."""
@@ -133,18 +148,20 @@ class Supervisor:
         self.signals.append(signum)
 
     def remember_tree(self) -> list[psutil.Process]:
-        """Note every descendant now (task processes come and go); return them."""
+        """Note every descendant now (task processes come and go; the watchdog is told of each); return them."""
         try:
-            tree = psutil.Process().children(recursive=True)
+            tree = [p for p in psutil.Process().children(recursive=True) if p.pid != self.watchdog.pid]
         except psutil.NoSuchProcess:
             return []
         for proc in tree:
-            self.seen.setdefault(proc.pid, proc)
+            if proc.pid not in self.seen:
+                self.seen[proc.pid] = proc
+                self.watchdog.guard(proc.pid)
         return tree
 
     def reap_orphans(self) -> None:
         """Collect the exit status of ended orphans that were handed to this subreaper (not our Popens)."""
-        ours = {p.pid for p in self.procs.values()}
+        ours = {p.pid for p in self.procs.values()} | {self.watchdog.pid}
         for child in psutil.Process().children():
             if child.pid in ours:
                 continue

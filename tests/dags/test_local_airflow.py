@@ -1,7 +1,8 @@
 """``make airflow`` started as the Makefile starts it (``python -m cpt_tasks.pipeline.airflow_home standalone``
 from the orchestration env) on free ports: once healthy, every TCP listener of its process tree is on
 127.0.0.1; after Ctrl-C (SIGINT to its process group), SIGTERM to it, or ``... airflow_home stop`` (``make
-airflow-stop``) from another process, no process of the tree is left 30 s later and the pid file is gone."""
+airflow-stop``) from another process, no process of the tree is left 30 s later and the pid file is gone; after
+SIGKILL to the supervisor (no clean-up possible) its watchdog ends the tree as well."""
 
 from __future__ import annotations
 
@@ -166,6 +167,28 @@ def test_local_airflow_listens_on_loopback_and_stops_everything(base, how):
         assert airflow.proc.wait(timeout=5) == 0, airflow.tail()
         assert not pid_file.exists()
         print(f"{how}: {before} processes gone in {took:.1f}s")
+    finally:
+        airflow.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(360)
+def test_sigkilled_supervisor_takes_its_tree_along(base):
+    airflow = LocalAirflow(base)
+    try:
+        airflow.wait_healthy()
+        tree = airflow.tree()  # every component and what it started (API and executor workers, ...)
+        assert len(tree) >= 6, [describe(p) for p in tree]
+        started = time.monotonic()
+        airflow.proc.kill()
+        assert airflow.proc.wait(timeout=5) == -signal.SIGKILL
+        airflow.done.set()  # the tree as it was before the kill is what must end
+        deadline = started + 30
+        while time.monotonic() < deadline and any(is_alive(p) for p in tree):
+            time.sleep(0.2)
+        left = [describe(p) for p in tree if is_alive(p)]
+        assert not left, f"still running 30s after SIGKILL to the supervisor: {left}\n{airflow.tail()}"
+        print(f"sigkill: {len(tree)} processes gone in {time.monotonic() - started:.1f}s")
     finally:
         airflow.kill()
 

@@ -1,7 +1,9 @@
-"""A real Airflow 3.3 (`airflow standalone` from .venv-airflow) on 127.0.0.1 for the UI tests: the Airflow home
-and environment that `make airflow` uses (SQLite, LocalExecutor, the repo's dags/, the local runner), plus a
-free port and SimpleAuthManager with one known admin. Started in its own process group; `stop()` ends the
-group and every descendant it ever saw, and says if anything survived."""
+"""A real Airflow 3.3 (from .venv-airflow) for the UI tests, run as `make airflow` runs it (its components under
+`cpt_tasks.pipeline.supervisor`, every listener on 127.0.0.1: `python -m cpt_tasks.pipeline.airflow_home serve`)
+in the Airflow home and environment that `make airflow` uses (SQLite, LocalExecutor, the repo's dags/, the local
+runner), plus free ports and SimpleAuthManager with one known admin. Started in its own process group, with a
+watchdog that ends it if the test process dies; `stop()` ends it and every descendant it ever saw, and says if
+anything survived."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -22,27 +23,13 @@ from pathlib import Path
 import psutil
 
 from cpt_tasks.pipeline.supervisor import describe, is_alive
+from cpt_tasks.pipeline.watchdog import Watchdog
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
 USER = "cpt"
 PASSWORD = secrets.token_urlsafe(16)  # the test user's, new every session (written to the passwords file)
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
-# Kills the server's process group if the test process dies without stopping it (SIGKILL, OOM).
-WATCHDOG = """
-import os, signal, sys, time
-owner, group = int(sys.argv[1]), int(sys.argv[2])
-while True:
-    try:
-        os.kill(owner, 0)
-    except ProcessLookupError:
-        break
-    time.sleep(1)
-try:
-    os.killpg(group, signal.SIGKILL)
-except ProcessLookupError:
-    pass
-"""
 
 
 def find_free_port() -> int:
@@ -59,13 +46,14 @@ def port_in_use(port: int) -> bool:
 
 @dataclass
 class AirflowServer:
-    """One `airflow standalone` configured by `env` (AIRFLOW_HOME and the rest, e.g. from
+    """One local Airflow configured by `env` (AIRFLOW_HOME and the rest, e.g. from
     `cpt_tasks.pipeline.airflow_home.prepare`); `url` is the UI, `log` its combined output."""
 
     env: dict[str, str]
     port: int = field(default_factory=find_free_port)
+    log_port: int = field(default_factory=find_free_port)
     proc: subprocess.Popen | None = None
-    watchdog: subprocess.Popen | None = None
+    watchdog: Watchdog | None = None
     seen: dict[int, psutil.Process] = field(default_factory=dict)
     stopping: threading.Event = field(default_factory=threading.Event)
     watcher: threading.Thread | None = None
@@ -87,8 +75,9 @@ class AirflowServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
         env.update(self.env)
         env.update({
-            "PATH": f"{AIRFLOW_BIN}{os.pathsep}{env.get('PATH', '')}",  # standalone runs `airflow` from PATH
+            "PATH": f"{AIRFLOW_BIN}{os.pathsep}{env.get('PATH', '')}",
             "VIRTUAL_ENV": str(AIRFLOW_BIN.parent),
+            "PYTHONPATH": str(ROOT),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",  # LocalExecutor forks this many workers up front
             "AIRFLOW__CORE__AUTH_MANAGER":
@@ -99,6 +88,7 @@ class AirflowServer:
             "AIRFLOW__API__PORT": str(self.port),
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.log_port),
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(16),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -107,23 +97,23 @@ class AirflowServer:
         return env
 
     def start(self, timeout: float = 300) -> AirflowServer:
-        """Start standalone and wait until the API server answers and every component reports healthy."""
+        """Start the server and wait until the API server answers and every component reports healthy."""
         self.home.mkdir(parents=True, exist_ok=True)
         # A password file written before start: SimpleAuthManager keeps it and generates nothing.
         (self.home / "passwords.json").write_text(json.dumps({USER: PASSWORD}) + "\n")
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([str(AIRFLOW_BIN / "airflow"), "standalone"], cwd=self.home,
-                                         env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([str(AIRFLOW_BIN / "python"), "-m", "cpt_tasks.pipeline.airflow_home", "serve"],
+                                         cwd=self.home, env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        self.watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid)],
-                                         start_new_session=True, stdin=subprocess.DEVNULL)
+        self.watchdog = Watchdog()  # ends the server's session if this process dies without stop()
+        self.watchdog.guard(self.proc.pid, session=True)
         self.watcher = threading.Thread(target=self.watch_descendants, daemon=True)
         self.watcher.start()
         self.wait_healthy(timeout)
         return self
 
     def remember_descendants(self) -> None:
-        """Note every process below standalone now, so stop() can end those that left its group."""
+        """Note every process below the server now, so stop() can end those that left its group."""
         if self.proc is None:
             return
         try:
@@ -134,7 +124,7 @@ class AirflowServer:
             pass
 
     def watch_descendants(self) -> None:
-        """Every second until stop(): remember the processes below standalone (task processes come and go)."""
+        """Every second until stop(): remember the processes below the server (task processes come and go)."""
         while not self.stopping.wait(1):
             self.remember_descendants()
 
@@ -147,7 +137,7 @@ class AirflowServer:
         deadline, last = time.monotonic() + timeout, "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"airflow standalone exited {self.proc.returncode}:\n{self.tail_log()}")
+                raise RuntimeError(f"Airflow exited {self.proc.returncode}:\n{self.tail_log()}")
             try:
                 info = self.health()
                 states = {c: (info.get(c) or {}).get("status") for c in COMPONENTS}
@@ -190,40 +180,61 @@ class AirflowServer:
         except OSError:
             return ""
 
+    def listeners(self) -> set[tuple[str, int]]:
+        """(address, port) of every listening TCP socket of the server's processes now."""
+        self.remember_descendants()
+        found = set()
+        for proc in self.seen.values():
+            try:
+                found.update((c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="tcp")
+                             if c.status == psutil.CONN_LISTEN)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
     def stop(self, grace: float = 20) -> list[str]:
-        """End the process group and every descendant seen; return descriptions of any that survived."""
+        """SIGTERM to the server (its supervisor stops its tree), then SIGKILL to its process group and every
+        descendant seen that is left; return descriptions of any that survived."""
         if self.proc is None:
             return []
         self.stopping.set()
         if self.watcher is not None:
             self.watcher.join()
         self.remember_descendants()
-        pgid = self.proc.pid  # start_new_session: the group id is standalone's pid
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
+        pgid = self.proc.pid  # start_new_session: the group id is the server's pid
+        try:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        gone_by = time.monotonic() + grace
+        while time.monotonic() < gone_by and self.alive():
+            time.sleep(0.2)
+        if self.alive():
             try:
-                os.killpg(pgid, sig)
+                os.killpg(pgid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
             for proc in self.seen.values():
                 try:
-                    proc.send_signal(sig)
+                    proc.kill()
                 except psutil.NoSuchProcess:
                     pass
-            gone_by = time.monotonic() + wait
+            gone_by = time.monotonic() + 5
             while time.monotonic() < gone_by and self.alive():
                 time.sleep(0.2)
-            if not self.alive():
-                break
-        if self.watchdog is not None:
-            self.watchdog.kill()
-            self.watchdog.wait(timeout=5)
         try:
-            self.proc.wait(timeout=5)  # reap standalone itself
+            self.proc.wait(timeout=5)  # reap the server itself
         except subprocess.TimeoutExpired:
             pass
         left = [describe(p) for p in self.alive()]
-        if port_in_use(self.port):
-            left.append(f"something still listens on 127.0.0.1:{self.port}")
+        if self.watchdog is not None:
+            if left:
+                self.watchdog.close()  # it kills what is left once more
+            else:
+                self.watchdog.release()
+        for port in (self.port, self.log_port):
+            if port_in_use(port):
+                left.append(f"something still listens on 127.0.0.1:{port}")
         return left
 
     def alive(self) -> list[psutil.Process]:

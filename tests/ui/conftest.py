@@ -1,5 +1,5 @@
-"""Session fixtures for the UI tests: a real `airflow standalone` on 127.0.0.1 with the repo's dags/ in the
-demo's configuration (`make airflow`: local runner, demo Param defaults) but a private Airflow home and storage
+"""Session fixtures for the UI tests: a real Airflow run as `make airflow` runs it, on 127.0.0.1 only, with the
+repo's dags/ in the demo's configuration (local runner, demo Param defaults) but a private Airflow home and storage
 root, stopped with every process it started (checked); Debian's headless Chromium driven by Playwright with a
 fresh profile, signed in once; `build/ui/` for screenshots (a failing test leaves its page there too;
 `make ui-screenshots` copies the README's into docs/ui/). The form's paths are under a neutral /tmp/cpt-ui-…"""
@@ -50,7 +50,8 @@ def neutral_home():
 
 @pytest.fixture(scope="session")
 def airflow(neutral_home, ui_out):
-    """Airflow standalone serving cpt_dolmino; every process it started is gone after the session."""
+    """Airflow serving cpt_dolmino, listening on 127.0.0.1 only; every process it started is gone after the
+    session."""
     base = neutral_home
     # The UI's subject is the form and the run's page, not training: the small test tokenizer and its tiny
     # model, four steps (the Llama 3 vocabulary is trained end to end by the DAG tests).
@@ -63,6 +64,8 @@ def airflow(neutral_home, ui_out):
     server.tracking = tracking  # the MLflow store its train and evaluate tasks log to
     try:
         server.start()
+        listeners = server.listeners()  # the API server and the log server, on loopback only
+        assert listeners == {("127.0.0.1", server.port), ("127.0.0.1", server.log_port)}, listeners
         server.wait_dag(DAG_ID)
         yield server
     finally:

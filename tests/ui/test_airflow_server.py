@@ -1,17 +1,19 @@
 """The server fixture's stop: it ends the whole process group and descendants that left it, and says if
-anything survived; the watchdog ends the group when the test process dies without stopping it."""
+anything survived; the server's settings: every listener on 127.0.0.1 (the running server's sockets are checked
+by the ``airflow`` fixture; the watchdog that ends it when the test process dies: tests/dags/test_watchdog.py)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 
 import psutil
 import pytest
 
-from .airflow_server import WATCHDOG, AirflowServer
+from cpt_tasks.pipeline.airflow_home import components, local_config
+
+from .airflow_server import AIRFLOW_BIN, AirflowServer
 
 pytestmark = pytest.mark.ui
 # A parent with a child in its group and a grandchild that left for its own session, all ignoring SIGTERM.
@@ -51,16 +53,18 @@ def test_alive_reports_what_still_runs(tree):
     assert tree.alive() == []
 
 
-def test_watchdog_ends_group_when_owner_dies(tmp_path):
-    group = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
-    owner = subprocess.Popen(["sleep", "300"])
-    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(owner.pid), str(group.pid)])
-    try:
-        assert group.poll() is None
-        owner.kill()
-        owner.wait()
-        watchdog.wait(timeout=10)
-        assert group.wait(timeout=5) == -9
-    finally:
-        for proc in (group, owner, watchdog):
-            proc.kill()
+def test_server_listens_on_loopback_only(tmp_path):
+    """The settings the server runs with (``airflow_home serve``): the API server and the one log server on
+    127.0.0.1 at the server's ports, the scheduler and triggerer without their own (all-interface) log servers."""
+    server = AirflowServer(env={"AIRFLOW_HOME": str(tmp_path), "AIRFLOW__API__HOST": "0.0.0.0"})
+    env = server.build_env()
+    config = local_config(env)
+    assert (config["AIRFLOW__API__HOST"], config["AIRFLOW__API__PORT"]) == ("127.0.0.1", str(server.port))
+    assert config["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == str(server.log_port)
+    assert config["AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"] == str(server.log_port)
+    argvs = components(AIRFLOW_BIN, config)
+    for name in ("api-server", "log-server"):
+        argv = argvs[name]
+        assert argv[argv.index("--host") + 1] == "127.0.0.1", argv
+    assert str(server.log_port) in argvs["log-server"]
+    assert all("--skip-serve-logs" in argvs[name] for name in ("scheduler", "triggerer"))
