@@ -214,8 +214,10 @@ def _handler(hub: HubServer):
                 return None
             cut = hub.faults.take(hub.faults.cut_after, name)
             payload = data[start:] if cut is None else data[start:start + cut]
-            self.wfile.write(payload)
+            # counted before it is sent: a client that has read it all may exit, and its test look, before this
+            # thread would run again after the write
             hub.served[name] = hub.served.get(name, 0) + len(payload)
+            self.wfile.write(payload)
             if cut is not None:  # reset the connection mid-body
                 self.wfile.flush()
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
