@@ -19,7 +19,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui ui-screenshots lint-deploy bench demo demo-domain airflow airflow-stop \
+.PHONY: setup test test-tasks test-dags test-ui test-checks ui-screenshots lint-deploy bench demo demo-domain airflow airflow-stop \
 	mlflow pods lock clean images image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -62,15 +62,23 @@ $(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json c
 	$(CPT) tiny-model --out $(SMALL_MODEL) --tokenizer $(SMALL_TOKENIZER)
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here. Two sessions, one per
-# environment: the jobs' tests in the tasks env, the DAG's (real Airflow) in the orchestration env, and the UI's
-# (a real Airflow in headless Chromium). Two run side by side, the UI's when one of them ends: each alone leaves a
-# core idle much of the time. Output is kept line by line; each ends with its own pytest summary.
+# environment and kind: the jobs' tests (tasks env), the DAG's (real Airflow, orchestration env), the UI's (a real
+# Airflow in headless Chromium) and the checks of the docs and the deployment (tasks env). Two run side by side,
+# the next when one ends: each alone leaves a core idle much of the time. Output is kept line by line; each
+# session ends with its own pytest summary.
 test: setup
-	$(MAKE) --no-print-directory -j2 --output-sync=line test-tasks test-dags test-ui
+	$(MAKE) --no-print-directory -j2 --output-sync=line test-tasks test-dags test-ui test-checks
 
 test-tasks: setup
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests -m "not gpu and not images" --ignore=tests/dags \
-		--ignore=tests/ui $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/cpt_tasks -m "not gpu and not images" \
+		$(PYTEST_ARGS)
+
+# The docs against the code (links, options, defaults, the runnable examples, every make target they name) and
+# the deployment checks (lint-deploy's).
+test-checks: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) -m pytest tests/test_docs.py tests/test_docs_examples.py \
+		tests/test_make_targets.py tests/docker tests/helm tests/test_security_rules.py tests/test_no_secrets.py \
+		-m "not gpu and not images" $(PYTEST_ARGS)
 
 test-dags: setup
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(AIRFLOW_PY) -m pytest tests/dags --confcutdir=tests/dags \
