@@ -171,10 +171,10 @@ def check_conf(conf: dict, storage_root: str) -> None:
     a value its Param refuses, before Airflow starts: the run would go on with the default, or fail later."""
     from airflow.sdk.definitions.param import ParamsDict
 
-    from cpt_tasks.pipeline.params import build_params, param_schemas, unknown_options, unknown_params
+    from cpt_tasks.pipeline.params import build_params, unknown_options, unknown_params
 
     params = build_params(storage_root)
-    problem = unknown_params(conf, params) or unknown_options(conf, param_schemas(storage_root))
+    problem = unknown_params(conf, params) or unknown_options(conf, {n: p.schema for n, p in params.items()})
     if problem:
         print(f"make demo: {problem}", file=sys.stderr)
         raise SystemExit(2)
