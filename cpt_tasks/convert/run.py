@@ -21,7 +21,7 @@ from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.pack import Packer
 from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
 from cpt_tasks.data.fingerprint import fingerprint
-from cpt_tasks.data.inputs import iter_input_chunks, record_error, resolve_input
+from cpt_tasks.data.readers import iter_input_chunks, record_error, resolve_input
 from cpt_tasks.data.order import Chunk
 from cpt_tasks.data.sources import OpenFiles, Source
 from cpt_tasks.documents import write_document

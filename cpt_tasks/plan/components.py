@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.data.inputs import resolve_input
+from cpt_tasks.data.readers import resolve_input
 from cpt_tasks.data.sources import Source
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import Mix, domain_budget, subset_budgets, val_budget

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cpt_tasks.configs.convert import ConvertConfig
 from cpt_tasks.data.encode import encode_chunk, set_encoder
-from cpt_tasks.data.inputs import iter_input_chunks, record_error
+from cpt_tasks.data.readers import iter_input_chunks, record_error
 from cpt_tasks.data.sources import Source
 from cpt_tasks.documents.plan import Repetition
 from cpt_tasks.errors import MissingTextField, UserError

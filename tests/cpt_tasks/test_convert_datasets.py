@@ -74,7 +74,7 @@ def test_source_format_chooses_the_reader(endpoint, listed, source_format, kind)
     """Which reader a Hub id gets, asked of a local Hub server through the real client (tests/hub_server.py)."""
     from hub_server import HubRepo, HubServer
 
-    from cpt_tasks.data.inputs import resolve_input
+    from cpt_tasks.data.readers import resolve_input
     from cpt_tasks.errors import UserError
 
     repo = HubRepo("org/corpus", {path: b"x" * 10 for path in listed})

@@ -230,7 +230,7 @@ def test_a_domain_without_the_text_field_names_the_plans_options(sample_dir, tok
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_the_domain_count_skips_null_texts(tokenizer_dir, code_dir, tmp_path, fmt):
     """The plan counts a corpus with null texts as the same corpus without them (read whole: a small one)."""
-    from cpt_tasks.data.inputs import resolve_input
+    from cpt_tasks.data.readers import resolve_input
     from cpt_tasks.plan.domain import count_corpus
     from cpt_tasks.tokenizer import Encoder
 

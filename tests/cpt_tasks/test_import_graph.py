@@ -127,14 +127,14 @@ def test_the_layer_check_finds_imports_against_the_layers():
     graph = {"cpt_tasks.documents.plan": {"cpt_tasks.convert.run", "cpt_tasks.errors"},
              "cpt_tasks.configs.plan": {"cpt_tasks.documents.plan", "cpt_tasks.configs.base"},
              "cpt_tasks.configs.base": set(), "cpt_tasks.errors": set(), "cpt_tasks.convert.run": set(),
-             "cpt_tasks.plan.run": {"cpt_tasks.convert.run", "cpt_tasks.plan.components", "cpt_tasks.data.inputs"},
-             "cpt_tasks.plan.components": set(), "cpt_tasks.data.inputs": {"cpt_tasks.pipeline.steps"},
+             "cpt_tasks.plan.run": {"cpt_tasks.convert.run", "cpt_tasks.plan.components", "cpt_tasks.data.readers"},
+             "cpt_tasks.plan.components": set(), "cpt_tasks.data.readers": {"cpt_tasks.pipeline.steps"},
              "cpt_tasks.pipeline.steps": {"cpt_tasks.train.run"}, "cpt_tasks.train.run": set(),
              "cpt_tasks.cli": {"cpt_tasks.train.run"}, "cpt_tasks.attic": set()}
     assert layer_violations(graph) == [
         "cpt_tasks.attic: in no layer (add it to LAYERS)",
         "cpt_tasks.configs.plan -> cpt_tasks.documents.plan: configs imports documents",
-        "cpt_tasks.data.inputs -> cpt_tasks.pipeline.steps: library imports entry points",
+        "cpt_tasks.data.readers -> cpt_tasks.pipeline.steps: library imports entry points",
         "cpt_tasks.documents.plan -> cpt_tasks.convert.run: documents imports jobs",
         "cpt_tasks.plan.run -> cpt_tasks.convert.run: the job cpt_tasks.plan imports the job cpt_tasks.convert",
     ]
