@@ -9,6 +9,7 @@ CPT_HOME ?= $(CURDIR)/.cpt
 export CPT_HOME
 TASKS_PY := .venv/bin/python
 CPT := .venv/bin/cpt-tasks
+SAMPLES := .venv/bin/cpt-samples
 TOKENIZER := $(CPT_HOME)/tokenizer/llama3
 SAMPLE := $(CPT_HOME)/sample/dolmino
 DOMAIN_SAMPLE := $(CPT_HOME)/sample/domain-python
@@ -44,22 +45,22 @@ $(UV):
 $(TOKENIZER)/tokenizer.json: .venv/.installed
 	$(CPT) tokenizer --out $(TOKENIZER)
 
-$(SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py
-	$(CPT) sample --out $(SAMPLE)
+$(SAMPLE)/.complete: .venv/.installed cpt_local/samples/sample_mix.py
+	$(SAMPLES) sample --out $(SAMPLE)
 
 # The domain demo's corpus (Python code, text in `content`), made in the tasks env like the sample.
-$(DOMAIN_SAMPLE)/.complete: .venv/.installed cpt_tasks/sample_data.py cpt_tasks/sample_domain.py
-	$(CPT) sample --domain python --out $(DOMAIN_SAMPLE)
+$(DOMAIN_SAMPLE)/.complete: .venv/.installed cpt_local/samples/sample_mix.py cpt_local/samples/code_corpus.py
+	$(SAMPLES) sample --domain python --out $(DOMAIN_SAMPLE)
 
-$(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
-	$(CPT) tiny-model --out $(TINY_MODEL) --tokenizer $(TOKENIZER)
+$(TINY_MODEL)/config.json: .venv/.installed $(TOKENIZER)/tokenizer.json cpt_local/samples/tiny_model.py
+	$(SAMPLES) tiny-model --out $(TINY_MODEL) --tokenizer $(TOKENIZER)
 
 # The fast tests' tokenizer (1,024 BPE ids + Llama 3's BOS/EOS, trained on the sample) and its tiny Llama.
-$(SMALL_TOKENIZER)/tokenizer.json: .venv/.installed $(SAMPLE)/.complete cpt_tasks/small_tokenizer.py
-	$(CPT) small-tokenizer --out $(SMALL_TOKENIZER) --sample $(SAMPLE)
+$(SMALL_TOKENIZER)/tokenizer.json: .venv/.installed $(SAMPLE)/.complete cpt_local/samples/small_tokenizer.py
+	$(SAMPLES) small-tokenizer --out $(SMALL_TOKENIZER) --sample $(SAMPLE)
 
-$(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json cpt_tasks/train/tiny.py
-	$(CPT) tiny-model --out $(SMALL_MODEL) --tokenizer $(SMALL_TOKENIZER)
+$(SMALL_MODEL)/config.json: .venv/.installed $(SMALL_TOKENIZER)/tokenizer.json cpt_local/samples/tiny_model.py
+	$(SAMPLES) tiny-model --out $(SMALL_MODEL) --tokenizer $(SMALL_TOKENIZER)
 
 # Every test, offline. Slow and S3 tests included; GPU tests never run here. Two sessions, one per
 # environment and kind: the jobs' tests (tasks env), the DAG's (real Airflow, orchestration env), the UI's (a real
@@ -105,17 +106,17 @@ bench: setup
 
 # The embedded default: `airflow dags test cpt_dolmino` on the sample, a tiny Llama trained on the CPU.
 # CONF: a JSON object of Params merged over the demo's, e.g. `make demo CONF='{"nodes": 2}'` (two training nodes).
-# DEMO_ARGS: more options of cpt_tasks.pipeline.demo, e.g. DEMO_ARGS=--dry_run (set up and check, run nothing).
+# DEMO_ARGS: more options of cpt_local.demo, e.g. DEMO_ARGS=--dry_run (set up and check, run nothing).
 CONF ?= {}
 DEMO_ARGS ?=
 demo: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --conf '$(CONF)' $(DEMO_ARGS)
+	$(AIRFLOW_PY) -m cpt_local.demo --conf '$(CONF)' $(DEMO_ARGS)
 
 # Continual pretraining on your own corpus (docs/continual-pretraining.md): the same DAG with a small corpus of
-# Python code (`cpt-tasks sample --domain python`) as the domain and the sample as replay; ends with the
+# Python code (`cpt-samples sample --domain python`) as the domain and the sample as replay; ends with the
 # gained/forgotten table. CONF goes over its Params as in `make demo`.
 demo-domain: setup
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --domain python --conf '$(CONF)' $(DEMO_ARGS)
+	$(AIRFLOW_PY) -m cpt_local.demo --domain python --conf '$(CONF)' $(DEMO_ARGS)
 
 # The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
 # the Airflow task pages' "MLflow run" links point here). MLFLOW_STORE=$(CPT_HOME)/demo-pods/mlflow: demo-pods' runs.
@@ -127,16 +128,16 @@ mlflow: .venv/.installed
 # DAG processor, triggerer, API server and one log server, all on 127.0.0.1, parallelism sized to the cores.
 # Ctrl-C, or `make airflow-stop` from another shell, stops every process it started (a few seconds).
 airflow: setup
-	exec $(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home standalone
+	exec $(AIRFLOW_PY) -m cpt_local.airflow_home standalone
 
 # Stops the `make airflow` of this CPT_HOME (its pid file in $(CPT_HOME)/airflow); depends on nothing.
 airflow-stop:
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.airflow_home stop
+	$(AIRFLOW_PY) -m cpt_local.airflow_home stop
 
 # Every pod manifest the kubernetes runner would submit for the default Params (CONF over them), for review:
 # `make pods CONF='{"nodes": 2, "gpus": 8}'` writes the training Job (train-job.yaml) instead of its pod.
 pods: .venv-airflow/.installed
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.pods --out build/pods --conf '$(CONF)'
+	$(AIRFLOW_PY) -m cpt_local.pods --out build/pods --conf '$(CONF)'
 
 # The two images, built for real with podman from the repository root (docker/README.md). No image registry is
 # reachable here, so the bases are stand-ins built from Debian packages (docker/bases/, cached: rebuilt only when
@@ -165,7 +166,7 @@ image-airflow:
 # The whole DAG as pods: `airflow dags test cpt_dolmino` with CPT_RUNNER=podman on the demo's Params; every step
 # runs the pod manifest the kubernetes runner builds, in $(TASKS_IMAGE). Outputs under $(CPT_HOME)/demo-pods/.
 demo-pods: setup image-tasks
-	$(AIRFLOW_PY) -m cpt_tasks.pipeline.demo --runner podman --image $(TASKS_IMAGE) --conf '$(CONF)' $(DEMO_ARGS)
+	$(AIRFLOW_PY) -m cpt_local.demo --runner podman --image $(TASKS_IMAGE) --conf '$(CONF)' $(DEMO_ARGS)
 
 # The images' own tests (not part of `make test`: building takes minutes): containers of both images under the
 # pods' security context, `make demo-pods`, then the podman runner on real pods and a second demo-pods run that

@@ -1,7 +1,7 @@
 """Converter benchmark: ``cpt-tasks convert`` against LLM-Foundry's converter and the tokenizer's own ceiling.
 
 Builds a Dolmino-style JSONL corpus of >= ``--tokens`` Llama 3 tokens of real English text (stdlib docstrings
-and ``pydoc_data`` topics from ``cpt_tasks.sample_data``, reshuffled deterministically) and a ``--scale``x copy.
+and ``pydoc_data`` topics from ``cpt_local.samples.sample_mix``, reshuffled deterministically) and a ``--scale``x copy.
 On the same file it times, end to end, our converter, LLM-Foundry 0.22's ``convert_dataset_json`` and
 tiktoken alone (1 and 2 processes, encoding only); then a ``--shuffle`` run and peak memory at 1x vs the
 scaled corpus; the same documents as one parquet file (text and id columns), interleaved with the JSON-lines
@@ -84,7 +84,7 @@ def load_encoder(tokenizer: str):
 
 def build_corpus(path: Path, target: int, encode) -> tuple[list[str], int]:
     """Write >= ``target`` tokens of reshuffled real text to ``path``; returns (texts in file order, tokens)."""
-    from cpt_tasks.sample_data import SUBSETS, _collect, _records
+    from cpt_local.samples.sample_mix import SUBSETS, _collect, _records
 
     modules = _collect()
     unique = [t for subset in SUBSETS for t in _records(subset, modules) if t.strip()]

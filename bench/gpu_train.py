@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cpt_tasks.train.tiny import LLAMA_32_1B, TINY  # noqa: E402
+from cpt_local.samples.tiny_model import LLAMA_32_1B, TINY  # noqa: E402
 
 PEAK_BF16 = {"h100-sxm": 989e12, "h100-pcie": 756e12, "h200": 989e12}  # dense, no sparsity
 
@@ -64,7 +64,7 @@ def card() -> tuple[str, float | None, float]:
 def flops_per_token(model_dir: Path, seq: int) -> float:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from cpt_tasks.train.components import transformer_flops_per_token
+    from cpt_tasks.train.foundry_plugins import transformer_flops_per_token
 
     config = AutoConfig.from_pretrained(model_dir)
     import torch
@@ -76,14 +76,14 @@ def flops_per_token(model_dir: Path, seq: int) -> float:
 
 def make_data(work: Path, seq: int, smoke: bool) -> Path:
     """Sample -> plan -> convert -> verify at ``seq``; the verification report."""
-    from cpt_tasks.configs.plan import PlanConfig
-    from cpt_tasks.configs.verify import VerifyConfig
-    from cpt_tasks.convert.run import convert
+    from cpt_tasks.configs.plan_config import PlanConfig
+    from cpt_tasks.configs.verify_config import VerifyConfig
+    from cpt_tasks.convert.convert_job import convert
     from cpt_tasks.documents import write_document
-    from cpt_tasks.plan.run import plan
-    from cpt_tasks.sample_data import write_sample
+    from cpt_tasks.plan.plan_job import plan
+    from cpt_local.samples.sample_mix import write_sample
     from cpt_tasks.tokenizer import export_llama3
-    from cpt_tasks.verify.run import verify
+    from cpt_tasks.verify.verify_job import verify
 
     tokenizer = ROOT / ".cpt" / "tokenizer" / "llama3"
     if not (tokenizer / "tokenizer.json").is_file():
@@ -151,8 +151,8 @@ def run_baseline(model_dir: Path, args: argparse.Namespace, seq: int, micro: int
 
 def run_foundry(report: Path, model_dir: Path, args: argparse.Namespace, seq: int, micro: int) -> dict:
     """`cpt-tasks train` (its function) with the generated config; timing from its per-step records."""
-    from cpt_tasks.configs.train import TrainConfig
-    from cpt_tasks.train.run import train
+    from cpt_tasks.configs.train_config import TrainConfig
+    from cpt_tasks.train.train_job import train
 
     started = time.perf_counter()
     cfg = TrainConfig(report=str(report), model=str(model_dir), save_root=str(args.work / "runs"),
@@ -191,7 +191,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     report = make_data(args.work, seq, args.smoke)
-    from cpt_tasks.train.tiny import write_random_llama
+    from cpt_local.samples.tiny_model import write_random_llama
 
     model_dir = args.work / "model"
     if not (model_dir / "config.json").is_file():

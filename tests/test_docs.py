@@ -12,11 +12,11 @@ import pytest
 from pydantic import BaseModel
 
 from cpt_tasks.cli import build_parser
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.configs.plan import CONVERT_OPTIONS, PlanConfig
-from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.configs.verify import VerifyConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.configs.plan_config import CONVERT_OPTIONS, PlanConfig
+from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.configs.verify_config import VerifyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -143,9 +143,27 @@ def test_cli_reference_covers_every_command_and_flag():
                     f"docs/cli.md, cpt-tasks {command}: {flags[0]} is not described"
 
 
+def test_cli_reference_covers_cpt_samples():
+    """``cpt-samples`` (the laptop tooling's samples) has a ``### `cpt-samples <command>` `` section per command that
+    names each of its options."""
+    from cpt_local.samples.samples_cli import build_parser as samples_parser
+
+    text = CLI_DOC.read_text()
+    subparsers = next(a for a in samples_parser()._actions if a.choices and isinstance(a.choices, dict))
+    assert set(subparsers.choices) == {"sample", "small-tokenizer", "tiny-model"}
+    for command, sub in subparsers.choices.items():
+        section = text.split(f"### `cpt-samples {command}`", 1)[1].split("\n#", 1)[0] if \
+            f"### `cpt-samples {command}`" in text else None
+        assert section, f"docs/cli.md has no section for cpt-samples {command}"
+        for action in sub._actions:
+            flags = [o for o in action.option_strings if o.startswith("--") and o != "--help"]
+            if flags:
+                assert any(f"`{f}`" in section for f in flags), f"docs/cli.md, cpt-samples {command}: {flags[0]}"
+
+
 def test_pipeline_doc_lists_every_param():
     """docs/pipeline.md has a table row for every Param of the trigger form, under its section's heading."""
-    from cpt_tasks.pipeline.params import param_schemas
+    from cpt_pipeline.params import param_schemas
 
     text = (REPO / "docs" / "pipeline.md").read_text()
     for name, spec in param_schemas("s3://bucket").items():
@@ -195,8 +213,8 @@ def test_every_option_takes_both_spellings_as_the_cli_reference_says():
 
 def test_continual_pretraining_doc_quotes_the_smallest_total_of_the_default_rows():
     """The smallest total the doc quotes for a domain at the default rows is the one the plan's message names."""
-    from cpt_tasks.plan.components import smallest_total
-    from cpt_tasks.plan.run import effective_mix
+    from cpt_tasks.plan.plan_components import smallest_total
+    from cpt_tasks.plan.plan_job import effective_mix
 
     text = (REPO / "docs" / "continual-pretraining.md").read_text()
     quoted = re.search(r"0\.25 replay, that takes a total of at least ([\d,]+) tokens", text)

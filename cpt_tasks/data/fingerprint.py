@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.data.sources import Source
 from cpt_tasks.layout import COLUMN_ENCODING
 from cpt_tasks.tokenizer import TokenizerInfo

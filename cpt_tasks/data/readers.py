@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.data.hfdatasets import iter_dataset_documents, resolve_dataset
 from cpt_tasks.data.network import Network
 from cpt_tasks.data.objstore import resolve_objects

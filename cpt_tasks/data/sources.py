@@ -23,7 +23,7 @@ import orjson
 
 from cpt_tasks.cache import sha256_file_cached
 from cpt_tasks.data.network import Network
-from cpt_tasks.documents.convert import SourceFileInfo, SourceInfo
+from cpt_tasks.documents.convert_docs import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")

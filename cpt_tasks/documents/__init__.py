@@ -7,7 +7,7 @@ is read with :func:`read_document` / :func:`parse_document` and written with :fu
 wrong format version are errors naming the file. Light core: pydantic only.
 """
 
-from cpt_tasks.documents.base import (Document, DocumentError, dump_document, find_document, find_document_sha256,
+from cpt_tasks.documents.document_base import (Document, DocumentError, dump_document, find_document, find_document_sha256,
                                       parse_document, read_document, write_document)
 
 __all__ = ["Document", "DocumentError", "dump_document", "find_document", "find_document_sha256", "parse_document",

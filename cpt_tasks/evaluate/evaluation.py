@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpt_tasks.documents.convert import Framing
-from cpt_tasks.documents.train import ModelSource
-from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.evaluate.inputs import FinishedTraining
+from cpt_tasks.documents.convert_docs import Framing
+from cpt_tasks.documents.train_docs import ModelSource
+from cpt_tasks.documents.verify_docs import VerifyReport
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.evaluate.eval_inputs import FinishedTraining
 from cpt_tasks.evaluate.tasks import TaskList
 from cpt_tasks.layout import EVAL_TASKS_FILE
 

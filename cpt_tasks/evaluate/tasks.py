@@ -19,8 +19,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cpt_tasks.documents.evaluate import EvalTask
-from cpt_tasks.documents.verify import SubsetReport
+from cpt_tasks.documents.evaluate_docs import EvalTask
+from cpt_tasks.documents.verify_docs import SubsetReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.layout import VAL
 from cpt_tasks.storage import is_remote, join, read_bytes

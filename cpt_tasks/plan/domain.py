@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cpt_tasks.configs.convert import ConvertConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.data.encode import encode_chunk, set_encoder
 from cpt_tasks.data.readers import iter_input_chunks, record_error
 from cpt_tasks.data.sources import Source
-from cpt_tasks.documents.plan import Repetition
+from cpt_tasks.documents.plan_docs import Repetition
 from cpt_tasks.errors import MissingTextField, UserError
 from cpt_tasks.tokenizer import Encoder
 

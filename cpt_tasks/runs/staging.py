@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 from cpt_tasks.documents import find_document_sha256, read_document
-from cpt_tasks.documents.convert import ConvertManifest, Framing, manifest_location
-from cpt_tasks.documents.train import ConsumedData, ModelSource
-from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.documents.convert_docs import ConvertManifest, Framing, manifest_location
+from cpt_tasks.documents.train_docs import ConsumedData, ModelSource
+from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.storage import download_file, is_remote, join, list_files
 from cpt_tasks.tokenizer import Encoder, describe, resolve_tokenizer_dir

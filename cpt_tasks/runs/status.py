@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from cpt_tasks.documents.train import FinishedRun, RunManifest
+from cpt_tasks.documents.train_docs import FinishedRun, RunManifest
 from cpt_tasks.layout import RUN_MANIFEST_FILE, finished_pointer, training_run_name
 from cpt_tasks.runs.completion import find_complete
 from cpt_tasks.storage import exists, is_remote, join, list_files, read_bytes, remove_file, remove_tree

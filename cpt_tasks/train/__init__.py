@@ -1,5 +1,5 @@
 """``cpt-tasks train``: continual pretraining with LLM-Foundry on a verified mix, resumable on retry.
 
-Its config is ``cpt_tasks.configs.train``; run folders and finished runs are ``cpt_tasks.runs.status``;
+Its config is ``cpt_tasks.configs.train_config``; run folders and finished runs are ``cpt_tasks.runs.status``;
 ``run.train`` is the job; ``worker`` and ``components`` run inside the training processes.
 """

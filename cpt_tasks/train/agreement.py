@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
-from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.runs.log import teller
 from cpt_tasks.storage import join, read_bytes, remove_file, write_bytes_atomic

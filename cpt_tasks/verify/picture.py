@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from cpt_tasks.documents.verify import SubsetReport, VerifyReport
+from cpt_tasks.documents.verify_docs import SubsetReport, VerifyReport
 from cpt_tasks.pictures import png_bytes
 
 STATUS_COLORS = {"ok": "#2b8a3e", "short": "#e8a317", "failed": "#c92a2a"}

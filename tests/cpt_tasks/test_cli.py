@@ -8,12 +8,12 @@ from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import add_model_arguments
-from cpt_tasks.configs.base import is_list
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.configs.verify import VerifyConfig
+from cpt_tasks.configs.config_base import is_list
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.configs.verify_config import VerifyConfig
 
 
 @pytest.mark.parametrize("job,model", [("convert", ConvertConfig), ("plan", PlanConfig), ("verify", VerifyConfig),

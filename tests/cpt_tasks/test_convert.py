@@ -16,10 +16,10 @@ import pytest
 import zstandard
 from conftest import CPT, ROOT, call_cli, read_rows
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.convert import ConvertManifest, read_manifest
+from cpt_tasks.documents.convert_docs import ConvertManifest, read_manifest
 from cpt_tasks.tokenizer import LLAMA3_BOS, LLAMA3_EOS, Encoder
 
 CONCAT = 512

@@ -13,8 +13,8 @@ import pytest
 from conftest import call_cli, read_rows
 from hub_server import HubRepo, HubServer, dead_endpoint
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.data import network
 
 DATASET = "allenai/dolmino-test"

@@ -16,8 +16,8 @@ from conftest import call_cli, read_rows
 from test_convert_datasets import write_csv
 from test_convert_parquet import CONCAT, sample_texts
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.convert.convert_job import convert
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from conftest import call_cli, read_rows
 from faulty_proxy import FaultyProxy
 from test_convert_parquet import CONCAT, sample_texts, write_corpus
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.convert.convert_job import convert
 
 pytestmark = pytest.mark.s3
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from conftest import ROOT, call_cli
 
-from cpt_tasks.configs.convert import ConvertConfig, _cgroup_cpu_quota
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig, _cgroup_cpu_quota
+from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.data import sources
 from cpt_tasks.errors import UserError
 

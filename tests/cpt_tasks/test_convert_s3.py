@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import call_cli, read_rows
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.convert.convert_job import convert
 
 pytestmark = pytest.mark.s3
 

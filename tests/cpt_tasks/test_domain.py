@@ -8,20 +8,20 @@ import numpy as np
 import pytest
 from conftest import call_cli, read_rows
 
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.configs.verify import VerifyConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.configs.verify_config import VerifyConfig
+from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.documents import write_document
-from cpt_tasks.documents.evaluate import EvalWorkerOutcome, MetricValue
+from cpt_tasks.documents.evaluate_docs import EvalWorkerOutcome, MetricValue
 from cpt_tasks.errors import UserError
-from cpt_tasks.evaluate.report import compare, cpt_summary
+from cpt_tasks.evaluate.eval_report import compare, cpt_summary
 from cpt_tasks.mix import load_mix
-from cpt_tasks.plan.run import plan
-from cpt_tasks.sample_domain import write_domain_sample
-from cpt_tasks.train.foundry_yaml import _data, train_length
-from cpt_tasks.verify.run import verify
+from cpt_tasks.plan.plan_job import plan
+from cpt_local.samples.code_corpus import write_domain_sample
+from cpt_tasks.train.train_yaml import _data, train_length
+from cpt_tasks.verify.verify_job import verify
 
 DOLMINO = load_mix("dolmino-mix-1124").proportions
 

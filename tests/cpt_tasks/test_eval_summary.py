@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from cpt_tasks.documents.evaluate import CptSummary, EvalReport, EvalSubset, EvalWorkerOutcome, MetricValue
-from cpt_tasks.evaluate.report import compare, cpt_summary, eval_figure, format_summary, render_markdown, \
+from cpt_tasks.documents.evaluate_docs import CptSummary, EvalReport, EvalSubset, EvalWorkerOutcome, MetricValue
+from cpt_tasks.evaluate.eval_report import compare, cpt_summary, eval_figure, format_summary, render_markdown, \
     task_component
 
 LOSS, ACC = "LanguageCrossEntropy", "InContextLearningLMAccuracy"

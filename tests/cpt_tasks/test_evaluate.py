@@ -18,9 +18,9 @@ from conftest import CONCAT, SUBSETS, call_cli
 from train_helpers import tree_state
 
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.evaluate import EvalReport
-from cpt_tasks.documents.train import RunManifest
-from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.documents.evaluate_docs import EvalReport
+from cpt_tasks.documents.train_docs import RunManifest
+from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.evaluate.tasks import generate_default_tasks
 from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.storage import upload_file
@@ -250,7 +250,7 @@ def test_no_finished_run_or_a_missing_export_exits_2(trained_run, tmp_path):
 
 
 def test_a_precision_this_machine_cannot_run_exits_2_before_staging_a_model(trained_run, tmp_path):
-    from cpt_tasks.runs.launch import count_gpus
+    from cpt_tasks.runs.workers import count_gpus
 
     if count_gpus():
         pytest.skip("amp_bf16 runs on this machine's GPU")

@@ -1,6 +1,7 @@
-"""The package's import graph: no module of cpt_tasks imports, directly or through others, one that imports it
-back, and no module imports one of a higher layer or another job (imports inside functions count: they are how
-the light core defers heavy ones).
+"""The packages' import graph (cpt_tasks, the jobs; cpt_pipeline, the DAG's building blocks; cpt_local, the laptop
+tooling): no module imports, directly or through others, one that imports it back, and no module imports one of
+a higher layer or another job (imports inside functions count: they are how the light core defers heavy ones).
+No two modules share a file name.
 
 The layers, lowest first (the README's layout section draws them): a module may import its own layer and the
 ones below it; the jobs stand side by side and none imports another; only the CLI, which dispatches to every
@@ -20,19 +21,20 @@ LAYERS: list[tuple[str, list[str]]] = [
               "cpt_tasks.cache", "cpt_tasks.mix", "cpt_tasks.pool", "cpt_tasks.progress", "cpt_tasks.pictures"]),
     ("configs", ["cpt_tasks.configs"]),
     ("documents", ["cpt_tasks.documents"]),
-    ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.small_tokenizer",
-                 "cpt_tasks.tracking", "cpt_tasks.sample_data", "cpt_tasks.sample_domain"]),
+    ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.tracking"]),
     ("jobs", ["cpt_tasks.plan", "cpt_tasks.convert", "cpt_tasks.verify", "cpt_tasks.train", "cpt_tasks.evaluate"]),
-    ("entry points", ["cpt_tasks.cli", "cpt_tasks.cli_args", "cpt_tasks.pipeline"]),
+    ("entry points", ["cpt_tasks.cli", "cpt_tasks.cli_args"]),
+    ("pipeline", ["cpt_pipeline"]),
+    ("local tooling", ["cpt_local"]),
 ]
-ROOT = "cpt_tasks"  # the package's own __init__: core, but not the parent of every module
+PACKAGES = ("cpt_tasks", "cpt_pipeline", "cpt_local")
 SIDE_BY_SIDE = "jobs"  # packages of this layer import none of each other
 DISPATCHERS = {"cpt_tasks.cli"}  # the modules that may import a job's insides from anywhere
 
 
-def import_graph(package: str = "cpt_tasks") -> dict[str, set[str]]:
-    """module -> the modules of ``package`` it imports anywhere in its source."""
-    graph = grimp.build_graph(package, cache_dir=None)
+def import_graph(packages: tuple[str, ...] = PACKAGES) -> dict[str, set[str]]:
+    """module -> the modules of ``packages`` it imports anywhere in its source."""
+    graph = grimp.build_graph(*packages, cache_dir=None)
     return {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
 
 
@@ -69,7 +71,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def home(module: str, layers: list[tuple[str, list[str]]] = LAYERS) -> tuple[int, str] | None:
     """The layer index and package of ``module``: the longest package of the table that holds it (None: unplaced)."""
     found = [(len(package), index, package) for index, (_, packages) in enumerate(layers) for package in packages
-             if module == package or (module.startswith(package + ".") and package != ROOT)]
+             if module == package or (module.startswith(package + ".") and package not in ("cpt_tasks",))]
     return max(found)[1:] if found else None
 
 
@@ -100,7 +102,7 @@ def train_importers(graph: dict[str, set[str]]) -> list[str]:
 
 def test_cpt_tasks_has_no_import_cycle():
     graph = import_graph()
-    assert len(graph) > 40 and "cpt_tasks.documents.plan" in graph["cpt_tasks.plan.run"]
+    assert len(graph) > 40 and "cpt_tasks.documents.plan_docs" in graph["cpt_tasks.plan.plan_job"]
     assert cycles(graph) == []
     list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on any cycle
 
@@ -114,8 +116,8 @@ def test_no_import_runs_up_the_layers_or_across_the_jobs():
     graph = import_graph()
     found = layer_violations(graph)
     assert found == [], "imports against the layers:\n" + "\n".join(found)
-    assert home("cpt_tasks.configs.convert") == (1, "cpt_tasks.configs")
-    assert "cpt_tasks.configs.convert" in graph["cpt_tasks.documents.plan"]  # the graph sees the real imports
+    assert home("cpt_tasks.configs.convert_config") == (1, "cpt_tasks.configs")
+    assert "cpt_tasks.configs.convert_config" in graph["cpt_tasks.documents.plan_docs"]  # the graph sees the real imports
 
 
 def test_only_the_cli_imports_the_train_job():
@@ -124,21 +126,21 @@ def test_only_the_cli_imports_the_train_job():
 
 
 def test_the_layer_check_finds_imports_against_the_layers():
-    graph = {"cpt_tasks.documents.plan": {"cpt_tasks.convert.run", "cpt_tasks.errors"},
-             "cpt_tasks.configs.plan": {"cpt_tasks.documents.plan", "cpt_tasks.configs.base"},
-             "cpt_tasks.configs.base": set(), "cpt_tasks.errors": set(), "cpt_tasks.convert.run": set(),
-             "cpt_tasks.plan.run": {"cpt_tasks.convert.run", "cpt_tasks.plan.components", "cpt_tasks.data.readers"},
-             "cpt_tasks.plan.components": set(), "cpt_tasks.data.readers": {"cpt_tasks.pipeline.steps"},
-             "cpt_tasks.pipeline.steps": {"cpt_tasks.train.run"}, "cpt_tasks.train.run": set(),
-             "cpt_tasks.cli": {"cpt_tasks.train.run"}, "cpt_tasks.attic": set()}
+    graph = {"cpt_tasks.documents.plan_docs": {"cpt_tasks.convert.convert_job", "cpt_tasks.errors"},
+             "cpt_tasks.configs.plan_config": {"cpt_tasks.documents.plan_docs", "cpt_tasks.configs.config_base"},
+             "cpt_tasks.configs.config_base": set(), "cpt_tasks.errors": set(), "cpt_tasks.convert.convert_job": set(),
+             "cpt_tasks.plan.plan_job": {"cpt_tasks.convert.convert_job", "cpt_tasks.plan.plan_components", "cpt_tasks.data.readers"},
+             "cpt_tasks.plan.plan_components": set(), "cpt_tasks.data.readers": {"cpt_pipeline.steps"},
+             "cpt_pipeline.steps": {"cpt_tasks.train.train_job"}, "cpt_tasks.train.train_job": set(),
+             "cpt_tasks.cli": {"cpt_tasks.train.train_job"}, "cpt_tasks.attic": set()}
     assert layer_violations(graph) == [
         "cpt_tasks.attic: in no layer (add it to LAYERS)",
-        "cpt_tasks.configs.plan -> cpt_tasks.documents.plan: configs imports documents",
-        "cpt_tasks.data.readers -> cpt_tasks.pipeline.steps: library imports entry points",
-        "cpt_tasks.documents.plan -> cpt_tasks.convert.run: documents imports jobs",
-        "cpt_tasks.plan.run -> cpt_tasks.convert.run: the job cpt_tasks.plan imports the job cpt_tasks.convert",
+        "cpt_tasks.configs.plan_config -> cpt_tasks.documents.plan_docs: configs imports documents",
+        "cpt_tasks.data.readers -> cpt_pipeline.steps: library imports pipeline",
+        "cpt_tasks.documents.plan_docs -> cpt_tasks.convert.convert_job: documents imports jobs",
+        "cpt_tasks.plan.plan_job -> cpt_tasks.convert.convert_job: the job cpt_tasks.plan imports the job cpt_tasks.convert",
     ]
-    assert train_importers(graph) == ["cpt_tasks.pipeline.steps -> cpt_tasks.train.run"]
+    assert train_importers(graph) == ["cpt_pipeline.steps -> cpt_tasks.train.train_job"]
 
 
 def task_id_strings(source: str, task_ids: set[str]) -> list[str]:
@@ -153,7 +155,7 @@ def task_id_strings(source: str, task_ids: set[str]) -> list[str]:
 
 def test_the_operators_and_the_lineage_know_no_task_id():
     """A step's wiring (gate, its input, Asset metadata, lineage) is data on the step: the operators only call it."""
-    from cpt_tasks.pipeline import steps
+    from cpt_pipeline import steps
 
     task_ids = {make().task_id for make in (steps.plan_step, steps.convert_step, steps.verify_step,
                                             steps.train_step, steps.evaluate_step)}
@@ -162,3 +164,26 @@ def test_the_operators_and_the_lineage_know_no_task_id():
         source = (Path(steps.__file__).parent / f"{module}.py").read_text()
         assert task_id_strings(source, task_ids) == [], f"pipeline/{module}.py names a task"
     assert task_id_strings('if self.task_id == "train":\n    pass\n', task_ids) == ["line 1: 'train'"]
+
+
+def test_no_two_modules_share_a_name():
+    root = Path(__file__).resolve().parents[2]
+    names: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            if path.name != "__init__.py" and "__pycache__" not in path.parts:
+                names.setdefault(path.name, []).append(str(path.relative_to(root)))
+    shared = {name: paths for name, paths in names.items() if len(paths) > 1}
+    assert len(names) > 80 and shared == {}, shared
+
+
+def test_the_readme_draws_this_table():
+    """The README's layer picture lists the layers top down, each line naming its packages (core: some)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    picture = readme.split("holds the table and checks it):\n\n```\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert len(picture) == len(LAYERS)
+    for line, (name, packages) in zip(picture, reversed(LAYERS)):
+        named = line.strip().split("  ", 1)[0]
+        shown = {p.rsplit(".", 1)[-1] for p in packages if p != "cpt_tasks"}
+        listed = set(named.replace(",", " ").split())
+        assert shown <= listed if name != "core" else listed - {"..."} <= shown, (name, line)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LIGHT = ["cpt_tasks.configs.base", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.configs.convert",
-         "cpt_tasks.configs.plan", "cpt_tasks.configs.verify", "cpt_tasks.configs.train", "cpt_tasks.runs.status",
-         "cpt_tasks.documents", "cpt_tasks.documents.plan", "cpt_tasks.documents.convert",
-         "cpt_tasks.documents.verify", "cpt_tasks.documents.train", "cpt_tasks.documents.evaluate",
-         "cpt_tasks.configs.evaluate", "cpt_tasks.evaluate.report", "cpt_tasks.tracking"]
+LIGHT = ["cpt_tasks.configs.config_base", "cpt_tasks.mix", "cpt_tasks.layout", "cpt_tasks.configs.convert_config",
+         "cpt_tasks.configs.plan_config", "cpt_tasks.configs.verify_config", "cpt_tasks.configs.train_config", "cpt_tasks.runs.status",
+         "cpt_tasks.documents", "cpt_tasks.documents.plan_docs", "cpt_tasks.documents.convert_docs",
+         "cpt_tasks.documents.verify_docs", "cpt_tasks.documents.train_docs", "cpt_tasks.documents.evaluate_docs",
+         "cpt_tasks.configs.evaluate_config", "cpt_tasks.evaluate.eval_report", "cpt_tasks.tracking.mlflow_store"]
 HEAVY = ["numpy", "torch", "transformers", "streaming", "llmfoundry", "tiktoken", "orjson", "zstandard", "mlflow",
          "matplotlib"]
 

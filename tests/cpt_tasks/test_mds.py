@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import read_rows
 
-from cpt_tasks.configs.base import parse_size
+from cpt_tasks.configs.config_base import parse_size
 from cpt_tasks.convert.mds import TokenShardWriter
 
 

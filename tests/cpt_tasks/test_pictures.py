@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 
-from cpt_tasks.train.manifest import loss_figure, loss_title
+from cpt_tasks.train.run_record import loss_figure, loss_title
 
 RUN_NAME = "0123456789abcdef-manual__2026-12-02T15-35-04.123456-00-00-1a2b3c4d"
 
@@ -27,7 +27,7 @@ def test_the_loss_picture_has_a_short_title_whole_steps_and_labels():
 
 
 def row(kind, name, metric, base, trained, verdict):
-    from cpt_tasks.documents.evaluate import EvalRow, MetricValue
+    from cpt_tasks.documents.evaluate_docs import EvalRow, MetricValue
 
     return EvalRow(kind=kind, name=name, metric=metric, key=f"metrics/{name}/{metric}",
                    base=MetricValue(value=base, n=10),
@@ -36,8 +36,8 @@ def row(kind, name, metric, base, trained, verdict):
 
 
 def test_the_evaluation_picture_labels_axes_explains_colours_and_leads_with_the_gain():
-    from cpt_tasks.documents.evaluate import CptChange, CptSummary, EvalReport
-    from cpt_tasks.evaluate.report import eval_figure
+    from cpt_tasks.documents.evaluate_docs import CptChange, CptSummary, EvalReport
+    from cpt_tasks.evaluate.eval_report import eval_figure
 
     rows = [row("loss", "python-code", "LanguageCrossEntropy", 11.8, 11.1, "better"),
             row("loss", "wiki", "LanguageCrossEntropy", 10.0, 10.2, "worse"),
@@ -87,8 +87,8 @@ def outside(fig, texts: list) -> list[str]:
 
 def verify_report(names: list[str], repeated: str | None = None, statuses: dict[str, str] | None = None):
     """A verification report of ``names`` (equal shares; ``repeated`` the domain, seen 1.5 epochs)."""
-    from cpt_tasks.documents.plan import PlannedTokenizer, PlanRef
-    from cpt_tasks.documents.verify import SubsetReport, VerifyReport
+    from cpt_tasks.documents.plan_docs import PlannedTokenizer, PlanRef
+    from cpt_tasks.documents.verify_docs import SubsetReport, VerifyReport
 
     concat, rows = 128, 100
     subsets = []
@@ -147,8 +147,8 @@ def test_the_mix_picture_keeps_long_names_readable_without_overlap(names, repeat
 
 
 def test_the_evaluation_picture_draws_no_text_over_other_text():
-    from cpt_tasks.documents.evaluate import CptSummary, EvalReport
-    from cpt_tasks.evaluate.report import cpt_summary, eval_figure
+    from cpt_tasks.documents.evaluate_docs import CptSummary, EvalReport
+    from cpt_tasks.evaluate.eval_report import cpt_summary, eval_figure
 
     rows = [row("loss", LONG, "LanguageCrossEntropy", 11.8, 11.1, "better"),
             row("loss", "wiki", "LanguageCrossEntropy", 10.0, 10.2, "worse"),

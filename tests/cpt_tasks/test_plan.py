@@ -8,13 +8,13 @@ from conftest import call_cli
 
 from cpt_tasks.cli import build_parser
 from cpt_tasks.cli_args import build_config
-from cpt_tasks.configs.convert import ConvertConfig
-from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.documents import DocumentError, read_document, write_document
-from cpt_tasks.documents.plan import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
-from cpt_tasks.documents.plan import load_plan
+from cpt_tasks.documents.plan_docs import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
+from cpt_tasks.documents.plan_docs import load_plan
 from cpt_tasks.errors import UserError
-from cpt_tasks.plan.run import plan, planned_subset
+from cpt_tasks.plan.plan_job import plan, planned_subset
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
     "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),
@@ -189,7 +189,7 @@ def test_cli_prints_and_writes_the_plan(sample_dir, tokenizer_dir, tmp_path):
 
 
 def test_refresh_with_unchanged_sources_converts_nothing(sample_dir, tokenizer_dir, tmp_path):
-    from cpt_tasks.convert.run import convert
+    from cpt_tasks.convert.convert_job import convert
 
     def run_plan():
         body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path),
@@ -292,8 +292,8 @@ def test_each_way_out_offered_at_the_given_total_fits_it(sample_dir, tokenizer_d
 
 def test_the_old_domain_recipe_is_told_the_total_that_fits_and_the_rows_that_fit_its_own(sample_dir, tokenizer_dir,
                                                                                            code_dir):
-    from cpt_tasks.plan.components import mix_components
-    from cpt_tasks.plan.run import check_budgets, effective_mix
+    from cpt_tasks.plan.plan_components import mix_components
+    from cpt_tasks.plan.plan_job import check_budgets, effective_mix
 
     recipe = dict(domain=str(code_dir), domain_text_field="content", replay_fraction=0.25, total_tokens=400_000)
     message = _plan_error(sample_dir, tokenizer_dir, **recipe)
@@ -331,7 +331,7 @@ def test_overrides_too_small_at_any_total_are_named(sample_dir, tokenizer_dir):
 @pytest.fixture(scope="module")
 def code_dir(tmp_path_factory):
     """The domain demo's corpus (stdlib code, text in 'content'), 2,000 documents."""
-    from cpt_tasks.sample_domain import write_domain_sample
+    from cpt_local.samples.code_corpus import write_domain_sample
 
     out = tmp_path_factory.mktemp("code")
     write_domain_sample(out, "python", documents=2000)
@@ -401,7 +401,7 @@ def test_the_mix_components_hint_names_convert_options(sample_dir, tokenizer_dir
 # --- the printed table --------------------------------------------------------------------------------------------
 
 def test_the_printed_table_fits_long_component_names(sample_dir, tokenizer_dir, tmp_path):
-    from cpt_tasks.plan.run import format_plan
+    from cpt_tasks.plan.plan_job import format_plan
 
     long_name = "a-component-with-a-rather-long-name-indeed"
     mix = tmp_path / "mix.json"

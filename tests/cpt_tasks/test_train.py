@@ -15,8 +15,8 @@ from conftest import MIX_TOKENS, SUBSETS, make_verified, read_rows, run_cli
 from train_helpers import kill_after_first_checkpoint, run_train, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.train import RunManifest
-from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.documents.train_docs import RunManifest
+from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]

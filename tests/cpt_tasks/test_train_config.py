@@ -12,14 +12,14 @@ import pytest
 import yaml
 from conftest import call_cli
 
-from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.documents import read_document, write_document
-from cpt_tasks.documents.plan import PlannedTokenizer
-from cpt_tasks.documents.plan import PlanRef
-from cpt_tasks.documents.train import FinishedRun, RunManifest
-from cpt_tasks.documents.verify import SubsetReport, VerifyReport
+from cpt_tasks.documents.plan_docs import PlannedTokenizer
+from cpt_tasks.documents.plan_docs import PlanRef
+from cpt_tasks.documents.train_docs import FinishedRun, RunManifest
+from cpt_tasks.documents.verify_docs import SubsetReport, VerifyReport
 from cpt_tasks.layout import safe_run_id, training_run_name
-from cpt_tasks.train.foundry_yaml import YamlInputs, build_yaml, train_length
+from cpt_tasks.train.train_yaml import YamlInputs, build_yaml, train_length
 from cpt_tasks.runs.status import RunPaths, checkpoints_after, find_finished_run, latest_checkpoint, run_paths
 
 BASE = dict(report="r.json", model="m", save_root="/runs", run_id="x")
@@ -125,8 +125,8 @@ def test_yaml_on_the_cpu_is_plain(tmp_path):
 @pytest.fixture
 def finished_manifest() -> RunManifest:
     """A run manifest as a finished run writes it (its plan is replaced per case)."""
-    from cpt_tasks.documents.convert import Framing
-    from cpt_tasks.documents.train import ModelSource, ReportRef
+    from cpt_tasks.documents.convert_docs import Framing
+    from cpt_tasks.documents.train_docs import ModelSource, ReportRef
 
     return RunManifest(
         run_name="n", run_folder="/runs/n", run_id="r", plan=PlanRef(path="p", sha256="s", fingerprint="0" * 64),

@@ -11,8 +11,8 @@ import os
 import pytest
 
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.train import MlflowRun, RunManifest
-from cpt_tasks.tracking import connect, run_url, without_credentials
+from cpt_tasks.documents.train_docs import MlflowRun, RunManifest
+from cpt_tasks.tracking.mlflow_store import connect, run_url, without_credentials
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 
@@ -71,7 +71,7 @@ def test_a_retry_finds_its_run_and_the_links_hold_no_credentials(monkeypatch, tm
 def test_the_composer_logger_turns_an_outage_into_one_warning(capfd, tmp_path):
     from ui.airflow_server import find_free_port
 
-    from cpt_tasks.runs.mlflow_logger import SafeMLFlowLogger
+    from cpt_tasks.tracking.mlflow_logger import SafeMLFlowLogger
 
     down = SafeMLFlowLogger(tracking_uri=f"http://127.0.0.1:{find_free_port()}", experiment_name="x",
                             log_system_metrics=False)

@@ -17,7 +17,7 @@ from conftest import MIX_TOKENS, SUBSETS
 from train_helpers import Nodes, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.train import RunManifest
+from cpt_tasks.documents.train_docs import RunManifest
 from cpt_tasks.runs.status import latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
@@ -122,7 +122,7 @@ def test_nodes_given_other_options_refuse_before_training(mix_report, tiny_model
 
 AGREE = """
 import sys
-from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.train.agreement import node_agreement
 
@@ -142,7 +142,7 @@ def test_nodes_that_do_not_share_storage_or_share_dev_shm_refuse(tmp_path, case)
     import subprocess
     import sys
 
-    from cpt_tasks.runs.local_nodes import free_port_pair, private_shm_argv
+    from cpt_pipeline.local_nodes import free_port_pair, private_shm_argv
 
     folder, port = tmp_path / "runs" / "run", free_port_pair()
     folder.mkdir(parents=True)

@@ -13,12 +13,12 @@ import pytest
 from conftest import call_cli
 from test_train_config import BASE, _report, _where, finished_manifest  # noqa: F401 (a fixture)
 
-from cpt_tasks.configs.train import TrainConfig
-from cpt_tasks.documents.train import RunManifest, TrainResult
+from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.documents.train_docs import RunManifest, TrainResult
 from cpt_tasks.errors import UserError
-from cpt_tasks.train.foundry_yaml import build_yaml, settings, sharding_strategy, train_length
-from cpt_tasks.train.launch import Rendezvous, worker_argv
-from cpt_tasks.runs.local_nodes import combined_status, free_port_pair, node_argv, shm_bytes
+from cpt_tasks.train.train_yaml import build_yaml, settings, sharding_strategy, train_length
+from cpt_tasks.train.launch_command import Rendezvous, worker_argv
+from cpt_pipeline.local_nodes import combined_status, free_port_pair, node_argv, shm_bytes
 from cpt_tasks.runs.status import RunPaths, checkpoints_after, latest_checkpoint, remove_checkpoint
 
 
@@ -39,7 +39,7 @@ def test_bad_node_options_are_user_errors(flags, message):
 
 
 def test_strategy_and_device_checks():
-    from cpt_tasks.train.run import _check_device
+    from cpt_tasks.train.train_job import _check_device
 
     nodes = dict(BASE, nnodes=4, nprocs=8, global_batch_size=64)
     assert sharding_strategy(TrainConfig(**nodes), gpus=8) == "HYBRID_SHARD"
@@ -97,7 +97,7 @@ def test_each_node_runs_the_launcher_with_the_worlds_shape(tmp_path):
     assert Path(argv[0]).name == "composer"
     assert argv[1:13] == ["--world_size", "32", "--node_rank", "2", "--base_rank", "16", "--master_addr",
                           "job-0.nodes", "--master_port", "29500", "-n", "8"]
-    assert argv[-3:] == ["cpt_tasks.train.worker", str(tmp_path / "train.yaml"), "train"]
+    assert argv[-3:] == ["cpt_tasks.train.train_worker", str(tmp_path / "train.yaml"), "train"]
     one = worker_argv(tmp_path / "train.yaml", "export", 1, tmp_path / "logs", Rendezvous(2, 1, "h", 1234))
     assert one[1:13] == ["--world_size", "2", "--node_rank", "1", "--base_rank", "1", "--master_addr", "h",
                          "--master_port", "1234", "-n", "1"]  # one process per node still goes through the launcher

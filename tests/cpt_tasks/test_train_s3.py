@@ -12,8 +12,8 @@ import pytest
 from train_helpers import run_train, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
-from cpt_tasks.documents.train import RunManifest
-from cpt_tasks.documents.verify import VerifyReport
+from cpt_tasks.documents.train_docs import RunManifest
+from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.storage import upload_file
 from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 

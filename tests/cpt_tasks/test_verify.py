@@ -10,17 +10,17 @@ import pytest
 from conftest import call_cli, copy_run, edit_plan
 from test_train_config import finished_manifest  # noqa: F401 (a fixture)
 
-from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.configs.verify import VerifyConfig
-from cpt_tasks.convert.run import convert
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.configs.verify_config import VerifyConfig
+from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.documents import read_document, write_document
-from cpt_tasks.documents.convert import ConvertManifest
-from cpt_tasks.documents.plan import load_plan
-from cpt_tasks.documents.train import FinishedRun
-from cpt_tasks.documents.verify import VerifyReport
-from cpt_tasks.plan.run import plan
+from cpt_tasks.documents.convert_docs import ConvertManifest
+from cpt_tasks.documents.plan_docs import load_plan
+from cpt_tasks.documents.train_docs import FinishedRun
+from cpt_tasks.documents.verify_docs import VerifyReport
+from cpt_tasks.plan.plan_job import plan
 from cpt_tasks.runs.status import run_paths
-from cpt_tasks.verify.run import verify
+from cpt_tasks.verify.verify_job import verify
 
 SMALL = dict(total_tokens=350_000, concat_tokens=256, val_fraction=0.03)
 
@@ -93,7 +93,7 @@ LONG = "debian-changelog-entries-2024"
 
 def test_a_repeated_domain_shows_unique_tokens_epochs_and_trained_tokens_whose_share_is_the_plans(
         tmp_path, sample_dir, tokenizer_dir):
-    from cpt_tasks.sample_domain import write_domain_sample
+    from cpt_local.samples.code_corpus import write_domain_sample
 
     corpus = tmp_path / "corpus"
     write_domain_sample(corpus, "python", documents=60)
@@ -314,7 +314,7 @@ def rewrite_train(root: Path, name: str, token: int) -> None:
     """Replace a subset's train split with as many rows of one repeated id: a consistent index, odd rows."""
     import numpy as np
 
-    from cpt_tasks.configs.base import parse_size
+    from cpt_tasks.configs.config_base import parse_size
     from cpt_tasks.convert.mds import TokenShardWriter
 
     train = subset_dir(root, name) / "train"

@@ -54,7 +54,7 @@ class Nodes:
     in its own /dev/shm (what the local runner starts), each with its own log; no node stops the others."""
 
     def __init__(self, flags: list[str], nnodes: int, base: Path, name: str, env: dict | None = None) -> None:
-        from cpt_tasks.runs.local_nodes import free_port_pair, node_argv
+        from cpt_pipeline.local_nodes import free_port_pair, node_argv
 
         port = free_port_pair()
         self.logs = [base / f"{name}-node{rank}.log" for rank in range(nnodes)]

@@ -50,7 +50,7 @@ class DagTest:
     """Runs ``airflow dags test cpt_dolmino`` in a private Airflow home with the demo's Params."""
 
     def __init__(self, base: Path) -> None:
-        from cpt_tasks.pipeline.airflow_home import demo_params, prepare
+        from cpt_local.airflow_home import demo_params, prepare
 
         self.storage = base / "storage"
         self.tracking = f"file://{base / 'mlflow'}"
@@ -69,7 +69,7 @@ class DagTest:
 
     def states(self, proc: subprocess.CompletedProcess) -> dict[str, str]:
         """task (or task[subset]) -> state of the run that ``proc`` ran, from Airflow's REST API."""
-        from cpt_tasks.pipeline.demo import task_states
+        from cpt_local.demo import task_states
 
         return {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]
                 for s in task_states(Path(self.env["AIRFLOW_HOME"]), run_id_of(proc))}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_id_of
-from cpt_tasks.pipeline.airflow_api import query_api
+from cpt_local.airflow_api import query_api
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run trains and evaluates on the CPU
@@ -123,7 +123,7 @@ def test_lineage_links_source_to_mds_to_checkpoint(dag_test, first_run):
 
 
 def test_the_summary_ends_with_the_evaluation_table(dag_test, first_run):
-    from cpt_tasks.pipeline.demo import summarize
+    from cpt_local.demo import summarize
 
     summary = summarize(dag_test.storage, run_id_of(first_run), [])
     table = summary[summary.index("Evaluation (did continual pretraining help?)"):].splitlines()
@@ -224,8 +224,8 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
 def test_a_skipped_step_says_why_in_full_and_the_summary_says_what_is_earlier(dag_test, first_run):
     """The second run (above) skipped train and evaluate: their whole reasons, with the Param that changes them,
     and a summary that shows the first run's training and evaluation as such."""
-    from cpt_tasks.pipeline.dags_test_log import skip_reason
-    from cpt_tasks.pipeline.demo import summarize, task_states
+    from cpt_local.dags_test_log import skip_reason
+    from cpt_local.demo import summarize, task_states
 
     second = dag_test.run()
     skips = dict(found for found in map(skip_reason, (second.stdout + second.stderr).splitlines()) if found)
@@ -264,7 +264,7 @@ def test_a_misspelt_param_in_the_conf_fails_the_run_at_once_naming_the_closest_p
 
 
 def test_the_run_names_each_mapped_task_by_its_component(first_run):
-    from cpt_tasks.pipeline.dags_test_log import DagsTestLog
+    from cpt_local.dags_test_log import DagsTestLog
 
     seen = DagsTestLog()
     shown = [line for line in map(seen.feed, (first_run.stdout + first_run.stderr).splitlines()) if line]

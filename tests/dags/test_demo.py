@@ -1,4 +1,4 @@
-"""``make demo``'s own entry point (``python -m cpt_tasks.pipeline.demo``) when a run fails: the console names the
+"""``make demo``'s own entry point (``python -m cpt_local.demo``) when a run fails: the console names the
 failed task, its exit status and the job's own error line, and the summary names no file that was not written.
 Its own ``CPT_HOME`` (the set-up inputs linked in), so the user's demo home is never touched."""
 
@@ -29,7 +29,7 @@ def home(tmp_path_factory) -> Path:
 def demo(home: Path, conf: dict, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "CPT_HOME": str(home)}
     env.pop("AIRFLOW_HOME", None)  # the demo makes its own under CPT_HOME
-    return subprocess.run([sys.executable, "-m", "cpt_tasks.pipeline.demo", "--conf", json.dumps(conf), *args],
+    return subprocess.run([sys.executable, "-m", "cpt_local.demo", "--conf", json.dumps(conf), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=540)
 
 

@@ -15,14 +15,14 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from kubernetes.client import models as k8s
 from kube_api import KubeApi
 
-import cpt_tasks.pipeline.train_job as train_job
-from cpt_tasks.documents.train import TrainResult
+import cpt_pipeline.indexed_job as train_job
+from cpt_tasks.documents.train_docs import TrainResult
 from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_USER_ERROR
-from cpt_tasks.pipeline.operators import StepPodOperator
-from cpt_tasks.pipeline.runners import make_operator
-from cpt_tasks.pipeline.settings import Deployment
-from cpt_tasks.pipeline.steps import Step, convert_step, plan_step, train_step, verify_step
-from cpt_tasks.pipeline.train_job import StepTrainOperator
+from cpt_pipeline.operators import StepPodOperator
+from cpt_pipeline.runners import make_operator
+from cpt_pipeline.settings import Deployment
+from cpt_pipeline.steps import Step, convert_step, plan_step, train_step, verify_step
+from cpt_pipeline.indexed_job import StepTrainOperator
 
 
 def finished_pod(name: str, exit_code: int, message: str | None = None, index: int | None = None) -> k8s.V1Pod:

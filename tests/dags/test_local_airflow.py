@@ -1,4 +1,4 @@
-"""``make airflow`` started as the Makefile starts it (``python -m cpt_tasks.pipeline.airflow_home standalone``
+"""``make airflow`` started as the Makefile starts it (``python -m cpt_local.airflow_home standalone``
 from the orchestration env) on free ports: once healthy, every TCP listener of its process tree is on
 127.0.0.1; after Ctrl-C (SIGINT to its process group), SIGTERM to it, or ``... airflow_home stop`` (``make
 airflow-stop``) from another process, no process of the tree is left 30 s later and the pid file is gone; after
@@ -20,11 +20,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cpt_tasks.pipeline.airflow_home import local_config
-from cpt_tasks.pipeline.supervisor import describe, is_alive
+from cpt_local.airflow_home import local_config
+from cpt_local.supervisor import describe, is_alive
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULE = "cpt_tasks.pipeline.airflow_home"
+MODULE = "cpt_local.airflow_home"
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 
 

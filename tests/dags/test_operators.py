@@ -14,11 +14,11 @@ import pytest
 from airflow.sdk import Asset, AssetAlias
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.documents.evaluate import EvaluateResult
-from cpt_tasks.documents.train import FinishedRun, MlflowRun, TrainResult
-from cpt_tasks.documents.verify import SubsetSummary, VerifySummary
-from cpt_tasks.pipeline.operators import LocalStepOperator, mlflow_run_url
-from cpt_tasks.pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
+from cpt_tasks.documents.evaluate_docs import EvaluateResult
+from cpt_tasks.documents.train_docs import FinishedRun, MlflowRun, TrainResult
+from cpt_tasks.documents.verify_docs import SubsetSummary, VerifySummary
+from cpt_pipeline.operators import LocalStepOperator, mlflow_run_url
+from cpt_pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
 
 
 def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:

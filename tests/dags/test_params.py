@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from cpt_tasks.configs.evaluate import EvaluateConfig
-from cpt_tasks.configs.plan import PlanConfig
-from cpt_tasks.configs.train import TrainConfig
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.mix import load_mix
 
 
@@ -38,9 +38,9 @@ def fields_the_step_sets(step, *added: str) -> set[str]:
 
 
 def test_the_fields_set_by_the_dag_are_what_the_steps_pass():
-    from cpt_tasks.pipeline.params import EVALUATE_FIELDS_SET_BY_THE_DAG, TRAIN_FIELDS_SET_BY_THE_DAG
-    from cpt_tasks.pipeline.steps import evaluate_step, train_step
-    from cpt_tasks.pipeline.train_job import node_arguments
+    from cpt_pipeline.params import EVALUATE_FIELDS_SET_BY_THE_DAG, TRAIN_FIELDS_SET_BY_THE_DAG
+    from cpt_pipeline.steps import evaluate_step, train_step
+    from cpt_pipeline.indexed_job import node_arguments
 
     assert set(TRAIN_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(train_step(), *node_arguments(2, "nodes"))
     assert set(EVALUATE_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(evaluate_step())
@@ -65,8 +65,8 @@ CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and descript
 
 
 def test_params_of_job_options_say_what_the_configs_say(dag):
-    from cpt_tasks.pipeline.steps import evaluate_step, train_step
-    from cpt_tasks.pipeline.train_job import node_arguments
+    from cpt_pipeline.steps import evaluate_step, train_step
+    from cpt_pipeline.indexed_job import node_arguments
 
     values = dag.params.validate()
     for name, (config, field) in CONFIG_PARAMS.items():
@@ -162,7 +162,7 @@ def test_a_valid_custom_mix_passes(dag):
 def test_no_param_defaults_to_an_empty_string():
     """The trigger form sends an emptied text field as null: an optional text Param is ["string", "null"] with
     default null, never "" (a "" default makes the untouched form invalid and its Trigger button disabled)."""
-    from cpt_tasks.pipeline.params import param_schemas
+    from cpt_pipeline.params import param_schemas
 
     empty = [name for name, spec in param_schemas("s3://bucket").items() if spec["default"] == ""]
     assert empty == []

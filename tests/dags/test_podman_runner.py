@@ -19,11 +19,11 @@ import pytest
 import yaml
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from cpt_tasks.pipeline.podman import PodmanStepOperator, adapt_pod, host_mounts
-from cpt_tasks.pipeline.pods import load_dag, render_pods
-from cpt_tasks.pipeline.runners import pod_options
-from cpt_tasks.pipeline.settings import Deployment
-from cpt_tasks.pipeline.steps import Step
+from cpt_pipeline.podman_runner import PodmanStepOperator, adapt_pod, host_mounts
+from cpt_local.pods import load_dag, render_pods
+from cpt_pipeline.runners import pod_options
+from cpt_pipeline.settings import Deployment
+from cpt_pipeline.steps import Step
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
 LOCAL = {"storage_root": "/data/cpt", "dataset": "/data/sample", "tokenizer": "/models/tok",
@@ -210,13 +210,13 @@ def test_a_second_demo_pods_converts_nothing():
     to date and training as already done, with every pod a real pod again (plan and verify run, and are removed)."""
     from conftest import cpt_home
 
-    from cpt_tasks.pipeline.demo import task_states
+    from cpt_local.demo import task_states
 
     home = cpt_home().resolve()
     if not (home / "demo-pods" / "runs").is_dir():
         pytest.fail(f"{home / 'demo-pods'} has no run: `make demo-pods` first (make test-images does)")
     before = set((home / "demo-pods" / "pods").glob("*.yaml"))
-    proc = subprocess.run([sys.executable, "-m", "cpt_tasks.pipeline.demo", "--runner", "podman", "--image", IMAGE],
+    proc = subprocess.run([sys.executable, "-m", "cpt_local.demo", "--runner", "podman", "--image", IMAGE],
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     run_id = re.findall(r"^Run (\S+)$", proc.stdout, re.M)[-1]

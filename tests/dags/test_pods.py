@@ -10,7 +10,7 @@ import pytest
 
 from cpt_tasks.layout import safe_run_id
 
-from cpt_tasks.pipeline.pods import load_dag, render_pods
+from cpt_local.pods import load_dag, render_pods
 
 K8S_VERSION = "1.33"
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
@@ -237,7 +237,7 @@ def _run_plan(args: list[str], output) -> dict:
     """``cpt-tasks plan ARGS`` in the tasks env (the plan pod's CLI); the written plan."""
     import subprocess
 
-    from cpt_tasks.pipeline.settings import Deployment
+    from cpt_pipeline.settings import Deployment
 
     proc = subprocess.run([Deployment().tasks_bin, *args], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})

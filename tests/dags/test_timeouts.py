@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cpt_tasks.pipeline.params import STEP_TIMEOUTS
+from cpt_pipeline.params import STEP_TIMEOUTS
 
 
 def sleeping_cli(tmp_path) -> tuple[str, object]:

@@ -14,8 +14,8 @@ import time
 import psutil
 import pytest
 
-from cpt_tasks.pipeline.supervisor import is_alive
-from cpt_tasks.pipeline.watchdog import targets
+from cpt_local.supervisor import is_alive
+from cpt_local.watchdog import targets
 
 # A session: its leader, a child in the leader's group, one in a group of its own, and an orphan that left for
 # a session of its own (``setsid -f``: handed to the owner, a subreaper as the supervisor is); all ignore SIGTERM.
@@ -31,8 +31,8 @@ time.sleep(300)
 # pids, then releases the watchdog on "release" or waits to be killed.
 OWNER = """
 import json, subprocess, sys, time, psutil
-from cpt_tasks.pipeline.supervisor import become_subreaper
-from cpt_tasks.pipeline.watchdog import Watchdog
+from cpt_local.supervisor import become_subreaper
+from cpt_local.watchdog import Watchdog
 become_subreaper()
 dog = Watchdog()
 tree = subprocess.Popen([sys.executable, "-c", sys.argv[1]], start_new_session=True)

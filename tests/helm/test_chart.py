@@ -11,9 +11,9 @@ import pytest
 from airflow_env import ROOT, run_python_tool
 from security_rules import check_objects
 
-from cpt_tasks.configs.plan import PlanConfig
+from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.mix import load_mix
-from cpt_tasks.pipeline.params import param_schemas
+from cpt_pipeline.params import param_schemas
 
 CHART = ROOT / "helm" / "cpt-pipeline"
 KUBE_VERSIONS = ["1.30.0", "1.37.0"]  # the chart's kubeVersion floor and the newest schema kubernetes-validate has
@@ -179,7 +179,7 @@ def test_optional_objects(helm_out):
 
 def test_training_nodes_service_is_headless_and_selects_the_node_pods(helm_out):
     from cpt_tasks.layout import TRAIN_NODE_LABEL
-    from cpt_tasks.pipeline.settings import Deployment
+    from cpt_pipeline.settings import Deployment
 
     (service,) = by_kind(objects(helm_out, "default"), "Service")
     assert service["metadata"]["name"] == Deployment().train_subdomain  # the pods' subdomain

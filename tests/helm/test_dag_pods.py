@@ -1,4 +1,4 @@
-"""The pods the DAG would submit (``python -m cpt_tasks.pipeline.pods``, the provider's own pod builder, run in
+"""The pods the DAG would submit (``python -m cpt_local.pods``, the provider's own pod builder, run in
 the Airflow env with the Airflow values' environment) against the security rules and against what the chart and
 the tasks image provide: the chart's ServiceAccounts and Secret names, the pod-launcher namespace, the image's
 user and cache paths."""
@@ -26,7 +26,7 @@ def render(tmp_path_factory, *conf: str) -> dict[str, dict]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CPT_")}
     env.update({item["name"]: item["value"] for item in AIRFLOW_VALUES["env"]})  # as the deployed Airflow has it
     env["AIRFLOW_HOME"] = str(tmp_path_factory.mktemp("airflow-home"))
-    proc = subprocess.run([str(AIRFLOW_BIN / "python"), "-m", "cpt_tasks.pipeline.pods", "--out", str(out), *conf],
+    proc = subprocess.run([str(AIRFLOW_BIN / "python"), "-m", "cpt_local.pods", "--out", str(out), *conf],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {path.name: yaml.safe_load(path.read_text()) for path in sorted(out.glob("*.yaml"))}

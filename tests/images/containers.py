@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TASKS_IMAGE = os.environ.get("CPT_TASKS_IMAGE", "localhost/cpt-tasks:dev")
 AIRFLOW_IMAGE = os.environ.get("CPT_AIRFLOW_IMAGE", "localhost/cpt-airflow:dev")
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "docker" / "podman" / "containers.conf"))
-# The pods' security context (cpt_tasks/pipeline/runners.py), as `podman run` flags: the image's own user (no
+# The pods' security context (cpt_pipeline/runners.py), as `podman run` flags: the image's own user (no
 # --user: the image must default to uid 1000), read-only root filesystem with /tmp a tmpfs and /cache a fresh
 # volume, no capabilities, no privilege escalation, no network.
 POD_FLAGS = ["--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,mode=1777", "--volume", "/cache",

@@ -1,5 +1,5 @@
 """A real Airflow 3.3 (from .venv-airflow) for the UI tests, run as `make airflow` runs it (its components under
-`cpt_tasks.pipeline.supervisor`, every listener on 127.0.0.1: `python -m cpt_tasks.pipeline.airflow_home serve`)
+`cpt_local.supervisor`, every listener on 127.0.0.1: `python -m cpt_local.airflow_home serve`)
 in the Airflow home and environment that `make airflow` uses (SQLite, LocalExecutor, the repo's dags/, the local
 runner), plus free ports and SimpleAuthManager with one known admin. Started in its own process group, with a
 watchdog that ends it if the test process dies; `stop()` ends it and every descendant it ever saw, and says if
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psutil
 
-from cpt_tasks.pipeline.supervisor import describe, is_alive
-from cpt_tasks.pipeline.watchdog import Watchdog
+from cpt_local.supervisor import describe, is_alive
+from cpt_local.watchdog import Watchdog
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW_BIN = ROOT / ".venv-airflow" / "bin"
@@ -47,7 +47,7 @@ def port_in_use(port: int) -> bool:
 @dataclass
 class AirflowServer:
     """One local Airflow configured by `env` (AIRFLOW_HOME and the rest, e.g. from
-    `cpt_tasks.pipeline.airflow_home.prepare`); `url` is the UI, `log` its combined output."""
+    `cpt_local.airflow_home.prepare`); `url` is the UI, `log` its combined output."""
 
     env: dict[str, str]
     port: int = field(default_factory=find_free_port)
@@ -102,7 +102,7 @@ class AirflowServer:
         # A password file written before start: SimpleAuthManager keeps it and generates nothing.
         (self.home / "passwords.json").write_text(json.dumps({USER: PASSWORD}) + "\n")
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([str(AIRFLOW_BIN / "python"), "-m", "cpt_tasks.pipeline.airflow_home", "serve"],
+            self.proc = subprocess.Popen([str(AIRFLOW_BIN / "python"), "-m", "cpt_local.airflow_home", "serve"],
                                          cwd=self.home, env=self.build_env(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.watchdog = Watchdog()  # ends the server's session if this process dies without stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cpt_tasks.pipeline.airflow_home import prepare
+from cpt_local.airflow_home import prepare
 
 from .airflow_server import ROOT, AirflowServer
 from .airflow_ui import log_in

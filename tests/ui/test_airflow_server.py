@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from cpt_tasks.pipeline.airflow_home import components, local_config
+from cpt_local.airflow_home import components, local_config
 
 from .airflow_server import AIRFLOW_BIN, AirflowServer
 

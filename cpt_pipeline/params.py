@@ -1,0 +1,269 @@
+"""The trigger form: every Param of ``cpt_dolmino`` with a title, a description and a JSON schema.
+
+Params that are options of a job take their default, bounds and description from that job's config field
+(``PlanConfig``, ``TrainConfig``, ``EvaluateConfig``), through pydantic's JSON schema of the field, so the form
+and the CLI cannot disagree; the form adds only a title, a section and what JSON Schema can say that the field's
+type does not (the shipped mixes, the subsets' names). ``train_options``, ``evaluate_options`` and
+``convert_options`` accept exactly the other fields of those configs.
+
+JSON Schema cannot say "the proportions sum to 1", so the ``proportions`` Param carries the custom format
+``proportions-sum-to-1``. :func:`register_formats` teaches jsonschema's ``FormatChecker`` that format; every
+Airflow process calls it through ``airflow_local_settings`` (and the DAG file on import), so the API server
+rejects a bad mix when the run is triggered, before any task runs. The plan step checks it again.
+
+Every step has a deadline Param (``plan_timeout`` … ``evaluate_timeout``, hours, in Resources): the operators
+apply the run's value as the task's ``execution_timeout`` when the task starts (:func:`step_timeout`), so no
+run can hang forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from cpt_tasks.configs.evaluate_config import EvaluateConfig
+from cpt_tasks.configs.plan_config import CONVERT_OPTIONS, PlanConfig
+from cpt_tasks.configs.train_config import DURATION, TrainConfig
+from cpt_tasks.errors import UserError
+from cpt_tasks.mix import DEFAULT_MIX, available_mixes, check_proportions, load_mix
+
+MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
+TRAIN_POLICIES = ("if_changed", "always", "never")
+EVALUATE_POLICIES = ("if_trained", "always", "never")
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
+DATA, TRAINING, EVALUATION, RESOURCES = "Data", "Training", "Evaluation", "Resources"
+DOMAIN = "Continual pretraining on your corpus"
+# TrainConfig fields that Params or the DAG set; train_options may hold any other.
+TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
+                               "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
+                               "master_port")
+# EvaluateConfig fields that Params or the DAG set; evaluate_options may hold any other.
+EVALUATE_FIELDS_SET_BY_THE_DAG = ("report", "save_root", "run_id", "icl_tasks")
+# Each step's deadline Param and its default (hours): ~10x the expected work at the reference scale. plan lists
+# six subsets (each Hub call bounded by the retry policy: docs/faults.md); a 23.6B-token conversion tokenizes
+# in ~1.5 h at 5M tokens/s on 8 cores; verify reads ~200 GB of shards; 50B tokens of Llama-3.1-8B on 8 GPUs
+# train for ~9 days; evaluation runs val and ICL on two models.
+STEP_TIMEOUTS = {"plan": ("plan_timeout", 1.0), "convert": ("convert_timeout", 12.0),
+                 "verify": ("verify_timeout", 4.0), "train": ("train_timeout", 336.0),
+                 "evaluate": ("evaluate_timeout", 12.0)}
+_SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
+
+
+def proportions_ok(value: Any) -> bool:
+    """True for an object of subset -> proportion in (0, 1] summing to 1 (±0.001); the format's check."""
+    if not isinstance(value, dict):
+        return True  # other types are the schema's "type" keyword's business
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        return True  # likewise "additionalProperties"
+    try:
+        check_proportions({k: float(v) for k, v in value.items()}, "proportions")
+    except UserError as exc:
+        raise ValueError(str(exc)) from None
+    return True
+
+
+def register_formats() -> None:
+    """Add the ``proportions-sum-to-1`` format to every ``jsonschema.FormatChecker`` (idempotent)."""
+    from jsonschema import FormatChecker
+
+    FormatChecker.checkers[MIX_FORMAT] = (proportions_ok, (ValueError,))
+
+
+def field_schema(model: type[BaseModel], name: str) -> dict:
+    """A config field as a Param's schema: its default, description, type and bounds (an optional field's
+    ``anyOf [X, null]`` becomes ``type: [X, "null"]``, which the trigger form renders)."""
+    field = model.model_json_schema()["properties"][name]
+    schema = {"default": model.model_fields[name].get_default(call_default_factory=True),
+              "description": model.model_fields[name].description}
+    options = field.get("anyOf", [field])
+    types = [o["type"] for o in options if "type" in o]
+    schema["type"] = types[0] if len(types) == 1 else types
+    for option in options:
+        schema.update({k: v for k, v in option.items() if k in _SCHEMA_KEYS and k != "type"})
+    return schema
+
+
+def _param(model: type[BaseModel], name: str, title: str, section: str, **form: Any) -> dict:
+    """A Param from a config field, with the form's title and section; ``form`` adds to or replaces keys."""
+    return {**field_schema(model, name), "title": title, "section": section, **form}
+
+
+def _options_param(model: type[BaseModel], allowed: tuple[str, ...], title: str, section: str,
+                   description: str) -> dict:
+    return {"default": {}, "type": "object", "propertyNames": {"enum": list(allowed)}, "title": title,
+            "section": section, "description": f"{description} Allowed: {', '.join(allowed)}."}
+
+
+def _data_params(storage_root: str) -> dict[str, dict]:
+    mix = load_mix(DEFAULT_MIX)
+    names = list(mix.proportions)
+    return {
+        "total_tokens": _param(PlanConfig, "total_tokens", "Total train tokens", DATA),
+        "mix": _param(PlanConfig, "mix", "Mix", DATA, enum=available_mixes()),
+        "proportions": _param(PlanConfig, "proportions", "Proportions", DATA, default=dict(mix.proportions),
+                              type="object", format=MIX_FORMAT, propertyNames={"enum": names}, minProperties=1,
+                              additionalProperties={"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+        "subsets": _param(PlanConfig, "subsets", "Subsets", DATA, default=names, type="array",
+                          items={"type": "string", "enum": names}, minItems=1, uniqueItems=True),
+        "dataset": _param(PlanConfig, "dataset", "Source dataset", DATA, default=mix.dataset, type="string",
+                          minLength=1),
+        "revision": _param(PlanConfig, "revision", "Dataset revision", DATA),
+        "text_field": _param(PlanConfig, "text_field", "Text field", DATA),
+        "tokenizer": _param(PlanConfig, "tokenizer", "Tokenizer", DATA, minLength=1),
+        "concat_tokens": _param(PlanConfig, "concat_tokens", "Tokens per row", DATA,
+                                maximum=PlanConfig.model_fields["context_length"].default),
+        "val_fraction": _param(PlanConfig, "val_fraction", "Validation fraction", DATA),
+        "seed": _param(PlanConfig, "seed", "Shuffle seed", DATA),
+        "allow_short": _param(PlanConfig, "allow_short", "Allow short subsets", DATA),
+        "convert_options": _options_param(PlanConfig, CONVERT_OPTIONS, "More conversion options", DATA,
+                                          PlanConfig.model_fields["convert_options"].description),
+        "storage_root": {"default": storage_root, "type": "string", "pattern": r"^(s3://|gs://|/)\S+$",
+                         "title": "Storage root", "section": DATA,
+                         "description": "Object storage (s3://, gs://) or absolute path for data, plans, "
+                                        "reports and checkpoints."},
+    }
+
+
+def _domain_params() -> dict[str, dict]:
+    """Your own corpus beside the mix (the mix becomes the replay that counters forgetting)."""
+    return {
+        "domain": _param(PlanConfig, "domain", "Your corpus", DOMAIN),
+        "domain_subset": _param(PlanConfig, "domain_subset", "Its subset", DOMAIN),
+        "domain_text_field": _param(PlanConfig, "domain_text_field", "Its text field", DOMAIN),
+        "domain_source_format": _param(PlanConfig, "domain_source_format", "How it is read", DOMAIN,
+                                       enum=[None, *field_schema(PlanConfig, "domain_source_format")["enum"]]),
+        "domain_name": _param(PlanConfig, "domain_name", "Its name", DOMAIN),
+        "replay_fraction": _param(PlanConfig, "replay_fraction", "Replay fraction", DOMAIN),
+        "max_domain_epochs": _param(PlanConfig, "max_domain_epochs", "Most epochs of your corpus", DOMAIN),
+    }
+
+
+def _training_params() -> dict[str, dict]:
+    other = tuple(f for f in TrainConfig.model_fields if f not in TRAIN_FIELDS_SET_BY_THE_DAG)
+    return {
+        "train": {"default": "if_changed", "type": "string", "enum": list(TRAIN_POLICIES),
+                  "title": "Train", "section": TRAINING,
+                  "description": "if_changed: only when this data has not been trained on yet; always; never."},
+        "model": _param(TrainConfig, "model", "Base model", TRAINING, minLength=1),
+        "nodes": _param(TrainConfig, "nnodes", "Nodes", TRAINING),
+        "gpus": {"default": 8, "type": "integer", "minimum": 0, "maximum": 64, "title": "GPUs", "section": TRAINING,
+                 "description": "GPUs of each training pod, i.e. of each node (one process each); 0 trains on "
+                                "the CPU."},
+        "global_batch_size": _param(TrainConfig, "global_batch_size", "Global batch size", TRAINING),
+        "device_microbatch_size": _param(TrainConfig, "device_microbatch_size", "Micro-batch", TRAINING,
+                                         type="integer", minimum=1),
+        "max_duration": _param(TrainConfig, "max_duration", "Max duration", TRAINING, pattern=DURATION.pattern),
+        "train_options": _options_param(TrainConfig, other, "More training options", TRAINING,
+                                        'Other `cpt-tasks train` options as JSON, e.g. {"lr": 1e-5}.'),
+    }
+
+
+def _evaluation_params() -> dict[str, dict]:
+    other = tuple(f for f in EvaluateConfig.model_fields if f not in EVALUATE_FIELDS_SET_BY_THE_DAG)
+    return {
+        "evaluate": {"default": "if_trained", "type": "string", "enum": list(EVALUATE_POLICIES),
+                     "title": "Evaluate", "section": EVALUATION,
+                     "description": "if_trained: after training ran in this run; always (the plan's newest "
+                                    "finished run when training was skipped); never."},
+        "icl_tasks": _param(EvaluateConfig, "icl_tasks", "ICL tasks", EVALUATION, minLength=1),
+        "evaluate_options": _options_param(EvaluateConfig, other, "More evaluation options", EVALUATION,
+                                           'Other `cpt-tasks evaluate` options as JSON, e.g. '
+                                           '{"device_eval_batch_size": 16}.'),
+    }
+
+
+def _resource_params() -> dict[str, dict]:
+    return {
+        "convert_cpu": {"default": 8, "type": "integer", "minimum": 1, "maximum": 256,
+                        "title": "Conversion CPUs", "section": RESOURCES,
+                        "description": "CPU request/limit of each conversion pod = its tokenizer processes."},
+        "convert_memory": {"default": "16Gi", "type": "string", "pattern": QUANTITY,
+                           "title": "Conversion memory", "section": RESOURCES,
+                           "description": "Memory request/limit of each conversion pod."},
+        "train_cpu": {"default": 32, "type": "integer", "minimum": 1, "title": "Training CPUs", "section": RESOURCES,
+                      "description": "CPU request of the training pod."},
+        "train_memory": {"default": "512Gi", "type": "string", "pattern": QUANTITY,
+                         "title": "Training memory", "section": RESOURCES,
+                         "description": "Memory request/limit of the training pod."},
+        "shm_size": {"default": "64Gi", "type": "string", "pattern": QUANTITY, "title": "Training /dev/shm",
+                     "section": RESOURCES, "description": "Size of the training pod's memory-backed /dev/shm."},
+        **_timeout_params(),
+    }
+
+
+def _timeout_params() -> dict[str, dict]:
+    return {param: {"default": hours, "type": "number", "exclusiveMinimum": 0, "maximum": 24 * 90,
+                    "title": f"{step.capitalize()} deadline (hours)", "section": RESOURCES,
+                    "description": f"Hours one try of each {step} task may run before Airflow stops it "
+                                   "(execution_timeout); the try then fails and is retried."}
+            for step, (param, hours) in STEP_TIMEOUTS.items()}
+
+
+def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
+    """The deadline of a step's task: the run's Param value, or its default (None for an unknown task)."""
+    if task_id not in STEP_TIMEOUTS:
+        return None
+    param, hours = STEP_TIMEOUTS[task_id]
+    value = (params or {}).get(param, hours)
+    return timedelta(hours=float(value if value is not None else hours))
+
+
+def param_schemas(storage_root: str) -> dict[str, dict]:
+    """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
+    return {**_data_params(storage_root), **_domain_params(), **_training_params(), **_evaluation_params(), **_resource_params()}
+
+
+def unknown_names(given: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The names in ``given`` that are not ``known``, each quoted, with the closest known name when one is close:
+    ``'domian' (did you mean 'domain'?)``."""
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return []
+    import difflib  # only when there is something to suggest (the DAG file imports this module)
+
+    return [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+        name, known, n=1, cutoff=0.6)) else "") for name in unknown]
+
+
+def unknown_params(conf: Mapping, known: Iterable[str]) -> str | None:
+    """Why a run's conf cannot be taken: the names in it that are no Param (each with the closest Param's name
+    when one is close), or None when every name is known. Airflow itself would keep an unknown name as a Param
+    of its own and run on the defaults, silently."""
+    named = unknown_names(conf, known)
+    if not named:
+        return None
+    return (f"unknown Param{'s' if len(named) > 1 else ''} {', '.join(named)} in the run's conf; every Param: "
+            "docs/pipeline.md#params-the-trigger-form")
+
+
+def unknown_options(conf: Mapping, schemas: Mapping[str, dict]) -> str | None:
+    """Why an options Param of ``conf`` (``train_options``, ``convert_options``, …) cannot be taken: the keys it
+    does not allow, each with the closest allowed one; None when every key is allowed. (The schema refuses them
+    too, but lists every allowed key instead of the one meant.)"""
+    for name, value in conf.items():
+        allowed = (schemas.get(name) or {}).get("propertyNames", {}).get("enum")
+        if allowed and isinstance(value, Mapping) and (named := unknown_names(value, allowed)):
+            return f"{name}: unknown option{'s' if len(named) > 1 else ''} {', '.join(named)}"
+    return None
+
+
+def build_params(storage_root: str, overrides: dict | None = None) -> dict:
+    """The DAG's Params: :func:`param_schemas` with ``overrides`` replacing defaults (unknown names fail)."""
+    from airflow.sdk import Param
+
+    register_formats()
+    schemas = param_schemas(storage_root)
+    unknown = sorted(set(overrides or {}) - set(schemas))
+    if unknown:
+        raise ValueError(f"Param defaults for unknown Params: {', '.join(unknown)}")
+    params = {}
+    for name, spec in schemas.items():
+        spec = dict(spec)
+        default = (overrides or {}).get(name, spec.pop("default"))
+        spec.pop("default", None)
+        params[name] = Param(default, **spec)
+    return params

@@ -1,0 +1,170 @@
+"""The plan (``plan.json``): every subset's budgets, fingerprint, location and full ``ConvertConfig``, and the
+entries ``cpt-tasks plan`` hands to the DAG (one per subset: what each mapped conversion gets)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from typing import Literal
+
+from pydantic import Field
+
+from cpt_tasks.configs.config_base import StrictModel, config_argv
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.documents.document_base import Document, read_document
+from cpt_tasks.errors import UserError
+
+
+class PlanRef(StrictModel):
+    """The plan a report (and so a run) derives from."""
+
+    path: str = Field(description="Where the plan was read")
+    sha256: str = Field(description="sha256 of the plan's bytes")
+    fingerprint: str = Field(description="The plan's content fingerprint")
+
+
+class PlannedMix(StrictModel):
+    """The mix a plan uses."""
+
+    name: str
+    version: int
+    proportions: dict[str, float] = Field(description="Subset -> share of the total (after renormalizing)")
+    renormalized: bool = Field(description="Only some subsets were chosen; their proportions were rescaled")
+
+
+class PlannedTokenizer(StrictModel):
+    """The tokenizer every conversion of the plan uses, pinned."""
+
+    name: str = Field(description="Hub id or folder as given")
+    revision: str | None = Field(description="The hub commit every conversion uses (None for a folder)")
+    sha256: str = Field(description="sha256 over the tokenizer files' hashes")
+
+
+class Repetition(StrictModel):
+    """A domain corpus smaller than its budget: converted once, repeated in training (Streams' ``choose``)."""
+
+    source_tokens: int = Field(ge=0, description="Framed tokens (BOS + text + EOS) the whole corpus holds")
+    budget_tokens: int = Field(gt=0, description="Train tokens its share of total_tokens asks for")
+    budget_rows: int = Field(gt=0, description="Rows training draws from it: budget_tokens // concat_tokens")
+    epochs: float = Field(gt=0, description="budget_rows / its converted train rows: times each row is seen")
+
+
+class PlannedSubset(StrictModel):
+    """One subset (a component of the mix): its share, fingerprint and the exact conversion that produces it."""
+
+    name: str
+    proportion: float = Field(description="Share of total_tokens")
+    overridden: bool = Field(description="Its budget was set by --overrides, not by its proportion")
+    fingerprint: str = Field(description="The conversion's fingerprint (cpt_tasks.data.fingerprint)")
+    source_files: int = Field(ge=0, description="Files the source holds")
+    source_bytes: int = Field(ge=0, description="Their bytes")
+    convert: ConvertConfig = Field(description="The conversion, every field: convert-subset runs exactly this")
+    role: Literal["replay", "domain"] = Field("replay", description="replay: general data against forgetting; "
+                                              "domain: the corpus being learned")
+    repeat: Repetition | None = Field(None, description="Set when the corpus is smaller than its budget")
+
+    @property
+    def epochs(self) -> float:
+        """Times training sees each converted train row (1 unless repeated)."""
+        return self.repeat.epochs if self.repeat else 1.0
+
+    @property
+    def max_tokens(self) -> int:
+        return self.convert.max_tokens
+
+    @property
+    def val_tokens(self) -> int:
+        return self.convert.val_tokens
+
+    @property
+    def train_rows(self) -> int:
+        return self.convert.train_rows
+
+    @property
+    def val_rows(self) -> int:
+        return self.convert.val_rows
+
+    @property
+    def out_root(self) -> str:
+        return self.convert.out_root
+
+    def command(self) -> list[str]:
+        """The equivalent ``cpt-tasks convert`` command line (for people; the DAG runs convert-subset)."""
+        return ["cpt-tasks", "convert", *config_argv(self.convert)]
+
+
+FINGERPRINT_EXCLUDES = {"fingerprint", "created_at", "code_version"}
+# Fields added with the domain corpus: left out of the fingerprint at their defaults, so a plan without a domain
+# keeps the fingerprint (and so its run names and finished pointers) it had before they existed.
+NEW_SUBSET_DEFAULTS = {"role": "replay", "repeat": None}
+NEW_PLAN_DEFAULTS = {"replay_fraction": None, "max_domain_epochs": None}
+
+
+class Plan(Document):
+    """``plan.json``: written by ``cpt-tasks plan``, read by convert-subset and verify."""
+
+    FORMAT = "cpt-pipeline/plan/v2"
+    KIND = "a cpt-pipeline plan"
+
+    fingerprint: str = Field(description="sha256 of the plan's content (not its time or code version)")
+    created_at: str
+    code_version: str
+    mix: PlannedMix
+    dataset: str = Field(description="Hub id or local folder of the source")
+    revision: str | None = Field(description="The dataset revision asked for")
+    tokenizer: PlannedTokenizer
+    total_tokens: int = Field(gt=0)
+    val_fraction: float = Field(ge=0, lt=1)
+    concat_tokens: int = Field(gt=0)
+    seed: int
+    shuffle: bool
+    allow_short: bool = Field(description="A subset whose source runs out early passes verification")
+    root: str = Field(description="Where the data goes (<root>/<mix>/<fingerprint>/<subset>)")
+    subsets: list[PlannedSubset]
+    replay_fraction: float | None = Field(None, description="With a domain corpus: the replay components' share "
+                                          "of total_tokens (None: no domain)")
+    max_domain_epochs: float | None = Field(None, description="The most epochs a domain component may repeat")
+
+    def content_fingerprint(self) -> str:
+        """The fingerprint of this plan's content (what ``fingerprint`` must equal)."""
+        body = _without_defaults(self.model_dump(mode="json", exclude=FINGERPRINT_EXCLUDES), NEW_PLAN_DEFAULTS)
+        body["subsets"] = [_without_defaults(s, NEW_SUBSET_DEFAULTS) for s in body["subsets"]]
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def subset(self, name: str, where: str = "") -> PlannedSubset:
+        """The planned subset ``name``; UserError naming ``where`` (the plan's location) otherwise."""
+        for sub in self.subsets:
+            if sub.name == name:
+                return sub
+        raise UserError(f"--subset {name}: not in the plan {where} (planned: "
+                        f"{', '.join(s.name for s in self.subsets)})")
+
+
+def _without_defaults(body: dict, defaults: dict) -> dict:
+    return {k: v for k, v in body.items() if not (k in defaults and v == defaults[k])}
+
+
+class PlanEntry(Document):
+    """One planned subset as the plan step hands it to the DAG (one mapped conversion each)."""
+
+    FORMAT = "cpt-pipeline/plan-entry/v1"
+    KIND = "a plan entry"
+
+    subset: str
+    plan: str | None = Field(description="Where the plan was written (None: not written)")
+    plan_fingerprint: str
+    fingerprint: str
+    out_root: str
+    max_tokens: int
+    val_tokens: int
+    dataset: str
+
+
+def load_plan(location: str) -> tuple[Plan, str]:
+    """The plan at ``location`` and its sha256; UserError when missing or not a valid plan."""
+    found, sha256 = read_document(location, Plan, "--plan")
+    if found.fingerprint != found.content_fingerprint():
+        raise UserError(f"--plan {location}: its content does not match its fingerprint (edited by hand?); "
+                        "plan again")
+    return found, sha256

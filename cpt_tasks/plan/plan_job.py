@@ -1,0 +1,223 @@
+"""``plan(cfg) -> Plan``: derive every subset's budgets, full ``ConvertConfig``, fingerprint and location.
+
+The fingerprint of each subset is the converter's own (``cpt_tasks.data.fingerprint.fingerprint``) over the
+exact ``ConvertConfig`` the plan carries, so the same inputs always give the same location, a converted
+location is recognised as already complete, and ``verify`` can demand that each manifest carries it.
+``convert-subset`` runs that config as it is stored (validated by the model when the plan is read).
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime, timezone
+from decimal import ROUND_CEILING, Decimal
+
+from pydantic import ValidationError
+
+from cpt_tasks import __version__
+from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.plan_config import PlanConfig
+from cpt_tasks.data.fingerprint import fingerprint
+from cpt_tasks.documents.plan_docs import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer, load_plan
+from cpt_tasks.errors import UserError
+from cpt_tasks.layout import subset_root
+from cpt_tasks.mix import Mix, check_proportions, load_mix
+from cpt_tasks.plan.plan_components import (Component, cfg_dataset, final_budget, mix_components, never_fit,
+                                       resolve_part, smallest_total)
+from cpt_tasks.plan.domain import count_corpus, fits, plan_repetition
+from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, hub_commit, resolve_tokenizer_dir
+
+
+SHORTEST_USEFUL_ROW = 128  # rows shorter than this train nothing useful: not offered as a way out
+
+
+def effective_mix(cfg: PlanConfig) -> tuple[Mix, dict[str, float], bool]:
+    """The mix, the proportions this plan uses (replaced, restricted and renormalized as asked) and whether they
+    were renormalized: only when ``subsets`` drops some of them; naming every subset changes nothing, so the
+    default plan gives the reference table's budgets exactly (its proportions sum to 1.0001)."""
+    mix = load_mix(cfg.mix)
+    proportions = dict(mix.proportions)
+    if cfg.proportions is not None:
+        check_proportions(cfg.proportions, "--proportions")
+        proportions = dict(cfg.proportions)
+    if cfg.subsets is not None:
+        unknown = [s for s in cfg.subsets if s not in proportions]
+        if unknown:
+            raise UserError(f"--subsets: unknown subset(s) {', '.join(unknown)}; the mix has "
+                            f"{', '.join(proportions)}")
+        renormalized = set(cfg.subsets) != set(proportions)
+        kept = sum(proportions[s] for s in cfg.subsets) if renormalized else 1
+        proportions = {s: proportions[s] / kept for s in cfg.subsets}
+    else:
+        renormalized = False
+    unknown = sorted(set(cfg.overrides or {}) - set(proportions) - ({cfg.domain_name} if cfg.domain else set()))
+    if unknown:
+        raise UserError(f"--overrides: unknown subset(s) {', '.join(unknown)}")
+    return mix, proportions, renormalized
+
+
+def check_budgets(cfg: PlanConfig, mix: Mix, proportions: dict[str, float],
+                  parts: list[Component]) -> dict[str, tuple[int, int]]:
+    """Every component's (max_tokens, val_tokens), overrides applied; UserError naming the first (the domain
+    first) whose train or val budget holds less than one row, and the ways out: the smallest --total_tokens that
+    fits every component, then the options that fit this total."""
+    budgets = {p.name: final_budget(cfg, p) for p in parts}
+    for part in sorted(parts, key=lambda p: p.role != "domain"):
+        max_tokens, val_tokens = budgets[part.name]
+        if max_tokens < cfg.concat_tokens:
+            split, tokens = "train", max_tokens
+        elif 0 < val_tokens < cfg.concat_tokens:
+            split, tokens = "val", val_tokens
+        else:
+            continue
+        raise UserError(f"subset {part.name}: {split} budget {tokens:,} tokens is smaller than one row of "
+                        f"{cfg.concat_tokens}; {ways_out(cfg, mix, proportions, parts, part, split, budgets)}")
+    return budgets
+
+
+def ways_out(cfg: PlanConfig, mix: Mix, proportions: dict[str, float], parts: list[Component], part: Component,
+             split: str, budgets: dict[str, tuple[int, int]]) -> str:
+    """What makes a plan whose ``part`` holds less than one ``split`` row fit: more tokens first (the smallest
+    total that fits every component), then what fits at this total: a larger val_fraction or share, or shorter
+    rows (the longest that fit, with the val asked for or without val)."""
+    override = (cfg.overrides or {}).get(part.name)
+    if getattr(override, "max_tokens" if split == "train" else "val_tokens", None) is not None:
+        return f"set its {split} budget in --overrides to at least {cfg.concat_tokens}, or lower --concat_tokens"
+    total = smallest_total(cfg, mix, proportions)
+    if total is None:
+        return (f"no --total_tokens fits while --overrides keep {', '.join(never_fit(cfg, mix, proportions))} "
+                f"under one row of {cfg.concat_tokens}: change those, or lower --concat_tokens")
+    rows = "one train row" + (" and one val row" if cfg.val_fraction else "")
+    ways = [f"raise --total_tokens to {total:,} or more (the smallest total that gives every component {rows} of "
+            f"{cfg.concat_tokens})"]
+    trains_fit = all(m >= cfg.concat_tokens for m, _ in budgets.values())
+    if split == "val" and trains_fit:
+        fraction = val_fraction_that_fits(cfg, parts, budgets)
+        ways.append(f"raise --val_fraction to {fraction} or more (0: no val)" if fraction
+                    else "set --val_fraction 0 (no val)")
+    elif split == "train":
+        ways.append("lower --replay_fraction" if part.role == "domain" and cfg.domain
+                    else "raise --replay_fraction or its proportion" if cfg.domain else "raise its proportion")
+    longest = min(m for m, _ in budgets.values())
+    with_val = min([longest] + [v for _, v in budgets.values() if v > 0])
+    if SHORTEST_USEFUL_ROW <= with_val < cfg.concat_tokens:  # only ever a lower value than today's
+        ways.append(f"lower --concat_tokens to {with_val:,} or less")
+    elif cfg.val_fraction and SHORTEST_USEFUL_ROW <= longest < cfg.concat_tokens:
+        ways.append(f"lower --concat_tokens to {longest:,} or less with --val_fraction 0 (no val)")
+    return ", or ".join(ways)
+
+
+def val_fraction_that_fits(cfg: PlanConfig, parts: list[Component],
+                           budgets: dict[str, tuple[int, int]]) -> str | None:
+    """The val_fraction (rounded up to two significant digits) that gives every component whose val is derived
+    one val row at this total; None when that would be 1 or more."""
+    derived = [budgets[p.name][0] for p in parts
+               if getattr((cfg.overrides or {}).get(p.name), "val_tokens", None) is None]
+    if not derived:
+        return None
+    exact = Decimal(cfg.concat_tokens) / Decimal(min(derived))
+    step = Decimal(1).scaleb(exact.adjusted() - 1)
+    fraction = (exact / step).to_integral_value(ROUND_CEILING) * step
+    return f"{fraction.normalize():f}" if fraction < 1 else None
+
+
+def planned_conversion(cfg: PlanConfig, part: Component, budget: tuple[int, int],
+                       tokenizer_revision: str | None) -> ConvertConfig:
+    """The component's ConvertConfig before its location is known (out_root "-"); UserError naming a bad
+    --convert_options value. The component's own source format (--domain_source_format) wins over theirs."""
+    values = dict(dataset=part.dataset, data_subset=part.subset, text_field=part.text_field, out_root="-",
+                  tokenizer=cfg.tokenizer, tokenizer_revision=tokenizer_revision, concat_tokens=cfg.concat_tokens, max_tokens=budget[0],
+                  val_tokens=budget[1], shuffle=cfg.shuffle, seed=cfg.seed, num_workers=cfg.num_workers)
+    options = dict(cfg.convert_options or {})
+    if part.source_format is not None:
+        options["source_format"] = part.source_format
+    try:
+        return ConvertConfig(**values, **options)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"--convert_options: {problems}") from None
+
+
+def plan(cfg: PlanConfig) -> Plan:
+    """The plan; UserError for an impossible one (a bad domain corpus: before anything is converted)."""
+    mix, proportions, renormalized = effective_mix(cfg)
+    parts = mix_components(cfg, mix, proportions)
+    budgets = check_budgets(cfg, mix, proportions, parts)
+    folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
+    tokenizer_commit = hub_commit(folder)  # every conversion and the verification use exactly these files
+    tok: TokenizerInfo | None = None
+    encoder: Encoder | None = None
+    drafts = []
+    for part in sorted(parts, key=lambda p: p.role != "domain"):  # the user's corpus is checked first
+        budget = budgets[part.name]
+        conv = planned_conversion(cfg, part, budget, tokenizer_commit)
+        if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
+            encoder = Encoder(folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
+            tok = describe(cfg.tokenizer, folder, encoder)
+        # read as the conversion will: its source format, timeouts and retries (--convert_options may set them)
+        source = resolve_part(part, conv)
+        repeat = None
+        if part.role == "domain" and part.name not in (cfg.overrides or {}):
+            count = count_corpus(source, conv, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where,
+                                 part.text_option)
+            max_tokens, repeat = plan_repetition(count, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
+            conv = conv.model_copy(update={"max_tokens": max_tokens})
+        conv = conv.model_copy(update={"revision": source.revision})
+        fp = fingerprint(conv, source, tok)
+        conv = conv.model_copy(update={"out_root": subset_root(cfg.out_root, mix.name, fp, part.name)})
+        drafts.append(PlannedSubset(name=part.name, proportion=part.proportion,
+                                    overridden=part.name in (cfg.overrides or {}), fingerprint=fp,
+                                    source_files=len(source.files), source_bytes=source.total_bytes, convert=conv,
+                                    role=part.role, repeat=repeat))
+    order = [p.name for p in parts]
+    subsets = sorted(drafts, key=lambda s: order.index(s.name))
+    body = Plan(
+        fingerprint="-", created_at=datetime.now(timezone.utc).isoformat(), code_version=__version__,
+        mix=PlannedMix(name=mix.name, version=mix.version, proportions=proportions,
+                       renormalized=renormalized),
+        dataset=cfg_dataset(cfg, mix) or "+".join(dict.fromkeys(p.dataset for p in parts)), revision=cfg.revision,
+        tokenizer=PlannedTokenizer(name=tok.name, revision=tokenizer_commit, sha256=tok.sha256),
+        total_tokens=cfg.total_tokens, val_fraction=cfg.val_fraction, concat_tokens=cfg.concat_tokens,
+        seed=cfg.seed, shuffle=cfg.shuffle, allow_short=cfg.allow_short, root=cfg.out_root, subsets=subsets,
+        replay_fraction=cfg.replay_fraction if cfg.domain else None,
+        max_domain_epochs=cfg.max_domain_epochs if any(p.role == "domain" for p in parts) else None)
+    body.fingerprint = body.content_fingerprint()
+    return body
+
+
+def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
+    """The ConvertConfig of one subset of the plan at ``location`` (UserError naming an unplanned subset)."""
+    cfg = load_plan(location)[0].subset(subset, location).convert
+    return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
+
+
+def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
+    """One entry per planned subset (what the DAG maps its conversions over): name, budgets, location."""
+    return [PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint, fingerprint=s.fingerprint,
+                      out_root=s.out_root, max_tokens=s.max_tokens, val_tokens=s.val_tokens, dataset=s.convert.dataset)
+            for s in body.subsets]
+
+
+def format_plan(body: Plan) -> str:
+    """A readable table of the plan, and the equivalent convert command of each subset."""
+    name = max([len("subset"), *(len(s.name) for s in body.subsets)]) + 2  # columns fit the longest name
+    train = max([len("max_tokens"), *(len(f"{s.max_tokens:,}") for s in body.subsets)]) + 2
+    val = max([len("val_tokens"), *(len(f"{s.val_tokens:,}") for s in body.subsets)]) + 2
+    lines = [f"plan {body.fingerprint[:12]}: {body.total_tokens:,} train tokens, mix {body.mix.name}, "
+             f"concat {body.concat_tokens}",
+             f"{'subset':<{name}}{'proportion':>10}{'max_tokens':>{train}}{'val_tokens':>{val}}{'epochs':>8}  out_root"]
+    if body.mix.renormalized:
+        lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
+    for s in body.subsets:
+        lines.append(f"{s.name:<{name}}{s.proportion:>10.4g}{s.max_tokens:>{train},}{s.val_tokens:>{val},}"
+                     f"{s.epochs:>8.3g}  {s.out_root}")
+    if body.replay_fraction is not None:
+        lines.insert(1, f"(domain corpus + replay: the mix's subsets share replay_fraction {body.replay_fraction:g} "
+                        "of the total)")
+    for s in body.subsets:
+        if s.repeat:
+            lines.append(f"{s.name}: {s.repeat.source_tokens:,} tokens in the corpus, {s.max_tokens:,} converted "
+                         f"for train, repeated {s.repeat.epochs:.3g} epochs to fill its {s.repeat.budget_tokens:,} "
+                         f"(max_domain_epochs {body.max_domain_epochs:g})")
+    lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
+    return "\n".join(lines)
