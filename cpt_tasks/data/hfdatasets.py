@@ -27,9 +27,9 @@ from urllib.parse import urlparse
 from requests.adapters import HTTPAdapter
 
 from cpt_tasks.cache import sha256_file_cached
-from cpt_tasks.data.network import RETRY_STATUSES, Network, call_with_retries
 from cpt_tasks.data.sources import Source, SourceFile
 from cpt_tasks.errors import MissingTextField, UserError
+from cpt_tasks.storage.network import RETRY_STATUSES, Network, call_with_retries
 
 BATCH = 1000
 

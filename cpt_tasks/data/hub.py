@@ -22,9 +22,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlparse
 
-from cpt_tasks.data.network import RETRY_STATUSES, Network, call_with_retries, describe_failure
 from cpt_tasks.data.verified import VerifyingReader
 from cpt_tasks.errors import BadDataError, TransientError, UserError
+from cpt_tasks.storage.network import RETRY_STATUSES, Network, call_with_retries, describe_failure
 
 HUB_PREFIX = "hf://datasets/"
 GIT_BLOB = "git-sha1"  # a non-LFS file's digest: the git blob id, sha1 of b"blob <size>\0" + content
@@ -265,7 +265,7 @@ class HubFileStream:
     def _fail(self, exc: BaseException) -> None:
         import time
 
-        from cpt_tasks.data.network import backoff_seconds
+        from cpt_tasks.storage.network import backoff_seconds
 
         self.close()
         self.failures += 1

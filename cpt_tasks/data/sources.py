@@ -22,9 +22,9 @@ from pathlib import Path
 import orjson
 
 from cpt_tasks.cache import sha256_file_cached
-from cpt_tasks.data.network import Network
 from cpt_tasks.documents.convert_docs import SourceFileInfo, SourceInfo
 from cpt_tasks.errors import UserError
+from cpt_tasks.storage.network import Network
 
 SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz", ".json.zst", ".jsonl.zst", ".parquet")
 BLOCK = 1 << 22

@@ -34,6 +34,14 @@ def uploaded(s3_server, tmp_path_factory, sample_dir):
     return local
 
 
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    """Retries wait milliseconds, not seconds (the storage layer's backoff is read when each retry sleeps)."""
+    from cpt_tasks.storage import network
+
+    monkeypatch.setattr(network, "BACKOFF_BASE", 0.01)
+
+
 @pytest.fixture
 def proxy(s3_server, monkeypatch):
     faulty = FaultyProxy(s3_server["S3_ENDPOINT_URL"])
@@ -130,8 +138,8 @@ def test_checksum_is_read_from_the_store(uploaded, s3_server):
 
 def test_multipart_object_is_checked_by_size_and_calls_carry_the_network_options(s3_server):
     """A multipart ETag ("<md5 of md5s>-<parts>") is no hash of the bytes: recorded, and the size alone checked."""
-    from cpt_tasks.data.network import Network
-    from cpt_tasks.data.objstore import _S3, resolve_objects
+    from cpt_tasks.data.objstore import resolve_objects
+    from cpt_tasks.storage import Network, object_store
 
     client = boto3.client("s3", endpoint_url=s3_server["S3_ENDPOINT_URL"])
     line = b'{"text": "a line of text"}\n'
@@ -150,6 +158,7 @@ def test_multipart_object_is_checked_by_size_and_calls_carry_the_network_options
     assert listed.sha256.endswith("-2")
     with listed.opener() as stream:
         assert b"".join(iter(lambda: stream.read(1 << 20), b"")) == body
-    config = _S3("cpt", Network(2.5, 4.5, 3)).client.meta.config
-    assert (config.connect_timeout, config.read_timeout) == (2.5, 4.5)
-    assert config.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries after the first attempt
+    store = object_store("s3://cpt/multi/", Network(2.5, 4.5, 3))
+    config = store.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (2.5, 4.5) and store.network.max_retries == 3
+    assert config.retries == {"mode": "standard", "total_max_attempts": 1}  # the layer retries, not botocore

@@ -1,12 +1,14 @@
-"""How the input side talks to a network source: per-attempt timeouts, retries with exponential backoff, and
-the one-line error a step ends with when a source stays unreachable.
+"""How every network call of the pipeline's storage and sources is bounded: per-attempt timeouts, retries with
+exponential backoff, and the one-line error a step ends with when a server stays unreachable.
 
 :class:`Network` carries ``ConvertConfig``'s ``connect_timeout``, ``read_timeout`` and ``max_retries`` (the
-plan resolves sources with the same values, from its ``convert_options``). :func:`call_with_retries` runs one
-request again after a transient failure (5xx, 429, a reset or refused connection, a timeout), sleeping
-``backoff_seconds`` between attempts, and raises :class:`~cpt_tasks.errors.TransientError` (exit 1, the DAG
-retries the task) naming the host and what was asked once the retries are spent. :meth:`Network.worst_case_seconds`
-is the bound docs/faults.md states: how long a stalled or dead server can hold one call.
+plan resolves sources with the same values, from its ``convert_options``); outputs (manifests, shards, checkpoints'
+pointers, reports) use the defaults, ``Network()``. :func:`call_with_retries` runs one request again after a
+transient failure (5xx, 429, a reset or refused connection, a timeout), sleeping ``backoff_seconds`` between
+attempts, and raises :class:`~cpt_tasks.errors.TransientError` (exit 1, the DAG retries the task) naming the host
+and what was asked once the retries are spent. :meth:`Network.worst_case_seconds` is the bound docs/faults.md
+states: how long a stalled or dead server can hold one call. Used by the Hub and ``datasets`` readers
+(``cpt_tasks.data``) and by every object-storage call (``cpt_tasks.storage``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Network:
-    """Timeouts (seconds, per attempt) and retries of every network call of the input side."""
+    """Timeouts (seconds, per attempt) and retries of every network call (inputs and outputs)."""
 
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
@@ -72,6 +74,9 @@ def describe_failure(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if response is not None and getattr(response, "status_code", None):
         return f"HTTP {response.status_code}"
+    if isinstance(response, dict) and response.get("ResponseMetadata", {}).get("HTTPStatusCode"):  # botocore
+        code = response.get("Error", {}).get("Code")
+        return f"HTTP {response['ResponseMetadata']['HTTPStatusCode']}" + (f" {code}" if code else "")
     text = repr(exc)
     for needle, reason in FAILURE_KINDS:
         if needle in text:
