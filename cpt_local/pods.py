@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 from cpt_tasks.documents.plan_docs import PlanEntry
 from cpt_pipeline.settings import REPO_ROOT
-from cpt_pipeline.steps import PLAN, convert_kwargs
+from cpt_pipeline.steps import convert_kwargs
+from cpt_tasks.jobs import PLAN
 
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
 # A cluster that is never contacted: the Job builder loads a kube config (JSON is YAML) to ask "in a cluster?".

@@ -1,10 +1,11 @@
 """The trigger form: every Param of ``cpt_dolmino`` with a title, a description and a JSON schema.
 
-Params that are options of a job take their default, bounds and description from that job's config field
-(``PlanConfig``, ``TrainConfig``, ``EvaluateConfig``), through pydantic's JSON schema of the field, so the form
-and the CLI cannot disagree; the form adds only a title, a section and what JSON Schema can say that the field's
-type does not (the shipped mixes, the subsets' names). ``train_options``, ``evaluate_options`` and
-``convert_options`` accept exactly the other fields of those configs.
+The Params that feed a job come from the registry (``cpt_tasks.jobs``: which field each feeds, its title and
+section, what the form adds) and take their default, bounds and description from that field, through pydantic's
+JSON schema of the field, so the form and the CLI cannot disagree. A job's options Param (``train_options``,
+``evaluate_options``) accepts exactly the fields no Param, the DAG or the runner sets, and ``convert_options``
+exactly the conversion options the plan does not derive. The pipeline's own Params (storage, policies, GPUs,
+resources, deadlines) are defined here.
 
 JSON Schema cannot say "the proportions sum to 1", so the ``proportions`` Param carries the custom format
 ``proportions-sum-to-1``. :func:`register_formats` teaches jsonschema's ``FormatChecker`` that format; every
@@ -24,24 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cpt_tasks.configs.evaluate_config import EvaluateConfig
-from cpt_tasks.configs.plan_config import CONVERT_OPTIONS, PlanConfig
-from cpt_tasks.configs.train_config import DURATION, TrainConfig
 from cpt_tasks.errors import UserError
-from cpt_tasks.mix import DEFAULT_MIX, available_mixes, check_proportions, load_mix
+from cpt_tasks.jobs import DATA, DOMAIN, EVALUATION, JOBS, MIX_FORMAT, RESOURCES, TRAINING
+from cpt_tasks.mix import check_proportions
 
-MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
 TRAIN_POLICIES = ("if_changed", "always", "never")
 EVALUATE_POLICIES = ("if_trained", "always", "never")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
-DATA, TRAINING, EVALUATION, RESOURCES = "Data", "Training", "Evaluation", "Resources"
-DOMAIN = "Continual pretraining on your corpus"
-# TrainConfig fields that Params or the DAG set; train_options may hold any other.
-TRAIN_FIELDS_SET_BY_THE_DAG = ("report", "model", "save_root", "run_id", "nprocs", "global_batch_size",
-                               "device_microbatch_size", "max_duration", "nnodes", "node_rank", "master_addr",
-                               "master_port")
-# EvaluateConfig fields that Params or the DAG set; evaluate_options may hold any other.
-EVALUATE_FIELDS_SET_BY_THE_DAG = ("report", "save_root", "run_id", "icl_tasks")
 # Each step's deadline Param and its default (hours): ~10x the expected work at the reference scale. plan lists
 # six subsets (each Hub call bounded by the retry policy: docs/faults.md); a 23.6B-token conversion tokenizes
 # in ~1.5 h at 5M tokens/s on 8 cores; verify reads ~200 GB of shards; 50B tokens of Llama-3.1-8B on 8 GPUs
@@ -86,92 +76,40 @@ def field_schema(model: type[BaseModel], name: str) -> dict:
     return schema
 
 
-def _param(model: type[BaseModel], name: str, title: str, section: str, **form: Any) -> dict:
-    """A Param from a config field, with the form's title and section; ``form`` adds to or replaces keys."""
-    return {**field_schema(model, name), "title": title, "section": section, **form}
+def job_params() -> dict[str, dict]:
+    """The Params that feed jobs' config fields, from the registry, each with its field's schema, the form's title
+    and section and what the registry's form adds; then each job's options Param (its other fields)."""
+    params: dict[str, dict] = {}
+    for job in JOBS:
+        for name, param in job.params.items():
+            params[name] = {**field_schema(job.config, param.field), "title": param.title, "section": param.section,
+                            **(param.form() if param.form else {})}
+        if job.options:
+            allowed = job.option_fields()
+            params[job.options.name] = {"default": {}, "type": "object", "propertyNames": {"enum": list(allowed)},
+                                        "title": job.options.title, "section": job.options.section,
+                                        "description": f"{job.options.description} Allowed: {', '.join(allowed)}."}
+    return params
 
 
-def _options_param(model: type[BaseModel], allowed: tuple[str, ...], title: str, section: str,
-                   description: str) -> dict:
-    return {"default": {}, "type": "object", "propertyNames": {"enum": list(allowed)}, "title": title,
-            "section": section, "description": f"{description} Allowed: {', '.join(allowed)}."}
-
-
-def _data_params(storage_root: str) -> dict[str, dict]:
-    mix = load_mix(DEFAULT_MIX)
-    names = list(mix.proportions)
+def pipeline_params(storage_root: str) -> dict[str, dict]:
+    """The Params of the pipeline itself, not of one job: where everything is stored, whether to train and
+    evaluate, the GPUs (each training process's device)."""
     return {
-        "total_tokens": _param(PlanConfig, "total_tokens", "Total train tokens", DATA),
-        "mix": _param(PlanConfig, "mix", "Mix", DATA, enum=available_mixes()),
-        "proportions": _param(PlanConfig, "proportions", "Proportions", DATA, default=dict(mix.proportions),
-                              type="object", format=MIX_FORMAT, propertyNames={"enum": names}, minProperties=1,
-                              additionalProperties={"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
-        "subsets": _param(PlanConfig, "subsets", "Subsets", DATA, default=names, type="array",
-                          items={"type": "string", "enum": names}, minItems=1, uniqueItems=True),
-        "dataset": _param(PlanConfig, "dataset", "Source dataset", DATA, default=mix.dataset, type="string",
-                          minLength=1),
-        "revision": _param(PlanConfig, "revision", "Dataset revision", DATA),
-        "text_field": _param(PlanConfig, "text_field", "Text field", DATA),
-        "tokenizer": _param(PlanConfig, "tokenizer", "Tokenizer", DATA, minLength=1),
-        "concat_tokens": _param(PlanConfig, "concat_tokens", "Tokens per row", DATA,
-                                maximum=PlanConfig.model_fields["context_length"].default),
-        "val_fraction": _param(PlanConfig, "val_fraction", "Validation fraction", DATA),
-        "seed": _param(PlanConfig, "seed", "Shuffle seed", DATA),
-        "allow_short": _param(PlanConfig, "allow_short", "Allow short subsets", DATA),
-        "convert_options": _options_param(PlanConfig, CONVERT_OPTIONS, "More conversion options", DATA,
-                                          PlanConfig.model_fields["convert_options"].description),
         "storage_root": {"default": storage_root, "type": "string", "pattern": r"^(s3://|gs://|/)\S+$",
                          "title": "Storage root", "section": DATA,
                          "description": "Object storage (s3://, gs://) or absolute path for data, plans, "
                                         "reports and checkpoints."},
-    }
-
-
-def _domain_params() -> dict[str, dict]:
-    """Your own corpus beside the mix (the mix becomes the replay that counters forgetting)."""
-    return {
-        "domain": _param(PlanConfig, "domain", "Your corpus", DOMAIN),
-        "domain_subset": _param(PlanConfig, "domain_subset", "Its subset", DOMAIN),
-        "domain_text_field": _param(PlanConfig, "domain_text_field", "Its text field", DOMAIN),
-        "domain_source_format": _param(PlanConfig, "domain_source_format", "How it is read", DOMAIN,
-                                       enum=[None, *field_schema(PlanConfig, "domain_source_format")["enum"]]),
-        "domain_name": _param(PlanConfig, "domain_name", "Its name", DOMAIN),
-        "replay_fraction": _param(PlanConfig, "replay_fraction", "Replay fraction", DOMAIN),
-        "max_domain_epochs": _param(PlanConfig, "max_domain_epochs", "Most epochs of your corpus", DOMAIN),
-    }
-
-
-def _training_params() -> dict[str, dict]:
-    other = tuple(f for f in TrainConfig.model_fields if f not in TRAIN_FIELDS_SET_BY_THE_DAG)
-    return {
         "train": {"default": "if_changed", "type": "string", "enum": list(TRAIN_POLICIES),
                   "title": "Train", "section": TRAINING,
                   "description": "if_changed: only when this data has not been trained on yet; always; never."},
-        "model": _param(TrainConfig, "model", "Base model", TRAINING, minLength=1),
-        "nodes": _param(TrainConfig, "nnodes", "Nodes", TRAINING),
         "gpus": {"default": 8, "type": "integer", "minimum": 0, "maximum": 64, "title": "GPUs", "section": TRAINING,
                  "description": "GPUs of each training pod, i.e. of each node (one process each); 0 trains on "
                                 "the CPU."},
-        "global_batch_size": _param(TrainConfig, "global_batch_size", "Global batch size", TRAINING),
-        "device_microbatch_size": _param(TrainConfig, "device_microbatch_size", "Micro-batch", TRAINING,
-                                         type="integer", minimum=1),
-        "max_duration": _param(TrainConfig, "max_duration", "Max duration", TRAINING, pattern=DURATION.pattern),
-        "train_options": _options_param(TrainConfig, other, "More training options", TRAINING,
-                                        'Other `cpt-tasks train` options as JSON, e.g. {"lr": 1e-5}.'),
-    }
-
-
-def _evaluation_params() -> dict[str, dict]:
-    other = tuple(f for f in EvaluateConfig.model_fields if f not in EVALUATE_FIELDS_SET_BY_THE_DAG)
-    return {
         "evaluate": {"default": "if_trained", "type": "string", "enum": list(EVALUATE_POLICIES),
                      "title": "Evaluate", "section": EVALUATION,
                      "description": "if_trained: after training ran in this run; always (the plan's newest "
                                     "finished run when training was skipped); never."},
-        "icl_tasks": _param(EvaluateConfig, "icl_tasks", "ICL tasks", EVALUATION, minLength=1),
-        "evaluate_options": _options_param(EvaluateConfig, other, "More evaluation options", EVALUATION,
-                                           'Other `cpt-tasks evaluate` options as JSON, e.g. '
-                                           '{"device_eval_batch_size": 16}.'),
     }
 
 
@@ -213,7 +151,9 @@ def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
 
 def param_schemas(storage_root: str) -> dict[str, dict]:
     """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
-    return {**_data_params(storage_root), **_domain_params(), **_training_params(), **_evaluation_params(), **_resource_params()}
+    params = {**job_params(), **pipeline_params(storage_root), **_resource_params()}
+    order = (DATA, DOMAIN, TRAINING, EVALUATION, RESOURCES)  # the form's sections, each in this order
+    return dict(sorted(params.items(), key=lambda item: order.index(item[1]["section"])))
 
 
 def unknown_names(given: Iterable[str], known: Iterable[str]) -> list[str]:

@@ -28,20 +28,20 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
     """The step's operator (or its ``.partial(...)`` for a mapped step); ``kwargs`` go to the operator."""
     if deployment.runner == "local":
         cls, options = LocalStepOperator, {"tasks_bin": deployment.tasks_bin}
-        if step.nodes is not None:
-            options.update(nodes=step.nodes, shm_size=step.shm)
-        if step.mlflow:
+        if step.pod.nodes is not None:
+            options.update(nodes=step.pod.nodes, shm_size=step.pod.shm)
+        if step.pod.mlflow:
             options["env_vars"] = deployment.mlflow_env()
     elif deployment.runner == "podman":
         from cpt_pipeline.podman_runner import PodmanStepOperator
 
         cls, options = PodmanStepOperator, {**pod_options(step, deployment), "podman_dir": deployment.podman_dir}
-        if step.nodes is not None:
-            options["nodes"] = step.nodes
-    elif step.nodes is not None:
+        if step.pod.nodes is not None:
+            options["nodes"] = step.pod.nodes
+    elif step.pod.nodes is not None:
         from cpt_pipeline.indexed_job import StepTrainOperator
 
-        cls, options = StepTrainOperator, {**pod_options(step, deployment), "nodes": step.nodes,
+        cls, options = StepTrainOperator, {**pod_options(step, deployment), "nodes": step.pod.nodes,
                                            "node_subdomain": deployment.train_subdomain}
     else:
         cls, options = StepPodOperator, pod_options(step, deployment)
@@ -55,7 +55,7 @@ def make_operator(step: Step, deployment: Deployment, *, partial: bool = False, 
     if partial:
         return cls.partial(task_id=step.task_id, **options)
     operator = cls(task_id=step.task_id, **options)
-    if step.mlflow:
+    if step.pod.mlflow:
         operator.operator_extra_links = (MlflowRunLink(),)  # only where there is a run to link to
     return operator
 
@@ -73,7 +73,7 @@ def _secret_env(name: str, secret: str, key: str, optional: bool) -> k8s.V1EnvVa
 def pod_env(step: Step, deployment: Deployment) -> list[k8s.V1EnvVar]:
     """Caches on the /cache volume, the result file, and credentials by Secret reference only. Training's
     scratch (staged model, local checkpoint copies before upload) goes to /cache too: it outgrows /tmp."""
-    plain = {"HOME": "/tmp/home", "TMPDIR": "/cache" if step.pod_kind == "gpu" else "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
+    plain = {"HOME": "/tmp/home", "TMPDIR": "/cache" if step.pod.kind == "gpu" else "/tmp", "HF_HOME": "/cache/hf", "CPT_CACHE_DIR": "/cache/cpt",
              "XDG_CACHE_HOME": "/cache/xdg", "PYTHONUNBUFFERED": "1", "CPT_RESULT_FILE": RESULT_FILE}
     env = [k8s.V1EnvVar(name=k, value=v) for k, v in plain.items()]
     s3 = deployment.storage_secret
@@ -81,7 +81,7 @@ def pod_env(step: Step, deployment: Deployment) -> list[k8s.V1EnvVar]:
             _secret_env("AWS_SECRET_ACCESS_KEY", s3, "AWS_SECRET_ACCESS_KEY", optional=True),
             _secret_env("S3_ENDPOINT_URL", s3, "S3_ENDPOINT_URL", optional=True),
             _secret_env("HF_TOKEN", deployment.hf_secret, "HF_TOKEN", optional=True)]
-    if step.mlflow:
+    if step.pod.mlflow:
         env += mlflow_env(deployment)
     return env
 
@@ -106,21 +106,21 @@ def pod_volumes(step: Step, deployment: Deployment) -> tuple[list[k8s.V1Volume],
         cache = k8s.V1Volume(name="cache", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="200Gi"))
     volumes = [k8s.V1Volume(name="tmp", empty_dir=k8s.V1EmptyDirVolumeSource(size_limit="20Gi")), cache]
     mounts = [k8s.V1VolumeMount(name="tmp", mount_path="/tmp"), k8s.V1VolumeMount(name="cache", mount_path="/cache")]
-    if step.shm:
+    if step.pod.shm:
         volumes.append(k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory",
-                                                                                       size_limit=step.shm)))
+                                                                                       size_limit=step.pod.shm)))
         mounts.append(k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
     return volumes, mounts
 
 
 def pod_options(step: Step, deployment: Deployment) -> dict:
     """KubernetesPodOperator arguments for ``step`` (see the module docstring for the choices)."""
-    train = step.pod_kind == "gpu"
-    limits = {"memory": step.memory}
+    train = step.pod.kind == "gpu"
+    limits = {"memory": step.pod.memory}
     if train:
-        limits["nvidia.com/gpu"] = step.gpus  # no CPU limit on the trainer: throttling stalls the GPUs
+        limits["nvidia.com/gpu"] = step.pod.gpus  # no CPU limit on the trainer: throttling stalls the GPUs
     else:
-        limits["cpu"] = step.cpu
+        limits["cpu"] = step.pod.cpu
     volumes, mounts = pod_volumes(step, deployment)
     options = {
         "namespace": deployment.namespace, "image": deployment.image, "image_pull_policy": "IfNotPresent",
@@ -128,7 +128,7 @@ def pod_options(step: Step, deployment: Deployment) -> dict:
         "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": step.task_id,
                    **step.labels},
         "env_vars": pod_env(step, deployment), "volumes": volumes, "volume_mounts": mounts,
-        "container_resources": k8s.V1ResourceRequirements(requests={"cpu": step.cpu, "memory": step.memory},
+        "container_resources": k8s.V1ResourceRequirements(requests={"cpu": step.pod.cpu, "memory": step.pod.memory},
                                                           limits=limits),
         "service_account_name": deployment.train_service_account if train else deployment.convert_service_account,
         "automount_service_account_token": False,

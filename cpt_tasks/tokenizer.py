@@ -23,8 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from cpt_tasks.cache import cache_root, sha256_file, write_atomic
+from cpt_tasks.configs.tokenizer_config import TokenizerConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
+from cpt_tasks.jobs import Outcome
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # sha256 of Meta's original Llama 3 tokenizer.model, and of the tokenizer.json shipped beside it.
@@ -265,3 +267,9 @@ def export_llama3(out: Path) -> Path:
         raise RuntimeError(f"exported tokenizer has {len(tok)} tokens, expected 128256")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return out
+
+
+def export_command(cfg: TokenizerConfig) -> Outcome:
+    """``cpt-tasks tokenizer``: the bundled Llama 3 tokenizer written to ``cfg.out``."""
+    print(f"Llama 3 tokenizer written to {export_llama3(Path(cfg.out))}")
+    return Outcome(None)

@@ -35,10 +35,8 @@ from cpt_pipeline.lineage import CHECKPOINT, EVAL, VERIFIED, asset_name
 from cpt_pipeline.params import build_params
 from cpt_pipeline.runners import make_operator
 from cpt_pipeline.settings import Deployment
-from cpt_pipeline.steps import (
-    SAFE_RUN_ID_FILTER, convert_kwargs, convert_step, evaluate_step, plan_step, train_step,
-    verify_step,
-)
+from cpt_pipeline.steps import convert_kwargs, step
+from cpt_tasks.jobs import SAFE_RUN_ID_FILTER
 
 DEPLOYMENT = Deployment.from_env()
 VERIFIED_DATA = AssetAlias(name=asset_name(VERIFIED))  # an event for each component this run's plan holds
@@ -63,21 +61,21 @@ with DAG(
         "max_retry_delay": timedelta(minutes=30),
     },
 ):
-    plan = make_operator(plan_step(), DEPLOYMENT)
+    plan = make_operator(step("plan"), DEPLOYMENT)
 
     convert = make_operator(
-        convert_step(), DEPLOYMENT, partial=True, map_index_template="{{ subset }}",
+        step("convert"), DEPLOYMENT, partial=True, map_index_template="{{ subset }}",
     ).expand_kwargs(plan.output.map(convert_kwargs))
 
     verify = make_operator(
-        verify_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[VERIFIED_DATA],
+        step("verify"), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[VERIFIED_DATA],
     )
 
-    train = make_operator(train_step(), DEPLOYMENT, outlets=[CHECKPOINT_ASSET])
+    train = make_operator(step("train"), DEPLOYMENT, outlets=[CHECKPOINT_ASSET])
 
     # none_failed: a skipped train still reaches the gate, which decides (Param evaluate)
     evaluate = make_operator(
-        evaluate_step(), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[EVAL_ASSET],
+        step("evaluate"), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED, outlets=[EVAL_ASSET],
     )
 
     plan >> convert >> verify >> train >> evaluate

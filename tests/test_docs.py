@@ -12,18 +12,14 @@ import pytest
 from pydantic import BaseModel
 
 from cpt_tasks.cli import build_parser
-from cpt_tasks.configs.convert_config import ConvertConfig
-from cpt_tasks.configs.evaluate_config import EvaluateConfig
 from cpt_tasks.configs.plan_config import CONVERT_OPTIONS, PlanConfig
-from cpt_tasks.configs.train_config import TrainConfig
-from cpt_tasks.configs.verify_config import VerifyConfig
+from cpt_tasks.jobs import JOBS
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 CLI_DOC = REPO / "docs" / "cli.md"
 MARKDOWN = [README, REPO / "CONTRIBUTING.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
-JOB_CONFIGS: dict[str, type[BaseModel]] = {"plan": PlanConfig, "convert": ConvertConfig, "verify": VerifyConfig,
-                                           "train": TrainConfig, "evaluate": EvaluateConfig}
+JOB_CONFIGS: dict[str, type[BaseModel]] = {job.name: job.config for job in JOBS}
 LINK = re.compile(r"\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img\s[^>]*src=\"([^\"]+)\"")
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
 

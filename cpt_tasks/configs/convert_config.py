@@ -134,3 +134,13 @@ class ConvertConfig(StrictModel):
     def mds_compression(self) -> str | None:
         """The compression argument of the MDS writer (None: uncompressed)."""
         return None if self.compression == "none" else self.compression
+
+
+class ConvertSubsetConfig(StrictModel):
+    """Arguments of ``cpt-tasks convert-subset``: one subset of a plan, converted exactly as the plan says."""
+
+    plan: str = Field(description="The plan JSON written by `cpt-tasks plan` (path or URL)")
+    subset: str = Field(min_length=1, description="Which planned subset to convert")
+    num_workers: int | None = Field(None, ge=0, description="Override the planned converter processes")
+    already_complete_exit: int = Field(0, ge=0, le=255, description="Exit with this status instead of 0 when the "
+                                       "subset was already converted (the DAG marks such a task skipped)")

@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cpt_tasks.configs.convert_config import ConvertConfig
+from cpt_tasks.configs.convert_config import ConvertConfig, ConvertSubsetConfig
 from cpt_tasks.convert.convert_manifest import code_version
 from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.pack import Packer
@@ -27,7 +27,9 @@ from cpt_tasks.data.sources import OpenFiles, Source
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert_docs import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
                                          Timings, TokenizerRecord, manifest_location)
-from cpt_tasks.errors import UserError
+from cpt_tasks.documents.plan_docs import load_plan
+from cpt_tasks.errors import EXIT_OK, UserError
+from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
 from cpt_tasks.progress import Progress
 from cpt_tasks.runs.completion import ALREADY_COMPLETE, find_marker
@@ -252,3 +254,25 @@ def summarize_result(result: ConvertResult, subset: str | None = None) -> Conver
         splits={split: SplitTotals(documents=c.documents, samples=c.samples, tokens=c.tokens)
                 for split, c in m.splits.items()},
         exhausted=m.exhausted)
+
+
+def command(cfg: ConvertConfig) -> Outcome:
+    """``cpt-tasks convert``: convert, print the summary."""
+    result = convert(cfg)
+    print(format_summary(result))
+    return Outcome(summarize_result(result))
+
+
+def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
+    """The ConvertConfig of one subset of the plan at ``location`` (UserError naming an unplanned subset)."""
+    cfg = load_plan(location)[0].subset(subset, location).convert
+    return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
+
+
+def command_subset(cfg: ConvertSubsetConfig) -> Outcome:
+    """``cpt-tasks convert-subset``: one subset of a plan, exactly as planned; ``already_complete_exit`` when it
+    was converted before (the DAG marks the task skipped)."""
+    result = convert(planned_subset(cfg.plan, cfg.subset, cfg.num_workers))
+    print(format_summary(result))
+    done_before = result.already_complete and cfg.already_complete_exit
+    return Outcome(summarize_result(result, cfg.subset), cfg.already_complete_exit if done_before else EXIT_OK)

@@ -20,17 +20,19 @@ from pathlib import Path
 import yaml
 
 from cpt_tasks.configs.evaluate_config import DEFAULT_TASKS, EvaluateConfig
-from cpt_tasks.documents import write_document
+from cpt_tasks.documents import read_document, write_document
 from cpt_tasks.documents.evaluate_docs import ROLES, EvalReport, EvalSubset, EvalTasks, EvalWorkerOutcome, \
     EvaluateResult
 from cpt_tasks.documents.train_docs import MlflowRun, ReportRef, RunManifest
 from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.errors import UserError
+from cpt_tasks.jobs import Outcome
 from cpt_tasks.evaluate.evaluation import Evaluation, Staged
 from cpt_tasks.evaluate.eval_yaml import SEED, build_eval_yaml
 from cpt_tasks.evaluate.eval_inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
     plan_tasks, settings
-from cpt_tasks.evaluate.eval_report import EXPLAINED, compare, cpt_summary, headline, render_markdown, render_png
+from cpt_tasks.evaluate.eval_report import EXPLAINED, compare, cpt_summary, format_summary, headline, render_markdown, \
+    render_png
 from cpt_tasks.evaluate.tasks import DEFAULT_MEASURES, USER_MEASURES, TaskList, generate_default_tasks, to_yaml
 from cpt_tasks.evaluate.eval_worker import config_file
 from cpt_tasks.layout import EVAL_JSON, EVAL_MD, EVAL_PNG, EVAL_TASKS_FILE, VAL, eval_folder
@@ -242,3 +244,13 @@ def _result(status: str, body: EvalReport, folder: str) -> EvaluateResult:
                           plan_fingerprint=body.plan_fingerprint, run_folder=body.run_folder,
                           hf_export=body.hf_export, val_splits=[s.val_split for s in body.subsets],
                           task_files=files, headline=headline(body.rows), mlflow=body.mlflow)
+
+
+def command(cfg: EvaluateConfig) -> Outcome:
+    """``cpt-tasks evaluate``: the summary and the report's paths on stderr, the result as the last stdout line."""
+    result = evaluate(cfg)
+    report = read_document(result.report, EvalReport)[0]
+    print(format_summary(report), file=sys.stderr)
+    print(f"report: {result.report}, {result.report_md}, {result.report_png}", file=sys.stderr)
+    print(result.model_dump_json())
+    return Outcome(result)

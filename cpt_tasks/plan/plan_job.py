@@ -9,6 +9,7 @@ location is recognised as already complete, and ``verify`` can demand that each 
 from __future__ import annotations
 
 import shlex
+import sys
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, Decimal
 
@@ -18,8 +19,10 @@ from cpt_tasks import __version__
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.data.fingerprint import fingerprint
-from cpt_tasks.documents.plan_docs import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer, load_plan
+from cpt_tasks.documents import dump_document, write_document
+from cpt_tasks.documents.plan_docs import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.errors import UserError
+from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import subset_root
 from cpt_tasks.mix import Mix, check_proportions, load_mix
 from cpt_tasks.plan.plan_components import (Component, cfg_dataset, final_budget, mix_components, never_fit,
@@ -185,12 +188,6 @@ def plan(cfg: PlanConfig) -> Plan:
     return body
 
 
-def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
-    """The ConvertConfig of one subset of the plan at ``location`` (UserError naming an unplanned subset)."""
-    cfg = load_plan(location)[0].subset(subset, location).convert
-    return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
-
-
 def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
     """One entry per planned subset (what the DAG maps its conversions over): name, budgets, location."""
     return [PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint, fingerprint=s.fingerprint,
@@ -221,3 +218,14 @@ def format_plan(body: Plan) -> str:
                          f"(max_domain_epochs {body.max_domain_epochs:g})")
     lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
     return "\n".join(lines)
+
+
+def command(cfg: PlanConfig) -> Outcome:
+    """``cpt-tasks plan``: the plan (to --output too), its table on stderr, the plan JSON on stdout; the result is
+    one entry per subset (what the DAG maps its conversions over)."""
+    body = plan(cfg)
+    if cfg.output:
+        write_document(cfg.output, body)
+    print(format_plan(body), file=sys.stderr)
+    print(dump_document(body).decode())
+    return Outcome(plan_entries(body, cfg.output))

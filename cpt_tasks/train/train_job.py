@@ -18,6 +18,7 @@ from pathlib import Path
 from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.documents.train_docs import MlflowRun, ReportRef, RunManifest, TrainResult, WorkerOutcome
 from cpt_tasks.errors import UserError
+from cpt_tasks.jobs import Outcome
 from cpt_tasks.runs.completion import ALREADY_COMPLETE
 from cpt_tasks.runs.workers import RESULT_FILE, clean_stale_shared_memory, count_gpus, launch
 from cpt_tasks.runs.log import teller
@@ -263,3 +264,10 @@ def _check_finished(outcome: WorkerOutcome, length: TrainLength, paths: RunPaths
     problem = hf_export_problem(paths.hf)
     if problem:
         raise RuntimeError(f"{problem}; a retry exports again")
+
+
+def command(cfg: TrainConfig) -> Outcome:
+    """``cpt-tasks train``: train (or resume), the result as the last stdout line (one line of JSON)."""
+    result = train(cfg)
+    print(result.model_dump_json())
+    return Outcome(result)

@@ -22,11 +22,14 @@ from cpt_tasks.data.shards import ShardCheck, check_shard, read_index
 from cpt_tasks.documents.convert_docs import ConvertManifest, manifest_location, read_manifest
 from cpt_tasks.documents.plan_docs import Plan, PlannedSubset, PlanRef, load_plan
 from cpt_tasks.documents.verify_docs import Check, SubsetReport, SubsetSummary, VerifyReport, VerifySummary
+from cpt_tasks.errors import EXIT_CHECK_FAILED, EXIT_OK
+from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import SPLITS, TRAIN, VAL
 from cpt_tasks.pool import process_pool
+from cpt_tasks.runs.status import find_finished_run
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
-from cpt_tasks.verify.verify_report import write_report
+from cpt_tasks.verify.verify_report import render_markdown, write_report
 
 
 @dataclass
@@ -270,3 +273,16 @@ def summarize_result(result: VerifyResult) -> VerifySummary:
                                        manifest=s.manifest, train_tokens=s.train_tokens, val_tokens=s.val_tokens,
                                        proportion=s.proportion, role=s.role, epochs=s.epochs)
                  for s in report.subsets})
+
+
+def command(cfg: VerifyConfig) -> Outcome:
+    """``cpt-tasks verify``: the report as Markdown and its paths; exit 3 when a check failed. With --save_root the
+    result also names this plan's finished training run, if any: the train gate's input, looked up by the run
+    layer in this (CPU) pod."""
+    result = verify(cfg)
+    print(render_markdown(result.report))
+    print("report: " + ", ".join(result.paths.values()))
+    summary = summarize_result(result)
+    if cfg.save_root:
+        summary.finished_training = find_finished_run(cfg.save_root, summary.plan_fingerprint)
+    return Outcome(summary, EXIT_OK if result.ok else EXIT_CHECK_FAILED)

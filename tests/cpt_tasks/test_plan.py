@@ -14,7 +14,8 @@ from cpt_tasks.documents import DocumentError, read_document, write_document
 from cpt_tasks.documents.plan_docs import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.documents.plan_docs import load_plan
 from cpt_tasks.errors import UserError
-from cpt_tasks.plan.plan_job import plan, planned_subset
+from cpt_tasks.convert.convert_job import planned_subset
+from cpt_tasks.plan.plan_job import plan
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
     "dclm": (23_600_000_000, 4_720_000), "flan": (8_300_000_000, 1_660_000), "pes2o": (2_925_000_000, 585_000),

@@ -21,7 +21,7 @@ from cpt_tasks.errors import EXIT_ALREADY_COMPLETE, EXIT_CHECK_FAILED, EXIT_FAIL
 from cpt_pipeline.operators import StepPodOperator
 from cpt_pipeline.runners import make_operator
 from cpt_pipeline.settings import Deployment
-from cpt_pipeline.steps import Step, convert_step, plan_step, train_step, verify_step
+from cpt_pipeline.steps import Step, step
 from cpt_pipeline.indexed_job import StepTrainOperator
 
 
@@ -72,9 +72,9 @@ def production_pod_operator(step: Step, config: str):
     return make_operator(step, Deployment(runner="kubernetes"), config_file=config, in_cluster=False)
 
 
-@pytest.mark.parametrize("step", [plan_step, convert_step, verify_step])
-def test_production_cpu_pods_skip_when_the_work_was_already_complete(step):
-    op = production_pod_operator(step(), "unused")
+@pytest.mark.parametrize("task_id", ["plan", "convert", "verify"])
+def test_production_cpu_pods_skip_when_the_work_was_already_complete(task_id):
+    op = production_pod_operator(step(task_id), "unused")
     assert isinstance(op, StepPodOperator) and list(op.skip_on_exit_code) == [EXIT_ALREADY_COMPLETE]
 
 
@@ -86,7 +86,7 @@ def test_pod_runner_exit_statuses(kube, status, error):
     """The provider's own cleanup() reads the finished pod from the API server and decides."""
     pod = finished_pod("cpt-convert-x", status)
     api, config = kube([pod])
-    op = production_pod_operator(convert_step(), config)
+    op = production_pod_operator(step("convert"), config)
     with pytest.raises(error) as raised:
         op.cleanup(pod, pod)
     if error is AirflowException:
@@ -97,7 +97,7 @@ def test_pod_runner_exit_statuses(kube, status, error):
 def train_operator(config: str, **kwargs) -> StepTrainOperator:
     options = dict(task_id="train", name="cpt-train", namespace="cpt", image="i", arguments=["train"], nodes="2",
                    node_subdomain="cpt-train-nodes", get_logs=False, on_finish_action="keep_pod",
-                   outlets=[Asset(name="cpt_dolmino/checkpoint")], wiring=train_step().wiring,
+                   outlets=[Asset(name="cpt_dolmino/checkpoint")], wiring=step("train").wiring,
                    config_file=config, in_cluster=False)
     return StepTrainOperator(**{**options, **kwargs})
 

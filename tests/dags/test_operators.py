@@ -18,7 +18,7 @@ from cpt_tasks.documents.evaluate_docs import EvaluateResult
 from cpt_tasks.documents.train_docs import FinishedRun, MlflowRun, TrainResult
 from cpt_tasks.documents.verify_docs import SubsetSummary, VerifySummary
 from cpt_pipeline.operators import LocalStepOperator, mlflow_run_url
-from cpt_pipeline.steps import evaluate_gate, evaluate_step, train_gate, train_step, verify_step
+from cpt_pipeline.steps import evaluate_gate, step, train_gate
 
 
 def fake_cli(tmp_path: Path, status: int, result: dict | None = None) -> str:
@@ -79,7 +79,7 @@ def test_local_runner_returns_the_result_and_sets_asset_metadata(tmp_path):
     result = verify_result()
     asset = Asset(name="cpt_dolmino/dclm")
     op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[asset],
-                           wiring=verify_step().wiring, tasks_bin=fake_cli(tmp_path, 0, result))
+                           wiring=step("verify").wiring, tasks_bin=fake_cli(tmp_path, 0, result))
     ctx = context()
     assert op.execute(ctx) == result
     assert ctx["outlet_events"][asset].extra == {
@@ -97,7 +97,7 @@ def test_verify_through_an_asset_alias_emits_an_event_for_each_component_of_the_
     result["subsets"]["my-corpus"] = corpus
     alias = AssetAlias(name="cpt_dolmino/verified")
     op = LocalStepOperator(task_id="verify", arguments=["verify", "--plan", "p"], outlets=[alias],
-                           wiring=verify_step().wiring, tasks_bin=fake_cli(tmp_path, 0, result))
+                           wiring=step("verify").wiring, tasks_bin=fake_cli(tmp_path, 0, result))
     ctx = context()
     assert op.execute(ctx) == result
     added = dict(ctx["outlet_events"][alias].added)
@@ -112,7 +112,7 @@ def test_training_gate(tmp_path, policy, finished, skipped):
     verified = verify_result(finished_run(finished) if finished else None)
     assert (train_gate({"train": policy}, verified) is not None) == skipped
     trained = trained_result()
-    op = LocalStepOperator(task_id="train", arguments=["train"], wiring=train_step().wiring,
+    op = LocalStepOperator(task_id="train", arguments=["train"], wiring=step("train").wiring,
                            tasks_bin=fake_cli(tmp_path, 0, trained))
     if skipped:
         with pytest.raises(AirflowSkipException, match="train skipped: "):
@@ -146,7 +146,7 @@ def test_evaluation_gate_reads_the_training_result(tmp_path, policy, trained, sk
     upstream = trained_result() if trained else None  # None: training was skipped (no XCom)
     assert (evaluate_gate({"evaluate": policy}, upstream) is not None) == skipped
     asset = Asset(name="cpt_dolmino/eval")
-    op = LocalStepOperator(task_id="evaluate", arguments=["evaluate"], wiring=evaluate_step().wiring, outlets=[asset],
+    op = LocalStepOperator(task_id="evaluate", arguments=["evaluate"], wiring=step("evaluate").wiring, outlets=[asset],
                            tasks_bin=fake_cli(tmp_path, 0, evaluated_result()))
     ctx = context({"evaluate": policy}, upstream)
     if skipped:

@@ -9,6 +9,7 @@ import pytest
 from cpt_tasks.configs.evaluate_config import EvaluateConfig
 from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.configs.train_config import TrainConfig
+from cpt_tasks.layout import safe_run_id
 from cpt_tasks.mix import load_mix
 
 
@@ -23,27 +24,60 @@ def dag():
         yield DagBag(dag_folder=str(ROOT / "dags")).dags["cpt_dolmino"]
 
 
-def fields_the_step_sets(step, *added: str) -> set[str]:
-    """The config fields a step's argv sets: its ``--flag``s (and ``added``: what a runner appends), and the keys
-    of its ``--config`` JSON rendered with empty options (so only what the DAG itself puts there)."""
+def rendered_config(step, params: dict) -> dict:
+    """The JSON object a step's ``--config`` renders to for ``params`` (as Airflow renders it: the DAG's filter)."""
     import json
 
     import jinja2
 
-    argv = [*step.arguments, *added]
-    flags = {a.removeprefix("--") for a in argv if a.startswith("--")} - {"config"}
-    template = argv[argv.index("--config") + 1]
-    params = {"train_options": {}, "evaluate_options": {}, "max_duration": "1ba"}
-    return flags | set(json.loads(jinja2.Environment().from_string(template).render(params=params)))
+    from cpt_tasks.layout import safe_run_id
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["cpt_safe"] = safe_run_id
+    template = step.arguments[step.arguments.index("--config") + 1]
+    return json.loads(env.from_string(template).render(params=params, run_id="manual__2026-01-01T00:00:00+00:00",
+                                                       dag={"dag_id": "cpt_dolmino"}))
 
 
-def test_the_fields_set_by_the_dag_are_what_the_steps_pass():
-    from cpt_pipeline.params import EVALUATE_FIELDS_SET_BY_THE_DAG, TRAIN_FIELDS_SET_BY_THE_DAG
-    from cpt_pipeline.steps import evaluate_step, train_step
+def fields_the_step_sets(step, params: dict, *added: str) -> set[str]:
+    """The config fields a step's argv sets: the keys of its ``--config`` rendered with empty options (so only
+    what the DAG itself puts there), and the ``--flag``s a runner appends (``added``)."""
+    empty = {name: {} for name in ("train_options", "evaluate_options")}
+    return {a.removeprefix("--") for a in added if a.startswith("--")} | set(rendered_config(step, params | empty))
+
+
+def test_the_fields_set_by_the_dag_are_what_the_steps_pass(dag):
     from cpt_pipeline.indexed_job import node_arguments
+    from cpt_pipeline.steps import step
+    from cpt_tasks.jobs import job
 
-    assert set(TRAIN_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(train_step(), *node_arguments(2, "nodes"))
-    assert set(EVALUATE_FIELDS_SET_BY_THE_DAG) == fields_the_step_sets(evaluate_step())
+    values = dag.params.validate()
+    train = fields_the_step_sets(step("train"), values, *node_arguments(2, "nodes"))
+    assert job("train").fields_set_by_the_dag() == train
+    assert {"report", "model", "nnodes", "node_rank", "master_port", "max_duration"} <= train
+    assert job("evaluate").fields_set_by_the_dag() == fields_the_step_sets(step("evaluate"), values)
+    assert job("plan").fields_set_by_the_dag() == fields_the_step_sets(step("plan"), values)
+    assert job("verify").fields_set_by_the_dag() == fields_the_step_sets(step("verify"), values) == {
+        "plan", "num_workers", "save_root"}
+
+
+def test_a_step_passes_the_run_s_params_to_its_job(dag):
+    """One --config object, rendered per run: the Params that feed the job, its options Param, what the DAG sets;
+    the job's own model takes it as it is."""
+    from cpt_pipeline.steps import step
+    from cpt_tasks.configs.train_config import TrainConfig
+
+    values = dag.params.validate() | {"train_options": {"lr": 1e-5}, "gpus": 0, "max_duration": "10ba"}
+    config = rendered_config(step("train"), values)
+    assert config["lr"] == 1e-5 and config["nprocs"] == 1 and config["max_duration"] == "10ba"
+    from cpt_tasks.layout import safe_run_id
+
+    assert config["report"] == (f"{values['storage_root']}/runs/cpt_dolmino/"
+                                f"{safe_run_id('manual__2026-01-01T00:00:00+00:00')}/verify-report.json")
+    assert TrainConfig(**config).global_batch_size == values["global_batch_size"]
+    plan = rendered_config(step("plan"), values | {"proportions": {"wiki": 1.0}, "subsets": ["wiki"]})
+    assert plan["proportions"] == {"wiki": 1.0} and plan["num_workers"] == values["convert_cpu"]
+    assert plan["total_tokens"] == values["total_tokens"] and plan["domain"] is None
 
 
 def test_every_param_has_a_title_and_description(dag):
@@ -65,7 +99,7 @@ CONFIG_PARAMS = {  # Param -> (config, field) whose default, bounds and descript
 
 
 def test_params_of_job_options_say_what_the_configs_say(dag):
-    from cpt_pipeline.steps import evaluate_step, train_step
+    from cpt_pipeline.steps import step
     from cpt_pipeline.indexed_job import node_arguments
 
     values = dag.params.validate()
@@ -77,14 +111,14 @@ def test_params_of_job_options_say_what_the_configs_say(dag):
     assert values["model"] == "meta-llama/Llama-3.1-8B"  # continues pretraining the base model
     schema = dag.params.get_param("concat_tokens").schema
     assert schema["exclusiveMinimum"] == 0 and schema["maximum"] == PlanConfig.model_fields["context_length"].default
-    set_by_dag = fields_the_step_sets(train_step(), *node_arguments(2, "nodes"))
+    set_by_dag = fields_the_step_sets(step("train"), values, *node_arguments(2, "nodes"))
     train_options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
     assert "lr" in train_options and not train_options & set_by_dag
     assert train_options | set_by_dag == set(TrainConfig.model_fields)
     assert {"dist_timeout", "sharding_strategy", "node_wait"} <= train_options  # multi-node options a run may set
     nodes = dag.params.get_param("nodes").schema
     assert (nodes["type"], nodes["minimum"], values["nodes"]) == ("integer", 1, 1)
-    set_by_dag = fields_the_step_sets(evaluate_step())
+    set_by_dag = fields_the_step_sets(step("evaluate"), values)
     evaluate_options = set(dag.params.get_param("evaluate_options").schema["propertyNames"]["enum"])
     assert "device_eval_batch_size" in evaluate_options and not evaluate_options & set_by_dag
     assert evaluate_options | set_by_dag == set(EvaluateConfig.model_fields)
@@ -166,3 +200,34 @@ def test_no_param_defaults_to_an_empty_string():
 
     empty = [name for name, spec in param_schemas("s3://bucket").items() if spec["default"] == ""]
     assert empty == []
+
+
+def test_a_made_up_job_in_the_registry_is_a_step_with_its_params(monkeypatch):
+    """One registry entry (and the job's own config) is all a new step needs: its Params come with the field's
+    default and description, its options Param takes exactly its other fields, and its argv renders them."""
+    from pydantic import Field
+
+    from cpt_pipeline import params as form
+    from cpt_pipeline.steps import step
+    from cpt_tasks import jobs
+    from cpt_tasks.configs.config_base import StrictModel
+
+    class CountConfig(StrictModel):
+        text: str = Field("hello world", description="The text whose words are counted")
+        minimum: int = Field(1, ge=0, description="Exit 3 below this many words")
+        out: str = Field(description="Where the count goes")
+
+    entry = jobs.Job("count", "Count words", CountConfig, None, "count_job:command", step="count",
+                     params={"count_text": jobs.Param("text", "Text to count", jobs.DATA)},
+                     options=jobs.Options("count_options", "More counting options", jobs.DATA, "Other options."),
+                     set_by_dag={"out": f"{jobs.RUN_DIR}/count.json"}, pod=jobs.Pod("cpu"))
+    monkeypatch.setattr(jobs, "JOBS", (*jobs.JOBS, entry))
+    monkeypatch.setattr(form, "JOBS", jobs.JOBS)
+    schemas = form.param_schemas("s3://bucket/root")
+    assert schemas["count_text"] == {"default": "hello world", "description": "The text whose words are counted",
+                                          "type": "string", "title": "Text to count", "section": jobs.DATA}
+    assert schemas["count_options"]["propertyNames"] == {"enum": ["minimum"]}
+    params = {"count_text": "a b c", "count_options": {"minimum": 2}, "storage_root": "s3://bucket/root"}
+    assert rendered_config(step("count"), params) == {
+        "text": "a b c", "minimum": 2,
+        "out": f"s3://bucket/root/runs/cpt_dolmino/{safe_run_id('manual__2026-01-01T00:00:00+00:00')}/count.json"}

@@ -24,6 +24,7 @@ from cpt_local.pods import load_dag, render_pods
 from cpt_pipeline.runners import pod_options
 from cpt_pipeline.settings import Deployment
 from cpt_pipeline.steps import Step
+from cpt_tasks.jobs import Pod
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
 LOCAL = {"storage_root": "/data/cpt", "dataset": "/data/sample", "tokenizer": "/models/tok",
@@ -111,7 +112,7 @@ def run_pod(tmp_path):
 
     def run(script: str, task_id: str = "plan"):
         deployment = Deployment(runner="podman", image=IMAGE, podman_dir=str(tmp_path / "podman"))
-        options = pod_options(Step(task_id, [], pod_kind="cpu", cpu="1", memory="1Gi"), deployment)
+        options = pod_options(Step(task_id, [], Pod("cpu", cpu="1", memory="1Gi")), deployment)
         options.update(cmds=["sh", "-c"], arguments=[script], podman_dir=deployment.podman_dir)
         op = PodmanStepOperator(task_id=task_id, **options)
         ti = SimpleNamespace(dag_id="cpt_test", task_id=task_id, run_id="manual__t", map_index=-1, try_number=1,

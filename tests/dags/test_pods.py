@@ -81,8 +81,9 @@ def test_conversion_pods_are_cpu_only_with_param_resources(pods):
         assert resources["limits"] == {"cpu": "8", "memory": "16Gi"} and "nvidia.com/gpu" not in resources["limits"]
         run = safe_run_id("manual__2026-01-01T00:00:00+00:00")
         assert run.startswith("manual__2026-01-01T00-00-00-00-00-")  # made safe, with a hash of the original
-        assert container["args"][:5] == ["convert-subset", "--plan",
-                                         f"s3://cpt-pipeline/runs/cpt_dolmino/{run}/plan.json", "--subset", subset]
+        assert container["args"][:2] == ["convert-subset", "--config"] and config_of(container["args"]) == {
+            "plan": f"s3://cpt-pipeline/runs/cpt_dolmino/{run}/plan.json", "subset": subset,
+            "already_complete_exit": 99}
         assert pod["metadata"]["labels"]["cpt-pipeline/subset"] == subset
         assert pod["spec"]["serviceAccountName"] == "cpt-convert" and not pod["spec"].get("tolerations")
 
@@ -98,8 +99,8 @@ def test_training_pod_gets_gpus_shm_and_gpu_nodes(pods):
     assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert spec["serviceAccountName"] == "cpt-train" and spec["terminationGracePeriodSeconds"] == 120
-    args = container["args"]
-    assert args[args.index("--nprocs") + 1] == "8" and args[args.index("--run_id") + 1].startswith("manual__")
+    config = config_of(container["args"])
+    assert config["nprocs"] == 8 and config["run_id"] == "manual__2026-01-01T00:00:00+00:00"
 
 
 def test_tracked_pods_get_the_store_the_airflow_context_and_credentials_by_reference(pods):
@@ -131,9 +132,10 @@ def test_evaluation_pod_gets_one_gpu_when_training_had_gpus(pods):
     assert spec["nodeSelector"] == pods["train.yaml"]["spec"]["nodeSelector"]
     assert spec["serviceAccountName"] == "cpt-train"
     args = container["args"]
-    assert args[:3] == ["evaluate", "--report", "s3://cpt-pipeline/runs/cpt_dolmino/" + safe_run_id(
-        "manual__2026-01-01T00:00:00+00:00") + "/verify-report.json"]
-    assert args[args.index("--icl_tasks") + 1] == "default" and args[args.index("--config") + 1] == "{}"
+    assert args[:2] == ["evaluate", "--config"] and len(args) == 3
+    assert config_of(args) == {"report": "s3://cpt-pipeline/runs/cpt_dolmino/" + safe_run_id(
+        "manual__2026-01-01T00:00:00+00:00") + "/verify-report.json", "icl_tasks": "default",
+        "save_root": "s3://cpt-pipeline/checkpoints", "run_id": "manual__2026-01-01T00:00:00+00:00"}
     cpu = render_pods(load_dag(), {"gpus": 0})["evaluate.yaml"]["spec"]["containers"][0]
     assert cpu["resources"]["limits"]["nvidia.com/gpu"] == "0"
 
@@ -148,10 +150,14 @@ def test_params_reach_the_pods():
     assert train["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert next(v for v in train["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"] == "8Gi"
     assert pods["convert-dclm.yaml"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "4"
-    plan_args = pods["plan.yaml"]["spec"]["containers"][0]["args"]
-    assert plan_args[plan_args.index("--out_root") + 1] == "gs://bucket/cpt/data"
-    config = json.loads(plan_args[plan_args.index("--config") + 1])
+    config = config_of(pods["plan.yaml"]["spec"]["containers"][0]["args"])
+    assert config["out_root"] == "gs://bucket/cpt/data" and config["num_workers"] == 4
     assert config["subsets"] == ["dclm", "math"] and config["allow_short"] is False
+
+
+def config_of(args: list[str]) -> dict:
+    """The JSON object a container passes its job as ``--config`` (the one way a step passes its options)."""
+    return json.loads(args[args.index("--config") + 1])
 
 
 JOB_K8S_VERSIONS = ("1.30", "1.37")  # the chart's kubeVersion floor (podFailurePolicy beta, on) and the newest
@@ -211,7 +217,7 @@ def test_every_node_pod_is_the_training_pod_with_its_rank(job):
     assert pod["automountServiceAccountToken"] is False and pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     args = container["args"]
-    assert args[args.index("--nprocs") + 1] == "8"
+    assert config_of(args)["nprocs"] == 8 and args[:2] == ["train", "--config"]
     assert args[-8:] == ["--nnodes", "2", "--node_rank", "$(JOB_COMPLETION_INDEX)",
                          "--master_addr", "$(CPT_JOB_NAME)-0.cpt-train-nodes", "--master_port", "29500"]
     env = {e["name"]: e for e in container["env"]}
@@ -255,10 +261,11 @@ def test_the_default_plan_pod_gives_the_reference_table_and_the_by_hand_fingerpr
     local = {"--dataset": str(home / "sample" / "dolmino"), "--tokenizer": str(home / "tokenizer" / "llama3"),
              "--out_root": str(tmp_path / "data"), "--output": str(tmp_path / "pod-plan.json")}
     args = list(pods["plan.yaml"]["spec"]["containers"][0]["args"])
-    assert args[0] == "plan" and json.loads(args[args.index("--config") + 1])["subsets"] == list(SUBSETS)
+    config = config_of(args)
+    assert args[:2] == ["plan", "--config"] and config["subsets"] == list(SUBSETS)
     for flag, value in local.items():  # the hub ids cannot be reached here: the same files, local
-        args[args.index(flag) + 1] = value
-    by_pod = _run_plan(args, tmp_path / "pod-plan.json")
+        config[flag.removeprefix("--")] = value
+    by_pod = _run_plan(["plan", "--config", json.dumps(config)], tmp_path / "pod-plan.json")
     assert not by_pod["mix"]["renormalized"]
     assert {s["name"]: (s["convert"]["max_tokens"], s["convert"]["val_tokens"])
             for s in by_pod["subsets"]} == REFERENCE_TABLE
