@@ -8,12 +8,11 @@ OpenLineage datasets are named by storage location, so one step's output is the 
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from cpt_tasks.documents.convert_docs import ConvertSummary, SourceInfo
 from cpt_tasks.documents.evaluate_docs import EvaluateResult
 from cpt_tasks.documents.train_docs import TrainResult
 from cpt_tasks.documents.verify_docs import VerifySummary
+from cpt_tasks.storage.urls import parse_url
 from cpt_pipeline.wiring import Lineage, Pairs
 
 ASSET_PREFIX = "cpt_dolmino"
@@ -57,9 +56,9 @@ def evaluate_extras(result: dict) -> dict[str, dict]:
 
 def location_dataset(location: str) -> tuple[str, str]:
     """(namespace, name) of an OpenLineage dataset at a storage location (s3://b/k, gs://b/k or a path)."""
-    parts = urlsplit(location)
-    if parts.scheme.lower() in ("s3", "gs"):
-        return f"{parts.scheme.lower()}://{parts.netloc}", parts.path.lstrip("/")
+    parsed = parse_url(location)
+    if parsed.remote:
+        return f"{parsed.scheme}://{parsed.bucket}", parsed.key
     return "file", location.rstrip("/")
 
 

@@ -21,13 +21,14 @@ from typing import Any
 from composer.callbacks import CheckpointSaver
 from composer.core import Event, State
 from composer.loggers import Logger, LoggerDestination, RemoteUploaderDownloader
-from composer.utils import dist, parse_uri
+from composer.utils import dist
 from llmfoundry.callbacks import HuggingFaceCheckpointer
 from llmfoundry.registry import callbacks, loggers
 
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.train_docs import WorkerOutcome
 from cpt_tasks.runs import log
+from cpt_tasks.storage.urls import parse_url
 from cpt_tasks.tracking import mlflow_logger  # noqa: F401 (registers cpt_mlflow)
 
 say = log.teller("train", when=lambda: dist.get_global_rank() == 0)  # one line per run: global rank 0 only
@@ -183,10 +184,10 @@ class HFExport(HuggingFaceCheckpointer):
                  precision: str = "float32") -> None:
         super().__init__(save_folder=save_folder, save_interval=save_interval, precision=precision)
         self.huggingface_folder_name_fstr = folder  # the parent's default nests huggingface/ba{batch}
-        backend, bucket, _ = parse_uri(save_folder)
-        if backend in ("s3", "gs"):  # upload from threads: the default spawns 4 processes that each import torch
-            self.remote_ud = RemoteUploaderDownloader(bucket_uri=f"{backend}://{bucket}", num_concurrent_uploads=4,
-                                                      use_procs=False)
+        location = parse_url(save_folder)
+        if location.remote:  # upload from threads: the default spawns 4 processes that each import torch
+            self.remote_ud = RemoteUploaderDownloader(bucket_uri=f"{location.scheme}://{location.bucket}",
+                                                      num_concurrent_uploads=4, use_procs=False)
 
 
 loggers.register("cpt_metrics", func=RunMetrics)
