@@ -1,6 +1,7 @@
 """The converter job: JSON/JSONL/parquet documents -> tokenized, packed, budgeted MDS shards with a manifest.
 
-``run.convert(ConvertConfig) -> ConvertResult`` is the entry point; ``cpt-tasks convert`` is its CLI. The
+``convert_job.convert(ConvertConfig) -> ConvertResult`` is the entry point; ``cpt-tasks convert`` and
+``convert-subset`` are its commands (``convert_job.command``, ``command_subset``). The
 reading side (sources, order, encoding, the fingerprint) is the shared library ``cpt_tasks.data``; this package
-keeps what only the conversion does: packing rows (``pack``), writing MDS (``mds``) and the manifest.
+keeps what only the conversion does: packing rows (``pack``), writing MDS (``mds``) and the manifest (``convert_manifest``).
 """

@@ -1,4 +1,5 @@
 """The plan job: one total budget and a mix -> per-subset budgets, locations and converter command lines.
 
-Its config is ``cpt_tasks.configs.plan_config.PlanConfig``; ``run.plan`` is the job.
+Its config is ``cpt_tasks.configs.plan_config.PlanConfig``; ``plan_job.plan`` is the job (``plan_components``: the
+mix's and the domain's components; ``domain``: the user's corpus).
 """
