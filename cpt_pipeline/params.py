@@ -32,13 +32,6 @@ from cpt_tasks.mix import check_proportions
 TRAIN_POLICIES = ("if_changed", "always", "never")
 EVALUATE_POLICIES = ("if_trained", "always", "never")
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"  # a Kubernetes resource quantity
-# Each step's deadline Param and its default (hours): ~10x the expected work at the reference scale. plan lists
-# six subsets (each Hub call bounded by the retry policy: docs/faults.md); a 23.6B-token conversion tokenizes
-# in ~1.5 h at 5M tokens/s on 8 cores; verify reads ~200 GB of shards; 50B tokens of Llama-3.1-8B on 8 GPUs
-# train for ~9 days; evaluation runs val and ICL on two models.
-STEP_TIMEOUTS = {"plan": ("plan_timeout", 1.0), "convert": ("convert_timeout", 12.0),
-                 "verify": ("verify_timeout", 4.0), "train": ("train_timeout", 336.0),
-                 "evaluate": ("evaluate_timeout", 12.0)}
 _SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum", "pattern")
 
 
@@ -137,14 +130,20 @@ def _timeout_params() -> dict[str, dict]:
                     "title": f"{step.capitalize()} deadline (hours)", "section": RESOURCES,
                     "description": f"Hours one try of each {step} task may run before Airflow stops it "
                                    "(execution_timeout); the try then fails and is retried."}
-            for step, (param, hours) in STEP_TIMEOUTS.items()}
+            for step, (param, hours) in step_timeouts().items()}
+
+
+def step_timeouts() -> dict[str, tuple[str, float]]:
+    """Each step's deadline Param and its default (hours), from the registry: step -> (Param, hours)."""
+    return {job.step: (f"{job.step}_timeout", job.pod.timeout_hours) for job in JOBS if job.step}
 
 
 def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
     """The deadline of a step's task: the run's Param value, or its default (None for an unknown task)."""
-    if task_id not in STEP_TIMEOUTS:
+    timeouts = step_timeouts()
+    if task_id not in timeouts:
         return None
-    param, hours = STEP_TIMEOUTS[task_id]
+    param, hours = timeouts[task_id]
     value = (params or {}).get(param, hours)
     return timedelta(hours=float(value if value is not None else hours))
 

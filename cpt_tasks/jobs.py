@@ -91,6 +91,11 @@ class Pod:
     shm: str | None = None  # size of a memory-backed /dev/shm (training's data loaders and NCCL)
     nodes: str | None = None  # machines the step spans (training); None: always one pod or process
     mlflow: bool = False  # tracked: gets the MLflow store and credentials, and an "MLflow run" link
+    # The default of the step's deadline Param (<step>_timeout, hours): ~10x the expected work at the reference
+    # scale. plan lists six subsets (each Hub call bounded by the retry policy: docs/faults.md); a 23.6B-token
+    # conversion tokenizes in ~1.5 h at 5M tokens/s on 8 cores; verify reads ~200 GB of shards; 50B tokens of
+    # Llama-3.1-8B on 8 GPUs train for ~9 days; evaluation runs val and ICL on two models.
+    timeout_hours: float = 12.0
 
 
 @dataclass(frozen=True)
@@ -189,7 +194,7 @@ JOBS: tuple[Job, ...] = (
     Job("plan", "One total budget + a mix -> per-subset budgets, locations, convert commands", PlanConfig,
         PlanEntry, "cpt_tasks.plan.plan_job:command", step="plan", params=PLAN_PARAMS,
         set_by_dag={"out_root": data_root(STORAGE_ROOT), "output": PLAN, "num_workers": "{{ params.convert_cpu }}"},
-        pod=Pod("cpu", cpu="1", memory="2Gi")),
+        pod=Pod("cpu", cpu="1", memory="2Gi", timeout_hours=1.0)),
     Job("convert", "Documents (JSON lines, parquet, any Hub dataset) -> tokenized MDS rows with a manifest",
         ConvertConfig, ConvertSummary, "cpt_tasks.convert.convert_job:command"),
     Job("convert-subset", "Convert one subset of a plan, exactly as the plan says", ConvertSubsetConfig,
@@ -198,7 +203,7 @@ JOBS: tuple[Job, ...] = (
     Job("verify", "Check every planned subset's output against the plan; exit 3 when a check fails", VerifyConfig,
         VerifySummary, "cpt_tasks.verify.verify_job:command", step="verify",
         set_by_dag={"plan": PLAN, "num_workers": "{{ params.convert_cpu }}", "save_root": CHECKPOINTS},
-        pod=Pod("cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")),
+        pod=Pod("cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}", timeout_hours=4.0)),
     Job("train", "Continual pretraining with LLM-Foundry on a verified mix (resumes on retry)", TrainConfig,
         TrainResult, "cpt_tasks.train.train_job:command", step="train",
         params={"model": Param("model", "Base model", TRAINING, lambda: {"minLength": 1}),
@@ -214,7 +219,7 @@ JOBS: tuple[Job, ...] = (
                     "nprocs": "{{ [params.gpus, 1] | max }}"},
         set_by_runner=("node_rank", "master_addr", "master_port"),
         pod=Pod("gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}", gpus="{{ params.gpus }}",
-                shm="{{ params.shm_size }}", nodes="{{ params.nodes }}", mlflow=True)),
+                shm="{{ params.shm_size }}", nodes="{{ params.nodes }}", mlflow=True, timeout_hours=336.0)),
     Job("evaluate", "Base vs trained model on the held-out data and ICL tasks (a report beside the run's "
         "checkpoints)", EvaluateConfig, EvaluateResult, "cpt_tasks.evaluate.evaluate_job:command", step="evaluate",
         params={"icl_tasks": Param("icl_tasks", "ICL tasks", EVALUATION, lambda: {"minLength": 1})},

@@ -227,6 +227,7 @@ def test_a_made_up_job_in_the_registry_is_a_step_with_its_params(monkeypatch):
     assert schemas["count_text"] == {"default": "hello world", "description": "The text whose words are counted",
                                           "type": "string", "title": "Text to count", "section": jobs.DATA}
     assert schemas["count_options"]["propertyNames"] == {"enum": ["minimum"]}
+    assert schemas["count_timeout"]["default"] == 12.0  # every step has a deadline
     params = {"count_text": "a b c", "count_options": {"minimum": 2}, "storage_root": "s3://bucket/root"}
     assert rendered_config(step("count"), params) == {
         "text": "a b c", "minimum": 2,

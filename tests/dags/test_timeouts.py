@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cpt_pipeline.params import STEP_TIMEOUTS
+from cpt_pipeline.params import step_timeouts
 
 
 def sleeping_cli(tmp_path) -> tuple[str, object]:
@@ -26,9 +26,9 @@ def sleeping_cli(tmp_path) -> tuple[str, object]:
 def test_every_task_has_its_deadline_param(load_dag):
     dag = load_dag("kubernetes")
     values = dag.params.validate()
-    assert {task.task_id for task in dag.tasks} == set(STEP_TIMEOUTS)
+    assert {task.task_id for task in dag.tasks} == set(step_timeouts())
     for task in dag.tasks:
-        param, hours = STEP_TIMEOUTS[task.task_id]
+        param, hours = step_timeouts()[task.task_id]
         assert task.execution_timeout == timedelta(hours=hours), task.task_id
         assert values[param] == hours
         schema = dag.params.get_param(param).schema
