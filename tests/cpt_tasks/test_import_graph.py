@@ -16,6 +16,11 @@ from pathlib import Path
 
 import grimp
 
+from cpt_tasks.jobs import JOBS
+
+# The jobs' packages, from the registry: the package of each job's run function (a new job needs no line here).
+JOB_PACKAGES = sorted({job.run.partition(":")[0].rsplit(".", 1)[0] for job in JOBS
+                       if job.run.startswith("cpt_tasks.") and job.run.partition(":")[0].count(".") == 2})
 LAYERS: list[tuple[str, list[str]]] = [
     ("core", ["cpt_tasks", "cpt_tasks.errors", "cpt_tasks.framing", "cpt_tasks.storage", "cpt_tasks.layout",
               "cpt_tasks.cache", "cpt_tasks.mix", "cpt_tasks.pool", "cpt_tasks.progress", "cpt_tasks.pictures"]),
@@ -23,7 +28,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("documents", ["cpt_tasks.documents"]),
     ("registry", ["cpt_tasks.jobs"]),
     ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.tracking"]),
-    ("jobs", ["cpt_tasks.plan", "cpt_tasks.convert", "cpt_tasks.verify", "cpt_tasks.train", "cpt_tasks.evaluate"]),
+    ("jobs", JOB_PACKAGES),
     ("entry points", ["cpt_tasks.cli", "cpt_tasks.cli_args"]),
     ("pipeline", ["cpt_pipeline"]),
     ("local tooling", ["cpt_local"]),
