@@ -5,8 +5,8 @@ credentials, ``STORAGE_EMULATOR_HOST`` for an emulator, as the library reads it)
 :class:`Network`'s ``(connect, read)`` timeouts and ``retry=None`` (the library's own deadline-based retry off):
 :meth:`ObjectStore.call` retries instead, ``max_retries`` further attempts with the pipeline's backoff, then
 TransientError naming the endpoint and the object, the same policy as S3's. Reads of an input are pinned to the
-generation listed (``ifGenerationMatch``) and fetched as ranged downloads of :data:`BLOCK` bytes, each its own
-request with the timeouts.
+generation listed (``ifGenerationMatch``) and fetched as ranged downloads of at most :data:`BLOCK` bytes, each
+its own request with the timeouts.
 """
 
 from __future__ import annotations
@@ -113,8 +113,9 @@ class GCSStore(ObjectStore):
 
 
 class _PinnedRanges:
-    """A GCS object read as consecutive ranged downloads of ``BLOCK`` bytes from ``start``, each pinned to the
-    generation ``pin`` (ObjectChanged when it is gone)."""
+    """A GCS object read as consecutive ranged downloads of at most ``BLOCK`` bytes from ``start``, each pinned
+    to the generation ``pin`` (ObjectChanged when it is gone). A request cut short returns nothing, so a resume
+    asks again from the start of its block."""
 
     def __init__(self, store: GCSStore, key: str, start: int, pin: str | int) -> None:
         self.store, self.key, self.pos, self.pin = store, key, start, pin
@@ -123,8 +124,9 @@ class _PinnedRanges:
         from google.api_core.exceptions import NotFound, PreconditionFailed
 
         blob = self.store.bucket_ref.blob(self.key)
+        size = min(n, BLOCK) if n and n > 0 else BLOCK  # a cut request costs at most one block
         try:
-            data = blob.download_as_bytes(start=self.pos, end=self.pos + max(n or BLOCK, 1) - 1, checksum=None,
+            data = blob.download_as_bytes(start=self.pos, end=self.pos + size - 1, checksum=None,
                                           if_generation_match=self.pin, **self.store.options)
         except (PreconditionFailed, NotFound) as exc:
             raise ObjectChanged(str(exc)) from exc

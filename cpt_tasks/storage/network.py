@@ -62,6 +62,7 @@ def backoff_seconds(failures: int) -> float:
 
 FAILURE_KINDS = (  # (text in the exception's repr, short reason), first match wins
     ("ConnectTimeout", "connect timeout"), ("Read timed out", "read timeout"), ("timed out", "timeout"),
+    ("Read timeout on endpoint", "read timeout"), ("Could not connect to the endpoint", "cannot connect"),
     ("Connection refused", "connection refused"), ("NameResolution", "host not found"),
     ("Name or service not known", "host not found"), ("IncompleteRead", "connection cut"),
     ("Connection broken", "connection cut"), ("reset by peer", "connection reset"),
@@ -75,8 +76,8 @@ def describe_failure(exc: BaseException) -> str:
     if response is not None and getattr(response, "status_code", None):
         return f"HTTP {response.status_code}"
     if isinstance(response, dict) and response.get("ResponseMetadata", {}).get("HTTPStatusCode"):  # botocore
-        code = response.get("Error", {}).get("Code")
-        return f"HTTP {response['ResponseMetadata']['HTTPStatusCode']}" + (f" {code}" if code else "")
+        status, code = response["ResponseMetadata"]["HTTPStatusCode"], response.get("Error", {}).get("Code")
+        return f"HTTP {status}" + (f" {code}" if code and code != str(status) else "")
     text = repr(exc)
     for needle, reason in FAILURE_KINDS:
         if needle in text:
