@@ -238,3 +238,25 @@ def endpoint(monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     yield point
     reset_sessions()
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A Google Cloud Storage emulator (gcp-storage-emulator: the JSON API, in memory) on 127.0.0.1, on a free
+    port, in a thread, with bucket `cpt`; yields its env (``STORAGE_EMULATOR_HOST``, which google-cloud-storage
+    reads when a client is made: anonymous credentials, no project)."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket="cpt")
+    server.start()
+    host, port = server._api._httpd.server_address[:2]  # the port the OS chose
+    env = {"STORAGE_EMULATOR_HOST": f"http://{host}:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()
