@@ -220,8 +220,7 @@ def test_the_default_bound_is_what_docs_faults_md_states():
 # --- no scheme branches outside the layer --------------------------------------------------------------------
 
 SCHEME_TEST = re.compile(r"""(==|!=|\bin)\s*\(?\s*["'](s3|gs)["']|["'](s3|gs)["']\s*(==|!=)|startswith\(\(?["'](s3|gs)://""")
-NOT_YET_ON_THE_LAYER = {  # to move onto cpt_tasks.storage (is_remote / parse_url); then drop them from this set
-    "cpt_tasks/train/foundry_plugins.py", "cpt_pipeline/lineage.py"}
+NOT_YET_ON_THE_LAYER = {"cpt_pipeline/lineage.py"}  # to move onto cpt_tasks.storage.is_remote; then drop it here
 
 
 def test_no_scheme_branches_outside_the_storage_layer():
