@@ -36,7 +36,7 @@ from cpt_tasks.documents.plan_docs import PlanEntry
 from cpt_tasks.documents.train_docs import TrainResult
 from cpt_tasks.documents.verify_docs import VerifySummary
 from cpt_tasks.errors import EXIT_OK
-from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root, run_dir
+from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root, run_dir, sweeps_root
 from cpt_tasks.mix import DEFAULT_MIX, available_mixes, load_mix
 
 DATA, DOMAIN, TRAINING, EVALUATION = "Data", "Continual pretraining on your corpus", "Training", "Evaluation"
@@ -186,14 +186,16 @@ PLAN_PARAMS = {
     **same(DOMAIN, domain="Your corpus", domain_subset="Its subset", domain_text_field="Its text field"),
     "domain_source_format": Param("domain_source_format", "How it is read", DOMAIN, lambda: {
         "enum": [None, *PlanConfig.model_json_schema()["properties"]["domain_source_format"]["anyOf"][0]["enum"]]}),
-    **same(DOMAIN, domain_name="Its name", replay_fraction="Replay fraction",
-           max_domain_epochs="Most epochs of your corpus"),
+    **same(DOMAIN, domain_name="Its name"),
+    "replay_fraction": Param("replay_fraction", "Replay fraction", DOMAIN, lambda: {"pattern": "^recommended$"}),
+    **same(DOMAIN, max_domain_epochs="Most epochs of your corpus"),
 }
 
 JOBS: tuple[Job, ...] = (
     Job("plan", "One total budget + a mix -> per-subset budgets, locations, convert commands", PlanConfig,
         PlanEntry, "cpt_tasks.plan.plan_job:command", step="plan", params=PLAN_PARAMS,
-        set_by_dag={"out_root": data_root(STORAGE_ROOT), "output": PLAN, "num_workers": "{{ params.convert_cpu }}"},
+        set_by_dag={"out_root": data_root(STORAGE_ROOT), "output": PLAN, "num_workers": "{{ params.convert_cpu }}",
+                    "sweeps_root": sweeps_root(STORAGE_ROOT)},
         pod=Pod("cpu", cpu="1", memory="2Gi", timeout_hours=1.0)),
     Job("convert", "Documents (JSON lines, parquet, any Hub dataset) -> tokenized MDS rows with a manifest",
         ConvertConfig, ConvertSummary, "cpt_tasks.convert.convert_job:command"),

@@ -37,6 +37,8 @@ TRAIN_NODE_LABEL = "cpt-pipeline/train-node"  # on multi-node training pods: the
 EVAL_DIR = "eval"  # a training run's evaluations, one folder per eval fingerprint
 EVAL_JSON, EVAL_MD, EVAL_PNG = "eval-report.json", "eval-report.md", "eval.png"  # the JSON: written last
 EVAL_TASKS_FILE = "icl-tasks.yaml"  # the ICL task list an evaluation used, in LLM-Foundry's icl_tasks format
+SWEEPS_DIR = "sweeps"  # replay sweeps' pointers, one per corpus key
+SWEEP_REPORT_JSON, SWEEP_REPORT_MD, SWEEP_PNG = "sweep-report.json", "sweep-report.md", "sweep.png"
 LOCATION_DIGITS = 16  # fingerprint characters in data and run folder names
 RUN_ID_CHARS = 48
 
@@ -94,3 +96,18 @@ def eval_folder(run_folder: str, eval_fingerprint: str) -> str:
 def data_cache(cache: Path, fingerprint: str, subset: str) -> Path:
     """A verified subset's local stream cache under a job's scratch: ``<cache>/<fingerprint[:16]>/<subset>``."""
     return cache / fingerprint[:LOCATION_DIGITS] / subset
+
+
+def sweeps_root(storage_root: str) -> str:
+    """Where replay sweeps leave their pointers: ``<root>/sweeps``."""
+    return join(storage_root, SWEEPS_DIR)
+
+
+def sweep_pointer(sweeps: str, corpus_key: str) -> str:
+    """The pointer to the newest replay sweep of a corpus (with its mix and tokenizer)."""
+    return join(sweeps, f"{corpus_key}.json")
+
+
+def sweep_run_id(run_id: str, fraction: float) -> str:
+    """The run id of one proxy run of a replay sweep: ``<run id>-replay-<fraction>`` (its own run folder)."""
+    return f"{run_id}-replay-{fraction:g}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -68,8 +68,15 @@ class PlanConfig(StrictModel):
         "--convert_options' source_format, else auto)")
     domain_name: str = Field("domain", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                              description="The domain component's name (its folder, stream and report row)")
-    replay_fraction: float = Field(DEFAULT_REPLAY_FRACTION, gt=0, lt=1, description="With --domain: the mix's "
-                                   "share of total_tokens (replay against forgetting); the domain gets the rest")
+    replay_fraction: Annotated[float, Field(gt=0, lt=1)] | Literal["recommended"] = Field(
+        DEFAULT_REPLAY_FRACTION, description="With --domain: the mix's share of total_tokens (replay against "
+        "forgetting); the domain gets the rest. 'recommended': the newest replay sweep's recommendation for this "
+        "corpus, mix and tokenizer (the DAG cpt_replay_sweep; found under --sweeps_root)")
+    sweep_fractions: list[Annotated[float, Field(ge=0, lt=1)]] | None = Field(
+        None, description="A replay sweep's plan (the DAG cpt_replay_sweep): these replay fractions, each component "
+        "converted once at the largest budget any of them needs, and each proxy run's draw recorded")
+    sweeps_root: str | None = Field(None, description="Where replay sweeps keep their pointers (the DAG: "
+                                    "<storage_root>/sweeps); needed by replay_fraction 'recommended'")
     max_domain_epochs: float = Field(DEFAULT_MAX_DOMAIN_EPOCHS, ge=1, description="A domain corpus smaller than "
                                      "its budget is repeated in training up to this many epochs; beyond, the plan "
                                      "refuses")

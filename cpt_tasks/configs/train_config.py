@@ -77,6 +77,8 @@ class TrainConfig(StrictModel):
     log_interval: int = Field(10, ge=1, description="A progress line (loss, tokens/s, MFU) every this many batches")
     local_dir: str | None = Field(None, description="Local scratch for the data cache, the staged model and the "
                                   "worker's files (default: $TMPDIR/cpt-train)")
+    sweep_fraction: float | None = Field(None, ge=0, lt=1, description="Train one proxy run of a replay sweep: "
+                                         "this fraction's draw of the sweep's plan (the DAG cpt_replay_sweep)")
     nnodes: int = Field(1, ge=1, le=1024, description="Machines (nodes) to train on, each running `cpt-tasks "
                         "train` with its --node_rank; more than 1: FSDP with sharded checkpoints on storage every "
                         "node sees (in the DAG: an Indexed Job of that many pods)")

@@ -94,11 +94,44 @@ class PlannedSubset(StrictModel):
         return ["cpt-tasks", "convert", *config_argv(self.convert)]
 
 
-FINGERPRINT_EXCLUDES = {"fingerprint", "created_at", "code_version"}
-# Fields added with the domain corpus: left out of the fingerprint at their defaults, so a plan without a domain
-# keeps the fingerprint (and so its run names and finished pointers) it had before they existed.
+class SweepDraw(StrictModel):
+    """What one proxy run of a replay sweep trains on: the train rows each component gives it."""
+
+    fraction: float = Field(ge=0, lt=1, description="The replay fraction of this proxy run")
+    rows: dict[str, int] = Field(description="Component -> train rows this proxy run draws from it (Streams' "
+                                 "choose; 0: the component is left out)")
+
+
+class PlannedSweep(StrictModel):
+    """A replay sweep's plan: every component converted once, at the largest budget any fraction needs; each proxy
+    run draws its own budget from that data."""
+
+    fractions: list[float] = Field(min_length=1, description="The swept replay fractions, ascending")
+    draws: list[SweepDraw] = Field(description="One per fraction, in the same order")
+
+    def draw(self, fraction: float, where: str = "") -> SweepDraw:
+        """The draw of ``fraction``; UserError naming the swept fractions otherwise."""
+        for draw in self.draws:
+            if abs(draw.fraction - fraction) < 1e-12:
+                return draw
+        raise UserError(f"{where}replay fraction {fraction:g} is not one of the sweep's "
+                        f"({', '.join(f'{f:g}' for f in self.fractions)})")
+
+
+class SweepRef(StrictModel):
+    """Where a plan's replay fraction came from: the replay sweep's recommendation it took."""
+
+    pointer: str = Field(description="The sweep pointer read (<sweeps_root>/<corpus_key>.json)")
+    report: str = Field(description="The sweep-report.json the recommendation is in")
+    fraction: float = Field(ge=0, lt=1, description="The recommended replay fraction")
+    sweep_run: str = Field(description="The cpt_replay_sweep run that made it")
+
+
+FINGERPRINT_EXCLUDES = {"fingerprint", "created_at", "code_version", "corpus_key"}
+# Fields added with the domain corpus and the replay sweep: left out of the fingerprint at their defaults, so a
+# plan without them keeps the fingerprint (and so its run names and finished pointers) it had before they existed.
 NEW_SUBSET_DEFAULTS = {"role": "replay", "repeat": None}
-NEW_PLAN_DEFAULTS = {"replay_fraction": None, "max_domain_epochs": None}
+NEW_PLAN_DEFAULTS = {"replay_fraction": None, "max_domain_epochs": None, "sweep": None, "replay_from": None}
 
 
 class Plan(Document):
@@ -125,6 +158,12 @@ class Plan(Document):
     replay_fraction: float | None = Field(None, description="With a domain corpus: the replay components' share "
                                           "of total_tokens (None: no domain)")
     max_domain_epochs: float | None = Field(None, description="The most epochs a domain component may repeat")
+    corpus_key: str | None = Field(None, description="With a domain corpus: sha256 naming this corpus (its source "
+                                   "files, subset and text field) with this mix and tokenizer; a replay sweep's "
+                                   "recommendation is kept under it")
+    sweep: PlannedSweep | None = Field(None, description="A replay sweep's plan (cpt_replay_sweep): the fractions "
+                                       "and each proxy run's draw")
+    replay_from: SweepRef | None = Field(None, description="replay_fraction 'recommended': the sweep it came from")
 
     def content_fingerprint(self) -> str:
         """The fingerprint of this plan's content (what ``fingerprint`` must equal)."""

@@ -110,3 +110,21 @@ class SweepReport(Document):
     corpus_fingerprint: str | None = Field(None, description="Fingerprint of the domain corpus (matches a plan)")
     mix: str | None = Field(None, description="The replay mix swept")
     tokenizer: str | None = Field(None, description="The tokenizer (the big run must use the same one)")
+
+
+class SweepPointer(Document):
+    """``<sweeps_root>/<corpus_key>.json``: the newest replay sweep of a corpus with a mix and a tokenizer, written
+    by the sweep's recommend step after its report; what ``replay_fraction: "recommended"`` reads."""
+
+    FORMAT = "cpt-pipeline/sweep-pointer/v1"
+    KIND = "a replay sweep pointer"
+
+    corpus_key: str = Field(description="The plans' corpus_key: this corpus with this mix and tokenizer")
+    status: RecommendationStatus
+    fraction: float | None = Field(description="The recommended replay fraction (None: the sweep recommends none)")
+    reason: str = Field(description="Why, in plain words (the report's recommendation)")
+    report: str = Field(description="The sweep-report.json")
+    sweep_run: str = Field(description="The cpt_replay_sweep run that made it")
+    mix: str
+    tokenizer: str
+    created_at: str

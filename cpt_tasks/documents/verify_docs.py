@@ -9,7 +9,7 @@ from pydantic import Field
 
 from cpt_tasks.configs.config_base import StrictModel
 from cpt_tasks.documents.document_base import Document
-from cpt_tasks.documents.plan_docs import PlannedTokenizer, PlanRef
+from cpt_tasks.documents.plan_docs import PlannedSweep, PlannedTokenizer, PlanRef
 from cpt_tasks.documents.train_docs import FinishedRun
 from cpt_tasks.layout import Split
 
@@ -76,6 +76,8 @@ class VerifyReport(Document):
                                        "components repeated (None: realized_train_tokens)")
     created_at: str
     code_version: str
+    sweep: PlannedSweep | None = Field(None, description="A replay sweep's plan: each proxy run's draw, checked to "
+                                       "fit the converted rows")
     finished_training: FinishedRun | None = Field(None, description="Always null in new reports (the step's "
                                                   "result carries it: VerifySummary); set in older ones, which "
                                                   "still read")
