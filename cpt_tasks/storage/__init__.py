@@ -31,10 +31,10 @@ from cpt_tasks.storage.urls import REMOTE_SCHEMES, ObjectURL, folder_prefix, is_
 
 BACKENDS: dict[str, type[ObjectStore]] = {"s3": S3Store, "gs": GCSStore}  # one per REMOTE_SCHEMES
 
-__all__ = ["BACKENDS", "REMOTE_SCHEMES", "BucketUnavailable", "Network", "ObjectChanged", "ObjectInfo", "ObjectStore",
-           "ObjectURL", "ResumingStream", "Store", "download_file", "exists", "folder_prefix", "is_remote", "join",
-           "list_files", "object_store", "parse_url", "read_bytes", "remove_file", "remove_tree", "store_for",
-           "upload_file", "write_bytes_atomic"]
+__all__ = ["BACKENDS", "REMOTE_SCHEMES", "BucketUnavailable", "GCSStore", "LocalFiles", "Network", "ObjectChanged",
+           "ObjectInfo", "ObjectStore", "ObjectURL", "ResumingStream", "S3Store", "Store", "download_file", "exists",
+           "folder_prefix", "is_remote", "join", "list_files", "object_store", "parse_url", "read_bytes",
+           "remove_file", "remove_tree", "store_for", "upload_file", "write_bytes_atomic"]
 
 
 def object_store(url: str | ObjectURL, network: Network | None = None) -> ObjectStore:
