@@ -20,7 +20,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui test-checks ui-screenshots lint-deploy bench demo demo-domain airflow airflow-stop \
+.PHONY: setup test test-tasks test-dags test-ui test-checks ui-screenshots lint-deploy bench demo demo-domain demo-sweep airflow airflow-stop \
 	mlflow pods lock clean images image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -117,6 +117,11 @@ demo: setup
 # gained/forgotten table. CONF goes over its Params as in `make demo`.
 demo-domain: setup
 	$(AIRFLOW_PY) -m cpt_local.demo --domain python --conf '$(CONF)' $(DEMO_ARGS)
+
+# The replay sweep (cpt_replay_sweep) on the same corpus: proxy runs of the tiny model at three replay fractions,
+# each evaluated, and the recommendation (its report; a tiny model shows the mechanics, not a real answer).
+demo-sweep: setup
+	$(AIRFLOW_PY) -m cpt_local.demo --domain python --sweep --conf '$(CONF)' $(DEMO_ARGS)
 
 # The MLflow UI on http://127.0.0.1:5000 over the demo's local tracking store (the runs of train and evaluate;
 # the Airflow task pages' "MLflow run" links point here). MLFLOW_STORE=$(CPT_HOME)/demo-pods/mlflow: demo-pods' runs.

@@ -9,6 +9,9 @@ runs. Run in the orchestration env: ``python -m cpt_local.demo``.
 sample as replay: a small corpus of Python code (``cpt-samples sample --domain python``, written once under
 ``$CPT_HOME/sample/domain-python``), ending with what was gained on it and what was forgotten.
 
+``--domain python --sweep`` (``make demo-sweep``): the replay sweep (``cpt_replay_sweep``) on that corpus: proxy
+runs of the tiny model at three replay fractions, ending with the sweep's report (:mod:`cpt_local.sweep_demo`).
+
 ``--runner podman`` (``make demo-pods``): the same run with every step as the kubernetes runner's pod, run by
 ``podman kube play`` in the built tasks image (``--image``); Airflow home ``$CPT_HOME/airflow-pods``, outputs
 and the submitted manifests (``pods/``) under ``$CPT_HOME/demo-pods``; tracked into ``$CPT_HOME/demo-pods/mlflow``
@@ -35,14 +38,14 @@ DAG_ID = "cpt_dolmino"
 AIRFLOW = Path(sys.executable).with_name("airflow")
 
 
-def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, DagsTestLog]:
+def run_dags_test(env: dict, conf: dict, log_path: Path, dag_id: str = DAG_ID) -> tuple[int, DagsTestLog]:
     """``airflow dags test`` with ``conf``; full output to ``log_path``, each task's end echoed (a mapped task by
     its component, a gate's reason in full, a failure's error lines); (status, what the log said)."""
     subprocess.run([str(AIRFLOW), "db", "migrate"], env=env, check=True, capture_output=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     seen = DagsTestLog()
     with log_path.open("w") as log:
-        proc = subprocess.Popen([str(AIRFLOW), "dags", "test", DAG_ID, "--conf", json.dumps(conf)], env=env,
+        proc = subprocess.Popen([str(AIRFLOW), "dags", "test", dag_id, "--conf", json.dumps(conf)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             log.write(line)
@@ -53,12 +56,12 @@ def run_dags_test(env: dict, conf: dict, log_path: Path) -> tuple[int, DagsTestL
     return status, seen
 
 
-def task_states(airflow_home: Path, run_id: str) -> list[dict]:
+def task_states(airflow_home: Path, run_id: str, dag_id: str = DAG_ID) -> list[dict]:
     """The run's task instances (task, label of a mapped one, state) in the order they started, from Airflow's
     REST API (:mod:`cpt_local.airflow_api`)."""
     from cpt_local.airflow_api import query_api
 
-    (found,) = query_api(airflow_home, (f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", {"order_by": "start_date"}))
+    (found,) = query_api(airflow_home, (f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", {"order_by": "start_date"}))
     return [{"task_id": ti["task_id"], "map_index": ti["map_index"],
              "label": ti["rendered_map_index"] or ("" if ti["map_index"] < 0 else str(ti["map_index"])),
              "state": ti["state"]} for ti in found["task_instances"]]
@@ -72,13 +75,7 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
     from cpt_tasks.runs.status import find_finished_run
 
     folder = Path(run_dir(str(storage_root), DAG_ID, safe_run_id(run_id)))
-    lines = [f"Run {run_id}", "", "Tasks:"]
-    task_width = max((len(s["task_id"]) for s in states), default=8)
-    label_width = max((len(s["label"]) for s in states), default=0)
-    for s in states:
-        lines.append(f"  {s['task_id']:<{task_width}} {s['label']:<{label_width}} {s['state']}")
-    for step, reason in (skips or {}).items():
-        lines.append(f"  {step} skipped: {reason}")
+    lines = [f"Run {run_id}", "", *task_lines(states, skips)]
     ran = {s["task_id"]: s["state"] for s in states if s["map_index"] < 0}
     if (folder / PLAN_FILE).is_file():  # never a path that was not written (a failed plan writes none)
         lines += ["", f"Plan:          {folder / PLAN_FILE}"]
@@ -113,6 +110,18 @@ def summarize(storage_root: Path, run_id: str, states: list[dict], skips: dict[s
         lines += ["", f"Evaluation (did continual pretraining help?){earlier}: {evaluation.files['markdown']}, "
                   f"{evaluation.files['png']}", format_summary(evaluation)]
     return "\n".join(lines)
+
+
+def task_lines(states: list[dict], skips: dict[str, str] | None = None) -> list[str]:
+    """The run's tasks, one line each (a mapped one with its label), and why a gate skipped a step."""
+    lines = ["Tasks:"]
+    task_width = max((len(s["task_id"]) for s in states), default=8)
+    label_width = max((len(s["label"]) for s in states), default=0)
+    for s in states:
+        lines.append(f"  {s['task_id']:<{task_width}} {s['label']:<{label_width}} {s['state']}")
+    for step, reason in (skips or {}).items():
+        lines.append(f"  {step} skipped: {reason}")
+    return lines
 
 
 def _earlier(step: str, ran: dict[str, str], which: str) -> str:
@@ -162,18 +171,20 @@ def domain_params(home: Path, kind: str) -> dict:
     corpus = home / "sample" / f"domain-{kind}"
     if not (corpus / ".complete").is_file():
         raise SystemExit(f"the {kind} corpus is not in {corpus}: `make demo-domain` writes it first "
-                         f"(or: .venv/bin/cpt-tasks sample --domain {kind} --out {corpus})")
+                         f"(or: .venv/bin/cpt-samples sample --domain {kind} --out {corpus})")
     return {**DOMAIN_DEMO, "domain": str(corpus)}
 
 
-def check_conf(conf: dict, storage_root: str) -> None:
+def check_conf(conf: dict, storage_root: str, shape=None) -> None:
     """Exit 2 naming what is wrong when ``conf`` has a name that is no Param of the DAG (with the closest one) or
     a value its Param refuses, before Airflow starts: the run would go on with the default, or fail later."""
     from airflow.sdk.definitions.param import ParamsDict
 
     from cpt_pipeline.params import build_params, unknown_options, unknown_params
 
-    params = build_params(storage_root)
+    from cpt_pipeline.dag_shapes import DOLMINO
+
+    params = build_params(storage_root, shape=shape or DOLMINO)
     problem = unknown_params(conf, params) or unknown_options(conf, {n: p.schema for n, p in params.items()})
     if problem:
         print(f"make demo: {problem}", file=sys.stderr)
@@ -217,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--domain", choices=("python",), default=None,
                         help="Continual pretraining on a small corpus of your own (python: the stdlib's code) with "
                         "the sample as replay")
+    parser.add_argument("--sweep", action="store_true",
+                        help="The replay sweep (cpt_replay_sweep) on the --domain corpus: proxy runs of the tiny "
+                        "model at three replay fractions, and the recommendation")
     parser.add_argument("--dry_run", "--dry-run", action="store_true",
                         help="Set up and check the Params, print the command, run nothing")
     args = parser.parse_args(argv)
@@ -229,22 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     home = cpt_home()
     env = {**os.environ, **(podman_environment(home, args.image) if args.runner == "podman" else prepare(home))}
     conf = demo_params(home, Path(env["CPT_STORAGE_ROOT"]))
-    conf |= (domain_params(home, args.domain) if args.domain else {}) | changes
-    check_conf(conf, env["CPT_STORAGE_ROOT"])
+    conf |= (domain_params(home, args.domain) if args.domain else {})
+    dag_id, shape = DAG_ID, None
+    if args.sweep:
+        from cpt_local.sweep_demo import SHAPE, sweep_conf
+
+        if not args.domain:
+            raise SystemExit("make demo-sweep: the sweep needs a corpus of your own (--domain python)")
+        dag_id, shape, conf = SHAPE.dag_id, SHAPE, sweep_conf(conf)
+    conf |= changes
+    check_conf(conf, env["CPT_STORAGE_ROOT"], shape)
     storage_root = Path(conf["storage_root"])
     log_path = storage_root / "logs" / f"dags-test-{time.strftime('%Y%m%dT%H%M%S')}.log"
     if args.dry_run:
-        print(f"would run: airflow dags test {DAG_ID} --conf '{json.dumps(conf)}' (Airflow home "
+        print(f"would run: airflow dags test {dag_id} --conf '{json.dumps(conf)}' (Airflow home "
               f"{env['AIRFLOW_HOME']}); the Params are valid")
         return 0
-    print(f"airflow dags test {DAG_ID} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")
+    print(f"airflow dags test {dag_id} (Airflow home {env['AIRFLOW_HOME']}; full log {log_path})")
     started = time.time()
-    status, seen = run_dags_test(env, conf, log_path)
+    status, seen = run_dags_test(env, conf, log_path, dag_id)
     print(f"\n{'succeeded' if status == 0 else 'FAILED'} in {time.time() - started:.0f}s\n")
     if status != 0:
         print((seen.explain() or "no task failed; the reason is in the full log") + f"\nFull log: {log_path}\n")
     if seen.run_id:
-        print(summarize(storage_root, seen.run_id, task_states(Path(env['AIRFLOW_HOME']), seen.run_id), seen.skips))
+        states = task_states(Path(env['AIRFLOW_HOME']), seen.run_id, dag_id)
+        if args.sweep:
+            from cpt_local.sweep_demo import summarize_sweep
+
+            print(summarize_sweep(storage_root, seen.run_id, task_lines(states, seen.skips)))
+        else:
+            print(summarize(storage_root, seen.run_id, states, seen.skips))
     return status
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from cpt_tasks.documents.convert_docs import ConvertSummary, SourceInfo
 from cpt_tasks.documents.evaluate_docs import EvaluateResult
 from cpt_tasks.documents.train_docs import TrainResult
+from cpt_tasks.documents.sweep_docs import SweepResult
 from cpt_tasks.documents.verify_docs import VerifySummary
 from cpt_tasks.storage.urls import parse_url
 from cpt_pipeline.wiring import Lineage, Pairs
@@ -18,6 +19,7 @@ from cpt_pipeline.wiring import Lineage, Pairs
 ASSET_PREFIX = "cpt_dolmino"
 CHECKPOINT = "checkpoint"
 EVAL = "eval"
+RECOMMENDATION = "replay_recommendation"
 DOMAIN = "domain"  # the Asset of the plan's domain corpus component, whatever its domain_name
 VERIFIED = "verified"  # the AssetAlias verify emits through: one event per component the run's plan holds
 
@@ -93,8 +95,22 @@ def evaluate_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs,
     """Evaluation: the trained model, the val splits and the task files in, the report out."""
     evaluated = EvaluateResult.model_validate(result)
     inputs = [evaluated.hf_export, *evaluated.val_splits, *evaluated.task_files]
-    return [location_dataset(x) for x in inputs if "://" not in x or x.startswith(("s3://", "gs://"))], \
+    return [location_dataset(x) for x in inputs if "://" not in x or parse_url(x).remote], \
         [location_dataset(evaluated.report)]
+
+
+def recommend_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """The replay sweep's recommendation: the proxy runs' folders in, the report and the pointer out."""
+    swept = SweepResult.model_validate(result)
+    outputs = [swept.report, *([swept.pointer] if swept.pointer else [])]
+    return [location_dataset(f) for f in swept.run_folders], [location_dataset(x) for x in outputs]
+
+
+def recommend_extras(result: dict) -> dict[str, dict]:
+    """The recommendation Asset's event metadata: the fraction (or why none), the corpus, the report."""
+    swept = SweepResult.model_validate(result)
+    return {asset_name(RECOMMENDATION): swept.model_dump(include={
+        "status", "fraction", "reason", "report", "pointer", "corpus_key", "plan_fingerprint"})}
 
 
 def operator_lineage(lineage: Lineage | None, result: dict | None, upstream: dict | None = None):

@@ -71,10 +71,13 @@ class StepMixin:
         reason = self.wiring.gate(context["params"], upstream) if self.wiring.gate else None
         if reason:
             raise AirflowSkipException(f"{self.task_id} skipped: {reason}")
-        subset = (getattr(self, "labels", None) or {}).get("cpt-pipeline/subset")
-        if subset:
+        labels = getattr(self, "labels", None) or {}
+        if subset := labels.get("cpt-pipeline/subset"):
             context["subset"] = subset  # the mapped task's label in the UI (map_index_template)
             self.log.info("Component: %s", subset)  # and in its log (make demo names the task by it)
+        if fraction := labels.get("cpt-pipeline/replay-fraction"):
+            context["fraction"] = fraction  # a proxy run of the replay sweep
+            self.log.info("Component: replay-%s", fraction)
 
     def _record(self, context, result: dict | None) -> dict | None:
         """Keep the step's result and give its Asset events their metadata: an Asset outlet gets its entry of the

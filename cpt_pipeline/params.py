@@ -26,7 +26,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from cpt_tasks.errors import UserError
-from cpt_tasks.jobs import DATA, DOMAIN, EVALUATION, JOBS, MIX_FORMAT, RESOURCES, TRAINING
+from cpt_pipeline.dag_shapes import DEFAULT_PROXY_MODEL, DEFAULT_PROXY_TOKENS, DEFAULT_SWEEP_FRACTIONS, DOLMINO, \
+    REPLAY_SWEEP, SHAPES, DagShape, set_by_some_dag
+from cpt_tasks.jobs import DATA, DOMAIN, EVALUATION, JOBS, MIX_FORMAT, RESOURCES, SWEEP, TRAINING
 from cpt_tasks.mix import check_proportions
 
 TRAIN_POLICIES = ("if_changed", "always", "never")
@@ -69,25 +71,56 @@ def field_schema(model: type[BaseModel], name: str) -> dict:
     return schema
 
 
-def job_params() -> dict[str, dict]:
-    """The Params that feed jobs' config fields, from the registry, each with its field's schema, the form's title
-    and section and what the registry's form adds; then each job's options Param (its other fields)."""
+def job_params(shape: DagShape = DOLMINO) -> dict[str, dict]:
+    """The Params that feed the config fields of the DAG's jobs, from the registry, each with its field's schema,
+    the form's title and section and what the registry's form adds, under the DAG's name for it; then each job's
+    options Param (its other fields)."""
     params: dict[str, dict] = {}
     for job in JOBS:
+        if job.step not in shape.steps:
+            continue
         for name, param in job.params.items():
-            params[name] = {**field_schema(job.config, param.field), "title": param.title, "section": param.section,
-                            **(param.form() if param.form else {})}
+            if name in shape.drop:
+                continue
+            params[shape.renames.get(name, name)] = {
+                **field_schema(job.config, param.field), "title": param.title, "section": param.section,
+                **(param.form() if param.form else {}), **SHAPE_FORMS.get((shape.dag_id, name), {})}
         if job.options:
-            allowed = job.option_fields()
-            params[job.options.name] = {"default": {}, "type": "object", "propertyNames": {"enum": list(allowed)},
+            allowed = [f for f in job.option_fields() if f not in set_by_some_dag(job.step)]
+            params[job.options.name] = {"default": {}, "type": "object", "propertyNames": {"enum": allowed},
                                         "title": job.options.title, "section": job.options.section,
                                         "description": f"{job.options.description} Allowed: {', '.join(allowed)}."}
     return params
 
 
-def pipeline_params(storage_root: str) -> dict[str, dict]:
+# What a DAG says differently about a Param it renames: (dag, the registry's Param name) -> form keys.
+SHAPE_FORMS = {
+    (REPLAY_SWEEP.dag_id, "total_tokens"): {
+        "title": "Tokens per proxy run", "default": DEFAULT_PROXY_TOKENS,
+        "description": "Train tokens of each proxy run (the domain and the replay in the run's fraction)."},
+    (REPLAY_SWEEP.dag_id, "model"): {
+        "title": "Proxy model", "default": DEFAULT_PROXY_MODEL,
+        "description": "The small model each proxy run continues from: the same tokenizer as the big run (for "
+                       "Llama 3, the Llama 3.2 1B family)."},
+}
+
+
+def sweep_params() -> dict[str, dict]:
+    """The replay sweep's own Params (the recommend job's come from the registry)."""
+    return {"sweep_fractions": {
+        "default": list(DEFAULT_SWEEP_FRACTIONS), "type": "array", "minItems": 2, "uniqueItems": True,
+        "items": {"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "title": "Replay fractions",
+        "section": SWEEP, "description": "One proxy run per replay fraction (0: the corpus alone); each component "
+                                         "is converted once, at the largest budget any of them needs."}}
+
+
+def pipeline_params(storage_root: str, shape: DagShape = DOLMINO) -> dict[str, dict]:
     """The Params of the pipeline itself, not of one job: where everything is stored, whether to train and
     evaluate, the GPUs (each training process's device)."""
+    return {name: schema for name, schema in _pipeline_params(storage_root).items() if name not in shape.drop}
+
+
+def _pipeline_params(storage_root: str) -> dict[str, dict]:
     return {
         "storage_root": {"default": storage_root, "type": "string", "pattern": r"^(s3://|gs://|/)\S+$",
                          "title": "Storage root", "section": DATA,
@@ -106,7 +139,7 @@ def pipeline_params(storage_root: str) -> dict[str, dict]:
     }
 
 
-def _resource_params() -> dict[str, dict]:
+def _resource_params(shape: DagShape) -> dict[str, dict]:
     return {
         "convert_cpu": {"default": 8, "type": "integer", "minimum": 1, "maximum": 256,
                         "title": "Conversion CPUs", "section": RESOURCES,
@@ -121,16 +154,16 @@ def _resource_params() -> dict[str, dict]:
                          "description": "Memory request/limit of the training pod."},
         "shm_size": {"default": "64Gi", "type": "string", "pattern": QUANTITY, "title": "Training /dev/shm",
                      "section": RESOURCES, "description": "Size of the training pod's memory-backed /dev/shm."},
-        **_timeout_params(),
+        **_timeout_params(shape),
     }
 
 
-def _timeout_params() -> dict[str, dict]:
+def _timeout_params(shape: DagShape) -> dict[str, dict]:
     return {param: {"default": hours, "type": "number", "exclusiveMinimum": 0, "maximum": 24 * 90,
                     "title": f"{step.capitalize()} deadline (hours)", "section": RESOURCES,
                     "description": f"Hours one try of each {step} task may run before Airflow stops it "
                                    "(execution_timeout); the try then fails and is retried."}
-            for step, (param, hours) in step_timeouts().items()}
+            for step, (param, hours) in step_timeouts().items() if step in shape.steps}
 
 
 def step_timeouts() -> dict[str, tuple[str, float]]:
@@ -148,10 +181,13 @@ def step_timeout(task_id: str, params: dict | None = None) -> timedelta | None:
     return timedelta(hours=float(value if value is not None else hours))
 
 
-def param_schemas(storage_root: str) -> dict[str, dict]:
-    """name -> (default + JSON schema + title/description/section) of every Param, production defaults."""
-    params = {**job_params(), **pipeline_params(storage_root), **_resource_params()}
-    order = (DATA, DOMAIN, TRAINING, EVALUATION, RESOURCES)  # the form's sections, each in this order
+def param_schemas(storage_root: str, shape: DagShape = DOLMINO) -> dict[str, dict]:
+    """name -> (default + JSON schema + title/description/section) of every Param of the DAG ``shape``,
+    production defaults."""
+    params = {**job_params(shape), **pipeline_params(storage_root, shape), **_resource_params(shape)}
+    if shape is REPLAY_SWEEP:
+        params.update(sweep_params())
+    order = (DATA, DOMAIN, SWEEP, TRAINING, EVALUATION, RESOURCES)  # the form's sections, each in this order
     return dict(sorted(params.items(), key=lambda item: order.index(item[1]["section"])))
 
 
@@ -190,12 +226,15 @@ def unknown_options(conf: Mapping, schemas: Mapping[str, dict]) -> str | None:
     return None
 
 
-def build_params(storage_root: str, overrides: dict | None = None) -> dict:
-    """The DAG's Params: :func:`param_schemas` with ``overrides`` replacing defaults (unknown names fail)."""
+def build_params(storage_root: str, overrides: dict | None = None, shape: DagShape = DOLMINO) -> dict:
+    """The DAG's Params: :func:`param_schemas` with ``overrides`` replacing defaults (unknown names are left out
+    when another DAG of the pipeline has them, else fail)."""
     from airflow.sdk import Param
 
     register_formats()
-    schemas = param_schemas(storage_root)
+    schemas = param_schemas(storage_root, shape)
+    overrides = {k: v for k, v in (overrides or {}).items() if k in schemas or not any(
+        k in param_schemas(storage_root, other) for other in SHAPES if other is not shape)}
     unknown = sorted(set(overrides or {}) - set(schemas))
     if unknown:
         raise ValueError(f"Param defaults for unknown Params: {', '.join(unknown)}")

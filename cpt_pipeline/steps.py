@@ -10,14 +10,16 @@ data lives under ``<storage_root>/data/<mix>/<fingerprint>/`` and the checkpoint
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cpt_tasks.documents.plan_docs import PlanEntry
 from cpt_tasks.documents.verify_docs import VerifySummary
 from cpt_tasks.errors import EXIT_ALREADY_COMPLETE
 from cpt_tasks.jobs import Pod, step_job
-from cpt_pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, train_extras, \
-    train_lineage, verify_extras, verify_lineage
+from cpt_pipeline.dag_shapes import DOLMINO, REPLAY_SWEEP, DagShape
+from cpt_pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, recommend_extras, \
+    recommend_lineage, train_extras, train_lineage, verify_extras, verify_lineage
 from cpt_pipeline.wiring import Wiring
 
 
@@ -33,12 +35,42 @@ class Step:
     wiring: Wiring = field(default_factory=Wiring)
 
 
-def step(task_id: str) -> Step:
-    """The step ``task_id`` of the DAG, from the registry's job that it runs: its argv (``<job> --config '<JSON
-    rendered per run>'``; the mapped convert's comes per subset from :func:`convert_kwargs`), its pod and its
-    wiring."""
+def step(task_id: str, shape: DagShape = DOLMINO) -> Step:
+    """The step ``task_id`` of the DAG ``shape``, from the registry's job that it runs: its argv (``<job> --config
+    '<JSON rendered per run>'``; a mapped step's comes per task: :func:`convert_kwargs`, :func:`proxy_runs`), its
+    pod and its wiring."""
     job = step_job(task_id)
-    return Step(task_id, [] if task_id in MAPPED else job.arguments(), job.pod, wiring=WIRING.get(task_id, Wiring()))
+    arguments = [] if task_id in shape.mapped else job.arguments(shape.renames, shape.also_set.get(task_id), shape.drop)
+    wiring = WIRING.get((shape.dag_id, task_id), WIRING.get(task_id, Wiring()))
+    return Step(task_id, arguments, job.pod, wiring=wiring)
+
+
+def proxy_templates(shape: DagShape = REPLAY_SWEEP) -> dict[str, list[str]]:
+    """The argv of a proxy run's train and evaluate steps, as templates of the run and of ``fraction`` and
+    ``proxy_run_id`` (rendered once per fraction by the sweep's proxy-runs task)."""
+    return {task_id: step_job(task_id).arguments(shape.renames, shape.also_set.get(task_id), shape.drop)
+            for task_id in ("train", "evaluate")}
+
+
+def proxy_kwargs(task_id: str) -> Callable[[dict], dict]:
+    """The mapped arguments of one proxy run's ``task_id`` step, from one entry of the proxy-runs task's result."""
+
+    def kwargs(entry: dict) -> dict:
+        return {"arguments": entry[task_id],
+                "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": task_id,
+                           "cpt-pipeline/replay-fraction": f"{entry['fraction']:g}"}}
+
+    return kwargs
+
+
+def proxy_train_kwargs(entry: dict) -> dict:
+    """One proxy run's training (mapped over the fractions)."""
+    return proxy_kwargs("train")(entry)
+
+
+def proxy_evaluate_kwargs(entry: dict) -> dict:
+    """One proxy run's evaluation (mapped over the fractions)."""
+    return proxy_kwargs("evaluate")(entry)
 
 
 def convert_kwargs(entry: dict) -> dict:
@@ -76,9 +108,12 @@ def evaluate_gate(params: dict, trained: dict | None) -> str | None:
     return None
 
 
-MAPPED = {"convert"}  # one task per planned subset (dynamic task mapping over the plan step's result)
-# What a step brings to its operator besides its command (gate, Assets' metadata, lineage); none by default.
+# What a step brings to its operator besides its command (gate, Assets' metadata, lineage); none by default. A
+# (dag, step) entry is that DAG's own: the sweep's proxy runs always train and are evaluated, and have no Assets.
 WIRING = {
+    (REPLAY_SWEEP.dag_id, "train"): Wiring(upstream="verify", lineage=train_lineage),
+    (REPLAY_SWEEP.dag_id, "evaluate"): Wiring(lineage=evaluate_lineage),
+    "recommend": Wiring(extras=recommend_extras, lineage=recommend_lineage),
     "convert": Wiring(lineage=convert_lineage),
     "verify": Wiring(extras=verify_extras, lineage=verify_lineage),
     "train": Wiring(gate=train_gate, upstream="verify", extras=train_extras, lineage=train_lineage),

@@ -41,8 +41,9 @@ def flags(name: str) -> list[str]:
 
 
 def _help(field: FieldInfo) -> str:
-    """The field's description, with its default once (not when the description already states it)."""
-    text = field.description or ""
+    """The field's description, with its default once (not when the description already states it); a '%' stays
+    a '%' (argparse formats help strings)."""
+    text = (field.description or "").replace("%", "%%")
     if field.is_required():
         return f"Required. {text}"
     if field.default_factory is not None:  # worked out where the job runs: the description says how

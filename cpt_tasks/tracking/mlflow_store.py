@@ -163,6 +163,12 @@ class Tracker:
 
         self._call(f"logging to run {run.run_id}", log)
 
+    def nest(self, parent: MlflowRun, children: list[str]) -> None:
+        """Show the runs ``children`` (run ids) under ``parent`` in the MLflow UI (the ``mlflow.parentRunId`` tag)."""
+        if parent.run_id:
+            self._call(f"nesting runs under {parent.run_id}", lambda: [
+                self._client.set_tag(child, "mlflow.parentRunId", parent.run_id) for child in children])
+
     def finish(self, run: MlflowRun, status: str) -> None:
         """Mark ``run`` FINISHED or FAILED (best effort)."""
         if run.run_id:

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("configs", ["cpt_tasks.configs"]),
     ("documents", ["cpt_tasks.documents"]),
     ("registry", ["cpt_tasks.jobs"]),
-    ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.tracking", "cpt_tasks.sweep"]),
+    ("library", ["cpt_tasks.data", "cpt_tasks.runs", "cpt_tasks.tokenizer", "cpt_tasks.tracking"]),
     ("jobs", JOB_PACKAGES),
     ("entry points", ["cpt_tasks.cli", "cpt_tasks.cli_args"]),
     ("pipeline", ["cpt_pipeline"]),

@@ -114,7 +114,10 @@ def test_params_of_job_options_say_what_the_configs_say(dag):
     set_by_dag = fields_the_step_sets(step("train"), values, *node_arguments(2, "nodes"))
     train_options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
     assert "lr" in train_options and not train_options & set_by_dag
-    assert train_options | set_by_dag == set(TrainConfig.model_fields)
+    from cpt_pipeline.dag_shapes import set_by_some_dag
+
+    assert set_by_some_dag("train") == {"run_id", "sweep_fraction"}  # the replay sweep's proxy runs
+    assert train_options | set_by_dag | set_by_some_dag("train") == set(TrainConfig.model_fields)
     assert {"dist_timeout", "sharding_strategy", "node_wait"} <= train_options  # multi-node options a run may set
     nodes = dag.params.get_param("nodes").schema
     assert (nodes["type"], nodes["minimum"], values["nodes"]) == ("integer", 1, 1)
@@ -204,7 +207,8 @@ def test_no_param_defaults_to_an_empty_string():
 
 def test_a_made_up_job_in_the_registry_is_a_step_with_its_params(monkeypatch):
     """One registry entry (and the job's own config) is all a new step needs: its Params come with the field's
-    default and description, its options Param takes exactly its other fields, and its argv renders them."""
+    default and description, its options Param takes exactly its other fields, and its argv renders them (a DAG
+    that runs the step has them: here a made-up one)."""
     from pydantic import Field
 
     from cpt_pipeline import params as form
@@ -223,7 +227,9 @@ def test_a_made_up_job_in_the_registry_is_a_step_with_its_params(monkeypatch):
                      set_by_dag={"out": f"{jobs.RUN_DIR}/count.json"}, pod=jobs.Pod("cpu"))
     monkeypatch.setattr(jobs, "JOBS", (*jobs.JOBS, entry))
     monkeypatch.setattr(form, "JOBS", jobs.JOBS)
-    schemas = form.param_schemas("s3://bucket/root")
+    from cpt_pipeline.dag_shapes import DagShape
+
+    schemas = form.param_schemas("s3://bucket/root", DagShape("cpt_count", ("count",)))
     assert schemas["count_text"] == {"default": "hello world", "description": "The text whose words are counted",
                                           "type": "string", "title": "Text to count", "section": jobs.DATA}
     assert schemas["count_options"]["propertyNames"] == {"enum": ["minimum"]}
