@@ -1,0 +1,83 @@
+"""The replay sweep's DAG as Airflow parses it: its steps and their mapping, its trigger form (the sweep's own
+Params, the big run's that it has no use for left out), and the proxy-runs task rendering each fraction's train
+and evaluate command for the run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import ROOT
+
+SWEEP = "cpt_replay_sweep"
+
+
+@pytest.fixture
+def load_sweep(monkeypatch):
+    def load(runner: str):
+        from airflow.dag_processing.dagbag import DagBag
+
+        monkeypatch.setenv("CPT_RUNNER", runner)
+        bag = DagBag(dag_folder=str(ROOT / "dags"))
+        assert bag.import_errors == {}, bag.import_errors
+        return bag.dags[SWEEP]
+
+    return load
+
+
+@pytest.mark.parametrize("runner", ["local", "kubernetes", "podman"])
+def test_the_sweep_runs_each_step_once_and_each_proxy_run_per_fraction(load_sweep, runner):
+    dag = load_sweep(runner)
+    assert [t for t in dag.task_ids if f"**{t}**" not in dag.doc_md] == []  # the doc describes every step
+    upstream = {"convert": {"plan"}, "verify": {"convert"}, "proxy_runs": {"verify"}, "train": {"proxy_runs"},
+                "evaluate": {"train", "proxy_runs"}, "recommend": {"evaluate"}}  # the mapped read proxy_runs' result
+    assert {t: dag.get_task(t).upstream_task_ids for t in upstream} == upstream
+    mapped = {t.task_id for t in dag.tasks if type(t).__name__ == "MappedOperator"}
+    assert mapped == {"convert", "train", "evaluate"}
+    assert [o.name for o in dag.get_task("recommend").outlets] == ["cpt_dolmino/replay_recommendation"]
+    assert dag.schedule is None and dag.max_active_runs == 1
+
+
+def test_the_sweep_s_form_has_its_own_params_and_none_it_cannot_use(load_sweep):
+    from cpt_pipeline.dag_shapes import DEFAULT_PROXY_MODEL, DEFAULT_SWEEP_FRACTIONS
+    from cpt_tasks.configs.recommend_config import DEFAULT_FORGETTING_TOLERANCE
+
+    dag = load_sweep("kubernetes")
+    values = dag.params.validate()
+    assert values["sweep_fractions"] == list(DEFAULT_SWEEP_FRACTIONS) == [0, 0.05, 0.1, 0.25, 0.5]
+    assert values["proxy_model"] == DEFAULT_PROXY_MODEL and values["proxy_tokens"] == 1_000_000_000
+    assert values["forgetting_tolerance"] == DEFAULT_FORGETTING_TOLERANCE
+    assert not {"replay_fraction", "total_tokens", "model", "train", "evaluate"} & set(dag.params)
+    options = set(dag.params.get_param("train_options").schema["propertyNames"]["enum"])
+    assert "lr" in options and not {"sweep_fraction", "run_id", "model"} & options
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for bad in ([0.1], [0.1, 1.0], [0.1, 0.1]):  # two fractions at least, each in [0, 1), no repeats
+        checked = copy.deepcopy(dag.params)
+        with pytest.raises(ParamValidationError):
+            checked["sweep_fractions"] = bad
+            checked.validate()
+
+
+def test_proxy_runs_render_each_fraction_s_commands(load_sweep):
+    from cpt_tasks.layout import safe_run_id, sweep_run_id
+
+    dag = load_sweep("local")
+    task = dag.get_task("proxy_runs")
+    params = dag.params.validate() | {"sweep_fractions": [0.5, 0, 0.1], "storage_root": "s3://b/root",
+                                      "train_options": {"lr": 0.002}}
+    run_id = "manual__2026-01-01T00:00:00+00:00"
+    entries = task.execute({"params": params, "run_id": run_id, "dag": dag, "task": task})
+    assert [e["fraction"] for e in entries] == [0, 0.1, 0.5]
+    for entry in entries:
+        train, evaluate = (json.loads(entry[k][2]) for k in ("train", "evaluate"))
+        assert entry["train"][:2] == ["train", "--config"] and entry["evaluate"][:2] == ["evaluate", "--config"]
+        proxy = sweep_run_id(run_id, entry["fraction"])
+        assert train["sweep_fraction"] == entry["fraction"] and train["run_id"] == evaluate["run_id"] == proxy
+        assert train["model"] == params["proxy_model"] and train["lr"] == 0.002
+        assert train["report"] == evaluate["report"] == \
+            f"s3://b/root/runs/{SWEEP}/{safe_run_id(run_id)}/verify-report.json"
+    assert len({e["train"][2] for e in entries}) == 3
