@@ -47,9 +47,10 @@ def load_dag(monkeypatch):
 
 
 class DagTest:
-    """Runs ``airflow dags test cpt_dolmino`` in a private Airflow home with the demo's Params."""
+    """Runs ``airflow dags test <dag_id>`` (default cpt_dolmino) in a private Airflow home with the demo's Params."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, dag_id: str = "cpt_dolmino") -> None:
+        self.dag_id = dag_id
         from cpt_local.airflow_home import demo_params, prepare
 
         self.storage = base / "storage"
@@ -64,7 +65,7 @@ class DagTest:
         subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True)
 
     def run(self, **conf) -> subprocess.CompletedProcess:
-        argv = [AIRFLOW, "dags", "test", "cpt_dolmino", "--conf", json.dumps(self.params | conf)]
+        argv = [AIRFLOW, "dags", "test", self.dag_id, "--conf", json.dumps(self.params | conf)]
         return subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=900)
 
     def states(self, proc: subprocess.CompletedProcess) -> dict[str, str]:
@@ -72,7 +73,7 @@ class DagTest:
         from cpt_local.demo import task_states
 
         return {s["task_id"] + (f"[{s['label']}]" if s["map_index"] >= 0 else ""): s["state"]
-                for s in task_states(Path(self.env["AIRFLOW_HOME"]), run_id_of(proc))}
+                for s in task_states(Path(self.env["AIRFLOW_HOME"]), run_id_of(proc), self.dag_id)}
 
 
 def run_id_of(proc: subprocess.CompletedProcess) -> str:
