@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
 MAKE_COMMAND = re.compile(r"`(?:[A-Z_]+=\S+ )*make ([a-z][a-z0-9-]*)")  # `make demo …`, `CPT_HOME=… make demo`
-DEMOS = ("demo", "demo-domain")
+DEMOS = ("demo", "demo-domain", "demo-sweep")
 
 
 def named_targets() -> dict[str, list[str]]:
@@ -49,10 +49,14 @@ def test_every_make_target_the_documents_name_exists(target):
 def test_each_demo_runs_in_its_own_environment_up_to_its_first_real_step(target):
     proc = make(target, "DEMO_ARGS=--dry_run")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    found = re.search(r"would run: airflow dags test cpt_dolmino --conf '(.*)' \(Airflow home", proc.stdout)
+    dag = "cpt_replay_sweep" if target == "demo-sweep" else "cpt_dolmino"
+    found = re.search(rf"would run: airflow dags test {dag} --conf '(.*)' \(Airflow home", proc.stdout)
     assert found, proc.stdout[-3000:]
     conf = json.loads(found.group(1))
-    if target == "demo-domain":  # the corpus exists, whole, where the conf says
+    if target == "demo-sweep":  # the sweep's Params: the tiny proxy, three fractions, none of the big run's
+        assert conf["sweep_fractions"] == [0, 0.25, 0.5] and conf["proxy_model"].endswith("tiny-llama"), conf
+        assert not {"total_tokens", "model", "replay_fraction"} & set(conf), conf
+    if target in ("demo-domain", "demo-sweep"):  # the corpus exists, whole, where the conf says
         assert conf["domain_text_field"] == "content" and (Path(conf["domain"]) / ".complete").is_file(), conf
         assert sorted(p.name for p in Path(conf["domain"]).glob("*.jsonl")), conf["domain"]
     else:
