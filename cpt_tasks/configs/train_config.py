@@ -77,8 +77,9 @@ class TrainConfig(StrictModel):
     log_interval: int = Field(10, ge=1, description="A progress line (loss, tokens/s, MFU) every this many batches")
     local_dir: str | None = Field(None, description="Local scratch for the data cache, the staged model and the "
                                   "worker's files (default: $TMPDIR/cpt-train)")
-    sweep_fraction: float | None = Field(None, ge=0, lt=1, description="Train one proxy run of a replay sweep: "
-                                         "this fraction's draw of the sweep's plan (the DAG cpt_replay_sweep)")
+    sweep_fraction: float | None = Field(None, ge=0, lt=1, description="One proxy run of a replay sweep (the DAG "
+                                         "cpt_replay_sweep): train on this replay fraction's draw from the sweep's "
+                                         "verified data (--report must be a sweep's), one pass by default")
     nnodes: int = Field(1, ge=1, le=1024, description="Machines (nodes) to train on, each running `cpt-tasks "
                         "train` with its --node_rank; more than 1: FSDP with sharded checkpoints on storage every "
                         "node sees (in the DAG: an Indexed Job of that many pods)")
@@ -105,6 +106,13 @@ class TrainConfig(StrictModel):
         value = _clean_duration(value, DURATION, "a duration like 1000000tok or 500ba")
         if isinstance(value, str) and int(value.rstrip("tokba")) == 0:
             raise ValueError("must be more than 0")
+        return value
+
+    @field_validator("sweep_fraction", mode="before")
+    @classmethod
+    def _no_fraction(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in NONE_WORDS:
+            return None
         return value
 
     @field_validator("warmup", "decay", "eval_interval", "save_interval", mode="before")

@@ -95,6 +95,8 @@ class RunManifest(Document):
     data: list[ConsumedData]
     model: ModelSource
     config: TrainConfig
+    sweep_fraction: float | None = Field(None, description="A replay sweep's proxy run: the replay fraction whose "
+                                         "draw it trained on (None: a plain run of the plan's mix)")
     settings: dict[str, Any] = Field(description="What a resumed checkpoint must agree with")
     settings_fingerprint: str
     train_yaml: str = Field(description="Location of the LLM-Foundry config")

@@ -1,5 +1,6 @@
 """A finished run's record: the metrics history (JSON lines), the loss curve (PNG), the run manifest (written
-last: the completion marker) and the plan's finished-run pointer that the DAG reads."""
+last: the completion marker) and the plan's finished-run pointer that the DAG reads (not for a replay sweep's
+proxy run: it trained on one fraction's draw, not on the plan's mix, and its sweep has one run per fraction)."""
 
 from __future__ import annotations
 
@@ -76,10 +77,12 @@ def loss_title(run_name: str) -> str:
 
 def write_run_record(paths: RunPaths, manifest: RunManifest, history: list[dict]) -> RunManifest:
     """Write metrics.jsonl and loss.png, then the run manifest (last but one), then the plan's finished-run
-    pointer; return the manifest."""
+    pointer (a plain run's only); return the manifest."""
     write_bytes_atomic(paths.metrics, "".join(json.dumps(r) + "\n" for r in history).encode())
     write_bytes_atomic(paths.loss_png, render_loss_png(history, loss_title(paths.run_name), manifest.start_step))
     write_document(paths.manifest, manifest)
+    if manifest.sweep_fraction is not None:  # a proxy run: found by its own run id (layout.sweep_run_id)
+        return manifest
     pointer = FinishedRun(run_name=paths.run_name, run_folder=paths.folder, run_manifest=paths.manifest,
                           plan_fingerprint=manifest.plan.fingerprint, final_step=manifest.final_step,
                           train_tokens=manifest.train_tokens, checkpoint=manifest.checkpoint,

@@ -36,6 +36,7 @@ from cpt_tasks.train.train_yaml import TrainLength, YamlInputs, build_yaml, sett
 from cpt_tasks.train.train_inputs import TrainInputs, resolve_inputs
 from cpt_tasks.train.launch_command import Rendezvous, worker_argv
 from cpt_tasks.train.run_record import summarize, write_run_record
+from cpt_tasks.train.sweep_draw import sweep_params, sweep_tags
 
 JOB = "train"
 say = teller(JOB)
@@ -107,10 +108,13 @@ def _track(cfg: TrainConfig, inputs: TrainInputs, paths: RunPaths, gpus: int
         return None, tracked, {}
     tags = {"cpt.step": "train", "cpt.plan_fingerprint": inputs.report.plan.fingerprint, "cpt.run_name": paths.run_name,
             "cpt.run_id": cfg.run_id, "cpt.verify_report": cfg.report, "cpt.model": inputs.model.source,
-            **{f"cpt.data.{d.subset}.manifest": d.manifest for d in inputs.data}, **airflow_tags()}
+            **{f"cpt.data.{d.subset}.manifest": d.manifest for d in inputs.data}, **sweep_tags(cfg),
+            **airflow_tags()}
     tracked = tracker.open_run(paths.run_name, tags)
     if tracked.status != "tracked":
         return tracker, tracked, {}
+    if sweep_params(cfg):  # a proxy run's fraction, a parameter of its own (LLM-Foundry logs the YAML's)
+        tracker.log_results(tracked, {}, sweep_params(cfg), [])
     return tracker, tracked, tracker.logger(tracked, paths.run_name, tags, system_metrics=gpus > 0)
 
 
@@ -136,7 +140,8 @@ def _run_manifest(attempt: Attempt, outcome: WorkerOutcome, tracked: MlflowRun) 
         run_name=paths.run_name, run_folder=paths.folder, run_id=cfg.run_id, plan=report.plan,
         verify_report=ReportRef(location=cfg.report, sha256=inputs.report_sha256), mix=report.mix,
         concat_tokens=report.concat_tokens, tokenizer=report.tokenizer, framing=inputs.framing, data=inputs.data,
-        model=inputs.model, config=cfg, settings=wanted, settings_fingerprint=settings_fingerprint(wanted),
+        model=inputs.model, config=cfg, sweep_fraction=cfg.sweep_fraction, settings=wanted,
+        settings_fingerprint=settings_fingerprint(wanted),
         train_yaml=paths.yaml, nodes=cfg.nnodes, gpus_per_node=gpus, world_size=outcome.world_size,
         sharding_strategy=sharding_strategy(cfg, gpus), planned_final_step=length.final_step,
         final_step=outcome.final_step, train_tokens=outcome.final_tokens,

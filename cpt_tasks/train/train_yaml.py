@@ -1,13 +1,14 @@
 """The LLM-Foundry ``train_from_yaml`` config of a run, built from the verification report and the arguments.
 
 One ``streams`` entry per subset (``split: train``, the plan's ``proportion``; ``choose`` rows when a domain
-corpus smaller than its budget repeats), one eval loader per subset on
-``val``, ``max_seq_len = concat_tokens``, checkpoints with autoresume under the run folder, and on GPUs bf16 —
-with FSDP (FULL_SHARD, activation checkpointing) when there is more than one. A run over several nodes always
-uses FSDP with sharded checkpoints (every rank writes its shard; autoresume needs no rank-0-only file): on GPUs
-HYBRID_SHARD by default (shard within a node, replicate across nodes), on the CPU Composer's FSDP2 (the
-launcher sets ``FSDP_VERSION=2``: FSDP1 needs CUDA). The file names the project's two
-Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it unchanged.
+corpus smaller than its budget repeats; in a replay sweep's proxy run its draw's ``choose`` rows, a component
+drawing none left out: ``cpt_tasks.train.sweep_draw``), one eval loader per subset on ``val`` (a proxy run's
+too: forgetting is measured on every subset), ``max_seq_len = concat_tokens``, checkpoints with autoresume
+under the run folder, and on GPUs bf16 — with FSDP (FULL_SHARD, activation checkpointing) when there is more
+than one. A run over several nodes always uses FSDP with sharded checkpoints (every rank writes its shard;
+autoresume needs no rank-0-only file): on GPUs HYBRID_SHARD by default (shard within a node, replicate across
+nodes), on the CPU Composer's FSDP2 (the launcher sets ``FSDP_VERSION=2``: FSDP1 needs CUDA). The file names
+the project's two Composer components in ``code_paths``, so stock LLM-Foundry ``train.py`` runs it unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cpt_tasks.layout import TRAIN, data_cache
 from cpt_tasks.runs.foundry_pieces import code_path, eval_loaders, loader, location
 from cpt_tasks.runs.workers import RESULT_FILE
 from cpt_tasks.runs.status import RunPaths
+from cpt_tasks.train.sweep_draw import chosen_rows, draw_rows, proxy_draw, sweep_settings
 
 COMPONENTS = "cpt_tasks.train.foundry_plugins"  # cpt_metrics, cpt_hf_export and (through the run layer) cpt_mlflow
 SPEED_WINDOW = 10
@@ -39,9 +41,14 @@ class TrainLength:
 
 
 def train_length(cfg: TrainConfig, report: VerifyReport) -> TrainLength:
-    """max_duration (the verified train total in tokens unless given) and the step training ends at."""
+    """max_duration (unless given: the verified train total in tokens, or a proxy run's draw: one pass over
+    it) and the step training ends at."""
     per_step = cfg.global_batch_size * report.concat_tokens
-    duration = cfg.max_duration or f"{report.trained_tokens or report.realized_train_tokens}tok"
+    draw = proxy_draw(cfg, report)
+    total = report.trained_tokens or report.realized_train_tokens
+    if draw is not None:
+        total = draw_rows(draw) * report.concat_tokens
+    duration = cfg.max_duration or f"{total}tok"
     if duration.endswith("ba"):
         return TrainLength(duration, int(duration[:-2]), per_step)
     return TrainLength(duration, math.ceil(int(duration[:-3]) / per_step), per_step)
@@ -61,10 +68,10 @@ def in_duration_units(value: str, length: TrainLength) -> str:
 def settings(cfg: TrainConfig, length: TrainLength) -> dict:
     """What a resumed checkpoint must agree with (not how many GPUs of one node or how often to save). Over
     several nodes also the shape of the world: the checkpoints are sharded by it, and streaming's data order
-    follows the number of nodes."""
+    follows the number of nodes. A replay sweep's proxy run also its fraction (its draw)."""
     keys = ("model", "model_revision", "global_batch_size", "lr", "warmup", "decay", "lr_final_ratio",
             "weight_decay", "grad_clip", "seed", "precision")
-    values = {**{k: getattr(cfg, k) for k in keys}, "max_duration": length.max_duration}
+    values = {**{k: getattr(cfg, k) for k in keys}, "max_duration": length.max_duration, **sweep_settings(cfg)}
     if cfg.nnodes > 1:
         values.update(nnodes=cfg.nnodes, nprocs=cfg.nprocs)
     return values
@@ -147,10 +154,17 @@ def _model(cfg: TrainConfig, where: YamlInputs, fsdp: bool) -> dict:
 
 
 def _data(cfg: TrainConfig, report: VerifyReport, cache: Path, gpu: bool) -> dict:
-    """The train loader (one stream per subset, the plan's proportions) and one eval loader per subset."""
+    """The train loader (one stream per subset, the plan's proportions, or a proxy run's draw) and one eval
+    loader per subset."""
     concat = report.concat_tokens
-    streams = {s.name: {**location(s.out_root, TRAIN, data_cache(cache, s.fingerprint, s.name)),
-                        **_share(s, concat, repeated=report.trained_tokens is not None)} for s in report.subsets}
+    draw = proxy_draw(cfg, report)
+    if draw is None:
+        shares = {s.name: _share(s, concat, repeated=report.trained_tokens is not None) for s in report.subsets}
+    else:  # exactly the draw's rows from each component; one drawing none has no stream
+        shares = {s.name: {"choose": chosen_rows(draw, s.name)} for s in report.subsets
+                  if chosen_rows(draw, s.name) > 0}
+    streams = {s.name: {**location(s.out_root, TRAIN, data_cache(cache, s.fingerprint, s.name)), **shares[s.name]}
+               for s in report.subsets if s.name in shares}
     train_dataset = {"streams": streams, "shuffle": True, "shuffle_seed": cfg.seed, "max_seq_len": concat}
     micro = cfg.device_microbatch_size
     sections = {"train_loader": loader(train_dataset, cfg.num_workers, gpu, True),
