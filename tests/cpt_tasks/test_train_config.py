@@ -110,7 +110,7 @@ def test_yaml_on_eight_gpus_shards_with_fsdp_in_bf16(tmp_path):
     assert built["callbacks"]["cpt_hf_export"] == {"save_folder": "s3://b/runs/n", "folder": "hf",
                                                    "precision": "bfloat16"}
     assert built["save_folder"] == "s3://b/runs/n/checkpoints" and built["autoresume"] is True
-    assert Path(built["code_paths"][0]).name == "components.py" and Path(built["code_paths"][0]).is_file()
+    assert Path(built["code_paths"][0]).name == "foundry_plugins.py" and Path(built["code_paths"][0]).is_file()
     assert yaml.safe_load(yaml.safe_dump(built)) == built
 
 
