@@ -74,7 +74,8 @@ class PlanConfig(StrictModel):
         "corpus, mix and tokenizer (the DAG cpt_replay_sweep; found under --sweeps_root)")
     sweep_fractions: list[Annotated[float, Field(ge=0, lt=1)]] | None = Field(
         None, description="A replay sweep's plan (the DAG cpt_replay_sweep): these replay fractions, each component "
-        "converted once at the largest budget any of them needs, and each proxy run's draw recorded")
+        "converted once at the largest budget any of them needs, and each proxy run's draw recorded (with --domain; "
+        "replay_fraction is then ignored)")
     sweeps_root: str | None = Field(None, description="Where replay sweeps keep their pointers (the DAG: "
                                     "<storage_root>/sweeps); needed by replay_fraction 'recommended'")
     max_domain_epochs: float = Field(DEFAULT_MAX_DOMAIN_EPOCHS, ge=1, description="A domain corpus smaller than "
@@ -90,6 +91,17 @@ class PlanConfig(StrictModel):
                 raise ValueError(f"duplicate subsets: {', '.join(dupes)}")
             if not value:
                 raise ValueError("give at least one subset")
+        return value
+
+    @field_validator("sweep_fractions")
+    @classmethod
+    def _distinct(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("give at least one replay fraction")
+            dupes = sorted({f for f in value if value.count(f) > 1})
+            if dupes:
+                raise ValueError(f"duplicate fractions: {', '.join(f'{f:g}' for f in dupes)}")
         return value
 
     @field_validator("convert_options")

@@ -16,12 +16,11 @@ import numpy as np
 
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.data.hfdatasets import iter_dataset_documents, resolve_dataset
-from cpt_tasks.data.network import Network
 from cpt_tasks.data.objstore import resolve_objects
 from cpt_tasks.data.order import Chunk, iter_blocks, iter_chunks, iter_documents, shuffle_documents
 from cpt_tasks.data.sources import NoFilesError, OpenFiles, Source, open_blocks, resolve_source
 from cpt_tasks.errors import MissingTextField, UserError
-from cpt_tasks.storage import is_remote
+from cpt_tasks.storage import Network, is_remote
 
 
 def resolve_input(cfg: ConvertConfig) -> Source:

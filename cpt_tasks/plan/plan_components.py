@@ -70,13 +70,24 @@ def mix_components(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> 
         if cfg.domain_name in budgets:
             raise UserError(f"--domain_name {cfg.domain_name}: the mix already has a subset of that name; "
                             "choose another")
-        parts.append(Component(cfg.domain_name, cfg.domain, cfg.domain_subset, cfg.domain_text_field, None, "domain",
-                               float(1 - Decimal(str(cfg.replay_fraction))),
-                               domain_budget(cfg.total_tokens, cfg.replay_fraction, cfg.val_fraction),
-                               f"--domain {cfg.domain}" + (f" --domain_subset {cfg.domain_subset}"
-                                                           if cfg.domain_subset else ""),
-                               cfg.domain_source_format, DOMAIN_TEXT_OPTION))
+        parts.append(domain_component(cfg))
     return parts
+
+
+def domain_component(cfg: PlanConfig) -> Component:
+    """The ``--domain`` corpus as a component: ``(1 − replay_fraction) × total_tokens`` (a numeric replay_fraction;
+    0 is allowed here: the domain gets the whole total)."""
+    return Component(cfg.domain_name, cfg.domain, cfg.domain_subset, cfg.domain_text_field, None, "domain",
+                     float(1 - Decimal(str(cfg.replay_fraction))),
+                     domain_budget(cfg.total_tokens, cfg.replay_fraction, cfg.val_fraction),
+                     f"--domain {cfg.domain}" + (f" --domain_subset {cfg.domain_subset}" if cfg.domain_subset else ""),
+                     cfg.domain_source_format, DOMAIN_TEXT_OPTION)
+
+
+def at_fraction(cfg: PlanConfig, fraction: float) -> PlanConfig:
+    """``cfg`` with replay_fraction ``fraction`` (not validated: a replay sweep's fraction may be 0), the way a
+    replay sweep and a recommended fraction budget each fraction exactly as a plan at it would."""
+    return cfg.model_copy(update={"replay_fraction": fraction})
 
 
 def plan_option_hint(part: Component, message: str) -> str:

@@ -8,7 +8,6 @@ location is recognised as already complete, and ``verify`` can demand that each 
 
 from __future__ import annotations
 
-import shlex
 import sys
 from datetime import datetime, timezone
 from decimal import ROUND_CEILING, Decimal
@@ -19,15 +18,20 @@ from cpt_tasks import __version__
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.data.fingerprint import fingerprint
+from cpt_tasks.data.sources import Source
 from cpt_tasks.documents import dump_document, write_document
-from cpt_tasks.documents.plan_docs import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer
+from cpt_tasks.documents.plan_docs import Plan, PlanEntry, PlannedMix, PlannedSubset, PlannedTokenizer, SweepRef
 from cpt_tasks.errors import UserError
 from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import subset_root
 from cpt_tasks.mix import Mix, check_proportions, load_mix
-from cpt_tasks.plan.plan_components import (Component, cfg_dataset, final_budget, mix_components, never_fit,
-                                       resolve_part, smallest_total)
+from cpt_tasks.plan.corpus_identity import corpus_key
 from cpt_tasks.plan.domain import count_corpus, fits, plan_repetition
+from cpt_tasks.plan.plan_components import (Component, at_fraction, cfg_dataset, domain_component, final_budget,
+                                            mix_components, never_fit, resolve_part, smallest_total)
+from cpt_tasks.plan.plan_table import format_plan
+from cpt_tasks.plan.recommended_fraction import check_recommended_options, read_recommendation
+from cpt_tasks.plan.sweep_budgets import sweep_components, sweep_draws
 from cpt_tasks.tokenizer import Encoder, TokenizerInfo, describe, hub_commit, resolve_tokenizer_dir
 
 
@@ -141,32 +145,83 @@ def planned_conversion(cfg: PlanConfig, part: Component, budget: tuple[int, int]
         raise UserError(f"--convert_options: {problems}") from None
 
 
-def plan(cfg: PlanConfig) -> Plan:
-    """The plan; UserError for an impossible one (a bad domain corpus: before anything is converted)."""
-    mix, proportions, renormalized = effective_mix(cfg)
+class _Pinned:
+    """The plan's tokenizer, pinned (every conversion and the verification use exactly these files) and loaded once
+    with the conversions' own framing tokens (--convert_options may change them); each component's source,
+    resolved once (a recommended replay fraction resolves the domain before its budget is known)."""
+
+    def __init__(self, cfg: PlanConfig) -> None:
+        self.folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
+        self.commit = hub_commit(self.folder)
+        self.encoder: Encoder | None = None
+        self.tok: TokenizerInfo | None = None
+        self.sources: dict[str, Source] = {}
+
+    def conversion(self, cfg: PlanConfig, part: Component, budget: tuple[int, int]) -> ConvertConfig:
+        conv = planned_conversion(cfg, part, budget, self.commit)
+        if self.tok is None:
+            self.encoder = Encoder(self.folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
+            self.tok = describe(cfg.tokenizer, self.folder, self.encoder)
+        return conv
+
+    def source(self, part: Component, conv: ConvertConfig) -> Source:
+        """Read as the conversion will: its source format, timeouts and retries (--convert_options may set them)."""
+        if part.name not in self.sources:
+            self.sources[part.name] = resolve_part(part, conv)
+        return self.sources[part.name]
+
+    def corpus_key(self, cfg: PlanConfig, source: Source, mix: Mix, proportions: dict[str, float]) -> str:
+        return corpus_key(source, cfg.domain_subset, cfg.domain_text_field, mix.name, mix.version, proportions,
+                          self.tok.sha256)
+
+
+def recommended(cfg: PlanConfig, pinned: _Pinned, mix: Mix, proportions: dict[str, float]) -> SweepRef:
+    """replay_fraction 'recommended': the domain resolved first, its corpus key, and the sweep's recommendation."""
+    part = domain_component(at_fraction(cfg, 0))
+    source = pinned.source(part, pinned.conversion(cfg, part, part.budget))
+    return read_recommendation(cfg, pinned.corpus_key(cfg, source, mix, proportions), mix.name, cfg.tokenizer)
+
+
+def plan_parts(cfg: PlanConfig, mix: Mix, proportions: dict[str, float]) -> list[Component]:
+    """The components converted: a replay sweep's at their largest budgets; with replay fraction 0 (a sweep may
+    recommend no replay) the domain alone, the mix's subsets left out; else the mix's and the domain."""
+    if cfg.sweep_fractions is not None:
+        return sweep_components(cfg, mix, proportions)
     parts = mix_components(cfg, mix, proportions)
-    budgets = check_budgets(cfg, mix, proportions, parts)
-    folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
-    tokenizer_commit = hub_commit(folder)  # every conversion and the verification use exactly these files
-    tok: TokenizerInfo | None = None
-    encoder: Encoder | None = None
+    return [p for p in parts if p.role == "domain"] if cfg.domain and cfg.replay_fraction == 0 else parts
+
+
+def plan(cfg: PlanConfig) -> Plan:
+    """The plan; UserError for an impossible one (a bad domain corpus: before anything is converted). With
+    --sweep_fractions a replay sweep's (replay_fraction is then ignored); with replay_fraction 'recommended'
+    the newest replay sweep's fraction for this corpus, mix and tokenizer."""
+    mix, proportions, renormalized = effective_mix(cfg)
+    pinned, replay_from = None, None
+    if cfg.sweep_fractions is None and cfg.replay_fraction == "recommended":
+        check_recommended_options(cfg)
+        pinned = _Pinned(cfg)
+        replay_from = recommended(cfg, pinned, mix, proportions)
+        cfg = at_fraction(cfg, replay_from.fraction)
+    sweep = sweep_draws(cfg, mix, proportions) if cfg.sweep_fractions is not None else None
+    parts = plan_parts(cfg, mix, proportions)
+    budgets = check_budgets(at_fraction(cfg, sweep.fractions[-1]) if sweep else cfg, mix, proportions, parts)
+    pinned = pinned or _Pinned(cfg)
+    key = None
     drafts = []
     for part in sorted(parts, key=lambda p: p.role != "domain"):  # the user's corpus is checked first
         budget = budgets[part.name]
-        conv = planned_conversion(cfg, part, budget, tokenizer_commit)
-        if tok is None:  # the framing tokens are the conversions' own (--convert_options may change them)
-            encoder = Encoder(folder, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
-            tok = describe(cfg.tokenizer, folder, encoder)
-        # read as the conversion will: its source format, timeouts and retries (--convert_options may set them)
-        source = resolve_part(part, conv)
+        conv = pinned.conversion(cfg, part, budget)
+        source = pinned.source(part, conv)
         repeat = None
+        if part.role == "domain" and cfg.domain:
+            key = pinned.corpus_key(cfg, source, mix, proportions)
         if part.role == "domain" and part.name not in (cfg.overrides or {}):
-            count = count_corpus(source, conv, encoder, fits(*budget, cfg.concat_tokens) + 1, part.where,
+            count = count_corpus(source, conv, pinned.encoder, fits(*budget, cfg.concat_tokens) + 1, part.where,
                                  part.text_option)
             max_tokens, repeat = plan_repetition(count, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
             conv = conv.model_copy(update={"max_tokens": max_tokens})
         conv = conv.model_copy(update={"revision": source.revision})
-        fp = fingerprint(conv, source, tok)
+        fp = fingerprint(conv, source, pinned.tok)
         conv = conv.model_copy(update={"out_root": subset_root(cfg.out_root, mix.name, fp, part.name)})
         drafts.append(PlannedSubset(name=part.name, proportion=part.proportion,
                                     overridden=part.name in (cfg.overrides or {}), fingerprint=fp,
@@ -179,11 +234,12 @@ def plan(cfg: PlanConfig) -> Plan:
         mix=PlannedMix(name=mix.name, version=mix.version, proportions=proportions,
                        renormalized=renormalized),
         dataset=cfg_dataset(cfg, mix) or "+".join(dict.fromkeys(p.dataset for p in parts)), revision=cfg.revision,
-        tokenizer=PlannedTokenizer(name=tok.name, revision=tokenizer_commit, sha256=tok.sha256),
+        tokenizer=PlannedTokenizer(name=pinned.tok.name, revision=pinned.commit, sha256=pinned.tok.sha256),
         total_tokens=cfg.total_tokens, val_fraction=cfg.val_fraction, concat_tokens=cfg.concat_tokens,
         seed=cfg.seed, shuffle=cfg.shuffle, allow_short=cfg.allow_short, root=cfg.out_root, subsets=subsets,
-        replay_fraction=cfg.replay_fraction if cfg.domain else None,
-        max_domain_epochs=cfg.max_domain_epochs if any(p.role == "domain" for p in parts) else None)
+        replay_fraction=cfg.replay_fraction if cfg.domain and sweep is None else None,
+        max_domain_epochs=cfg.max_domain_epochs if any(p.role == "domain" for p in parts) else None,
+        corpus_key=key, sweep=sweep, replay_from=replay_from)
     body.fingerprint = body.content_fingerprint()
     return body
 
@@ -193,31 +249,6 @@ def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
     return [PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint, fingerprint=s.fingerprint,
                       out_root=s.out_root, max_tokens=s.max_tokens, val_tokens=s.val_tokens, dataset=s.convert.dataset)
             for s in body.subsets]
-
-
-def format_plan(body: Plan) -> str:
-    """A readable table of the plan, and the equivalent convert command of each subset."""
-    name = max([len("subset"), *(len(s.name) for s in body.subsets)]) + 2  # columns fit the longest name
-    train = max([len("max_tokens"), *(len(f"{s.max_tokens:,}") for s in body.subsets)]) + 2
-    val = max([len("val_tokens"), *(len(f"{s.val_tokens:,}") for s in body.subsets)]) + 2
-    lines = [f"plan {body.fingerprint[:12]}: {body.total_tokens:,} train tokens, mix {body.mix.name}, "
-             f"concat {body.concat_tokens}",
-             f"{'subset':<{name}}{'proportion':>10}{'max_tokens':>{train}}{'val_tokens':>{val}}{'epochs':>8}  out_root"]
-    if body.mix.renormalized:
-        lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
-    for s in body.subsets:
-        lines.append(f"{s.name:<{name}}{s.proportion:>10.4g}{s.max_tokens:>{train},}{s.val_tokens:>{val},}"
-                     f"{s.epochs:>8.3g}  {s.out_root}")
-    if body.replay_fraction is not None:
-        lines.insert(1, f"(domain corpus + replay: the mix's subsets share replay_fraction {body.replay_fraction:g} "
-                        "of the total)")
-    for s in body.subsets:
-        if s.repeat:
-            lines.append(f"{s.name}: {s.repeat.source_tokens:,} tokens in the corpus, {s.max_tokens:,} converted "
-                         f"for train, repeated {s.repeat.epochs:.3g} epochs to fill its {s.repeat.budget_tokens:,} "
-                         f"(max_domain_epochs {body.max_domain_epochs:g})")
-    lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
-    return "\n".join(lines)
 
 
 def command(cfg: PlanConfig) -> Outcome:

@@ -6,7 +6,8 @@ index exists with the listed size and hash and the counts agree; every row holds
 ids; spot-checked rows decode; the documents are framed with the special tokens the conversion recorded (the
 first row starts with its BOS id, and those ids are the tokenizer's for its BOS/EOS texts); train/val hold
 floor(budget/concat) rows (or the source ran out and the plan allows short subsets); train and val share no
-document; and its train tokens are within one row of proportion × total_tokens.
+document; and its train tokens are within one row of proportion × total_tokens. A replay sweep's plan: every
+proxy run's draw fits the converted rows (:mod:`cpt_tasks.verify.draw_checks`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cpt_tasks.pool import process_pool
 from cpt_tasks.runs.status import find_finished_run
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
+from cpt_tasks.verify.draw_checks import check_draws
 from cpt_tasks.verify.verify_report import render_markdown, write_report
 
 
@@ -103,6 +105,7 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
             encoder = encoders.get(manifest.config.bos_text, manifest.config.eos_text)
             _check_rows(sub.name, shards, checks[sub.name], encoder, manifest)
             _check_budgets(sub, manifest, checks[sub.name], plan)
+    check_draws(plan, manifests, checks)  # a replay sweep's plan: every proxy run's draw fits
     report = _report(plan, plan_sha, cfg.plan, manifests, checks)
     paths = write_report(report, cfg.report_dir or _beside(cfg.plan))
     return VerifyResult(report.ok, report, paths)
@@ -259,7 +262,7 @@ def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, Conv
         concat_tokens=plan.concat_tokens, tokenizer=plan.tokenizer, total_tokens=plan.total_tokens,
         realized_train_tokens=sum(unique.values()), subsets=subsets,
         trained_tokens=trained_total if repeated else None,
-        created_at=datetime.now(timezone.utc).isoformat(), code_version=__version__)
+        created_at=datetime.now(timezone.utc).isoformat(), code_version=__version__, sweep=plan.sweep)
 
 
 def summarize_result(result: VerifyResult) -> VerifySummary:

@@ -67,10 +67,23 @@ def render_markdown(report: VerifyReport) -> str:
         lines += ["", "Repeated in training (a corpus smaller than its budget, Streams' `choose`):", ""]
         lines += [f"- {s.name} ({s.role}): {s.train_tokens:,} unique train tokens × {s.epochs:.3f} epochs = "
                   f"{s.trained:,} trained tokens" for s in repeated]
+    lines += sweep_section(report)
     failed = [[s.name, c.check, c.detail] for s in report.subsets for c in s.checks if not c.ok]
     if failed:
         lines += ["", "## Failed checks", "", *markdown_table(["subset", "check", "detail"], failed, set())]
     return "\n".join(lines) + "\n"
+
+
+def sweep_section(report: VerifyReport) -> list[str]:
+    """A replay sweep's draws: one row per proxy run, the train rows it draws from each component."""
+    if report.sweep is None:
+        return []
+    names = [s.name for s in report.subsets]
+    rows = [[f"{d.fraction:g}", *(f"{d.rows.get(n, 0):,}" for n in names)] for d in report.sweep.draws]
+    return ["", "Replay sweep: the table above is the data converted once for every proxy run (each component at "
+            "the largest budget any fraction needs); each proxy run trains on its own draw, the train rows below "
+            "(each checked, `sweep:<fraction>`, against the converted rows):", "",
+            *markdown_table(["replay fraction", *names], rows, set(range(len(names) + 1)))]
 
 
 def write_report(report: VerifyReport, folder: str) -> dict[str, str]:
