@@ -96,10 +96,10 @@ def job_params(shape: DagShape = DOLMINO) -> dict[str, dict]:
 # What a DAG says differently about a Param it renames: (dag, the registry's Param name) -> form keys.
 SHAPE_FORMS = {
     (REPLAY_SWEEP.dag_id, "total_tokens"): {
-        "title": "Tokens per proxy run", "default": DEFAULT_PROXY_TOKENS,
+        "title": "Tokens per proxy run", "default": DEFAULT_PROXY_TOKENS, "section": SWEEP,
         "description": "Train tokens of each proxy run (the domain and the replay in the run's fraction)."},
     (REPLAY_SWEEP.dag_id, "model"): {
-        "title": "Proxy model", "default": DEFAULT_PROXY_MODEL,
+        "title": "Proxy model", "default": DEFAULT_PROXY_MODEL, "section": SWEEP,
         "description": "The small model each proxy run continues from: the same tokenizer as the big run (for "
                        "Llama 3, the Llama 3.2 1B family)."},
 }

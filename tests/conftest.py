@@ -232,7 +232,7 @@ def endpoint(monkeypatch):
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
         reset_sessions()
 
-    from cpt_tasks.data import network
+    from cpt_tasks.storage import network
 
     monkeypatch.setattr(network, "BACKOFF_BASE", 0.01)
     monkeypatch.delenv("HF_TOKEN", raising=False)

@@ -15,7 +15,7 @@ from hub_server import HubRepo, HubServer, dead_endpoint
 
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.convert.convert_job import convert
-from cpt_tasks.data import network
+from cpt_tasks.storage import network
 
 DATASET = "allenai/dolmino-test"
 SUBSET = "wiki"

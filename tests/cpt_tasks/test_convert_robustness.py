@@ -42,7 +42,7 @@ def test_a_dead_worker_fails_the_run_instead_of_hanging(tmp_path, tokenizer_dir)
     script.write_text(textwrap.dedent(f"""
         import os, sys
         from cpt_tasks.cli import main
-        from cpt_tasks.convert import run
+        from cpt_tasks.convert import convert_job
         from cpt_tasks.data import encode
 
         def killer(payload, *rest):
@@ -50,7 +50,7 @@ def test_a_dead_worker_fails_the_run_instead_of_hanging(tmp_path, tokenizer_dir)
                 os._exit(9)
             return encode.encode_chunk(payload, *rest)
 
-        run.encode_chunk = killer
+        convert_job.encode_chunk = killer
         sys.exit(main(["convert", "--dataset", "{src}", "--out_root", "{tmp_path / 'o'}",
                        "--tokenizer", "{tokenizer_dir}", "--concat_tokens", "8", "--num_workers", "2"]))
     """))
@@ -213,6 +213,6 @@ def test_cache_writes_are_best_effort(tmp_path):
 
 
 def test_object_storage_schemes_are_case_insensitive():
-    from cpt_tasks.storage import _split, is_remote
+    from cpt_tasks.storage import is_remote, parse_url
 
-    assert is_remote("S3://bucket/p") and _split("GS://bucket/a/b") == ("gs", "bucket", "a/b")
+    assert is_remote("S3://bucket/p") and parse_url("GS://bucket/a/b") == ("gs", "bucket", "a/b")

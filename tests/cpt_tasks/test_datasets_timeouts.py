@@ -14,7 +14,7 @@ import pytest
 from conftest import CPT, ROOT
 from hub_server import HubRepo, HubServer
 
-from cpt_tasks.data.network import Network
+from cpt_tasks.storage.network import Network
 
 DATASET = "org/corpus"
 NETWORK = Network(connect_timeout=0.3, read_timeout=0.3, max_retries=2)
