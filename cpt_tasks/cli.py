@@ -107,17 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_job(job: Job, args: argparse.Namespace) -> int:
-    """Build the job's validated config from the flags; print it on --dry-run, else run the job and hand its
-    result to the DAG."""
+    """Build the job's validated config from the flags; print it on --dry-run (or what the job's preview makes of
+    it), else run the job and hand its result to the DAG."""
     cfg = build_config(job.config, args)
     if args.dry_run:
-        print(cfg.model_dump_json(indent=2))
+        print((_function(job.preview)(cfg) if job.preview else cfg).model_dump_json(indent=2))
         return EXIT_OK
-    module, _, function = job.run.partition(":")
-    outcome: Outcome = getattr(importlib.import_module(module), function)(cfg)
+    outcome: Outcome = _function(job.run)(cfg)
     if outcome.result is not None:
         write_result(outcome.result)
     return outcome.status
+
+
+def _function(name: str):
+    """The function a registry entry names as ``module:function``, imported now (jobs import heavy things)."""
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -111,6 +111,7 @@ class Job:
     result: type[Document] | None
     run: str  # "module:function", config -> Outcome; imported when the job runs
     step: str | None = None
+    preview: str | None = None  # "module:function", config -> what --dry-run prints (default: the config)
     params: dict[str, Param] = field(default_factory=dict)  # Param name -> the field it feeds
     options: Options | None = None
     set_by_dag: dict[str, str] = field(default_factory=dict)  # field -> Jinja template, rendered per run
@@ -209,6 +210,7 @@ JOBS: tuple[Job, ...] = (
         ConvertConfig, ConvertSummary, "cpt_tasks.convert.convert_job:command"),
     Job("convert-subset", "Convert one subset of a plan, exactly as the plan says", ConvertSubsetConfig,
         ConvertSummary, "cpt_tasks.convert.convert_job:command_subset", step="convert",
+        preview="cpt_tasks.convert.convert_job:preview_subset",
         pod=Pod("cpu", cpu="{{ params.convert_cpu }}", memory="{{ params.convert_memory }}")),
     Job("verify", "Check every planned subset's output against the plan; exit 3 when a check fails", VerifyConfig,
         VerifySummary, "cpt_tasks.verify.verify_job:command", step="verify",

@@ -269,6 +269,11 @@ def planned_subset(location: str, subset: str, num_workers: int | None = None) -
     return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
 
 
+def preview_subset(cfg: ConvertSubsetConfig) -> ConvertConfig:
+    """What ``convert-subset --dry-run`` prints: the subset's ConvertConfig, exactly as the plan stored it."""
+    return planned_subset(cfg.plan, cfg.subset, cfg.num_workers)
+
+
 def command_subset(cfg: ConvertSubsetConfig) -> Outcome:
     """``cpt-tasks convert-subset``: one subset of a plan, exactly as planned; ``already_complete_exit`` when it
     was converted before (the DAG marks the task skipped)."""

@@ -73,9 +73,10 @@ def test_val_tokens_follow_val_fraction_for_every_component(sample_dir, tokenize
 def test_a_plan_without_domain_is_todays(sample_dir, tokenizer_dir):
     body = _plan(sample_dir, tokenizer_dir, total_tokens=1_000_000, concat_tokens=512, val_fraction=0)
     assert body.replay_fraction is None and body.max_domain_epochs is None
+    assert body.corpus_key is None and body.sweep is None and body.replay_from is None
     assert all(s.role == "replay" and s.repeat is None for s in body.subsets)
-    dumped = body.model_dump(mode="json", exclude={"fingerprint", "created_at", "code_version",
-                                                   "replay_fraction", "max_domain_epochs"})
+    dumped = body.model_dump(mode="json", exclude={"fingerprint", "created_at", "code_version", "replay_fraction",
+                                                   "max_domain_epochs", "corpus_key", "sweep", "replay_from"})
     for s in dumped["subsets"]:
         del s["role"], s["repeat"]
     import hashlib
