@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from cpt_tasks.documents.convert_docs import ConvertSummary, SourceInfo
 from cpt_tasks.documents.evaluate_docs import EvaluateResult
+from cpt_tasks.documents.plan_docs import PlanEntry
 from cpt_tasks.documents.train_docs import TrainResult
 from cpt_tasks.documents.sweep_docs import SweepResult
 from cpt_tasks.documents.verify_docs import VerifySummary
@@ -70,6 +71,15 @@ def source_dataset(source: SourceInfo) -> tuple[str, str]:
         name = f"{source.dataset}/{source.subset or ''}".rstrip("/")
         return "huggingface", f"{name}@{source.revision}" if source.revision else name
     return location_dataset(f"{source.dataset}/data/{source.subset or ''}".rstrip("/"))
+
+
+def plan_lineage(result: list, upstream: dict | None = None) -> tuple[Pairs, Pairs]:
+    """The plan: the replay sweep's report its replay fraction came from in (replay_fraction 'recommended'), the
+    plan out."""
+    entries = [PlanEntry.model_validate(entry) for entry in result]
+    swept = sorted({e.replay_from for e in entries if e.replay_from})
+    written = sorted({e.plan for e in entries if e.plan})
+    return [location_dataset(x) for x in swept], [location_dataset(x) for x in written]
 
 
 def convert_lineage(result: dict, upstream: dict | None = None) -> tuple[Pairs, Pairs]:

@@ -18,8 +18,8 @@ from cpt_tasks.documents.verify_docs import VerifySummary
 from cpt_tasks.errors import EXIT_ALREADY_COMPLETE
 from cpt_tasks.jobs import Pod, step_job
 from cpt_pipeline.dag_shapes import DOLMINO, REPLAY_SWEEP, DagShape
-from cpt_pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, recommend_extras, \
-    recommend_lineage, train_extras, train_lineage, verify_extras, verify_lineage
+from cpt_pipeline.lineage import convert_lineage, evaluate_extras, evaluate_lineage, plan_lineage, \
+    recommend_extras, recommend_lineage, train_extras, train_lineage, verify_extras, verify_lineage
 from cpt_pipeline.wiring import Wiring
 
 
@@ -113,6 +113,7 @@ def evaluate_gate(params: dict, trained: dict | None) -> str | None:
 WIRING = {
     (REPLAY_SWEEP.dag_id, "train"): Wiring(upstream="verify", lineage=train_lineage),
     (REPLAY_SWEEP.dag_id, "evaluate"): Wiring(lineage=evaluate_lineage),
+    "plan": Wiring(lineage=plan_lineage),
     "recommend": Wiring(extras=recommend_extras, lineage=recommend_lineage),
     "convert": Wiring(lineage=convert_lineage),
     "verify": Wiring(extras=verify_extras, lineage=verify_lineage),

@@ -198,6 +198,8 @@ class PlanEntry(Document):
     max_tokens: int
     val_tokens: int
     dataset: str
+    replay_from: str | None = Field(None, description="The replay sweep's report the plan's replay fraction came "
+                                    "from (replay_fraction 'recommended'; lineage input of the plan step)")
 
 
 def load_plan(location: str) -> tuple[Plan, str]:

@@ -246,8 +246,10 @@ def plan(cfg: PlanConfig) -> Plan:
 
 def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
     """One entry per planned subset (what the DAG maps its conversions over): name, budgets, location."""
+    swept = body.replay_from.report if body.replay_from else None
     return [PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint, fingerprint=s.fingerprint,
-                      out_root=s.out_root, max_tokens=s.max_tokens, val_tokens=s.val_tokens, dataset=s.convert.dataset)
+                      out_root=s.out_root, max_tokens=s.max_tokens, val_tokens=s.val_tokens, dataset=s.convert.dataset,
+                      replay_from=swept)
             for s in body.subsets]
 
 

@@ -128,3 +128,26 @@ def test_a_sweep_converts_once_trains_each_fraction_and_recommends_from_its_own_
     pointer = read_document(sweep_pointer(sweeps_root(str(test.storage)), plan.corpus_key), SweepPointer)[0]
     assert (pointer.status, pointer.fraction, pointer.report) == (
         report.recommendation.status, report.recommendation.fraction, f"{folder}/{SWEEP_REPORT_JSON}")
+
+
+def test_lineage_names_the_sweep_a_plan_took_its_fraction_from_and_what_the_sweep_read():
+    from cpt_pipeline.lineage import plan_lineage, recommend_extras, recommend_lineage
+    from cpt_tasks.documents.plan_docs import PlanEntry
+    from cpt_tasks.documents.sweep_docs import SweepResult
+    from cpt_tasks.documents.train_docs import MlflowRun
+
+    entry = dict(plan="s3://b/runs/cpt_dolmino/r/plan.json", plan_fingerprint="p" * 64, fingerprint="f" * 64,
+                 out_root="s3://b/data/x", max_tokens=10, val_tokens=0, dataset="d")
+    taken = [PlanEntry(subset=s, replay_from="s3://b/runs/cpt_replay_sweep/s/sweep-report.json", **entry)
+             .model_dump(mode="json") for s in ("wiki", "code")]
+    assert plan_lineage(taken) == ([("s3://b", "runs/cpt_replay_sweep/s/sweep-report.json")],
+                                   [("s3://b", "runs/cpt_dolmino/r/plan.json")])
+    plain = [PlanEntry(subset="wiki", **entry).model_dump(mode="json")]
+    assert plan_lineage(plain) == ([], [("s3://b", "runs/cpt_dolmino/r/plan.json")])
+    result = SweepResult(status="recommended", fraction=0.1, reason="r", report="/s/sweep-report.json",
+                         report_md="/s/sweep-report.md", report_png="/s/sweep.png", pointer="/s/sweeps/k.json",
+                         plan_fingerprint="p" * 64, corpus_key="k", run_folders=["/c/a", "/c/b"],
+                         mlflow=MlflowRun(status="off")).model_dump(mode="json")
+    assert recommend_lineage(result) == ([("file", "/c/a"), ("file", "/c/b")],
+                                         [("file", "/s/sweep-report.json"), ("file", "/s/sweeps/k.json")])
+    assert recommend_extras(result)["cpt_dolmino/replay_recommendation"]["fraction"] == 0.1
