@@ -165,3 +165,38 @@ def test_lineage_names_the_sweep_a_plan_took_its_fraction_from_and_what_the_swee
     assert recommend_lineage(result) == ([("file", "/c/a"), ("file", "/c/b")],
                                          [("file", "/s/sweep-report.json"), ("file", "/s/sweeps/k.json")])
     assert recommend_extras(result)["cpt_dolmino/replay_recommendation"]["fraction"] == 0.1
+
+
+@pytest.mark.slow
+def test_the_big_run_s_plan_takes_the_sweep_s_recommendation_or_says_why_not(sweep_run, tmp_path):
+    """``cpt-tasks plan --replay_fraction recommended`` over the same corpus, mix and tokenizer finds this sweep:
+    it plans with its fraction and says where it came from, or, when the sweep recommends none, exits 2 quoting
+    why."""
+    from cpt_tasks.documents import read_document
+    from cpt_tasks.documents.sweep_docs import SweepPointer
+    from cpt_tasks.layout import sweeps_root
+
+    from conftest import ROOT
+
+    test, proc = sweep_run
+    assert proc.returncode == 0
+    params = test.params
+    argv = [str(ROOT / ".venv" / "bin" / "cpt-tasks"), "plan", "--dataset", params["dataset"], "--tokenizer",
+            params["tokenizer"], "--subsets", "wiki", "--domain", params["domain"], "--domain_text_field",
+            params["domain_text_field"], "--domain_name", params["domain_name"], "--concat_tokens",
+            str(params["concat_tokens"]), "--val_fraction", str(params["val_fraction"]), "--total_tokens", "200000",
+            "--out_root", str(tmp_path / "data"), "--output", str(tmp_path / "plan.json"),
+            "--replay_fraction", "recommended", "--sweeps_root", sweeps_root(str(test.storage))]
+    planned = subprocess.run(argv, capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
+    (pointer,) = (ROOT / test.storage / "sweeps").glob("*.json")
+    swept = read_document(str(pointer), SweepPointer)[0]
+    if swept.status == "recommended":
+        assert planned.returncode == 0, planned.stderr[-2000:]
+        plan = json.loads((tmp_path / "plan.json").read_text())
+        assert plan["replay_from"]["report"] == swept.report and plan["replay_from"]["fraction"] == swept.fraction
+        assert "recommended by the replay sweep" in planned.stderr
+    else:
+        assert planned.returncode == 2 and swept.reason in planned.stderr, planned.stderr[-2000:]
+    wrong = subprocess.run([*argv[:-1], str(tmp_path / "no-sweeps")], capture_output=True, text=True,
+                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
+    assert wrong.returncode == 2 and "cpt_replay_sweep" in wrong.stderr, wrong.stderr[-2000:]
