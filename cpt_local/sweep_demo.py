@@ -10,8 +10,11 @@ from cpt_pipeline.dag_shapes import REPLAY_SWEEP
 from cpt_tasks.layout import SWEEP_PNG, SWEEP_REPORT_JSON, SWEEP_REPORT_MD, run_dir, safe_run_id
 
 SHAPE = REPLAY_SWEEP
-# Each proxy run: the domain demo's total (the corpus at fraction 0 holds it), 20 batches of the tiny model.
-SWEEP_DEMO = {"proxy_tokens": 1_400_000, "sweep_fractions": [0, 0.25, 0.5]}
+# Each proxy run: 700,000 tokens, so that at the largest fraction (0.5) the replay's 350,000 are the default demo's
+# total, which the sample holds (its dclm, the largest share, has ~190,000 tokens); the corpus at fraction 0 is
+# 1.75 epochs of the code corpus. Training: the demo's 20 batches of the tiny model.
+SWEEP_DEMO = {"proxy_tokens": 700_000, "sweep_fractions": [0, 0.25, 0.5]}
+PER_SUBSET = "## Held-out loss per subset"  # the report's section the summary leaves to the file
 CAVEAT = ("A tiny random model's numbers show how the sweep works, not how much replay this corpus needs: run "
           "cpt_replay_sweep with a real proxy model (proxy_model) for a recommendation.")
 
@@ -29,6 +32,7 @@ def summarize_sweep(storage_root: Path, run_id: str, tasks: list[str]) -> str:
     lines = [f"Run {run_id}", "", *tasks, ""]
     report = folder / SWEEP_REPORT_MD
     if (folder / SWEEP_REPORT_JSON).is_file() and report.is_file():
-        lines += [f"Replay sweep: {folder / SWEEP_REPORT_JSON}, {report}, {folder / SWEEP_PNG}", "",
-                  report.read_text().rstrip(), ""]
+        text = report.read_text().split(PER_SUBSET, 1)[0].rstrip()  # each subset's losses: in the report
+        lines += [f"Replay sweep: {folder / SWEEP_REPORT_JSON}, {report}, {folder / SWEEP_PNG}", "", text, "",
+                  f"Each proxy run's held-out loss per subset: {report}", ""]
     return "\n".join([*lines, CAVEAT])
