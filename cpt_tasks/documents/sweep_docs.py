@@ -11,6 +11,7 @@ from pydantic import Field, model_validator
 
 from cpt_tasks.configs.config_base import StrictModel
 from cpt_tasks.documents.document_base import Document
+from cpt_tasks.documents.evaluate_docs import CptChange
 from cpt_tasks.documents.train_docs import MlflowRun
 
 FitForm = Literal["exponential", "piecewise-linear"]
@@ -50,6 +51,14 @@ class SweepPoint(StrictModel):
     replay: list[SubsetLoss] = Field(min_length=1, description="The replay subsets' held-out losses the "
                                      "forgetting averages")
     eval_report: str = Field(description="Location of the eval-report.json the point was read from")
+    icl: list[CptChange] = Field(default_factory=list, description="The evaluation's ICL tasks on the replay's "
+                                 "data or general ability (its cpt.forgetting tasks), base vs trained: forgetting "
+                                 "the report shows beside the fit, which is of the held-out loss")
+
+    @property
+    def icl_worse(self) -> int:
+        """ICL tasks the proxy run made worse than its starting point."""
+        return sum(change.verdict == "worse" for change in self.icl)
 
     @model_validator(mode="after")
     def _the_numbers_of_its_subsets(self) -> SweepPoint:

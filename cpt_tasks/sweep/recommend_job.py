@@ -104,7 +104,7 @@ def _track(cfg: RecommendConfig, report: SweepReport, files: dict[str, str], chi
         return tracked
     run = tracker.open_run(f"sweep-{cfg.run_id}", airflow_tags())
     metrics = {f"sweep/{name}/{p.fraction:g}": value for p in report.points
-               for name, value in (("gain", p.domain_gain), ("forgetting", p.forgetting))}
+               for name, value in (("gain", p.domain_gain), ("forgetting", p.forgetting), ("icl_worse", p.icl_worse))}
     if report.recommendation.fraction is not None:
         metrics["sweep/recommended_fraction"] = report.recommendation.fraction
     params = {"status": report.recommendation.status, "tolerance": report.tolerance, "domain": report.domain,

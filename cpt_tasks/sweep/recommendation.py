@@ -78,9 +78,10 @@ def point_from_eval(fraction: float, report: EvalReport, domain: str, location: 
     if not replay:
         raise UserError(f"{location}: no replay subset besides the domain {domain!r}: forgetting is measured on "
                         "the replay subsets' held-out loss, evaluate at least one")
+    icl = [change for change in report.cpt.forgetting if change.metric != LOSS_METRIC]  # the replay's ICL tasks
     return SweepPoint(fraction=fraction, domain_gain=-changes[domain].relative_change,
                       forgetting=sum(c.relative_change for c in replay) / len(replay), domain=changes[domain],
-                      replay=replay, eval_report=location)
+                      replay=replay, eval_report=location, icl=icl)
 
 
 def isotonic(x: np.ndarray, y: np.ndarray, increasing: bool = False) -> tuple[np.ndarray, np.ndarray]:

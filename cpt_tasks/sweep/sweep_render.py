@@ -49,17 +49,20 @@ def render_markdown(report: SweepReport) -> str:
              f"## {STATUS_WORDS[rec.status]}: {pick}", "", rec.reason, "",
              f"Tolerance: {report.tolerance:.2%} ({report.tolerance_meaning}).", "",
              "## Points", "",
-             "| replay fraction | domain gain | forgetting | predicted forgetting | within tolerance |",
-             "|---:|---:|---:|---:|:---:|"]
+             "| replay fraction | domain gain | forgetting | predicted forgetting | within tolerance | ICL tasks worse |",
+             "|---:|---:|---:|---:|:---:|---:|"]
     for point, predicted in zip(report.points, report.fit.predicted):
         mark = " ◀ recommended" if rec.fraction is not None and point.fraction == rec.fraction else ""
         lines.append(f"| {point.fraction:g}{mark} | {_pct(point.domain_gain)} | {_pct(point.forgetting)} | "
-                     f"{_pct(predicted)} | {'yes' if predicted <= report.tolerance else 'no'} |")
+                     f"{_pct(predicted)} | {'yes' if predicted <= report.tolerance else 'no'} | "
+                     f"{f'{point.icl_worse} of {len(point.icl)}' if point.icl else '—'} |")
     if rec.fraction is not None and all(p.fraction != rec.fraction for p in report.points):
         lines.append(f"| {rec.fraction:g} ◀ recommended (between the swept fractions) | "
-                     f"{_pct(rec.expected_gain)} (interpolated) | — | {_pct(rec.predicted_forgetting)} | yes |")
+                     f"{_pct(rec.expected_gain)} (interpolated) | — | {_pct(rec.predicted_forgetting)} | yes | — |")
     lines += ["", "Domain gain: (base - trained) / base of the domain's held-out loss; forgetting: the mean of "
-              "(trained - base) / base over the replay subsets' held-out losses; base is the proxy's starting point.",
+              "(trained - base) / base over the replay subsets' held-out losses; base is the proxy's starting point. "
+              "ICL tasks worse: the replay's ICL tasks (held-out next word of each replay subset, or the task list's) "
+              "the proxy run scored lower on than its starting point; shown, not fitted.",
               "", "## Fit", "", *_fit_lines(report), "", "## Held-out loss per subset", "",
               "| replay fraction | subset | role | base | trained | change | evaluation report |",
               "|---:|---|---|---:|---:|---:|---|"]

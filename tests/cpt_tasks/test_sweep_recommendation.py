@@ -187,6 +187,10 @@ def test_a_point_is_read_from_an_evaluation_report(fraction):
     assert point.forgetting == pytest.approx(0.05)  # mean of (3.3 - 3.0) / 3.0 = 0.1 and (4.0 - 4.0) / 4.0 = 0
     assert (point.domain.name, point.domain.base, point.domain.trained) == ("code", 2.0, 1.5)
     assert [(s.name, s.relative_change) for s in point.replay] == [("wiki", pytest.approx(0.1)), ("math", 0.0)]
+    # the arc task (0.5 -> 0.1) is the replay's ICL forgetting: shown beside the fit, never a loss of it
+    assert [(c.name, c.base, c.trained, c.verdict) for c in point.icl] == [("arc/0-shot", 0.5, 0.1, "worse")]
+    assert point.icl_worse == 1 and "| 1 of 1 |" in render_markdown(
+        sweep_report([point, point.model_copy(update={"fraction": 0.5})], "code", 0.1))
 
 
 def test_a_report_without_the_domain_or_without_replay_is_a_user_error_naming_it():
