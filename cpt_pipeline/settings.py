@@ -100,6 +100,13 @@ class Deployment:
             env["CPT_MLFLOW_UI_URL"] = self.mlflow_ui_url
         return env
 
+    def default_args(self) -> dict:
+        """Every task's retry policy: ``retries`` tries more, backing off exponentially from 1 minute to 30."""
+        from datetime import timedelta
+
+        return {"retries": self.retries, "retry_delay": timedelta(minutes=1), "retry_exponential_backoff": True,
+                "max_retry_delay": timedelta(minutes=30)}
+
     def load_param_defaults(self) -> dict:
         """The Param defaults file's values ({} when unset); a missing or bad file is an error."""
         if not self.param_defaults:

@@ -26,7 +26,7 @@ plan has one (from verify, through the alias `cpt_dolmino/verified`: no event fo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import DAG, Asset, AssetAlias, TriggerRule
 
@@ -54,12 +54,7 @@ with DAG(
     tags=["cpt", "llm-foundry", "dolmino"],
     params=build_params(DEPLOYMENT.storage_root, DEPLOYMENT.load_param_defaults()),
     user_defined_filters={SAFE_RUN_ID_FILTER: safe_run_id},
-    default_args={
-        "retries": DEPLOYMENT.retries,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=30),
-    },
+    default_args=DEPLOYMENT.default_args(),
 ):
     plan = make_operator(step("plan"), DEPLOYMENT)
 

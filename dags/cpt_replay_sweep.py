@@ -21,7 +21,7 @@ Every proxy run is tracked in MLflow under one parent run for the sweep.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import DAG, Asset, TriggerRule
 
@@ -49,12 +49,7 @@ with DAG(
     tags=["cpt", "llm-foundry", "replay-sweep"],
     params=build_params(DEPLOYMENT.storage_root, DEPLOYMENT.load_param_defaults(), REPLAY_SWEEP),
     user_defined_filters={SAFE_RUN_ID_FILTER: safe_run_id},
-    default_args={
-        "retries": DEPLOYMENT.retries,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=30),
-    },
+    default_args=DEPLOYMENT.default_args(),
 ):
     plan = make_operator(step("plan", REPLAY_SWEEP), DEPLOYMENT)
 
