@@ -158,7 +158,19 @@ BAD = [
     ("evaluate", "maybe", "is not one of"),
     ("icl_tasks", "", "should be non-empty"),
     ("evaluate_options", {"icl_tasks": "none"}, "'icl_tasks' is not one of ['run_manifest'"),
+    ("replay_fraction", "recommend", "does not match '^recommended$'"),
+    ("replay_fraction", 1.0, "maximum"),
+    ("train_options", {"sweep_fraction": 0.1}, "'sweep_fraction' is not one of"),
 ]
+
+
+def test_replay_fraction_takes_a_number_or_the_replay_sweep_s_recommendation(dag):
+    import copy
+
+    for value in (0.1, "recommended"):
+        params = copy.deepcopy(dag.params)
+        params["replay_fraction"] = value
+        assert params.validate()["replay_fraction"] == value
 
 
 @pytest.mark.parametrize(("name", "value", "message"), BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
