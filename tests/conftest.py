@@ -1,8 +1,8 @@
 """Shared fixtures: the Llama 3 tokenizer folder, the generated sample data, a real S3-compatible server
 on 127.0.0.1 (moto's server mode), helpers to run the CLI and read MDS back with ``streaming``, and for training
 a small verified mix of the sample and a tiny random Llama, both in the small test tokenizer (the data
-contract's tests use the real Llama 3 tokenizer), and one short training run on them that the evaluation and
-tracking tests share."""
+contract's tests use the real Llama 3 tokenizer), and one short training run on them, killed and resumed, that
+the single-process resume test and the evaluation and tracking tests share."""
 
 from __future__ import annotations
 
@@ -192,10 +192,12 @@ def edit_plan(location: str, edit) -> None:
 def copy_run(source: str, target: str) -> None:
     """Copy a planned and converted root (``plan.json`` and its data; local or object storage) to ``target``
     and point the copied plan at the copy."""
-    from cpt_tasks.storage import join, list_files, read_bytes, write_bytes_atomic
+    from cpt_tasks.storage import join, store_for
 
-    for name in list_files(source):
-        write_bytes_atomic(join(target, name), read_bytes(join(source, name)))
+    # one backend (one client) for each side: a client per object would make most of a copy's time on S3
+    (source_store, source_key), (target_store, target_key) = store_for(source), store_for(target)
+    for name in source_store.list_names(source_key):
+        target_store.write(f"{target_key.rstrip('/')}/{name}", source_store.read(f"{source_key.rstrip('/')}/{name}"))
 
     def repoint(body) -> None:
         body.root = body.root.replace(source, target, 1)
@@ -207,17 +209,18 @@ def copy_run(source: str, target: str) -> None:
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mix_report, tiny_model) -> dict:
-    """One run of `cpt-tasks train` on ``MIX`` (6 steps of the tiny model), shared by the evaluation and tracking
-    tests: its result, its stderr, and the tracking store it was given, a server that is down (training must go on)."""
-    from train_helpers import run_train, train_flags
+    """The one single-process run of `cpt-tasks train` on ``MIX`` (6 steps of the tiny model), given a tracking
+    store that is down (training must go on): killed (SIGKILL) once its first checkpoint exists, then run again,
+    it resumes from that checkpoint and finishes. Shared by the resume test (tests/cpt_tasks/test_train.py), the
+    evaluation and the tracking tests: ``kill_and_resume``'s record (the rerun's result and stderr, the killed
+    attempt's step, the flags and folders) and the tracking store it was given."""
+    from train_helpers import kill_and_resume
     from ui.airflow_server import find_free_port
 
-    root = tmp_path_factory.mktemp("trained")
     down = f"http://127.0.0.1:{find_free_port()}"  # nothing listens there
-    flags = train_flags(mix_report, tiny_model, str(root / "runs"), "manual__shared", root / "local")
-    result, proc = run_train(flags, env={"MLFLOW_TRACKING_URI": down})
-    return {"result": result, "stderr": proc.stderr, "tracking_uri": down, "save_root": str(root / "runs"),
-            "report": str(mix_report)}
+    run = kill_and_resume(mix_report, tiny_model, tmp_path_factory.mktemp("trained"), "manual__shared",
+                          env={"MLFLOW_TRACKING_URI": down})
+    return {**run, "tracking_uri": down, "report": str(mix_report)}
 
 
 @pytest.fixture

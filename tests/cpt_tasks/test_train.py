@@ -1,6 +1,6 @@
 """`cpt-tasks train` on the CPU with a tiny random Llama: the loss falls on a repeated batch and the Hugging Face
 export is the trained model; a run killed after its first checkpoint resumes from it, ends at the planned step,
-and a third run returns at once."""
+and a third run returns at once (with one process, the run that tests/conftest.py's ``trained_run`` shares)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import MIX_TOKENS, SUBSETS, make_verified, read_rows, run_cli
-from train_helpers import kill_after_first_checkpoint, run_train, train_flags, tree_state
+from train_helpers import kill_and_resume, run_train, train_flags, tree_state
 
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train_docs import RunManifest
 from cpt_tasks.documents.verify_docs import VerifyReport
-from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
+from cpt_tasks.runs.status import find_finished_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry]
 FALL = 3.0  # nats the loss falls over 16 steps on one repeated batch
@@ -100,19 +100,19 @@ def _evaluate_export(folder, rows):
 
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_once(mix_report, tiny_model,
-                                                                                  tmp_path, nprocs):
-    save_root = str(tmp_path / "runs")
-    flags = train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local", nprocs=nprocs)
+                                                                                  tmp_path, request, nprocs):
+    if nprocs == 1:  # the shared run (tests/conftest.py) is this one: one process, killed and run again
+        run = request.getfixturevalue("trained_run")
+    else:
+        run = kill_and_resume(mix_report, tiny_model, tmp_path, "scheduled__1", nprocs=nprocs)
+    save_root, local_dir, run_id, step = run["save_root"], run["local_dir"], run["run_id"], run["killed_at"]
     planned = math.ceil(MIX_TOKENS / (4 * 128))  # 6 steps: the verified total, in tokens
-    fingerprint = read_document(str(mix_report), VerifyReport)[0].plan.fingerprint
-    checkpoints = f"{save_root}/{fingerprint[:16]}-scheduled__1/checkpoints"
-    kill_after_first_checkpoint(flags, checkpoints, tmp_path / "killed.log")
-    location, step = latest_checkpoint(checkpoints)
-    assert 0 < step < planned and find_finished_run(save_root, fingerprint) is None
+    assert run["fingerprint"] == read_document(str(mix_report), VerifyReport)[0].plan.fingerprint
+    assert 0 < step < planned and run["finished_when_killed"] is None  # killed mid-run, after a checkpoint
 
-    result, proc = run_train(flags)
+    result, stderr = run["result"], run["stderr"]
     assert result["status"] == "resumed" and result["start_step"] == step
-    assert f"[cpt-train] start step {step} ({step * 4 * 128:,} tokens), resumed from checkpoint" in proc.stderr
+    assert f"[cpt-train] start step {step} ({step * 4 * 128:,} tokens), resumed from checkpoint" in stderr
     assert result["final_step"] == planned and result["train_tokens"] == planned * 4 * 128
     history = [json.loads(line) for line in open(f"{result['run_folder']}/metrics.jsonl")]
     assert [r["step"] for r in history] == list(range(1, planned + 1))  # the killed attempt's steps included
@@ -120,11 +120,11 @@ def test_killed_run_resumes_from_its_checkpoint_and_a_finished_run_returns_at_on
     assert result["checkpoint"].endswith(f"-ba{planned}-rank0.pt")  # epoch 1: 22 rows make 5 full steps
     assert read_document(result["run_manifest"], RunManifest)[0].world_size == nprocs
 
-    before = tree_state(save_root, tmp_path / "local")
-    again, proc = run_train(flags)
+    before = tree_state(save_root, local_dir)
+    again, proc = run_train(run["flags"])
     assert again["status"] == "already_complete" and again["final_step"] == planned
     assert again["run_manifest"] == result["run_manifest"] and again["start_step"] is None
-    assert tree_state(save_root, tmp_path / "local") == before  # no process started, no file written again
-    other = run_cli("train", *train_flags(mix_report, tiny_model, save_root, "scheduled__1", tmp_path / "local",
-                                          nprocs=nprocs, lr=1e-3))
+    assert tree_state(save_root, local_dir) == before  # no process started, no file written again
+    other = run_cli("train", *train_flags(mix_report, tiny_model, save_root, run_id, local_dir, nprocs=nprocs,
+                                          lr=1e-3))
     assert other.returncode == 2 and "was finished with other settings (lr 0.003 -> 0.001)" in other.stderr

@@ -14,15 +14,16 @@ from train_helpers import run_train, train_flags, tree_state
 from cpt_tasks.documents import read_document
 from cpt_tasks.documents.train_docs import RunManifest
 from cpt_tasks.documents.verify_docs import VerifyReport
-from cpt_tasks.storage import upload_file
+from cpt_tasks.storage import store_for
 from cpt_tasks.runs.status import find_finished_run, latest_checkpoint
 
 pytestmark = [pytest.mark.slow, pytest.mark.llmfoundry, pytest.mark.s3]
 
 
 def test_checkpoints_on_s3_resume_an_interrupted_export(s3_server, mix_report, tiny_model, tmp_path):
+    store, prefix = store_for("s3://cpt/models/tiny")  # one client for the model's files
     for path in tiny_model.iterdir():
-        upload_file(str(path), f"s3://cpt/models/tiny/{path.name}")
+        store.upload(str(path), f"{prefix}/{path.name}")
     fingerprint = read_document(str(mix_report), VerifyReport)[0].plan.fingerprint
     flags = train_flags(mix_report, "s3://cpt/models/tiny", "s3://cpt/runs", "r-s3", tmp_path / "local",
                         max_duration="2ba")

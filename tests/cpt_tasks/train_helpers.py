@@ -1,5 +1,6 @@
 """Shared pieces of the training tests: the CLI's train command and a run killed (SIGKILL, whole process
-group) once its first checkpoint exists. The verified mix and the tiny model are fixtures of tests/conftest.py."""
+group) once its first checkpoint exists, then run again. The verified mix and the tiny model are fixtures of
+tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -47,6 +48,29 @@ def kill_after_first_checkpoint(flags: list[str], checkpoints: str, log: Path, e
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def kill_and_resume(report: Path, model: Path | str, root: Path, run_id: str, env: dict | None = None,
+                    **over) -> dict:
+    """A run of `cpt-tasks train` (``train_flags`` under ``root``, with ``over``) killed once its first checkpoint
+    exists, then run again to its end: its flags and folders, what the killed attempt left (the latest checkpoint
+    and step, the plan's finished-run pointer, its log) and the rerun's result and stderr."""
+    from cpt_tasks.documents import read_document
+    from cpt_tasks.documents.verify_docs import VerifyReport
+    from cpt_tasks.runs.status import find_finished_run
+
+    save_root, local_dir = str(root / "runs"), root / "local"
+    flags = train_flags(report, model, save_root, run_id, local_dir, **over)
+    fingerprint = read_document(str(report), VerifyReport)[0].plan.fingerprint
+    checkpoints = f"{save_root}/{fingerprint[:16]}-{run_id}/checkpoints"
+    kill_after_first_checkpoint(flags, checkpoints, root / "killed.log", env=env)
+    location, step = latest_checkpoint(checkpoints)
+    finished = find_finished_run(save_root, fingerprint)
+    result, proc = run_train(flags, env=env)
+    return {"flags": flags, "save_root": save_root, "local_dir": str(local_dir), "run_id": run_id,
+            "fingerprint": fingerprint, "killed_at": step, "killed_checkpoint": location,
+            "finished_when_killed": finished, "killed_log": (root / "killed.log").read_text(),
+            "result": result, "stderr": proc.stderr}
 
 
 class Nodes:
