@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf import OmegaConf as om
     from streaming.base.util import clean_stale_shared_memory
 
+    from cpt_tasks.runs.shm_prefix import guard_shm_prefix
+
+    guard_shm_prefix()
+
     seconds = {"imports": round(time.time() - started, 1)}
     metrics: dict[str, dict[str, MetricValue]] = {}
     for role in ROLES:

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from llmfoundry.command_utils import train_from_yaml
 
+    from cpt_tasks.runs.shm_prefix import guard_shm_prefix
+
+    guard_shm_prefix()
     trainer = train_from_yaml(args.yaml, ["only_hf_checkpoint=true"] if args.mode == "export" else [])
     trainer.close()
     for destination in trainer.logger.destinations:
