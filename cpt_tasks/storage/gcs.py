@@ -12,6 +12,8 @@ its own request with the timeouts.
 from __future__ import annotations
 
 import base64
+import os
+import threading
 from urllib.parse import urlparse
 
 from cpt_tasks.storage.backends import BucketUnavailable, ObjectChanged, ObjectInfo, ObjectStore
@@ -21,11 +23,22 @@ BLOCK = 1 << 22  # bytes per ranged request of a pinned read
 DEFAULT_HOST = "storage.googleapis.com"
 
 
-def gcs_client():
-    """The google-cloud-storage client every GCS call of the pipeline goes through (see the module doc)."""
-    from google.cloud import storage
+_CLIENTS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
 
-    return storage.Client()
+
+def gcs_client():
+    """The google-cloud-storage client every GCS call of the pipeline goes through (see the module doc), one per
+    process for each emulator host and credentials file (the client is built once: it costs a credential lookup;
+    a forked worker builds its own, its parent's connections are not its to share)."""
+    key = (os.getpid(), *(os.environ.get(name) for name in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS",
+                                                           "GOOGLE_CLOUD_PROJECT")))
+    with _LOCK:
+        if key not in _CLIENTS:
+            from google.cloud import storage
+
+            _CLIENTS[key] = storage.Client()
+        return _CLIENTS[key]
 
 
 class GCSStore(ObjectStore):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from urllib.parse import urlparse
 
 from cpt_tasks.storage.backends import BucketUnavailable, ObjectChanged, ObjectInfo, ObjectStore
@@ -25,15 +26,30 @@ MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 DELETE_BATCH = 1000  # objects per DeleteObjects request (S3's limit)
 
 
-def s3_client(network: Network):
-    """The boto3 S3 client every S3 call of the pipeline goes through (see the module doc)."""
-    import boto3
-    from botocore.config import Config
+# The environment a client depends on: its endpoint, region and credentials. A client is built once per process
+# for each of these and each Network (building one costs 0.1-0.2 s; boto3 clients are thread-safe); a forked
+# worker builds its own (its parent's connections are not its to share).
+CLIENT_ENVIRONMENT = ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                      "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_CONFIG_FILE",
+                      "AWS_SHARED_CREDENTIALS_FILE")
+_CLIENTS: dict[tuple, object] = {}
+_LOCK = threading.Lock()
 
-    config = Config(connect_timeout=network.connect_timeout, read_timeout=network.read_timeout,
-                    retries={"total_max_attempts": 1, "mode": "standard"})
-    return boto3.session.Session().client("s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None,
-                                          config=config)
+
+def s3_client(network: Network):
+    """The boto3 S3 client every S3 call of the pipeline goes through (see the module doc), one per process for
+    each environment (:data:`CLIENT_ENVIRONMENT`) and Network."""
+    key = (os.getpid(), network, tuple(os.environ.get(name) for name in CLIENT_ENVIRONMENT))
+    with _LOCK:
+        if key not in _CLIENTS:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(connect_timeout=network.connect_timeout, read_timeout=network.read_timeout,
+                            retries={"total_max_attempts": 1, "mode": "standard"})
+            _CLIENTS[key] = boto3.session.Session().client(
+                "s3", endpoint_url=os.environ.get("S3_ENDPOINT_URL") or None, config=config)
+        return _CLIENTS[key]
 
 
 def _code(exc) -> str | None:
