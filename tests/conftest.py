@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parents[1]
 CPT = [sys.executable, "-m", "cpt_tasks.cli"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shm_prefix_guard():
+    """The tests read MDS back with StreamingDataset in this process while the other session trains: the same
+    guard as the jobs' workers against streaming's shared-memory prefix race (cpt_tasks.runs.shm_prefix)."""
+    from cpt_tasks.runs.shm_prefix import guard_shm_prefix
+
+    guard_shm_prefix()
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The Llama 3 tokenizer made by `make setup`, or a fresh export."""
