@@ -15,8 +15,10 @@ NOT_SECRETS = {
      "2ddd024e91ee76a1a4e8dac1742d4cc3e6c77194"),  # pragma: allowlist secret
     ("cpt_tasks/tokenizer.py", "Hex High Entropy String",
      "511b418f320ffc65162da1cddab5f7a0946c6f6f"),  # pragma: allowlist secret
-    # the moto test server's dummy credential "testing" on 127.0.0.1
+    # the moto test server's dummy credential "testing" on 127.0.0.1 (and the storage tests' fault servers')
     ("tests/conftest.py", "Secret Keyword", "dc724af18fbdd4e59189f5fe768a5f8311527050"),  # pragma: allowlist secret
+    ("tests/cpt_tasks/test_storage.py", "Secret Keyword",
+     "dc724af18fbdd4e59189f5fe768a5f8311527050"),  # pragma: allowlist secret
     # the local test Hub's made-up commit id (tests/hub_server.py, HubRepo.commit)
     ("tests/hub_server.py", "Hex High Entropy String",
      "158b484ae1f6f64f89da22397d25fbdafad02252"),  # pragma: allowlist secret
