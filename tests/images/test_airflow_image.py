@@ -47,7 +47,7 @@ def report() -> dict:
 
 def test_the_dag_bag_has_no_import_errors_under_the_kubernetes_runner(report):
     assert report["runner"] == "kubernetes" and report["uid"] == 50000
-    assert report["errors"] == {} and report["dags"] == ["cpt_dolmino"]
+    assert report["errors"] == {} and report["dags"] == ["cpt_dolmino", "cpt_replay_sweep"]
     assert report["tasks"] == ["plan", "convert", "verify", "train", "evaluate"]
     assert report["operator"] == "StepPodOperator"
 
