@@ -10,7 +10,7 @@ import io
 import os
 import subprocess
 import sys
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CPT = [sys.executable, "-m", "cpt_tasks.cli"]
+
+
+@contextmanager
+def environment(env: dict[str, str]):
+    """``env`` set in os.environ for the block; every variable as it was afterwards (unset ones unset again)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -110,17 +125,11 @@ def s3_server():
     host, port = server.get_host_and_port()
     env = {"S3_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import boto3
+    with environment(env):
+        import boto3
 
-    boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket="cpt")
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        boto3.client("s3", endpoint_url=env["S3_ENDPOINT_URL"]).create_bucket(Bucket="cpt")
+        yield env
     server.stop()
 
 
@@ -263,12 +272,6 @@ def gcs_server():
     server.start()
     host, port = server._api._httpd.server_address[:2]  # the port the OS chose
     env = {"STORAGE_EMULATOR_HOST": f"http://{host}:{port}"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(env):
+        yield env
     server.stop()
