@@ -74,15 +74,15 @@ def recommend_sweep(cfg: RecommendConfig) -> SweepResult:
     folder = cfg.report_dir or cfg.plan.rpartition("/")[0] or "."
     files = {"json": join(folder, SWEEP_REPORT_JSON), "md": join(folder, SWEEP_REPORT_MD),
              "png": join(folder, SWEEP_PNG)}
-    write_bytes_atomic(files["png"], render_png(report))
-    write_bytes_atomic(files["md"], render_markdown(report).encode())
-    write_document(files["json"], report)  # last: the completion marker
+    contents = {"png": render_png(report), "md": render_markdown(report).encode(), "json": dump_document(report)}
+    for kind in ("png", "md", "json"):  # the report last: the completion marker
+        write_bytes_atomic(files[kind], contents[kind])
     pointer = _leave_pointer(cfg, plan, report, files["json"]) if cfg.sweeps_root and plan.corpus_key else None
     recommendation = report.recommendation
     return SweepResult(status=recommendation.status, fraction=recommendation.fraction, reason=recommendation.reason,
                        report=files["json"], report_md=files["md"], report_png=files["png"], pointer=pointer,
                        plan_fingerprint=plan.fingerprint, corpus_key=plan.corpus_key, run_folders=folders,
-                       mlflow=_track(cfg, report, files, children))
+                       mlflow=_track(cfg, report, files, contents, children))
 
 
 def _leave_pointer(cfg: RecommendConfig, plan: Plan, report: SweepReport, location: str) -> str:
@@ -96,7 +96,8 @@ def _leave_pointer(cfg: RecommendConfig, plan: Plan, report: SweepReport, locati
     return target
 
 
-def _track(cfg: RecommendConfig, report: SweepReport, files: dict[str, str], children: list[str]):
+def _track(cfg: RecommendConfig, report: SweepReport, files: dict[str, str], contents: dict[str, bytes],
+           children: list[str]):
     """The sweep's parent MLflow run: every point's numbers, the recommendation, the report's files; the proxy
     runs' own runs nested under it."""
     tracker, tracked = connect("recommend")
@@ -111,9 +112,9 @@ def _track(cfg: RecommendConfig, report: SweepReport, files: dict[str, str], chi
               "fractions": ",".join(f"{p.fraction:g}" for p in report.points), "fit": report.fit.form}
     with tempfile.TemporaryDirectory(prefix="cpt-sweep-") as tmp:
         local = []
-        for kind, name in ((k, files[k].rsplit("/", 1)[-1]) for k in ("json", "md", "png")):
-            path = Path(tmp) / name
-            path.write_bytes(_read(files[kind]))
+        for kind in ("json", "md", "png"):  # the bytes just written, not read back
+            path = Path(tmp) / files[kind].rsplit("/", 1)[-1]
+            path.write_bytes(contents[kind])
             local.append(str(path))
         tracker.log_results(run, metrics, params, local)
     tracker.nest(run, children)
@@ -121,16 +122,12 @@ def _track(cfg: RecommendConfig, report: SweepReport, files: dict[str, str], chi
     return run
 
 
-def _read(location: str) -> bytes:
-    return read_bytes(location) or b""
-
-
 def command(cfg: RecommendConfig) -> Outcome:
     """``cpt-tasks recommend``: the sweep report as Markdown, its files, and the result for the DAG. A sweep that
     recommends nothing still succeeds: the report says why, and replay_fraction 'recommended' refuses it. A rerun
     writes the same report again (the points come from the finished runs' own evaluations)."""
     result = recommend_sweep(cfg)
-    print(_read(result.report_md).decode())
+    print((read_bytes(result.report_md) or b"").decode())
     print(f"report: {result.report}, {result.report_md}, {result.report_png}"
           + (f"; pointer: {result.pointer}" if result.pointer else ""), file=sys.stderr)
     print(dump_document(result).decode())
