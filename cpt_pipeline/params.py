@@ -233,8 +233,8 @@ def build_params(storage_root: str, overrides: dict | None = None, shape: DagSha
 
     register_formats()
     schemas = param_schemas(storage_root, shape)
-    overrides = {k: v for k, v in (overrides or {}).items() if k in schemas or not any(
-        k in param_schemas(storage_root, other) for other in SHAPES if other is not shape)}
+    elsewhere = {name for other in SHAPES if other is not shape for name in param_schemas(storage_root, other)}
+    overrides = {k: v for k, v in (overrides or {}).items() if k in schemas or k not in elsewhere}
     unknown = sorted(set(overrides or {}) - set(schemas))
     if unknown:
         raise ValueError(f"Param defaults for unknown Params: {', '.join(unknown)}")
