@@ -6,6 +6,8 @@ Pure and in-memory (no I/O), so it is tested directly. The rules (DESIGN.md's da
 * train holds the first ``train_rows`` rows (all rows when ``train_rows`` is None);
 * val starts at the first document that has no token in train (the document cut by train's last row
   is dropped) and holds ``val_rows`` rows;
+* ``val_first`` (a corpus that may be shorter than its train budget): the other way round, val holds the first
+  ``val_rows`` rows and train starts at the first document that has no token in val;
 * a split's final partial row is dropped; a document "is in" a split when one of its tokens is.
 """
 
@@ -72,12 +74,15 @@ class _Phase:
 
 
 class Packer:
-    """Feeds framed documents (tokens + per-document lengths) through train, then val."""
+    """Feeds framed documents (tokens + per-document lengths) through train, then val (``val_first``: val, then
+    train); a split of no rows is skipped."""
 
-    def __init__(self, concat_tokens: int, train_rows: int | None, val_rows: int) -> None:
+    def __init__(self, concat_tokens: int, train_rows: int | None, val_rows: int, val_first: bool = False) -> None:
         self.train = _Phase(TRAIN, concat_tokens, train_rows)
         self.val = _Phase(VAL, concat_tokens, val_rows)
-        self._phase = self.train if train_rows != 0 else self.val
+        order = [self.val, self.train] if val_first else [self.train, self.val]
+        self._phases = [p for p in order if p.rows != 0] or order[-1:]
+        self._current = 0
         self.documents = 0  # documents fed (ordinal of the next one)
 
     @property
@@ -93,7 +98,7 @@ class Packer:
         self.documents += len(lengths)
         out: list[tuple[str, np.ndarray]] = []
         while len(lengths) and not self.done:
-            phase = self._phase
+            phase = self._phases[self._current]
             need = phase.remaining_tokens
             if need is None or need > len(tokens):
                 rows = phase.feed(tokens, starts, ordinals)
@@ -105,9 +110,9 @@ class Packer:
             rows = phase.feed(tokens[:need], starts[:head], ordinals[:head])
             out.append((phase.name, rows))
             phase.carry = np.empty(0, dtype=np.int32)
-            if phase is self.val:
+            if self._current + 1 == len(self._phases):
                 break
-            self._phase = self.val
+            self._current += 1
             if head >= len(lengths):
                 break
             base = starts[head]
