@@ -7,8 +7,8 @@ its proportion``), and val is derived from those budgets as in any plan. A proxy
 component, the train rows a plan at ``replay_fraction=f`` with the same total would give it (its train budget //
 concat_tokens, computed by the same functions, :func:`~cpt_tasks.plan.plan_components.mix_components`); at
 ``f = 0`` the replay components give none (they are still converted: their val data measures forgetting). A
-domain corpus smaller than its budget at the smallest fraction is repeated as in any plan (up to
-``max_domain_epochs``), so a draw of it may exceed its converted rows.
+domain corpus that may be smaller than its budget at the smallest fraction is converted val first and repeated as in
+any plan (up to ``max_domain_epochs``, counted by verify), so a draw of it may exceed its converted rows.
 """
 
 from __future__ import annotations
