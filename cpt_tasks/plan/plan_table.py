@@ -1,12 +1,12 @@
 """The plan as people read it (``cpt-tasks plan`` prints it on stderr): one line per component, the domain's
-repetition, a replay sweep's draws (one line per fraction), where a recommended replay fraction came from, and
-each component's equivalent convert command."""
+repetition (estimated epochs marked ``~``: verify counts the real ones), a replay sweep's draws (one line per
+fraction), where a recommended replay fraction came from, and each component's equivalent convert command."""
 
 from __future__ import annotations
 
 import shlex
 
-from cpt_tasks.documents.plan_docs import Plan
+from cpt_tasks.documents.plan_docs import Plan, PlannedSubset
 
 
 def format_plan(body: Plan) -> str:
@@ -21,16 +21,33 @@ def format_plan(body: Plan) -> str:
         lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
     for s in body.subsets:
         lines.append(f"{s.name:<{name}}{s.proportion:>10.4g}{s.max_tokens:>{train},}{s.val_tokens:>{val},}"
-                     f"{s.epochs:>8.3g}  {s.out_root}")
+                     f"{epochs_cell(s):>8}  {s.out_root}")
     lines[1:1] = heading_lines(body)
-    for s in body.subsets:
-        if s.repeat:
-            lines.append(f"{s.name}: {s.repeat.source_tokens:,} tokens in the corpus, {s.max_tokens:,} converted "
-                         f"for train, repeated {s.repeat.epochs:.3g} epochs to fill its {s.repeat.budget_tokens:,} "
-                         f"(max_domain_epochs {body.max_domain_epochs:g})")
+    lines += [repeat_line(s, body.max_domain_epochs) for s in body.subsets if s.repeat]
     lines += sweep_lines(body)
     lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
     return "\n".join(lines)
+
+
+def epochs_cell(s: PlannedSubset) -> str:
+    """The epochs column: ``1``, a counted repetition's epochs, ``~`` before an estimate, ``?`` without one."""
+    if s.repeat is None or not s.repeat.estimated:
+        return f"{s.epochs:.3g}"
+    return "?" if s.repeat.epochs is None else f"~{s.repeat.epochs:.3g}"
+
+
+def repeat_line(s: PlannedSubset, max_epochs: float | None) -> str:
+    """What the plan knows of a corpus that repeats: counted (plans made before estimates), or estimated."""
+    r, limit = s.repeat, f"max_domain_epochs {max_epochs or 1:g}"
+    if not r.estimated:
+        return (f"{s.name}: {r.source_tokens:,} tokens in the corpus, {s.max_tokens:,} converted for train, repeated "
+                f"{r.epochs:.3g} epochs to fill its {r.budget_tokens:,} ({limit})")
+    size = "not estimated (no files to sample)" if r.source_tokens is None else \
+        f"about {r.source_tokens:,} tokens (estimated from a sample)"
+    guess = "" if r.epochs is None else f"; estimated ~{r.epochs:.3g} epochs"
+    return (f"{s.name}: may be short of its budget, {size}: converted val first, train up to its "
+            f"{r.budget_tokens:,} tokens; training repeats what train holds to {r.budget_rows:,} rows, verify counts "
+            f"the epochs from the converted rows and refuses more than {limit}{guess}")
 
 
 def heading_lines(body: Plan) -> list[str]:

@@ -3,7 +3,8 @@ bar chart (PNG, :mod:`cpt_tasks.verify.picture`), written side by side.
 
 A component smaller than its budget (a repeated domain corpus) is converted once and repeated in training: the
 table shows its unique train tokens, its epochs and the tokens training draws from it (unique × epochs), and
-every share is of those trained tokens, so it compares with the plan's."""
+every share is of those trained tokens, so it compares with the plan's. The epochs are the real ones: its budget's
+rows over the train rows its conversion wrote (the plan only estimates them)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def render_markdown(report: VerifyReport) -> str:
               "tokens × epochs); unique: what its conversion wrote; share: of the trained tokens."]
     repeated = [s for s in report.subsets if s.trained_tokens is not None]
     if repeated:
-        lines += ["", "Repeated in training (a corpus smaller than its budget, Streams' `choose`):", ""]
+        lines += ["", "Repeated in training (a corpus smaller than its budget, Streams' `choose`; epochs counted from "
+                  "its converted train rows):", ""]
         lines += [f"- {s.name} ({s.role}): {s.train_tokens:,} unique train tokens × {s.epochs:.3f} epochs = "
                   f"{s.trained:,} trained tokens" for s in repeated]
     lines += sweep_section(report)
