@@ -13,12 +13,16 @@ from cpt_tasks.configs.plan_config import PlanConfig
 from cpt_tasks.configs.train_config import TrainConfig
 from cpt_tasks.configs.verify_config import VerifyConfig
 from cpt_tasks.convert.convert_job import convert
-from cpt_tasks.documents import write_document
+from cpt_tasks.convert.pack import Packer
+from cpt_tasks.documents import read_document, write_document
+from cpt_tasks.documents.convert_docs import ConvertManifest
 from cpt_tasks.documents.evaluate_docs import EvalWorkerOutcome, MetricValue
+from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.evaluate.eval_report import compare, cpt_summary
 from cpt_tasks.mix import load_mix
-from cpt_tasks.plan.plan_job import plan
+from cpt_tasks.plan.plan_job import format_plan, plan
+from cpt_tasks.tokenizer import Encoder
 from cpt_local.samples.code_corpus import write_domain_sample
 from cpt_tasks.train.train_yaml import _data, train_length
 from cpt_tasks.verify.verify_job import verify
@@ -139,26 +143,51 @@ def test_bad_mix_file_components_are_named(tmp_path, component, message):
     assert message in str(err.value)
 
 
-def test_a_short_corpus_repeats_with_its_epochs_stated_and_is_refused_past_the_limit(sample_dir, tokenizer_dir,
-                                                                                       tmp_path):
+def _encoder(tokenizer_dir):
+    conv = ConvertConfig(dataset="-", out_root="-", tokenizer=str(tokenizer_dir))
+    return Encoder(tokenizer_dir, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
+
+
+def _framed(tokenizer_dir, texts) -> np.ndarray:
+    """Each text's framed length (BOS + ids + EOS), counted here independently of the plan; blank and null skipped."""
+    return _encoder(tokenizer_dir).encode_framed([t for t in texts if t is not None and t.strip()])[1]
+
+
+def test_a_short_corpus_converts_val_first_with_estimated_epochs_and_is_refused_when_clearly_past_the_limit(
+        sample_dir, tokenizer_dir, tmp_path):
     small = tmp_path / "small"
     write_domain_sample(small, "python", documents=80)
+    lengths = _framed(tokenizer_dir, [r["content"] for r in _code_records(small)])
     body = _plan(sample_dir, tokenizer_dir, domain=str(small), domain_text_field="content", subsets=["wiki"],
                  total_tokens=100_000, concat_tokens=128, val_fraction=0.02, replay_fraction=0.5)
     domain = body.subset("domain")
     repeat = domain.repeat
-    assert repeat is not None and repeat.budget_tokens == 50_000 and repeat.budget_rows == 50_000 // 128
-    assert domain.val_tokens == 1000 and domain.max_tokens % 128 == 0
-    assert repeat.epochs == pytest.approx(repeat.budget_rows / domain.train_rows) and 1 < repeat.epochs <= 4
-    # the converted rows plus val fit in the corpus, with room for the document skipped between them
-    assert domain.max_tokens + domain.val_rows * 128 < repeat.source_tokens
+    assert repeat is not None and repeat.estimated and domain.convert.val_first
+    assert repeat.budget_tokens == domain.max_tokens == 50_000 and repeat.budget_rows == 50_000 // 128
+    assert domain.val_tokens == 1000 and body.subset("wiki").convert.val_first is False
+    # a corpus this small is read whole: the plan's number is the exact count
+    assert repeat.source_tokens == int(lengths.sum())
+    rows = (repeat.source_tokens - domain.val_rows * 128 - int(lengths.max())) // 128
+    assert repeat.epochs == pytest.approx(repeat.budget_rows / rows) and 1 < repeat.epochs <= 4
+    assert f"~{repeat.epochs:.3g}" in format_plan(body)
+    # refused before conversion only when even its whole count (every row it could hold) repeats too often
+    most = (repeat.source_tokens - domain.val_rows * 128) // 128
+    limit = round(repeat.budget_rows / most * 0.9, 2)
     with pytest.raises(UserError) as err:
         _plan(sample_dir, tokenizer_dir, domain=str(small), domain_text_field="content", subsets=["wiki"],
               total_tokens=100_000, concat_tokens=128, val_fraction=0.02, replay_fraction=0.5,
-              max_domain_epochs=1.2)
+              max_domain_epochs=limit)
     text = str(err.value)
-    assert f"--domain {small}: holds {repeat.source_tokens:,} tokens" in text
-    assert f"{repeat.epochs:.2f} epochs, more than --max_domain_epochs 1.2" in text
+    assert f"--domain {small}: holds {repeat.source_tokens:,} tokens in {len(lengths):,} documents" in text, text
+    assert f"at most {most:,} train rows" in text and f"{repeat.budget_rows / most:.2f} epochs" in text, text
+    assert f"more than --max_domain_epochs {limit:g}" in text, text
+    # just above that limit it plans (verify counts the real epochs)
+    _plan(sample_dir, tokenizer_dir, domain=str(small), domain_text_field="content", subsets=["wiki"],
+          total_tokens=100_000, concat_tokens=128, val_fraction=0.02, replay_fraction=0.5,
+          max_domain_epochs=round(repeat.budget_rows / most * 1.01, 2))
+    with pytest.raises(UserError, match="too few for one train row of 128 beside its val split"):
+        _plan(sample_dir, tokenizer_dir, domain=str(small), domain_text_field="content", subsets=["wiki"],
+              total_tokens=100_000_000, concat_tokens=128, val_fraction=0.02, replay_fraction=0.5)
 
 
 def test_bad_domains_exit_2_naming_the_domain_before_any_conversion(sample_dir, tokenizer_dir, code_dir, tmp_path):
@@ -229,21 +258,25 @@ def test_a_domain_without_the_text_field_names_the_plans_options(sample_dir, tok
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
-def test_the_domain_count_skips_null_texts(tokenizer_dir, code_dir, tmp_path, fmt):
+def test_the_domain_estimate_skips_null_texts(tokenizer_dir, code_dir, tmp_path, fmt):
     """The plan counts a corpus with null texts as the same corpus without them (read whole: a small one)."""
-    from cpt_tasks.data.readers import resolve_input
-    from cpt_tasks.plan.domain import count_corpus
-    from cpt_tasks.tokenizer import Encoder
-
     records = _code_records(code_dir, 300)
-    counts = []
-    for name, nulls in (("plain", 0), ("nulls", 7)):
-        corpus = _domain_corpus(tmp_path / name, records, fmt, nulls)
-        conv = ConvertConfig(dataset=str(corpus), text_field="body", out_root="-", tokenizer=str(tokenizer_dir),
-                             num_workers=0)
-        encoder = Encoder(tokenizer_dir, conv.bos_text, conv.eos_text, conv.tokenizer_backend)
-        counts.append(count_corpus(resolve_input(conv), conv, encoder, 10**12, f"--domain {corpus}"))
-    assert counts[0] == counts[1] and counts[0].complete and counts[0].documents == len(records)
+    counts = [_estimate(_domain_corpus(tmp_path / name, records, fmt, nulls), tokenizer_dir, "body")
+              for name, nulls in (("plain", 0), ("nulls", 7))]
+    assert counts[0].complete and counts[1].complete
+    assert counts[0].tokens == counts[1].tokens == int(_framed(tokenizer_dir, [r["content"] for r in records]).sum())
+    assert counts[0].documents == counts[1].documents == len(records)
+
+
+def _estimate(corpus, tokenizer_dir, field="content"):
+    from cpt_tasks.data.readers import resolve_input
+    from cpt_tasks.plan.corpus_estimate import estimate_corpus
+    from cpt_tasks.plan.domain import DOMAIN_TEXT_OPTION
+
+    conv = ConvertConfig(dataset=str(corpus), text_field=field, out_root="-", tokenizer=str(tokenizer_dir),
+                         num_workers=0)
+    return estimate_corpus(resolve_input(conv), field, _encoder(tokenizer_dir), f"--domain {corpus}",
+                           DOMAIN_TEXT_OPTION)
 
 
 def test_the_planned_domain_converts_like_the_folder_alone_verifies_and_trains_its_epochs(
@@ -258,17 +291,23 @@ def test_the_planned_domain_converts_like_the_folder_alone_verifies_and_trains_i
     for sub in body.subsets:
         convert(sub.convert, progress_interval=0)
     domain = body.subset("domain")
-    assert domain.repeat is not None
+    assert domain.repeat is not None and domain.convert.val_first and domain.max_tokens == 24_000
     alone = ConvertConfig(dataset=str(corpus), text_field="content", out_root=str(tmp_path / "alone"),
                           tokenizer=str(small_tokenizer_dir), concat_tokens=128, max_tokens=domain.max_tokens,
-                          val_tokens=domain.val_tokens, shuffle=True, seed=17, num_workers=0)
+                          val_tokens=domain.val_tokens, shuffle=True, seed=17, num_workers=0, val_first=True)
     convert(alone, progress_interval=0)
     for split in ("train", "val"):
         assert np.array_equal(read_rows(f"{domain.out_root}/{split}"), read_rows(tmp_path / "alone" / split))
+    manifest = read_document(f"{domain.out_root}/manifest.json", ConvertManifest)[0]
+    train, val = manifest.splits["train"], manifest.splits["val"]
+    assert manifest.exhausted and val.samples == domain.val_rows and 0 < train.samples < domain.train_rows
+    assert val.first_document == 0 and train.first_document > val.last_document  # val first, no document in both
     result = verify(VerifyConfig(plan=str(tmp_path / "plan.json"), num_workers=0))
     assert result.ok, [c for s in result.report.subsets for c in s.checks if not c.ok]
     reported = {s.name: s for s in result.report.subsets}
-    assert reported["domain"].epochs == domain.repeat.epochs and reported["domain"].role == "domain"
+    epochs = domain.repeat.budget_rows / train.samples  # from the rows really converted, not the plan's estimate
+    assert reported["domain"].epochs == epochs and reported["domain"].role == "domain"
+    assert reported["domain"].status == "ok" and reported["domain"].exhausted
     assert reported["domain"].trained_tokens == domain.repeat.budget_rows * 128
     assert next(c for c in reported["domain"].checks if c.check == "epochs").ok
     assert "epochs" in (tmp_path / "verify-report.md").read_text()
@@ -298,3 +337,219 @@ def test_gain_and_forgetting_equal_an_independent_computation():
     assert [(c.name, c.delta, c.verdict) for c in summary.forgetting] == [
         ("wiki", 0.5, "worse"), ("math", -0.25, "better"), ("facts/0-shot", -0.125, "worse")]
     assert summary.gain[0].verdict == "better"
+
+
+# --- the plan's estimate: a bounded sample, close to the true count -------------------------------------------------
+
+def _write_jsonl(path, records, fmt="jsonl"):
+    """JSON lines of ``records`` at ``path`` (.jsonl, .jsonl.gz or .jsonl.zst)."""
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    if fmt == "gz":
+        import gzip
+        data = gzip.compress(data)
+    elif fmt == "zst":
+        import zstandard
+        data = zstandard.ZstdCompressor().compress(data)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def code_records(tmp_path_factory):
+    """Every document the code sample makes (~2,900 stdlib functions and classes, ~3 MB of JSON lines)."""
+    out = tmp_path_factory.mktemp("allcode") / "code"
+    write_domain_sample(out, "python", documents=10_000)
+    return _code_records(out)
+
+
+@pytest.mark.parametrize("layout", ["40 files", "jsonl", "gz", "zst", "parquet"])
+def test_the_estimate_is_within_ten_percent_of_the_true_count(tokenizer_dir, code_records, tmp_path, monkeypatch,
+                                                                layout):
+    from cpt_tasks.plan import corpus_estimate
+
+    truth = int(_framed(tokenizer_dir, [r["content"] for r in code_records]).sum())
+    if layout == "40 files":  # 8 of them sampled, each read whole
+        for number in range(40):
+            _write_jsonl(tmp_path / "c" / f"part-{number:02d}.jsonl", code_records[number::40])
+        corpus = tmp_path / "c"
+    else:  # one file, larger than the sample: only its start is read
+        monkeypatch.setattr(corpus_estimate, "SAMPLE_BYTES", 192 << 10)
+        if layout == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            corpus = tmp_path / "c.parquet"
+            pq.write_table(pa.table({"path": [r["path"] for r in code_records],
+                                     "content": [r["content"] for r in code_records]}), corpus, row_group_size=300)
+        else:
+            corpus = _write_jsonl(tmp_path / f"c.jsonl{'' if layout == 'jsonl' else '.' + layout}", code_records,
+                                  layout)
+    estimate = _estimate(corpus, tokenizer_dir)
+    assert not estimate.complete and estimate.sample_tokens < truth / 3  # a sample, not the corpus
+    assert abs(estimate.tokens - truth) <= 0.10 * truth, (estimate, truth)
+
+
+def _counting(monkeypatch):
+    """Count the bytes read from the corpus's files (whole files through the converter's reader, starts of larger
+    ones through the estimate's own opener); the hashing of the listing is not the estimate's reading."""
+    from cpt_tasks.data import sources
+    from cpt_tasks.plan import corpus_estimate
+
+    read = [0]
+
+    class Counted:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def read(self, n=-1):
+            data = self.fh.read(n)
+            read[0] += len(data)
+            return data
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def close(self):
+            self.fh.close()
+
+    monkeypatch.setattr(sources, "_open", lambda url: Counted(open(url, "rb")))
+    monkeypatch.setattr(corpus_estimate, "_open_raw", lambda src: Counted(open(src.url, "rb")))
+    return read
+
+
+def test_the_plans_reading_is_bounded_whatever_the_corpus_size(sample_dir, tokenizer_dir, code_records, tmp_path,
+                                                                 monkeypatch):
+    from cpt_tasks.plan import corpus_estimate
+
+    monkeypatch.setattr(corpus_estimate, "SAMPLE_BYTES", 1 << 20)
+    read = _counting(monkeypatch)
+    seen = {}
+    for times in (1, 4):  # four files; then the same four files four times larger
+        corpus = tmp_path / f"x{times}"
+        for number in range(4):
+            _write_jsonl(corpus / f"part-{number}.jsonl", code_records[number::4] * times)
+        read[0] = 0
+        body = _plan(sample_dir, tokenizer_dir, domain=str(corpus), domain_text_field="content", subsets=["wiki"],
+                     total_tokens=400_000, concat_tokens=128, val_fraction=0, replay_fraction=0.5)
+        seen[times] = (read[0], body.subset("domain").source_bytes)
+    (small, small_bytes), (large, large_bytes) = seen[1], seen[4]
+    assert large_bytes == 4 * small_bytes > 2 * (1 << 20)  # both larger than the sample
+    assert 0 < large <= small <= 1 << 20, seen
+
+
+# --- val first: a corpus that may be short, its epochs counted by verify ------------------------------------------
+
+def test_val_first_packs_val_from_the_first_document_then_train_with_no_document_in_both():
+    from test_pack import feed_all
+
+    packer = Packer(4, 3, 2, val_first=True)
+    out = feed_all(packer, [3, 6, 2, 4, 6, 3, 7], batch=2)
+    assert out["val"] == [[0, 0, 0, 1], [1, 1, 1, 1]]  # document 1 is cut by val's last row: dropped
+    assert out["train"] == [[2, 2, 3, 3], [3, 3, 4, 4], [4, 4, 4, 4]]
+    assert (packer.val.stats.first_document, packer.val.stats.last_document) == (0, 1)
+    assert packer.train.stats.first_document == 2 and packer.done
+    short = Packer(4, 100, 1, val_first=True)  # train's budget beyond the source: it takes what is left
+    out = feed_all(short, [3, 6, 2, 4], batch=100)
+    assert out["val"] == [[0, 0, 0, 1]] and out["train"] == [[2, 2, 3, 3]] and not short.done
+    assert feed_all(Packer(4, 2, 0, val_first=True), [3, 6], batch=1) == {"train": [[0, 0, 0, 1], [1, 1, 1, 1]],
+                                                                        "val": []}
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_val_first_random_streams_hold_the_contract(seed):
+    from test_pack import feed_all, framed
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 40, size=200).tolist()
+    concat, train_rows, val_rows = int(rng.integers(3, 30)), int(rng.integers(1, 400)), int(rng.integers(1, 20))
+    packer = Packer(concat, train_rows, val_rows, val_first=True)
+    out = feed_all(packer, lengths, batch=int(rng.integers(1, 50)))
+    stream = framed(lengths)[0]
+    val = np.array(out["val"]).reshape(-1)
+    assert len(out["val"]) == val_rows and np.array_equal(val, stream[:val_rows * concat])  # val: the prefix
+    first = int(val[-1]) + 1  # the first document with no token in val
+    start = int(np.sum(lengths[:first]))
+    expect = min(train_rows, (len(stream) - start) // concat)
+    train = np.array(out["train"]).reshape(-1)
+    assert len(out["train"]) == expect and np.array_equal(train, stream[start:start + expect * concat])
+    assert set(train.tolist()).isdisjoint(val.tolist()) and packer.train.stats.first_document == first
+    assert packer.done == (expect == train_rows)
+
+
+def _misleading_corpus(folder, records):
+    """20 files: the 8 the plan samples hold code; the other 12 as many bytes of documents with blank text (no
+    tokens), so the sample overstates the corpus about 2.5 times."""
+    from cpt_tasks.plan.corpus_estimate import spread
+
+    sampled = spread(20)
+    size = 0
+    for number, index in enumerate(sampled):
+        size = max(size, _write_jsonl(folder / f"part-{index:02d}.jsonl", records[number::8]).stat().st_size)
+    for index in sorted(set(range(20)) - set(sampled)):
+        _write_jsonl(folder / f"part-{index:02d}.jsonl", [{"content": " ", "pad": "x" * 1000}] * (size // 1030))
+
+
+def test_a_short_corpus_converts_val_first_and_verify_refuses_its_real_epochs_before_training(
+        sample_dir, tokenizer_dir, code_records, tmp_path):
+    from conftest import edit_plan
+
+    from cpt_tasks.runs.staging import load_report
+
+    records = code_records[:240]
+    real = int(_framed(tokenizer_dir, [r["content"] for r in records]).sum())
+    _misleading_corpus(tmp_path / "corpus", records)
+    total = 6 * real * 20 // 19  # the domain's 95%: six times what the corpus holds (~6 epochs; estimated ~2.4)
+    body = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root=str(tmp_path / "data"),
+                           domain=str(tmp_path / "corpus"), domain_text_field="content", subsets=["wiki"],
+                           replay_fraction=0.05, total_tokens=total, concat_tokens=128, val_fraction=0.005,
+                           overrides={"wiki": {"val_tokens": 128}}, num_workers=0))
+    location = str(tmp_path / "plan.json")
+    write_document(location, body)
+    for sub in body.subsets:
+        convert(sub.convert, progress_interval=0)
+    domain = body.subset("domain")
+    assert domain.convert.val_first and domain.repeat.estimated and domain.repeat.epochs < 4
+    assert domain.repeat.source_tokens > 2 * real  # the sample overstated it
+    proc = call_cli("verify", "--plan", location, "--num_workers", 0)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    report = read_document(str(tmp_path / "verify-report.json"), VerifyReport)[0]
+    got = next(s for s in report.subsets if s.name == "domain")
+    manifest = read_document(f"{domain.out_root}/manifest.json", ConvertManifest)[0]
+    rows = manifest.splits["train"].samples
+    assert got.epochs == domain.repeat.budget_rows / rows > 4 and manifest.splits["val"].samples == domain.val_rows
+    failed = [c for c in got.checks if not c.ok]
+    assert [c.check for c in failed] == ["epochs"], failed
+    assert f"{rows:,} train rows converted" in failed[0].detail and f"{got.epochs:.3f} epochs" in failed[0].detail
+    assert "lower total_tokens" in failed[0].detail and "raise max_domain_epochs" in failed[0].detail
+    with pytest.raises(UserError, match="verification failed"):  # training does not start
+        load_report(str(tmp_path / "verify-report.json"))
+    # allowed more epochs, the same data verifies: it was the epochs, counted from the converted rows
+    edit_plan(location, lambda plan_body: setattr(plan_body, "max_domain_epochs", 10))
+    assert call_cli("verify", "--plan", location, "--num_workers", 0).returncode == 0
+
+
+def test_a_corpus_the_estimate_finds_long_enough_converts_train_first_as_before(sample_dir, tokenizer_dir,
+                                                                              code_records, tmp_path):
+    corpus = tmp_path / "corpus"
+    for number in range(40):  # a sample, not a count
+        _write_jsonl(corpus / f"part-{number:02d}.jsonl", code_records[number::40])
+    body = _plan(sample_dir, tokenizer_dir, domain=str(corpus), domain_text_field="content", subsets=["wiki"],
+                 replay_fraction=0.5, total_tokens=200_000, concat_tokens=128, val_fraction=0.01)
+    domain = body.subset("domain")
+    assert domain.repeat is None and not domain.convert.val_first and domain.max_tokens == 100_000
+    before = ConvertConfig(dataset=str(corpus), text_field="content", out_root=str(tmp_path / "before"),
+                           tokenizer=str(tokenizer_dir), concat_tokens=128, max_tokens=100_000, val_tokens=1000,
+                           shuffle=True, seed=17, num_workers=0)
+    assert domain.convert.model_copy(update={"out_root": before.out_root, "tokenizer_revision": None,
+                                             "revision": None}) == before
+    out = domain.convert.model_copy(update={"out_root": str(tmp_path / "planned")})
+    for conv in (out, before):
+        convert(conv, progress_interval=0)
+    for split in ("train", "val"):
+        assert np.array_equal(read_rows(tmp_path / "planned" / split), read_rows(tmp_path / "before" / split))
+    manifest = read_document(str(tmp_path / "planned" / "manifest.json"), ConvertManifest)[0]
+    assert manifest.splits["train"].first_document == 0 and not manifest.exhausted

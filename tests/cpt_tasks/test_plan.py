@@ -368,7 +368,13 @@ def test_the_domain_source_format_hint_is_a_plan_option_and_following_it_works(s
     as_json_lines = plan(PlanConfig(dataset=str(sample_dir), tokenizer=str(tokenizer_dir), out_root="/tmp/x",
                                     domain=str(code_dir), domain_text_field="content", total_tokens=1_400_000,
                                     concat_tokens=256, val_fraction=0.03, num_workers=0)).subset("domain")
-    assert domain.repeat == as_json_lines.repeat and domain.repeat.epochs > 1  # counted through datasets alike
+    # a corpus read through datasets has no files to sample: it may be short, with no estimate; as JSON lines
+    # (read whole: counted) it is short too; both convert val first and verify counts their epochs
+    assert domain.repeat.estimated and domain.repeat.source_tokens is None and domain.repeat.epochs is None
+    assert as_json_lines.repeat.estimated and as_json_lines.repeat.epochs > 1
+    assert domain.convert.val_first and as_json_lines.convert.val_first
+    assert (domain.max_tokens, domain.val_tokens, domain.repeat.budget_rows) == \
+        (as_json_lines.max_tokens, as_json_lines.val_tokens, as_json_lines.repeat.budget_rows)
     assert call_cli("convert-subset", "--plan", tmp_path / "plan.json", "--subset", "domain",
                     "--num_workers", 0).returncode == 0
 

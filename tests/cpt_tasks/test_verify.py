@@ -106,7 +106,9 @@ def test_a_repeated_domain_shows_unique_tokens_epochs_and_trained_tokens_whose_s
     assert report.ok, failed_checks(report)
     got = {s.name: s for s in report.subsets}
     domain, concat = got[LONG], report.concat_tokens
-    assert domain.train_tokens == planned.train_rows * concat < domain.trained
+    converted = read_document(domain.manifest, ConvertManifest)[0].splits["train"]
+    assert domain.train_tokens == converted.tokens < planned.train_rows * concat == domain.trained
+    assert domain.epochs == planned.repeat.budget_rows / converted.samples  # counted, not the plan's estimate
     assert domain.trained == domain.trained_tokens == round(domain.train_tokens * domain.epochs)
     assert domain.planned_trained == planned.repeat.budget_rows * concat == domain.trained
     assert report.trained_tokens == sum(s.trained for s in report.subsets)
