@@ -43,7 +43,7 @@ def repeat_line(s: PlannedSubset, max_epochs: float | None) -> str:
         return (f"{s.name}: {r.source_tokens:,} tokens in the corpus, {s.max_tokens:,} converted for train, repeated "
                 f"{r.epochs:.3g} epochs to fill its {r.budget_tokens:,} ({limit})")
     size = "not estimated (no files to sample)" if r.source_tokens is None else \
-        f"about {r.source_tokens:,} tokens (estimated from a sample)"
+        f"estimated at {r.source_tokens:,} tokens"
     guess = "" if r.epochs is None else f"; estimated ~{r.epochs:.3g} epochs"
     return (f"{s.name}: may be short of its budget, {size}: converted val first, train up to its "
             f"{r.budget_tokens:,} tokens; training repeats what train holds to {r.budget_rows:,} rows, verify counts "
