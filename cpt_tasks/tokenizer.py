@@ -28,6 +28,7 @@ from cpt_tasks.errors import UserError
 from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
 from cpt_tasks.jobs import Outcome
 
+_SENTINEL = "<|cpt-pipeline: never allowed|>"  # tiktoken's one special token, see Encoder.__init__
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # sha256 of Meta's original Llama 3 tokenizer.model, and of the tokenizer.json shipped beside it.
 LLAMA3_SHA256 = {
@@ -190,8 +191,11 @@ class Encoder:
         if ranks is not None:
             import tiktoken
 
+            # One special token, never allowed: tiktoken's buffer encoder (no Python int per id) then encodes
+            # exactly as encode_ordinary (see encode_framed).
+            sentinel = {_SENTINEL: self.vocab_size}  # an id past every real one
             self._tt = tiktoken.Encoding(folder.name or "tok", pat_str=meta["pattern"], mergeable_ranks=ranks,
-                                         special_tokens={})
+                                         special_tokens=sentinel)
             self.backend = "tiktoken"
         else:
             from tokenizers import Tokenizer
@@ -222,6 +226,8 @@ class Encoder:
 
     def encode_framed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, lengths): each text framed BOS + ids + EOS, concatenated; int32."""
+        if self.backend == "tiktoken":
+            return self._framed_tiktoken(texts)
         ids = self.encode(texts)
         lengths = np.fromiter((len(d) + 2 for d in ids), dtype=np.int64, count=len(ids))
         tokens = np.empty(int(lengths.sum()), dtype=np.int32)
@@ -232,6 +238,24 @@ class Encoder:
             tokens[start + 1:end - 1] = doc
             tokens[end - 1] = self.eos_id
         return tokens, lengths
+
+    def _framed_tiktoken(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """encode_framed with tiktoken's buffer encoder: each text's ids come back as one uint32 buffer (no Python
+        int per id, ~30% less work than lists) and are joined with the framing ids' bytes in one copy. No special
+        token is allowed, so every special-token string is encoded as plain text, as encode_ordinary does."""
+        encode, allowed = self._tt._core_bpe.encode_to_tiktoken_buffer, set()
+        bos, eos = np.int32(self.bos_id).tobytes(), np.int32(self.eos_id).tobytes()
+        parts: list = []
+        sizes: list[int] = []
+        for text in texts:
+            try:
+                ids = encode(text, allowed)
+            except UnicodeEncodeError:  # lone surrogates: replaced, as tiktoken's encode_ordinary does
+                ids = encode(text.encode("utf-16", "surrogatepass").decode("utf-16", "replace"), allowed)
+            parts += (bos, ids, eos)
+            sizes.append(memoryview(ids).nbytes)
+        lengths = np.array(sizes, dtype=np.int64) // 4 + 2
+        return np.frombuffer(b"".join(parts), dtype=np.int32), lengths
 
 
 def describe(name: str, folder: Path, encoder: Encoder) -> TokenizerInfo:
