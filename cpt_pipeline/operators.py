@@ -73,6 +73,8 @@ class StepMixin:
             raise AirflowSkipException(f"{self.task_id} skipped: {reason}")
         labels = getattr(self, "labels", None) or {}
         if subset := labels.get("cpt-pipeline/subset"):
+            if (part := labels.get("cpt-pipeline/part")) is not None:
+                subset = f"{subset}/{part}"  # one part of a subset converted in parts
             context["subset"] = subset  # the mapped task's label in the UI (map_index_template)
             self.log.info("Component: %s", subset)  # and in its log (make demo names the task by it)
         if fraction := labels.get("cpt-pipeline/replay-fraction"):

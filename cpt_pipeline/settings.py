@@ -57,12 +57,17 @@ class Deployment:
     mlflow_secret: str = "cpt-mlflow"  # CPT_MLFLOW_SECRET: Secret with MLFLOW_TRACKING_USERNAME/_PASSWORD/_TOKEN
     mlflow_ui_url: str = ""  # CPT_MLFLOW_UI_URL: the MLflow UI people open (the "MLflow run" links); empty: the
     # tracking URI when it is http(s), else http://127.0.0.1:5000 (make mlflow)
+    # CPT_MAX_ACTIVE_CONVERT: convert tasks (subsets and parts) of one run that may run at once: the cluster's CPU
+    # pods for conversion (a 50B plan in 2B-token parts is ~27 tasks: one wave on 32 pods of 8 cores)
+    max_active_convert: int = 32
     # CPT_PODMAN_DIR: podman runner's folder: pods/ (every manifest it submitted) and xcom/ (each pod's XCom)
     podman_dir: str = str(REPO_ROOT / ".cpt" / "podman")
 
     def __post_init__(self) -> None:
         if self.runner not in RUNNERS:
             raise ValueError(f"CPT_RUNNER={self.runner!r}: expected one of {', '.join(RUNNERS)}")
+        if self.max_active_convert < 1:
+            raise ValueError(f"CPT_MAX_ACTIVE_CONVERT={self.max_active_convert}: expected 1 or more")
 
     @classmethod
     def from_env(cls) -> Deployment:
@@ -90,6 +95,7 @@ class Deployment:
             mlflow_tracking_uri=env.get("CPT_MLFLOW_TRACKING_URI", env.get("MLFLOW_TRACKING_URI", "")).strip(),
             mlflow_secret=env.get("CPT_MLFLOW_SECRET", base.mlflow_secret),
             mlflow_ui_url=env.get("CPT_MLFLOW_UI_URL", base.mlflow_ui_url).strip(),
+            max_active_convert=int(env.get("CPT_MAX_ACTIVE_CONVERT", base.max_active_convert)),
             podman_dir=env.get("CPT_PODMAN_DIR") or str(Path(env.get("CPT_HOME") or REPO_ROOT / ".cpt") / "podman"),
         )
 

@@ -74,14 +74,16 @@ def proxy_evaluate_kwargs(entry: dict) -> dict:
 
 
 def convert_kwargs(entry: dict) -> dict:
-    """The mapped arguments of one conversion, from one entry of the plan step's result (a PlanEntry)."""
+    """The mapped arguments of one conversion (a subset, or one part of one), from one entry of the plan step's
+    result (a PlanEntry)."""
     planned = PlanEntry.model_validate(entry)
     config = {"plan": planned.plan, "subset": planned.subset, "already_complete_exit": EXIT_ALREADY_COMPLETE}
-    return {
-        "arguments": [step_job("convert").name, "--config", json.dumps(config)],
-        "labels": {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": "convert",
-                   "cpt-pipeline/subset": planned.subset},
-    }
+    labels = {"app.kubernetes.io/name": "cpt-pipeline", "app.kubernetes.io/component": "convert",
+              "cpt-pipeline/subset": planned.subset}
+    if planned.parts > 1:  # one part of a subset converted in parts: the task is labelled <subset>/<part>
+        config["part"] = planned.part
+        labels["cpt-pipeline/part"] = str(planned.part)
+    return {"arguments": [step_job("convert").name, "--config", json.dumps(config)], "labels": labels}
 
 
 def train_gate(params: dict, verified: dict | None) -> str | None:

@@ -191,6 +191,7 @@ PLAN_PARAMS = {
     "concat_tokens": Param("concat_tokens", "Tokens per row", DATA,
                            lambda: {"maximum": PlanConfig.model_fields["context_length"].default}),
     **same(DATA, val_fraction="Validation fraction", seed="Shuffle seed", allow_short="Allow short subsets"),
+    **same(DATA, part_tokens="Tokens per convert part"),
     "convert_options": Param("convert_options", "More conversion options", DATA, _convert_options_form),
     **same(DOMAIN, domain="Your corpus", domain_subset="Its subset", domain_text_field="Its text field"),
     "domain_source_format": Param("domain_source_format", "How it is read", DOMAIN, lambda: {

@@ -3,6 +3,7 @@
 Under one storage root (a local path, ``s3://`` or ``gs://``)::
 
     <root>/data/<mix>/<fingerprint[:16]>/<subset>/{train,val}/   MDS (index.json + shards), manifest.json
+    <root>/data/<mix>/<fingerprint[:16]>/<subset>/{train,val}/part-NNNNN/, parts/   a subset converted in parts
     <root>/runs/<dag>/<run>/                                       plan.json, verify-report.{json,md}, verify-mix.png
     <root>/checkpoints/<plan fingerprint[:16]>-<run>/              a training run (see cpt_tasks.runs.status)
     <root>/checkpoints/finished/<plan fingerprint>.json            the newest finished run of a plan
@@ -26,6 +27,7 @@ SPLITS: tuple[str, ...] = get_args(Split)  # in write order
 TRAIN, VAL = SPLITS
 MANIFEST_FILE = "manifest.json"  # a conversion's completion marker, written last
 MDS_INDEX_FILE = "index.json"  # an MDS split's index
+PARTS_DIR = "parts"  # a conversion in parts: <out_root>/parts/part-NNNNN.json, each part's completion marker
 COLUMN_NAME = "tokens"  # the one MDS column
 COLUMN_ENCODING = "ndarray:int32"  # its encoding: rows of exactly concat_tokens int32 ids
 PLAN_FILE = "plan.json"
@@ -50,6 +52,12 @@ def safe_run_id(run_id: str) -> str:
     if clean != run_id:
         clean = f"{clean}-{hashlib.sha256(run_id.encode()).hexdigest()[:8]}".lstrip("-")
     return clean
+
+
+def part_name(part: int) -> str:
+    """A part's folder under each split (``<out_root>/<split>/part-NNNNN/``, one level deep, as streaming's
+    ``merge_index`` lays parts out) and its marker's name under ``<out_root>/parts/``."""
+    return f"part-{part:05d}"
 
 
 def data_root(storage_root: str) -> str:

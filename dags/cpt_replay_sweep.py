@@ -55,6 +55,7 @@ with DAG(
 
     convert = make_operator(
         step("convert", REPLAY_SWEEP), DEPLOYMENT, partial=True, map_index_template="{{ subset }}",
+        max_active_tis_per_dagrun=DEPLOYMENT.max_active_convert,
     ).expand_kwargs(plan.output.map(convert_kwargs))
 
     verify = make_operator(step("verify", REPLAY_SWEEP), DEPLOYMENT, trigger_rule=TriggerRule.NONE_FAILED)

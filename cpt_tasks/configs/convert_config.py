@@ -73,6 +73,13 @@ class ConvertConfig(StrictModel):
     max_retries: int = Field(5, ge=0, description="Retries (with backoff) of a failed network call before the "
                              "conversion fails (exit 1)")
     overwrite: bool = Field(False, description="Replace an output of a different conversion at --out_root")
+    val_first: bool = Field(False, description="Take val's rows first, then up to --max_tokens of train: for a "
+                            "corpus that may hold less than its train budget (training then repeats what train "
+                            "holds); the source running out is then expected, not a short conversion")
+    parts: int = Field(1, ge=1, description="Split the input's files into this many parts (contiguous in file "
+                       "order, balanced by bytes); each part is its own conversion (--part) under "
+                       "<out_root>/<split>/part-NNNNN/, with its own share of the budgets")
+    part: int = Field(0, ge=0, description="Which part of --parts this conversion reads and writes (0-based)")
 
     @field_validator("splits")
     @classmethod
@@ -105,6 +112,8 @@ class ConvertConfig(StrictModel):
 
     @model_validator(mode="after")
     def _budgets(self) -> ConvertConfig:
+        if self.part >= self.parts:
+            raise ValueError(f"part ({self.part}) must be below parts ({self.parts}): parts are numbered from 0")
         if self.max_tokens is not None and self.max_tokens < self.concat_tokens:
             raise ValueError(f"max_tokens ({self.max_tokens}) is smaller than one row "
                              f"(concat_tokens={self.concat_tokens})")
@@ -141,6 +150,7 @@ class ConvertSubsetConfig(StrictModel):
 
     plan: str = Field(description="The plan JSON written by `cpt-tasks plan` (path or URL)")
     subset: str = Field(min_length=1, description="Which planned subset to convert")
+    part: int = Field(0, ge=0, description="Which of its parts (a subset converted in parts; 0 otherwise)")
     num_workers: int | None = Field(None, ge=0, description="Override the planned converter processes")
     already_complete_exit: int = Field(0, ge=0, le=255, description="Exit with this status instead of 0 when the "
                                        "subset was already converted (the DAG marks such a task skipped)")

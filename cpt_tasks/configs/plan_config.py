@@ -16,11 +16,14 @@ LLAMA31_CONTEXT = 131072
 DEFAULT_REPLAY_FRACTION = 0.25
 # Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 epochs is nearly as good as new data.
 DEFAULT_MAX_DOMAIN_EPOCHS = 4.0
+# A part of ~2B tokens tokenizes in about 3 minutes in a default convert pod (8 cores at the converter's measured
+# ~1.5M tokens/s per core: docs/performance.md), so the reference 50B plan is ~27 parts: one wave on 32 pods.
+DEFAULT_PART_TOKENS = 2_000_000_000
 DEFAULT_TOKENIZER = "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe tokenizes with the Instruct one
 # ConvertConfig fields the plan derives for every subset; the others may be set with convert_options.
 PLANNED_CONVERT_FIELDS = frozenset({"dataset", "data_subset", "revision", "out_root", "tokenizer",
                                     "tokenizer_revision", "num_workers", "text_field", "concat_tokens", "max_tokens",
-                                    "val_tokens", "shuffle", "seed"})
+                                    "val_tokens", "shuffle", "seed", "val_first", "parts", "part"})
 CONVERT_OPTIONS = tuple(f for f in ConvertConfig.model_fields if f not in PLANNED_CONVERT_FIELDS)
 
 
@@ -78,6 +81,9 @@ class PlanConfig(StrictModel):
         "replay_fraction is then ignored)")
     sweeps_root: str | None = Field(None, description="Where replay sweeps keep their pointers (the DAG: "
                                     "<storage_root>/sweeps); needed by replay_fraction 'recommended'")
+    part_tokens: TokenCount = Field(DEFAULT_PART_TOKENS, gt=0, description="A component whose train + val budget "
+                                    "exceeds this many tokens is converted in parts of about this size, each its "
+                                    "own conversion (a convert task of the DAG): at most one part per input file")
     max_domain_epochs: float = Field(DEFAULT_MAX_DOMAIN_EPOCHS, ge=1, description="A domain corpus smaller than "
                                      "its budget is repeated in training up to this many epochs; beyond, the plan "
                                      "refuses")

@@ -23,11 +23,14 @@ from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_en
 from cpt_tasks.data.fingerprint import fingerprint
 from cpt_tasks.data.readers import iter_input_chunks, record_error, resolve_input
 from cpt_tasks.data.order import Chunk
+from cpt_tasks.data.parts import part_source
 from cpt_tasks.data.sources import OpenFiles, Source
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert_docs import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
-                                         Timings, TokenizerRecord, manifest_location)
-from cpt_tasks.documents.plan_docs import load_plan
+                                         Timings, TokenizerRecord, manifest_location, marker_location,
+                                         split_location)
+from cpt_tasks.data.merged_parts import merge_parts
+from cpt_tasks.documents.plan_docs import PlannedSubset, load_plan
 from cpt_tasks.errors import EXIT_OK, UserError
 from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import COLUMN_ENCODING, COLUMN_NAME, SPLITS
@@ -67,9 +70,10 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
     folder = resolve_tokenizer_dir(cfg.tokenizer, cfg.tokenizer_revision)
     encoder = Encoder(folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
     tok = describe(cfg.tokenizer, folder, encoder)
-    fp = fingerprint(cfg, source, tok)
+    fp = fingerprint(cfg, source, tok)  # a part's: the whole listing, and which part of how many
+    source = part_of(source, cfg)
 
-    marker = manifest_location(cfg.out_root)
+    marker = marker_location(cfg)
     done, other = find_marker(marker, ConvertManifest, lambda found: found.fingerprint == fp)
     if done is not None:
         return ConvertResult(cfg.out_root, fp, True, done)
@@ -78,13 +82,28 @@ def convert(cfg: ConvertConfig, progress_interval: float = 10.0) -> ConvertResul
                         f"{other.fingerprint[:12]}, this one {fp[:12]}); "
                         "choose another --out_root or pass --overwrite")
     remove_file(marker)  # incomplete from here until the new manifest lands
+    if cfg.parts > 1:
+        remove_file(manifest_location(cfg.out_root))  # the merged manifest no longer holds once a part changes
     for split in SPLITS:
-        remove_tree(join(cfg.out_root, split))
+        remove_tree(split_location(cfg, split))
 
     written = _Conversion(cfg, source, encoder, str(folder), progress_interval).run()
     manifest = _manifest(cfg, fp, source, tok, written, started)
     write_document(marker, manifest)
     return ConvertResult(cfg.out_root, fp, False, manifest)
+
+
+def part_of(source: Source, cfg: ConvertConfig) -> Source:
+    """The files this conversion reads: its part's (``--part`` of ``--parts``), else all; UserError when the
+    source cannot be cut into that many parts (a part is at least one file)."""
+    if cfg.parts == 1:
+        return source
+    if source.kind == "datasets" or len(source.files) < cfg.parts:
+        what = "is read through datasets.load_dataset" if source.kind == "datasets" else \
+            f"holds {len(source.files)} file(s)"
+        raise UserError(f"--parts {cfg.parts}: --dataset {cfg.dataset} {what}; a part is at least one file "
+                        "(use fewer parts)")
+    return part_source(source, cfg.part, cfg.parts)
 
 
 def _manifest(cfg: ConvertConfig, fp: str, source: Source, tok: TokenizerInfo, written: _Written,
@@ -124,7 +143,7 @@ class _Conversion:
                  progress_interval: float) -> None:
         self.cfg, self.source, self.encoder = cfg, source, encoder
         self.spec = (folder, cfg.bos_text, cfg.eos_text, cfg.tokenizer_backend)
-        self.packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows)
+        self.packer = Packer(cfg.concat_tokens, cfg.train_rows, cfg.val_rows, cfg.val_first)
         budget = None if cfg.train_rows is None else (cfg.train_rows + cfg.val_rows) * cfg.concat_tokens
         # named as the pipeline names it: the subset, else the output's own folder (a plan's domain component)
         named = cfg.data_subset or cfg.out_root.rstrip("/").rsplit("/", 1)[-1] or source.dataset
@@ -143,7 +162,7 @@ class _Conversion:
         # Started before any writer starts upload threads.
         pool = start_pool(workers, self.encoder, self.spec) if workers else None
         try:
-            self.writers = {split: TokenShardWriter(join(self.cfg.out_root, split), self.cfg.mds_compression,
+            self.writers = {split: TokenShardWriter(split_location(self.cfg, split), self.cfg.mds_compression,
                                                     self.cfg.size_limit, SHARD_HASHES) for split in SPLITS}
             self._feed(pool)
             self._check_not_empty()
@@ -249,7 +268,7 @@ def summarize_result(result: ConvertResult, subset: str | None = None) -> Conver
     m = result.manifest
     return ConvertSummary(
         status=ALREADY_COMPLETE if result.already_complete else "converted", subset=subset,
-        out_root=result.out_root, manifest=manifest_location(result.out_root), fingerprint=result.fingerprint,
+        out_root=result.out_root, manifest=marker_location(m.config), fingerprint=result.fingerprint,
         source=m.source,
         splits={split: SplitTotals(documents=c.documents, samples=c.samples, tokens=c.tokens)
                 for split, c in m.splits.items()},
@@ -263,21 +282,38 @@ def command(cfg: ConvertConfig) -> Outcome:
     return Outcome(summarize_result(result))
 
 
-def planned_subset(location: str, subset: str, num_workers: int | None = None) -> ConvertConfig:
-    """The ConvertConfig of one subset of the plan at ``location`` (UserError naming an unplanned subset)."""
-    cfg = load_plan(location)[0].subset(subset, location).convert
+def planned_subset(location: str, subset: str, num_workers: int | None = None, part: int = 0) -> ConvertConfig:
+    """The ConvertConfig of one subset (or one part of it) of the plan at ``location`` (UserError naming an
+    unplanned subset or part)."""
+    cfg = load_plan(location)[0].subset(subset, location).part_config(part)
     return cfg if num_workers is None else cfg.model_copy(update={"num_workers": num_workers})
 
 
 def preview_subset(cfg: ConvertSubsetConfig) -> ConvertConfig:
-    """What ``convert-subset --dry-run`` prints: the subset's ConvertConfig, exactly as the plan stored it."""
-    return planned_subset(cfg.plan, cfg.subset, cfg.num_workers)
+    """What ``convert-subset --dry-run`` prints: the subset's (or part's) ConvertConfig, exactly as the plan
+    stored it."""
+    return planned_subset(cfg.plan, cfg.subset, cfg.num_workers, cfg.part)
+
+
+def merge_when_complete(sub: PlannedSubset) -> ConvertManifest | None:
+    """A subset in parts: its merged index and manifest once every part is there (None while one is missing).
+    Each part tries after writing its own manifest, so the last one to finish merges (two at once write the same
+    bytes)."""
+    parts = [sub.part_config(i) for i in range(sub.part_count)]
+    return merge_parts(sub.convert, sub.fingerprint, parts, [p.fingerprint for p in sub.parts])
 
 
 def command_subset(cfg: ConvertSubsetConfig) -> Outcome:
-    """``cpt-tasks convert-subset``: one subset of a plan, exactly as planned; ``already_complete_exit`` when it
-    was converted before (the DAG marks the task skipped)."""
-    result = convert(planned_subset(cfg.plan, cfg.subset, cfg.num_workers))
+    """``cpt-tasks convert-subset``: one subset (or part) of a plan, exactly as planned; ``already_complete_exit``
+    when it was converted before (the DAG marks the task skipped). The last part of a subset in parts to finish
+    merges the parts."""
+    sub = load_plan(cfg.plan)[0].subset(cfg.subset, cfg.plan)
+    conv = sub.part_config(cfg.part)
+    result = convert(conv if cfg.num_workers is None else conv.model_copy(update={"num_workers": cfg.num_workers}))
     print(format_summary(result))
+    if sub.parts:
+        merged = merge_when_complete(sub)
+        print(f"{sub.name}: all {sub.part_count} parts converted; merged index and manifest at {sub.out_root}"
+              if merged else f"{sub.name}: part {cfg.part} of {sub.part_count} done; the last part to finish merges")
     done_before = result.already_complete and cfg.already_complete_exit
     return Outcome(summarize_result(result, cfg.subset), cfg.already_complete_exit if done_before else EXIT_OK)

@@ -39,6 +39,10 @@ def fingerprint(cfg: ConvertConfig, source: Source, tok: TokenizerInfo) -> str:
         "size_limit": cfg.size_limit,
         "encoding": COLUMN_ENCODING,
     }
+    if cfg.val_first:  # defaults stay out, so a one-part, train-first conversion keeps its fingerprint
+        payload["val_first"] = True
+    if cfg.parts > 1:
+        payload["part"] = {"index": cfg.part, "of": cfg.parts}
     if cfg.text_field != "text":  # the default stays out, so fingerprints from before the option still hold
         payload["text_field"] = cfg.text_field
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -49,3 +53,10 @@ def _compressor_version() -> str:
     import zstd
 
     return zstd.ZSTD_version()
+
+
+def parts_fingerprint(parts: list[str]) -> str:
+    """A conversion in parts: one fingerprint over its parts' (in order); one part's own when there is one."""
+    if len(parts) == 1:
+        return parts[0]
+    return hashlib.sha256(json.dumps({"converter": CONVERTER_VERSION, "parts": parts}).encode()).hexdigest()

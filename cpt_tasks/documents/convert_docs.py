@@ -10,7 +10,7 @@ from pydantic import Field
 from cpt_tasks.configs.config_base import StrictModel
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.documents.document_base import Document, find_document
-from cpt_tasks.layout import MANIFEST_FILE, Split
+from cpt_tasks.layout import MANIFEST_FILE, PARTS_DIR, Split, part_name
 from cpt_tasks.storage import join
 
 
@@ -88,6 +88,17 @@ class Timings(StrictModel):
     peak_rss_mb: dict[str, float] = Field(description="Peak memory of the main process and the workers")
 
 
+class PartRecord(StrictModel):
+    """One part of a conversion in parts, as the merged manifest records it."""
+
+    part: int = Field(ge=0, description="Its number (its folder: <split>/part-NNNNN/)")
+    fingerprint: str = Field(description="The part conversion's fingerprint")
+    manifest: str = Field(description="Its own manifest (<out_root>/parts/part-NNNNN.json)")
+    files: list[str] = Field(description="The input files it read (paths as the source lists them)")
+    splits: dict[Split, SplitTotals] = Field(description="What it wrote")
+    exhausted: bool = Field(description="Its files ran out before its share of the budgets was met")
+
+
 class ConvertManifest(Document):
     """``<out_root>/manifest.json``: written last, so a folder without one is incomplete and never trusted."""
 
@@ -105,6 +116,8 @@ class ConvertManifest(Document):
     documents: DocumentCounts
     exhausted: bool = Field(description="The source ran out before the train and val budgets were met")
     timings: Timings
+    parts: list[PartRecord] | None = Field(None, description="A conversion in parts: each part (the splits' "
+                                           "index.json lists every part's shards under its folder)")
 
     @property
     def framing(self) -> Framing:
@@ -138,8 +151,23 @@ class ConvertSummary(Document):
 
 
 def manifest_location(out_root: str) -> str:
-    """Where a conversion's manifest lies."""
+    """Where a conversion's manifest lies (of a conversion in parts: the merged one, written after every part)."""
     return join(out_root, MANIFEST_FILE)
+
+
+def marker_location(cfg: ConvertConfig) -> str:
+    """Where this conversion's own manifest goes: ``<out_root>/manifest.json``, or for a part of several
+    ``<out_root>/parts/part-NNNNN.json``."""
+    if cfg.parts == 1:
+        return manifest_location(cfg.out_root)
+    return join(cfg.out_root, PARTS_DIR, f"{part_name(cfg.part)}.json")
+
+
+def split_location(cfg: ConvertConfig, split: str) -> str:
+    """Where this conversion writes ``split``: ``<out_root>/<split>``, or for a part ``<out_root>/<split>/part-NNNNN``
+    (one level deep: the split's merged index lists each part's shards under its folder)."""
+    folder = join(cfg.out_root, split)
+    return folder if cfg.parts == 1 else join(folder, part_name(cfg.part))
 
 
 def read_manifest(out_root: str) -> ConvertManifest | None:

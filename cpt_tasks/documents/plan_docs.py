@@ -42,12 +42,32 @@ class PlannedTokenizer(StrictModel):
 
 
 class Repetition(StrictModel):
-    """A domain corpus smaller than its budget: converted once, repeated in training (Streams' ``choose``)."""
+    """A domain corpus smaller than its budget: converted once, repeated in training (Streams' ``choose``).
 
-    source_tokens: int = Field(ge=0, description="Framed tokens (BOS + text + EOS) the whole corpus holds")
+    ``estimated``: the plan only estimated the corpus (a bounded sample): it may be short, so it converts val first
+    with its whole train budget, and ``verify`` computes the epochs from the train rows really converted (what
+    training uses); ``source_tokens`` and ``epochs`` are then the plan's estimates (None: no estimate, a source
+    without files). Not estimated (plans made before): the corpus was counted and converted to fit."""
+
+    source_tokens: int | None = Field(ge=0, description="Framed tokens (BOS + text + EOS) the whole corpus holds "
+                                      "(estimated: the plan's estimate; None: not estimated)")
     budget_tokens: int = Field(gt=0, description="Train tokens its share of total_tokens asks for")
     budget_rows: int = Field(gt=0, description="Rows training draws from it: budget_tokens // concat_tokens")
-    epochs: float = Field(gt=0, description="budget_rows / its converted train rows: times each row is seen")
+    epochs: float | None = Field(gt=0, description="budget_rows / its converted train rows: times each row is seen "
+                                 "(estimated: the plan's estimate, informational; verify counts them)")
+    estimated: bool = Field(False, description="The corpus may be short of its budget (estimated from a sample): "
+                            "converted val first; verify computes the epochs from the converted rows")
+
+
+class PlannedPart(StrictModel):
+    """One part of a subset converted in parts: its files (a contiguous slice of the listing) and its share."""
+
+    part: int = Field(ge=0, description="Its number: <out_root>/<split>/part-NNNNN/")
+    fingerprint: str = Field(description="Its conversion's fingerprint")
+    max_tokens: int = Field(gt=0, description="Its share of the train budget (rows × concat_tokens)")
+    val_tokens: int = Field(ge=0, description="Its share of the val budget")
+    files: int = Field(gt=0, description="Input files it reads")
+    bytes: int = Field(ge=0, description="Their bytes (the shares follow them)")
 
 
 class PlannedSubset(StrictModel):
@@ -63,10 +83,30 @@ class PlannedSubset(StrictModel):
     role: Literal["replay", "domain"] = Field("replay", description="replay: general data against forgetting; "
                                               "domain: the corpus being learned")
     repeat: Repetition | None = Field(None, description="Set when the corpus is smaller than its budget")
+    parts: list[PlannedPart] | None = Field(None, description="Converted in parts (a budget beyond "
+                                            "part_tokens): each its own conversion; None: in one piece")
 
     @property
-    def epochs(self) -> float:
-        """Times training sees each converted train row (1 unless repeated)."""
+    def part_count(self) -> int:
+        """Conversions this subset takes (1: in one piece)."""
+        return len(self.parts) if self.parts else 1
+
+    def part_config(self, part: int) -> ConvertConfig:
+        """The conversion of part ``part`` (of a subset in one piece: ``convert`` itself, part 0)."""
+        if not self.parts:
+            if part != 0:
+                raise UserError(f"--part {part}: subset {self.name} is converted in one piece (part 0)")
+            return self.convert
+        if not 0 <= part < len(self.parts):
+            raise UserError(f"--part {part}: subset {self.name} has parts 0..{len(self.parts) - 1}")
+        planned = self.parts[part]
+        return self.convert.model_copy(update={"part": part, "max_tokens": planned.max_tokens,
+                                               "val_tokens": planned.val_tokens})
+
+    @property
+    def epochs(self) -> float | None:
+        """Times training sees each converted train row as the plan knows it: 1 unless repeated; a corpus that may
+        repeat, the plan's estimate (None: no estimate; verify computes the real epochs)."""
         return self.repeat.epochs if self.repeat else 1.0
 
     @property
@@ -130,8 +170,10 @@ class SweepRef(StrictModel):
 FINGERPRINT_EXCLUDES = {"fingerprint", "created_at", "code_version", "corpus_key"}
 # Fields added with the domain corpus and the replay sweep: left out of the fingerprint at their defaults, so a
 # plan without them keeps the fingerprint (and so its run names and finished pointers) it had before they existed.
-NEW_SUBSET_DEFAULTS = {"role": "replay", "repeat": None}
+NEW_SUBSET_DEFAULTS = {"role": "replay", "repeat": None, "parts": None}
 NEW_PLAN_DEFAULTS = {"replay_fraction": None, "max_domain_epochs": None, "sweep": None, "replay_from": None}
+# ConvertConfig fields added with parts and val-first conversions: left out at their defaults too.
+NEW_CONVERT_DEFAULTS = {"val_first": False, "parts": 1, "part": 0}
 
 
 class Plan(Document):
@@ -169,6 +211,8 @@ class Plan(Document):
         """The fingerprint of this plan's content (what ``fingerprint`` must equal)."""
         body = _without_defaults(self.model_dump(mode="json", exclude=FINGERPRINT_EXCLUDES), NEW_PLAN_DEFAULTS)
         body["subsets"] = [_without_defaults(s, NEW_SUBSET_DEFAULTS) for s in body["subsets"]]
+        for s in body["subsets"]:
+            s["convert"] = _without_defaults(s["convert"], NEW_CONVERT_DEFAULTS)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def subset(self, name: str, where: str = "") -> PlannedSubset:
@@ -185,7 +229,8 @@ def _without_defaults(body: dict, defaults: dict) -> dict:
 
 
 class PlanEntry(Document):
-    """One planned subset as the plan step hands it to the DAG (one mapped conversion each)."""
+    """One planned conversion as the plan step hands it to the DAG (one mapped convert task each): a subset, or
+    one part of a subset converted in parts (its fingerprint, budgets and label are the part's)."""
 
     FORMAT = "cpt-pipeline/plan-entry/v1"
     KIND = "a plan entry"
@@ -200,6 +245,13 @@ class PlanEntry(Document):
     dataset: str
     replay_from: str | None = Field(None, description="The replay sweep's report the plan's replay fraction came "
                                     "from (replay_fraction 'recommended'; lineage input of the plan step)")
+    part: int = Field(0, ge=0, description="Which part of the subset (0 for one in one piece)")
+    parts: int = Field(1, ge=1, description="The subset's parts")
+
+    @property
+    def label(self) -> str:
+        """How the UI names the task: the subset, or ``<subset>/<part>`` when it is converted in parts."""
+        return self.subset if self.parts == 1 else f"{self.subset}/{self.part}"
 
 
 def load_plan(location: str) -> tuple[Plan, str]:

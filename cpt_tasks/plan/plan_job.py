@@ -26,9 +26,11 @@ from cpt_tasks.jobs import Outcome
 from cpt_tasks.layout import subset_root
 from cpt_tasks.mix import Mix, check_proportions, load_mix
 from cpt_tasks.plan.corpus_identity import corpus_key
-from cpt_tasks.plan.domain import count_corpus, fits, plan_repetition
+from cpt_tasks.plan.corpus_estimate import estimate_corpus
+from cpt_tasks.plan.domain import plan_domain
 from cpt_tasks.plan.plan_components import (Component, at_fraction, cfg_dataset, domain_component, final_budget,
                                             mix_components, never_fit, resolve_part, smallest_total)
+from cpt_tasks.plan.plan_parts import in_parts
 from cpt_tasks.plan.plan_table import format_plan
 from cpt_tasks.plan.recommended_fraction import check_recommended_options, read_recommendation
 from cpt_tasks.plan.sweep_budgets import sweep_components, sweep_draws
@@ -216,17 +218,17 @@ def plan(cfg: PlanConfig) -> Plan:
         if part.role == "domain" and cfg.domain:
             key = pinned.corpus_key(cfg, source, mix, proportions)
         if part.role == "domain" and part.name not in (cfg.overrides or {}):
-            count = count_corpus(source, conv, pinned.encoder, fits(*budget, cfg.concat_tokens) + 1, part.where,
-                                 part.text_option)
-            max_tokens, repeat = plan_repetition(count, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
-            conv = conv.model_copy(update={"max_tokens": max_tokens})
+            estimate = estimate_corpus(source, conv.text_field, pinned.encoder, part.where, part.text_option)
+            repeat = plan_domain(estimate, budget, cfg.concat_tokens, cfg.max_domain_epochs, part.where)
+            if repeat is not None:  # it may be short: val first, then up to its whole train budget
+                conv = conv.model_copy(update={"val_first": True})
         conv = conv.model_copy(update={"revision": source.revision})
-        fp = fingerprint(conv, source, pinned.tok)
+        fp, conv, pieces = in_parts(conv, source, pinned.tok, cfg.part_tokens)
         conv = conv.model_copy(update={"out_root": subset_root(cfg.out_root, mix.name, fp, part.name)})
         drafts.append(PlannedSubset(name=part.name, proportion=part.proportion,
                                     overridden=part.name in (cfg.overrides or {}), fingerprint=fp,
                                     source_files=len(source.files), source_bytes=source.total_bytes, convert=conv,
-                                    role=part.role, repeat=repeat))
+                                    role=part.role, repeat=repeat, parts=pieces))
     order = [p.name for p in parts]
     subsets = sorted(drafts, key=lambda s: order.index(s.name))
     body = Plan(
@@ -245,12 +247,18 @@ def plan(cfg: PlanConfig) -> Plan:
 
 
 def plan_entries(body: Plan, location: str | None) -> list[PlanEntry]:
-    """One entry per planned subset (what the DAG maps its conversions over): name, budgets, location."""
+    """One entry per planned conversion, a subset or each part of one (what the DAG maps its convert tasks over):
+    name, part, budgets, location."""
     swept = body.replay_from.report if body.replay_from else None
-    return [PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint, fingerprint=s.fingerprint,
-                      out_root=s.out_root, max_tokens=s.max_tokens, val_tokens=s.val_tokens, dataset=s.convert.dataset,
-                      replay_from=swept)
-            for s in body.subsets]
+    entries = []
+    for s in body.subsets:
+        for part in range(s.part_count):
+            conv = s.part_config(part)
+            entries.append(PlanEntry(subset=s.name, plan=location, plan_fingerprint=body.fingerprint,
+                                     fingerprint=s.parts[part].fingerprint if s.parts else s.fingerprint,
+                                     out_root=s.out_root, max_tokens=conv.max_tokens, val_tokens=conv.val_tokens,
+                                     dataset=conv.dataset, replay_from=swept, part=part, parts=s.part_count))
+    return entries
 
 
 def command(cfg: PlanConfig) -> Outcome:

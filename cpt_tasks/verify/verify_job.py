@@ -5,8 +5,12 @@ A subset passes when: its manifest exists with the plan's fingerprint; every sha
 index exists with the listed size and hash and the counts agree; every row holds exactly concat_tokens valid
 ids; spot-checked rows decode; the documents are framed with the special tokens the conversion recorded (the
 first row starts with its BOS id, and those ids are the tokenizer's for its BOS/EOS texts); train/val hold
-floor(budget/concat) rows (or the source ran out and the plan allows short subsets); train and val share no
-document; and its train tokens are within one row of proportion × total_tokens. A replay sweep's plan: every
+floor(budget/concat) rows (or the source ran out and the plan allows short subsets; a corpus the plan only
+estimated, converted val first: val exactly, train up to its budget, and its epochs, counted from its train rows,
+within max_domain_epochs: :mod:`cpt_tasks.verify.epoch_checks`); train and val share no document; and its train
+tokens are within one row of proportion × total_tokens. A subset converted in parts
+(:mod:`cpt_tasks.verify.part_checks`): every part there with its planned fingerprint and share, no input file in
+two parts, and the merged index listing exactly the parts' shards. A replay sweep's plan: every
 proxy run's draw fits the converted rows (:mod:`cpt_tasks.verify.draw_checks`).
 """
 
@@ -31,6 +35,8 @@ from cpt_tasks.runs.status import find_finished_run
 from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.draw_checks import check_draws
+from cpt_tasks.verify.epoch_checks import check_epochs, may_repeat, real_epochs
+from cpt_tasks.verify.part_checks import check_disjoint, check_parts, read_component
 from cpt_tasks.verify.verify_report import render_markdown, write_report
 
 
@@ -93,11 +99,14 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
     manifests: dict[str, ConvertManifest | None] = {}
     jobs: list[_ShardJob] = []
     for sub in plan.subsets:
-        manifest = manifests[sub.name] = read_manifest(sub.out_root)
+        manifest, parts, missing = read_component(sub)  # a subset in parts: merged now if it was not yet
+        manifests[sub.name] = manifest
         if checks[sub.name].add("manifest", manifest is not None,
-                                "" if manifest else f"no valid manifest at {sub.out_root}"):
+                                "" if manifest else missing or f"no valid manifest at {sub.out_root}"):
             encoder = encoders.get(manifest.config.bos_text, manifest.config.eos_text)
             jobs += _check_manifest(sub, manifest, plan, checks[sub.name], encoder, cfg.spot_checks)
+            check_disjoint(sub, manifest, parts, checks[sub.name].add)
+            check_parts(sub, manifest, parts, plan.allow_short, checks[sub.name].add)
     shards = _check_shards(jobs, cfg.num_workers)
     for sub in plan.subsets:
         manifest = manifests[sub.name]
@@ -197,26 +206,29 @@ def _decode(encoder: Encoder, row: list[int]) -> str:
 
 
 def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, plan: Plan) -> None:
-    exhausted = manifest.exhausted
+    exhausted, repeats = manifest.exhausted, may_repeat(sub)
     for split, rows in ((TRAIN, sub.train_rows), (VAL, sub.val_rows)):
         got = manifest.splits[split].tokens
         want = rows * plan.concat_tokens
         if got == want:
             c.add(f"budget:{split}", True, f"{got:,} tokens")
+        elif repeats and split == TRAIN and exhausted and got < want:
+            c.add(f"budget:{split}", True, f"source ran out as it may (the plan converted it val first): {got:,} "
+                                           f"of {want:,} tokens, repeated in training (see epochs)")
+        elif repeats and split == VAL and exhausted:
+            c.add(f"budget:{split}", False, f"source ran out inside val: {got:,} of {want:,} tokens; the corpus "
+                                            "is smaller than its val split: give more data or lower val_fraction")
         elif exhausted and got < want:
             c.add(f"budget:{split}", plan.allow_short, f"source ran out: {got:,} of {want:,} tokens"
                   + ("" if plan.allow_short else " (the plan does not allow short subsets)"))
         else:
             c.add(f"budget:{split}", False, f"{got:,} tokens, plan wants {want:,}")
-    train, val = manifest.splits[TRAIN], manifest.splits[VAL]
-    disjoint = not val.samples or (val.first_document is not None and train.last_document is not None
-                                   and val.first_document > train.last_document)
-    c.add("disjoint", disjoint, f"train documents ..{train.last_document}, val from {val.first_document}")
+    train = manifest.splits[TRAIN]
     # an overridden subset's share is its own budget; every other one's is proportion × total
     target = sub.max_tokens if sub.overridden else sub.proportion * plan.total_tokens
     trained = train.tokens if sub.repeat is None else sub.repeat.budget_rows * plan.concat_tokens
     off = abs(trained - target)
-    if not (exhausted and plan.allow_short):
+    if repeats or not (exhausted and plan.allow_short):
         c.add("mix", off < plan.concat_tokens, f"{trained:,} train tokens vs {target:,.0f} planned "
                                                f"({off / plan.concat_tokens:.2f} rows off)")
     if sub.repeat is not None:
@@ -224,28 +236,27 @@ def _check_budgets(sub: PlannedSubset, manifest: ConvertManifest, c: _Checks, pl
 
 
 def _check_epochs(sub: PlannedSubset, rows: int, c: _Checks, plan: Plan) -> None:
-    """A repeated corpus: its converted rows repeated ``epochs`` times give its budget's rows, within the plan's
-    max_domain_epochs."""
-    repeat = sub.repeat
-    epochs = repeat.budget_rows / rows if rows else float("inf")
-    limit = plan.max_domain_epochs or 1.0
-    c.add("epochs", abs(epochs - repeat.epochs) < 1e-9 and epochs <= limit,
-          f"{rows:,} train rows repeated {epochs:.3f} epochs give {repeat.budget_rows:,} rows (plan: "
-          f"{repeat.epochs:.3f} epochs, at most {limit:g})")
+    """A repeated corpus: its budget's rows over the ``rows`` converted, within the plan's max_domain_epochs
+    (:mod:`cpt_tasks.verify.epoch_checks`)."""
+    check_epochs(sub, rows, plan.max_domain_epochs or 1.0, plan.concat_tokens, c.add)
 
 
 def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, ConvertManifest | None],
             checks: dict[str, _Checks]) -> VerifyReport:
-    """The report: each subset's unique train tokens (what its conversion wrote) and, for a repeated one, the
-    tokens training draws (unique × epochs); shares are of those trained tokens, comparable with the plan's."""
+    """The report: each subset's unique train tokens (what its conversion wrote) and, for a repeated one, its
+    epochs (counted from its converted rows when the plan only estimated them) and the tokens training draws
+    (its budget's rows); shares are of those trained tokens, comparable with the plan's."""
     unique = {sub.name: m.splits[TRAIN].tokens if (m := manifests[sub.name]) else 0 for sub in plan.subsets}
+    epochs = {sub.name: real_epochs(sub, manifests[sub.name]) for sub in plan.subsets}
     repeated = {sub.name: sub.repeat.budget_rows * plan.concat_tokens for sub in plan.subsets
-                if sub.repeat and manifests[sub.name]}  # Streams' choose draws the budget's rows from it
+                if sub.repeat and manifests[sub.name] and (not sub.repeat.estimated or epochs[sub.name] != 1.0)}
+    # Streams' choose draws the budget's rows from a repeated one; one that filled its budget is not repeated
     trained_total = sum(repeated.get(name, tokens) for name, tokens in unique.items())
     subsets = []
     for sub in plan.subsets:
         m, c = manifests[sub.name], checks[sub.name]
-        short = bool(m and m.exhausted)
+        exhausted = bool(m and m.exhausted)
+        short = exhausted and not may_repeat(sub)  # running out is what a corpus that may repeat may do
         trained = repeated.get(sub.name, unique[sub.name])
         subsets.append(SubsetReport(
             name=sub.name, status="failed" if not c.ok else ("short" if short else "ok"),
@@ -253,8 +264,8 @@ def _report(plan: Plan, plan_sha: str, plan_path: str, manifests: dict[str, Conv
             proportion=sub.proportion, planned_train_tokens=sub.train_rows * plan.concat_tokens,
             train_tokens=unique[sub.name], val_tokens=m.splits[VAL].tokens if m else 0,
             share=trained / trained_total if trained_total else 0.0,
-            documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=short, checks=c.items,
-            role=sub.role, epochs=sub.epochs, trained_tokens=repeated.get(sub.name),
+            documents={s: m.splits[s].documents for s in SPLITS} if m else None, exhausted=exhausted,
+            checks=c.items, role=sub.role, epochs=epochs[sub.name], trained_tokens=repeated.get(sub.name),
             planned_trained_tokens=sub.repeat.budget_rows * plan.concat_tokens if sub.repeat else None))
     return VerifyReport(
         ok=all(c.ok for c in checks.values()),

@@ -82,7 +82,7 @@ EVERY_FIELD = dict(
     max_tokens=10240, val_tokens=2048, shuffle=True, seed=5, shuffle_buffer=77, compression="zstd:7",
     size_limit=1 << 20, bos_text="<|reserved_special_token_0|>", eos_text="<|reserved_special_token_1|>",
     tokenizer_backend="tokenizers", overwrite=True, text_field="content", source_format="datasets",
-    connect_timeout=3.5, read_timeout=7.5, max_retries=2)
+    connect_timeout=3.5, read_timeout=7.5, max_retries=2, val_first=True, parts=3, part=1)
 
 
 def test_every_convert_field_survives_plan_to_convert_subset(tmp_path):

@@ -62,10 +62,14 @@ def test_same_shape_under_every_runner(load_dag):
     assert local["schedule"] == "@weekly"
 
 
-def test_schedule_and_retries_come_from_the_deployment(load_dag):
-    dag = load_dag("local", CPT_SCHEDULE="@daily", CPT_RETRIES="1")
+def test_schedule_retries_and_concurrent_conversions_come_from_the_deployment(load_dag):
+    dag = load_dag("local", CPT_SCHEDULE="@daily", CPT_RETRIES="1", CPT_MAX_ACTIVE_CONVERT="4")
     assert dag.schedule == "@daily" and dag.get_task("train").retries == 1
+    assert dag.get_task("convert").partial_kwargs["max_active_tis_per_dagrun"] == 4
     assert load_dag("local", CPT_SCHEDULE="none").schedule is None
+    from cpt_pipeline.settings import Deployment
+
+    assert Deployment().max_active_convert == 32  # the default: one wave of 32 convert pods
 
 
 def test_bad_deployment_settings_are_import_errors(monkeypatch):
@@ -78,6 +82,10 @@ def test_bad_deployment_settings_are_import_errors(monkeypatch):
     monkeypatch.setenv("CPT_GPU_TOLERATIONS", '{"key": "x"}')
     bag = DagBag(dag_folder=str(ROOT / "dags"))
     assert any("CPT_GPU_TOLERATIONS: expected a JSON list" in err for err in bag.import_errors.values())
+    monkeypatch.delenv("CPT_GPU_TOLERATIONS")
+    monkeypatch.setenv("CPT_MAX_ACTIVE_CONVERT", "0")
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+    assert any("CPT_MAX_ACTIVE_CONVERT=0: expected 1 or more" in err for err in bag.import_errors.values())
 
 
 HEAVY = ("torch", "transformers", "streaming", "llmfoundry", "composer", "numpy", "datasets", "tiktoken")

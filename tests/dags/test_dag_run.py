@@ -1,5 +1,5 @@
-"""``airflow dags test cpt_dolmino`` for real, in local mode on the bundled sample: plan, six conversions,
-verification, CPU training of a tiny Llama and its evaluation against the base model, with MLflow tracking to a
+"""``airflow dags test cpt_dolmino`` for real, in local mode on the bundled sample: plan, seven conversions (dclm
+in two parts, merged), verification, CPU training of a tiny Llama and its evaluation against the base model, with MLflow tracking to a
 local file store (what ``make demo`` runs); then a rerun that converts nothing, trains nothing and evaluates
 nothing, a bad mix rejected before any task runs, and a corrupted subset that stops the run at verify. The tests
 share one Airflow home and storage root and run in file order."""
@@ -17,6 +17,8 @@ from conftest import run_id_of
 from cpt_local.airflow_api import query_api
 
 SUBSETS = ("dclm", "flan", "pes2o", "wiki", "stackexchange", "math")
+PART_TOKENS = 100_000  # the sample's dclm (~165,000 tokens, two files) converts in two parts, the others whole
+CONVERTS = ("dclm/0", "dclm/1", "flan", "pes2o", "wiki", "stackexchange", "math")  # the convert tasks' labels
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]  # the first run trains and evaluates on the CPU
 
 
@@ -37,6 +39,7 @@ def datasets(event: dict, side: str) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def first_run(dag_test):
+    dag_test.params["part_tokens"] = PART_TOKENS  # every run of this module
     proc = dag_test.run()
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     return proc
@@ -45,7 +48,7 @@ def first_run(dag_test):
 def test_first_run_succeeds_in_every_task(dag_test, first_run):
     states = dag_test.states(first_run)
     assert states == {"plan": "success", "verify": "success", "train": "success", "evaluate": "success",
-                      **{f"convert[{s}]": "success" for s in SUBSETS}}
+                      **{f"convert[{s}]": "success" for s in CONVERTS}}
 
 
 def test_verify_report_agrees_with_the_manifests(dag_test, first_run):
@@ -184,7 +187,7 @@ def test_train_and_evaluate_link_to_their_mlflow_runs(dag_test, first_run):
     """The "MLflow run" extra link as Airflow's REST API serves it to the UI: on train and evaluate only, each the
     run page its task's result names."""
     run = f"/dags/cpt_dolmino/dagRuns/{run_id_of(first_run)}/taskInstances"
-    instances = [("plan", -1), *(("convert", i) for i in range(len(SUBSETS))), ("verify", -1), ("train", -1),
+    instances = [("plan", -1), *(("convert", i) for i in range(len(CONVERTS))), ("verify", -1), ("train", -1),
                  ("evaluate", -1)]
     answers = query_api(Path(dag_test.env["AIRFLOW_HOME"]),
                         *((f"{run}/{task}/links", {"map_index": i}) for task, i in instances),
@@ -204,7 +207,7 @@ def test_the_api_reads_every_page_and_names_what_it_refused(dag_test, first_run)
     relative = Path(os.path.relpath(home))  # a home given relative to the working folder works too
     whole, paged = query_api(relative, (run, {"order_by": "start_date"}),
                              (run, {"order_by": "start_date", "limit": 3}))
-    assert paged["total_entries"] == len(paged["task_instances"]) == len(SUBSETS) + 4
+    assert paged["total_entries"] == len(paged["task_instances"]) == len(CONVERTS) + 4
     assert paged["task_instances"] == whole["task_instances"]
     with pytest.raises(RuntimeError, match="404"):
         query_api(home, ("/dags/cpt_dolmino/dagRuns/no-such-run/taskInstances/train/links", {}))
@@ -214,7 +217,7 @@ def test_second_run_converts_nothing_and_succeeds(dag_test, first_run):
     proc = dag_test.run()
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     states = dag_test.states(proc)
-    assert {states[f"convert[{s}]"] for s in SUBSETS} == {"skipped"}
+    assert {states[f"convert[{s}]"] for s in CONVERTS} == {"skipped"}
     assert states["plan"] == states["verify"] == "success"
     assert states["train"] == "skipped"  # train=if_changed: this data was already trained on
     assert states["evaluate"] == "skipped"  # evaluate=if_trained: no new model
@@ -269,7 +272,7 @@ def test_the_run_names_each_mapped_task_by_its_component(first_run):
     seen = DagsTestLog()
     shown = [line for line in map(seen.feed, (first_run.stdout + first_run.stderr).splitlines()) if line]
     assert sorted(line for line in shown if line.startswith("convert")) == sorted(
-        f"convert[{s}] done" for s in SUBSETS), shown
+        f"convert[{s}] done" for s in CONVERTS), shown
     assert not seen.failures and seen.run_id == run_id_of(first_run)
 
 
@@ -284,5 +287,5 @@ def test_a_corrupted_subset_fails_verify_and_never_trains(dag_test, first_run):
     assert proc.returncode != 0
     states = dag_test.states(proc)
     assert states["verify"] == "failed" and states["train"] == states["evaluate"] == "upstream_failed"
-    assert {states[f"convert[{s}]"] for s in SUBSETS} == {"skipped"}  # the manifest is there; verify catches it
+    assert {states[f"convert[{s}]"] for s in CONVERTS} == {"skipped"}  # the manifest is there; verify catches it
     assert "exited 3" in proc.stdout + proc.stderr  # final: no retry burnt on bad data

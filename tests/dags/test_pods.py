@@ -88,6 +88,20 @@ def test_conversion_pods_are_cpu_only_with_param_resources(pods):
         assert pod["spec"]["serviceAccountName"] == "cpt-convert" and not pod["spec"].get("tolerations")
 
 
+def test_each_part_of_a_subset_in_parts_is_its_own_conversion_pod():
+    from cpt_pipeline.steps import convert_kwargs
+    from cpt_tasks.documents.plan_docs import PlanEntry
+
+    common = dict(subset="dclm", plan="s3://b/plan.json", plan_fingerprint="-", fingerprint="-", out_root="-",
+                  max_tokens=8192, val_tokens=0, dataset="d")
+    part = convert_kwargs(PlanEntry(**common, part=2, parts=4).model_dump(mode="json"))
+    assert config_of(part["arguments"]) == {"plan": "s3://b/plan.json", "subset": "dclm", "part": 2,
+                                            "already_complete_exit": 99}
+    assert part["labels"]["cpt-pipeline/subset"] == "dclm" and part["labels"]["cpt-pipeline/part"] == "2"
+    whole = convert_kwargs(PlanEntry(**common).model_dump(mode="json"))
+    assert "part" not in config_of(whole["arguments"]) and "cpt-pipeline/part" not in whole["labels"]
+
+
 def test_training_pod_gets_gpus_shm_and_gpu_nodes(pods):
     pod = pods["train.yaml"]
     spec, container = pod["spec"], pod["spec"]["containers"][0]
