@@ -133,6 +133,10 @@ class PlannedSubset(StrictModel):
         """The equivalent ``cpt-tasks convert`` command line (for people; the DAG runs convert-subset)."""
         return ["cpt-tasks", "convert", *config_argv(self.convert)]
 
+    def commands(self) -> list[list[str]]:
+        """The equivalent ``cpt-tasks convert`` command line of each of its conversions (one per part)."""
+        return [["cpt-tasks", "convert", *config_argv(self.part_config(i))] for i in range(self.part_count)]
+
 
 class SweepDraw(StrictModel):
     """What one proxy run of a replay sweep trains on: the train rows each component gives it."""

@@ -1,6 +1,7 @@
 """The plan as people read it (``cpt-tasks plan`` prints it on stderr): one line per component, the domain's
 repetition (estimated epochs marked ``~``: verify counts the real ones), a replay sweep's draws (one line per
-fraction), where a recommended replay fraction came from, and each component's equivalent convert command."""
+fraction), where a recommended replay fraction came from, and the equivalent convert command of each component or,
+for one converted in parts, of each part."""
 
 from __future__ import annotations
 
@@ -16,16 +17,18 @@ def format_plan(body: Plan) -> str:
     val = max([len("val_tokens"), *(len(f"{s.val_tokens:,}") for s in body.subsets)]) + 2
     lines = [f"plan {body.fingerprint[:12]}: {body.total_tokens:,} train tokens, mix {body.mix.name}, "
              f"concat {body.concat_tokens}",
-             f"{'subset':<{name}}{'proportion':>10}{'max_tokens':>{train}}{'val_tokens':>{val}}{'epochs':>8}  out_root"]
+             f"{'subset':<{name}}{'proportion':>10}{'max_tokens':>{train}}{'val_tokens':>{val}}{'epochs':>8}"
+             f"{'parts':>6}  out_root"]
     if body.mix.renormalized:
         lines.insert(1, f"(subsets left out of mix {body.mix.name}: the kept proportions were renormalized to sum to 1)")
     for s in body.subsets:
         lines.append(f"{s.name:<{name}}{s.proportion:>10.4g}{s.max_tokens:>{train},}{s.val_tokens:>{val},}"
-                     f"{epochs_cell(s):>8}  {s.out_root}")
+                     f"{epochs_cell(s):>8}{s.part_count:>6}  {s.out_root}")
     lines[1:1] = heading_lines(body)
     lines += [repeat_line(s, body.max_domain_epochs) for s in body.subsets if s.repeat]
     lines += sweep_lines(body)
-    lines += ["", "commands:"] + [shlex.join(s.command()) for s in body.subsets]
+    lines += ["", "commands (one per conversion: a subset, or each part of one):"]
+    lines += [shlex.join(command) for s in body.subsets for command in s.commands()]
     return "\n".join(lines)
 
 
