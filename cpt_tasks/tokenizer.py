@@ -13,6 +13,7 @@ matches the hub's Llama 3.1 tokenizer (BOS added by the post-processor), checkin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import marshal
@@ -117,13 +118,14 @@ def _tiktoken_spec(spec: dict) -> tuple[str, dict[bytes, int]] | None:
     return pattern, ranks
 
 
-def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | None]:
+def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | bytes | None]:
     """({pattern, added, vocab_size}, tiktoken ranks or None) for a tokenizer.json, via a cache keyed by its
     sha256.
 
     Parsing and validating Llama 3's tokenizer.json costs ~0.8 s; the cached ranks (a ``marshal`` dump of
     bytes -> rank, data only, ~0.02 s to load) skip that. An entry is written only after ``_tiktoken_spec``
-    accepted the file, carries checksums of its parts, and is rebuilt whenever it fails to load or check.
+    accepted the file, carries checksums of its parts, and is rebuilt whenever it fails to load or check. Cached
+    ranks come back as that checked dump, loaded where they are used (the Encoder's ``_tt``).
     """
     import orjson
 
@@ -155,8 +157,9 @@ def _meta_digest(meta: dict) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def _read_cache(root: Path, digest: str, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] | None] | None:
-    """A cache entry that loads and matches its checksums, else None (and it will be rebuilt)."""
+def _read_cache(root: Path, digest: str, want_tiktoken: bool) -> tuple[dict, bytes | None] | None:
+    """A cache entry that loads and matches its checksums (the ranks as their checked ``marshal`` dump), else None
+    (and it will be rebuilt)."""
     import orjson
 
     try:
@@ -166,14 +169,9 @@ def _read_cache(root: Path, digest: str, want_tiktoken: bool) -> tuple[dict, dic
         if not want_tiktoken:
             return meta, None
         blob = (root / f"{digest}.ranks").read_bytes()
-        if hashlib.sha256(blob).hexdigest() != meta["ranks_sha256"]:
-            return None
-        ranks = marshal.loads(blob)
-        return (meta, ranks) if isinstance(ranks, dict) else None
-    except (OSError, ValueError, KeyError, EOFError, TypeError, AttributeError):
+        return (meta, blob) if hashlib.sha256(blob).hexdigest() == meta["ranks_sha256"] else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-
-
 
 
 class Encoder:
@@ -189,13 +187,7 @@ class Encoder:
         if backend == "tiktoken" and ranks is None:
             raise UserError("--tokenizer_backend tiktoken: this tokenizer.json is not a tiktoken-compatible BPE")
         if ranks is not None:
-            import tiktoken
-
-            # One special token, never allowed: tiktoken's buffer encoder (no Python int per id) then encodes
-            # exactly as encode_ordinary (see encode_framed).
-            sentinel = {_SENTINEL: self.vocab_size}  # an id past every real one
-            self._tt = tiktoken.Encoding(folder.name or "tok", pat_str=meta["pattern"], mergeable_ranks=ranks,
-                                         special_tokens=sentinel)
+            self._ranks, self._pattern, self._name = ranks, meta["pattern"], folder.name or "tok"
             self.backend = "tiktoken"
         else:
             from tokenizers import Tokenizer
@@ -205,6 +197,17 @@ class Encoder:
             self._hf.no_truncation()
             self._hf.no_padding()
             self.backend = "tokenizers"
+
+    @functools.cached_property
+    def _tt(self):
+        """The tiktoken Encoding, built when first used (~0.1 s): a converter's main process never builds it, its
+        workers each build their own, side by side. Its one special token is never allowed, so tiktoken's buffer
+        encoder (no Python int per id) encodes exactly as encode_ordinary (see encode_framed)."""
+        import tiktoken
+
+        ranks = marshal.loads(self._ranks) if isinstance(self._ranks, bytes) else self._ranks
+        return tiktoken.Encoding(self._name, pat_str=self._pattern, mergeable_ranks=ranks,
+                                 special_tokens={_SENTINEL: self.vocab_size})  # an id past every real one
 
     @staticmethod
     def _special_id(added: dict[str, int], text: str, flag: str) -> int:
