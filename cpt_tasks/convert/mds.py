@@ -45,9 +45,11 @@ def _upload_and_delete(path: Path, url: str) -> None:
 class TokenShardWriter:
     """Writes rows (1-D int32 arrays, all of one length) to ``out`` as MDS with column ``tokens``.
 
-    Memory: a shard is built in one ``BytesIO`` that starts with room for the header of a full shard
-    (rows have one length, so a full shard's row count is known), the header is filled in place and the
-    buffer handed to the compressor without a copy: the peak is one raw shard plus its compressed copy.
+    A shard is built in place: rows have one length, so a full shard's row count and layout are known, and each
+    row is copied once, straight to its slot in a zeroed ``BytesIO`` whose samples' headers are written once. The
+    header is filled in place and a full shard's bytes go to the compressor without a copy, in a background
+    thread that compresses, hashes and stores it while the next shard fills the other buffer (the next flush
+    waits for it): the peak is two raw shards plus a compressed copy.
     """
 
     def __init__(self, out: str, compression: str | None, size_limit: int, hashes: list[str]) -> None:
@@ -65,8 +67,13 @@ class TokenShardWriter:
         self.row_length: int | None = None
         self.sample_size = 0  # bytes of one encoded sample
         self.capacity = 0  # rows of a full shard
+        self.reserved = 0  # bytes kept for a full shard's header, before the first sample
         self.rows = 0
-        self.buffer = io.BytesIO()
+        self.buffer: io.BytesIO | None = None  # the shard being built, sized for a full one
+        self.samples: np.ndarray | None = None  # a writable view of its samples, shape (capacity, sample_size)
+        self.spare: io.BytesIO | None = None  # the other buffer, free again once its shard is stored
+        self.finisher: ThreadPoolExecutor | None = None
+        self.finishing: Future | None = None  # the previous shard's compression, hashing and storing
 
     def _header_size(self, rows: int) -> int:
         return 4 + 4 * (rows + 1) + len(self.config_data)
@@ -76,61 +83,99 @@ class TokenShardWriter:
         self.prefix = _array_header(length)
         self.sample_size = 4 + len(self.prefix) + 4 * length
         # MDSWriter starts a new shard when size_limit < 8 + config + (rows + 1) * (sample + 4)
-        room = (self.size_limit - 8 - len(self.config_data)) // (self.sample_size + 4) if self.size_limit else 1 << 31
+        room = (self.size_limit - 8 - len(self.config_data)) // (self.sample_size + 4)
         self.capacity = max(room, 1)
-        if self.size_limit and room < 1:
+        self.reserved = self._header_size(self.capacity)
+        if room < 1:
             self._flush()  # as MDSWriter does: a sample larger than the limit first flushes the empty shard
         self._reset()
 
     def _reset(self) -> None:
-        self.buffer = io.BytesIO()
-        self.buffer.write(bytes(self._header_size(self.capacity)))
+        buffer, self.spare = self.spare, None
+        fresh = buffer is None
+        if fresh:  # calloc'd: its pages are mapped as they are first written
+            buffer = io.BytesIO(bytes(self.reserved + self.capacity * self.sample_size))
+        self.buffer = buffer
+        # a view of the BytesIO's own bytes (not a copy: nothing else holds them)
+        self.samples = np.frombuffer(buffer.getbuffer(), dtype=np.uint8)[self.reserved:].reshape(
+            self.capacity, self.sample_size)
+        if fresh:  # every sample's size and ndarray header, once per buffer
+            self.samples[:, :4 + len(self.prefix)] = np.frombuffer(
+                np.uint32(self.sample_size - 4).tobytes() + self.prefix, dtype=np.uint8)
         self.rows = 0
 
     def write(self, row: np.ndarray) -> None:
         """Append one row; starts a new shard where MDSWriter would."""
+        self.write_rows(np.asarray(row).reshape(1, -1))
+
+    def write_rows(self, rows: np.ndarray) -> None:
+        """Append rows (shape (n, length)), each copied once, into place; new shards start where MDSWriter's
+        would."""
         if self.row_length is None:
-            self._start(len(row))
-        elif len(row) != self.row_length:
-            raise ValueError(f"rows must all hold {self.row_length} tokens, got {len(row)}")
-        if self.rows == self.capacity:
-            self._flush()
-            self._reset()
-        self.buffer.write(np.uint32(self.sample_size - 4).tobytes() + self.prefix)
-        self.buffer.write(row.astype(np.int32, copy=False).tobytes())
-        self.rows += 1
+            self._start(rows.shape[1])
+        elif rows.shape[1] != self.row_length:
+            raise ValueError(f"rows must all hold {self.row_length} tokens, got {rows.shape[1]}")
+        data = np.ascontiguousarray(rows, dtype="<i4").view(np.uint8)
+        done, skip = 0, 4 + len(self.prefix)
+        while done < len(data):
+            if self.rows == self.capacity:
+                self._flush()
+                self._reset()
+            take = min(self.capacity - self.rows, len(data) - done)
+            self.samples[self.rows:self.rows + take, skip:] = data[done:done + take]
+            self.rows += take
+            done += take
 
     def _hash(self, data: bytes, basename: str) -> dict:
         return {"basename": basename, "bytes": len(data),
                 "hashes": {algo: hashlib.new(algo, data).hexdigest() for algo in self.hashes}}
 
     def _flush(self) -> None:
+        """Hand the shard built so far to the background thread, once the previous one is stored."""
         count = self.rows
-        header = self._header_size(count)
-        offsets = (header + np.arange(count + 1, dtype=np.uint32) * self.sample_size).astype(np.uint32)
-        head = np.uint32(count).tobytes() + offsets.tobytes() + self.config_data
-        reserved = self._header_size(self.capacity) if self.row_length is not None else 0
-        if count == self.capacity and reserved:
-            self.buffer.seek(0)
-            self.buffer.write(head)
-            raw = self.buffer.getvalue()  # hands over the buffer's bytes without copying them
-        else:  # a shorter last shard: its header is smaller than the room kept for it
-            raw = head + self.buffer.getbuffer()[reserved:].tobytes()
-        self.buffer = io.BytesIO()
-        raw_name = f"shard.{len(self.shards):05}.mds"
+        offsets = (self._header_size(count) + np.arange(count + 1, dtype=np.uint32) * self.sample_size)
+        head = np.uint32(count).tobytes() + offsets.astype(np.uint32).tobytes() + self.config_data
+        start = self.reserved - len(head)  # a shorter shard's header is smaller than the room kept for it
+        buffer, self.buffer, self.samples, self.rows = self.buffer, None, None, 0
+        if buffer is not None:
+            with buffer.getbuffer() as view:
+                view[start:self.reserved] = head
+        self._wait()
+        if self.finisher is None:
+            self.finisher = ThreadPoolExecutor(1, thread_name_prefix="mds-shard")
+        self.finishing = self.finisher.submit(self._store, buffer, head, start, count, len(self.shards))
+
+    def _wait(self) -> None:
+        """Wait for the shard being stored in the background (raising its error); its buffer is free again."""
+        if self.finishing is not None:
+            finishing, self.finishing = self.finishing, None
+            self.spare = finishing.result()
+
+    def _store(self, buffer: io.BytesIO | None, head: bytes, start: int, count: int,
+               number: int) -> io.BytesIO | None:
+        """Compress, hash and write one shard (and start its upload); returns its buffer if a full shard's."""
+        if buffer is None:  # the empty shard MDSWriter writes before a sample larger than the limit
+            raw = head
+        elif start == 0:
+            raw = buffer.getvalue()  # a full shard: the buffer's own bytes, not a copy
+        else:
+            with buffer.getbuffer() as view:
+                raw = view[start:self.reserved + count * self.sample_size].tobytes()
+        raw_name = f"shard.{number:05}.mds"
         raw_info, zip_info, data, name = self._hash(raw, raw_name), None, raw, raw_name
         if self.compression:
             import zstd
 
             _, _, level = self.compression.partition(":")
             data, name = zstd.compress(raw, int(level or 3)), f"{raw_name}.zstd"
-            del raw
             zip_info = self._hash(data, name)
         (self.local / name).write_bytes(data)
+        del raw, data  # the buffer's bytes are its own again
         self._upload(name)
         self.shards.append({"samples": count, "raw_data": raw_info, "zip_data": zip_info, **{
             k: self.config[k] for k in ("version", "format", "compression", "hashes", "size_limit",
                                         "column_names", "column_encodings", "column_sizes")}})
+        return buffer if start == 0 else None
 
     def _upload(self, name: str) -> None:
         """Send a finished shard to object storage and delete the local copy (at most 4 shards wait)."""
@@ -147,6 +192,8 @@ class TokenShardWriter:
         """Flush the last shard and write index.json (after every shard is stored); returns the row count."""
         if self.rows:
             self._flush()
+        self._wait()
+        self._stop_finisher()
         index = json.dumps({"version": MDS_VERSION, "shards": self.shards}, sort_keys=True)
         (self.local / MDS_INDEX_FILE).write_text(index)
         if self.uploads is not None:
@@ -158,7 +205,17 @@ class TokenShardWriter:
         return sum(s["samples"] for s in self.shards)
 
     def abort(self) -> None:
-        """Stop uploads and drop the local staging folder of a remote output."""
+        """Stop the background store and the uploads, and drop the local staging folder of a remote output."""
+        try:
+            self._wait()
+        except Exception:  # the run is failing already; its own error is the one to report
+            pass
+        self._stop_finisher()
         if self.uploads is not None:
             self.uploads.shutdown(wait=False, cancel_futures=True)
             shutil.rmtree(self.local, ignore_errors=True)
+
+    def _stop_finisher(self) -> None:
+        if self.finisher is not None:
+            self.finisher.shutdown()
+            self.finisher = None
