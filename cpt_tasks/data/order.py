@@ -108,16 +108,17 @@ def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field
         if is_array:
             yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)
             continue
-        line_no, carry = 1, b""
+        line_no, carry, held = 1, [], 0  # the unfinished chunk: views of the blocks it starts in
         for block in blocks:
-            data, start = carry + block if carry else block, 0
-            while len(data) - start > target_bytes:
-                cut = data.find(b"\n", start + target_bytes)
-                if cut < 0:
-                    break
-                yield Chunk(data[start:cut], block_start=(index, line_no))
-                line_no += data.count(b"\n", start, cut + 1)
-                start = cut + 1
-            carry = data[start:]
-        if carry.strip():
-            yield Chunk(carry.rstrip(b"\n"), block_start=(index, line_no))
+            start = 0
+            while (cut := block.find(b"\n", start + max(target_bytes - held, 0))) >= 0:
+                payload = b"".join([*carry, memoryview(block)[start:cut]]) if carry else block[start:cut]
+                yield Chunk(payload, block_start=(index, line_no))  # every byte is copied once
+                line_no += payload.count(b"\n") + 1
+                carry, held, start = [], 0, cut + 1
+            if start < len(block):
+                carry.append(memoryview(block)[start:])
+                held += len(block) - start
+        tail = b"".join(carry)
+        if tail.strip():
+            yield Chunk(tail.rstrip(b"\n"), block_start=(index, line_no))
