@@ -1,6 +1,7 @@
 """Evaluation's documents: ``eval-report.json`` (base vs trained, beside the run's checkpoints; written last,
-the completion marker), the result ``cpt-tasks evaluate`` hands to the DAG, and what the evaluation process
-hands back to its parent."""
+the completion marker), the result ``cpt-tasks evaluate`` hands to the DAG, what the evaluation process hands
+back to its parent, and a base model's results kept for the next evaluation of the same base on the same data
+(``base-eval.json``)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,9 @@ class EvalReport(Document):
     code_version: dict[str, str]
     seconds: dict[str, float] = Field(description="Wall time per phase")
     created_at: str
+    base_reused: str | None = Field(None, description="The base model's results were not computed again but read "
+                                    "from this base-eval.json (same base model, data, tasks, settings and code; "
+                                    "None: evaluated here)")
 
 
 class EvaluateResult(Document):
@@ -159,3 +163,20 @@ class EvalWorkerOutcome(Document):
 
     metrics: dict[Role, dict[str, MetricValue]] = Field(description="role -> metric key -> value")
     seconds: dict[str, float] = Field(description="Wall time per model, and the imports")
+
+
+class BaseEvalResults(Document):
+    """``<save root>/base-evals/<key[:16]>/base-eval.json``: a base model's metrics on some held-out data and
+    tasks, kept for the next evaluation with the same key (a replay sweep's proxy runs share one base)."""
+
+    FORMAT = "cpt-pipeline/base-eval/v1"
+    KIND = "a base model's evaluation results (the base-eval.json that `cpt-tasks evaluate` keeps)"
+
+    key: str = Field(description="sha256 of everything that determines the base model's numbers (inputs)")
+    inputs: dict[str, Any] = Field(description="What the key was computed from: the base model's files, the val "
+                                   "data, the ICL tasks, the settings, the code")
+    base_model: ModelSource
+    metrics: dict[str, MetricValue] = Field(description="metric key -> value, as the evaluation process read them")
+    seconds: float = Field(description="Wall time of the base model's evaluation")
+    evaluated_by: str = Field(description="The evaluation whose process computed them (its report's location)")
+    created_at: str

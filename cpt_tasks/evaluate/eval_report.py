@@ -178,6 +178,8 @@ def render_markdown(report: EvalReport) -> str:
     lines = [f"# Did continual pretraining help? `{report.run_name}`", "",
              f"- base: `{report.base_model.source}`" + (f" @ `{report.base_model.revision}`"
                                                         if report.base_model.revision else ""),
+             *([f"- base results reused from `{report.base_reused}` (same base, data, tasks, settings)"]
+               if report.base_reused else []),
              f"- trained: `{report.hf_export}` (plan `{report.plan_fingerprint[:12]}`)",
              f"- held-out data: the val split of {len(report.subsets)} subsets; ICL tasks: {report.tasks.source}",
              f"- settings: {', '.join(f'{k} {v}' for k, v in report.settings.items() if v is not None)}", ""]

@@ -1,10 +1,11 @@
-"""The evaluation process: ``python -m cpt_tasks.evaluate.eval_worker FOLDER``.
+"""The evaluation process: ``python -m cpt_tasks.evaluate.eval_worker FOLDER [ROLE ...]``.
 
 ``cpt-tasks evaluate`` writes one LLM-Foundry eval config per model into FOLDER (``eval-base.yaml``,
 ``eval-trained.yaml``) and starts this process there (LLM-Foundry copies each ICL task's examples into the
 current directory). It runs LLM-Foundry's own ``evaluate()`` (the harness of ``scripts/eval/eval.py``) once per
-model, in this one process (one import of the libraries), and writes every metric with what it averages over to
-``FOLDER/worker-result.json``.
+model named (ROLE: ``base``, ``trained``; default both, in that order; the trained model alone when the base
+model's results were kept), in this one process (one import of the libraries), and writes every metric with
+what it averages over to ``FOLDER/worker-result.json``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def config_file(role: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    folder = Path((argv if argv is not None else sys.argv[1:])[0])
+    args = argv if argv is not None else sys.argv[1:]
+    folder, roles = Path(args[0]), [r for r in ROLES if r in args[1:]] or list(ROLES)
     started = time.time()
     from llmfoundry.command_utils.eval import evaluate
     from omegaconf import OmegaConf as om
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     seconds = {"imports": round(time.time() - started, 1)}
     metrics: dict[str, dict[str, MetricValue]] = {}
-    for role in ROLES:
+    for role in roles:
         began = time.time()
         clean_stale_shared_memory()
         trainers, _ = evaluate(om.load(folder / config_file(role)))

@@ -5,8 +5,11 @@ file and the task) and computes the evaluation's fingerprint: a finished evaluat
 returned at once. Otherwise it stages both models, writes the ICL tasks (by default generated from the val
 splits) and one LLM-Foundry eval config per model, and starts the evaluation process
 (``cpt_tasks.evaluate.eval_worker``: LLM-Foundry's ``evaluate()``, base then trained, one process on one GPU or the
-CPU). It writes the report beside the run's checkpoints, ``eval-report.json`` last (the completion marker), and
-when tracked an MLflow run with base/trained/delta metrics and the report's files, each model's own run under it.
+CPU). The base model's results are kept under the save root and reused by a later evaluation of the same base
+on the same data, tasks and settings, which then evaluates the trained model alone
+(``cpt_tasks.evaluate.base_results``). It writes the report beside the run's checkpoints, ``eval-report.json``
+last (the completion marker), and when tracked an MLflow run with base/trained/delta metrics and the report's
+files, each model's own run under it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from cpt_tasks.documents.train_docs import MlflowRun, ReportRef, RunManifest
 from cpt_tasks.documents.verify_docs import VerifyReport
 from cpt_tasks.errors import UserError
 from cpt_tasks.jobs import Outcome
+from cpt_tasks.evaluate.base_results import KeptBase
 from cpt_tasks.evaluate.evaluation import Evaluation, Staged
 from cpt_tasks.evaluate.eval_yaml import SEED, build_eval_yaml
 from cpt_tasks.evaluate.eval_inputs import FinishedTraining, base_model, eval_fingerprint, find_run, model_identity, \
@@ -76,11 +80,12 @@ def evaluate(cfg: EvaluateConfig) -> EvaluateResult:
     ev = Evaluation(cfg=cfg, report=report, run=run, fingerprint=fingerprint, folder=folder, scratch=scratch,
                     staged=staged, tasks=_tasks(cfg, user_tasks, report, staged, scratch), gpus=gpus,
                     precision=precision)
+    base = KeptBase.look_up(ev, model, say)
     seconds = {"prepare": round(time.time() - started, 1)}
-    outcome, tracking = _run_models(ev)
+    outcome, tracking = _run_models(ev, base)
     seconds.update(outcome.seconds)
     seconds["total"] = round(time.time() - started, 1)
-    body = _report(ev, outcome, tracking.runs["evaluate"], seconds)
+    body = _report(ev, outcome, tracking.runs["evaluate"], seconds, base.location if base.found else None)
     _publish(ev, body, tracking.tracker)
     say(f"report {join(folder, EVAL_JSON)} ({seconds['total']:.0f}s)")
     return _result("evaluated", body, folder)
@@ -133,8 +138,9 @@ def _precision(cfg: EvaluateConfig, gpus: int) -> str:
     return precision
 
 
-def _run_models(ev: Evaluation) -> tuple[EvalWorkerOutcome, Tracking]:
-    """Write each model's config and run the evaluation process; its outcome and the MLflow runs."""
+def _run_models(ev: Evaluation, base: KeptBase) -> tuple[EvalWorkerOutcome, Tracking]:
+    """Write each model's config and run the evaluation process on the models without kept results; both
+    models' metrics and the MLflow runs."""
     if ev.tasks_yaml is not None:
         ev.tasks_yaml.write_text(to_yaml(ev.tasks.tasks))
     tracking = _track(ev.run.manifest, ev.name, ev.fingerprint, ev.gpus)
@@ -144,9 +150,12 @@ def _run_models(ev: Evaluation) -> tuple[EvalWorkerOutcome, Tracking]:
         (ev.scratch / config_file(role)).write_text(header + yaml.safe_dump(config, sort_keys=False))
     with failing_run(tracking.tracker, tracking.runs["evaluate"]):
         # the process cleans streaming's stale shared memory itself
-        outcome = launch([sys.executable, "-m", WORKER, str(ev.scratch)], ev.scratch, JOB,
+        outcome = launch([sys.executable, "-m", WORKER, str(ev.scratch), *base.roles], ev.scratch, JOB,
                          what="the evaluation process", retry="a retry evaluates again",
                          result_file=ev.scratch / RESULT_FILE, result=EvalWorkerOutcome)
+        outcome = base.merged(ev, outcome)
+    if "base" in tracking.runs:
+        base.log_kept(tracking.tracker, tracking.runs["base"])
     return outcome, tracking
 
 
@@ -171,7 +180,8 @@ def _track(manifest: RunManifest, name: str, fingerprint: str, gpus: int) -> Tra
     return tracking
 
 
-def _report(ev: Evaluation, outcome: EvalWorkerOutcome, tracked: MlflowRun, seconds: dict) -> EvalReport:
+def _report(ev: Evaluation, outcome: EvalWorkerOutcome, tracked: MlflowRun, seconds: dict,
+            base_reused: str | None) -> EvalReport:
     manifest, report, tasks, folder = ev.run.manifest, ev.report, ev.tasks, ev.folder
     rows = compare(outcome)
     published = _published_tasks(tasks, folder)
@@ -192,7 +202,7 @@ def _report(ev: Evaluation, outcome: EvalWorkerOutcome, tracked: MlflowRun, seco
         files={"markdown": join(folder, EVAL_MD), "png": join(folder, EVAL_PNG),
                **{f"config_{role}": join(folder, config_file(role)) for role in ROLES}},
         mlflow=tracked, code_version=code_version(), seconds=seconds,
-        created_at=datetime.now(timezone.utc).isoformat())
+        created_at=datetime.now(timezone.utc).isoformat(), base_reused=base_reused)
 
 
 def _published_tasks(tasks: TaskList, folder: str) -> TaskList:

@@ -1,8 +1,9 @@
 """`cpt-tasks evaluate` on the shared training run (the tiny Llama, 6 steps on the small mix): per-subset held-out
 losses equal the same average computed here without LLM-Foundry or Composer, the trained model beats the base on
 every subset it trained on, a gauntlet-style task list on S3 with relative examples paths is evaluated, MLflow
-gets the evaluation's run with one run per model under it, a second call returns the report at once, and bad
-task lists or a missing run exit 2 naming what is wrong."""
+gets the evaluation's run with one run per model under it, a second call returns the report at once, another
+run's evaluation reuses the base model's kept results (the same numbers), and bad task lists or a missing run
+exit 2 naming what is wrong."""
 
 from __future__ import annotations
 
@@ -195,6 +196,39 @@ def test_a_second_call_returns_the_finished_report_at_once(evaluated, trained_ru
     assert second["status"] == "already_complete" and second["report"] == result["report"]
     assert tree_state(trained_run["save_root"]) == before and "already finished" in again.stderr
     assert second["eval_fingerprint"] == report.eval_fingerprint
+
+
+def test_another_run_s_evaluation_reuses_the_base_model_s_results_and_says_so(evaluated, trained_run, gauntlet,
+                                                                               tmp_path):
+    from mlflow import MlflowClient
+
+    from conftest import environment
+    from cpt_tasks.documents.evaluate_docs import BaseEvalResults
+
+    result, report, store, _ = evaluated
+    assert report.base_reused is None  # the first evaluation of this base on this data evaluated it
+    body = json.loads(Path(trained_run["result"]["run_manifest"]).read_text())
+    body["run_folder"] = str(tmp_path / "another-run")  # another run of the plan from the same base model
+    (tmp_path / "run-manifest.json").write_text(json.dumps(body))
+    with environment({"MLFLOW_TRACKING_URI": store}):
+        again = call_cli(*evaluate_args(trained_run, "--run_manifest", tmp_path / "run-manifest.json", "--icl_tasks",
+                                        gauntlet[0], "--local_dir", tmp_path / "local"), check=True)
+    second = read_document(json.loads(again.stdout.strip().splitlines()[-1])["report"], EvalReport)[0]
+    assert second.eval_fingerprint != report.eval_fingerprint and second.base_reused
+    kept = read_document(second.base_reused, BaseEvalResults)[0]
+    assert second.base_reused.startswith(f"{trained_run['save_root']}/base-evals/{kept.key[:16]}/")
+    assert kept.evaluated_by == result["report"] and kept.base_model == report.base_model
+    assert f"reusing its results on the same data, tasks and settings from {second.base_reused}" in again.stderr
+    assert "trained" in second.seconds and "base" not in second.seconds  # the process evaluated the trained alone
+    assert [r.model_dump() for r in second.rows] == [r.model_dump() for r in report.rows]  # the same numbers
+    assert f"base results reused from `{second.base_reused}`" in Path(second.files["markdown"]).read_text()
+    client = MlflowClient(store)
+    base_run = next(r for r in client.search_runs(
+        [second.mlflow.experiment_id], f'tags.mlflow.parentRunId = "{second.mlflow.run_id}"')
+        if r.data.tags["cpt.model_role"] == "base")
+    assert base_run.info.status == "FINISHED" and base_run.data.params["base_reused"] == second.base_reused
+    row = next(r for r in report.rows if r.name == "math" and r.metric == "LanguageCrossEntropy")
+    assert base_run.data.metrics["metrics/eval/math/LanguageCrossEntropy"] == pytest.approx(row.base.value)
 
 
 def write_tasks(folder: Path, tasks: object, name: str = "tasks.yaml") -> Path:

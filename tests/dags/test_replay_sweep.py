@@ -116,6 +116,7 @@ def sweep_run(tmp_path_factory):
 @pytest.mark.timeout(900)
 def test_a_sweep_converts_once_trains_each_fraction_and_recommends_from_its_own_table(sweep_run):
     from cpt_tasks.documents import read_document
+    from cpt_tasks.documents.evaluate_docs import BaseEvalResults, EvalReport
     from cpt_tasks.documents.plan_docs import Plan
     from cpt_tasks.documents.sweep_docs import SweepPointer, SweepReport
     from cpt_tasks.layout import SWEEP_REPORT_JSON, run_dir, safe_run_id, sweep_pointer, sweeps_root
@@ -135,6 +136,12 @@ def test_a_sweep_converts_once_trains_each_fraction_and_recommends_from_its_own_
     assert plan.sweep.fractions == [0, 0.5] and plan.corpus_key
     report = read_document(f"{folder}/{SWEEP_REPORT_JSON}", SweepReport)[0]
     assert [p.fraction for p in report.points] == [0, 0.5] and report.domain == "python-code"
+    evaluations = {p.eval_report: read_document(p.eval_report, EvalReport)[0] for p in report.points}
+    (first, evaluated), (_, reused) = sorted(evaluations.items(), key=lambda e: e[1].base_reused is not None)
+    assert evaluated.base_reused is None and reused.base_reused  # the base model evaluated once, for both runs
+    kept = read_document(reused.base_reused, BaseEvalResults)[0]
+    assert kept.evaluated_by == first and "base" in evaluated.seconds and "base" not in reused.seconds
+    assert [(r.key, r.base) for r in reused.rows] == [(r.key, r.base) for r in evaluated.rows]
     recomputed = subprocess.run(  # in the tasks env (numpy, scipy): the recommendation follows from its own table
         [str(ROOT / ".venv" / "bin" / "python"), "-c", RECOMPUTE, f"{folder}/{SWEEP_REPORT_JSON}"],
         capture_output=True, text=True, check=True)
