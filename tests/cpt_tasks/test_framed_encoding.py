@@ -17,7 +17,8 @@ def test_buffer_framing_equals_encode_ordinary(tokenizer_dir):
     encoder = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
     assert encoder.backend == "tiktoken"
     rng = random.Random(7)
-    alphabet = ["a", "Z", " ", "  ", "\n", "\r\n", "\t", "é", "東京", "🚀", "'s", "123456", "<|", "|>", "<", "\u00a0"]
+    alphabet = ["a", "Z", " ", "  ", "\n", "\r\n", "\t", "é", "東京", "🚀", "'s", "123456", "<|", "|>", "<",
+                "\u00a0"]
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 300))) for _ in range(300)]
     texts += ["end <|end_of_text|> <|begin_of_text|> <|reserved_special_token_3|>", _SENTINEL,
               f"x{_SENTINEL}y{_SENTINEL}", "lone \udc80 surrogate \ud800", "x" * 20_000, " " * 1000 + "y"]
