@@ -7,13 +7,14 @@ depends only on the input, the seed and the buffer size, never on the number of 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from cpt_tasks.data.parquet import is_parquet, iter_rows, iter_slices
-from cpt_tasks.data.sources import OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
+from cpt_tasks.data.sources import BOM, OpenFiles, SourceFile, array_lines, iter_lines, open_blocks
 
 # (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself: None
 # for a null one)
@@ -108,17 +109,67 @@ def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field
         if is_array:
             yield from iter_chunks(array_lines(index, src, b"".join(blocks)), target_bytes)
             continue
-        line_no, carry, held = 1, [], 0  # the unfinished chunk: views of the blocks it starts in
-        for block in blocks:
-            start = 0
-            while (cut := block.find(b"\n", start + max(target_bytes - held, 0))) >= 0:
-                payload = b"".join([*carry, memoryview(block)[start:cut]]) if carry else block[start:cut]
-                yield Chunk(payload, block_start=(index, line_no))  # every byte is copied once
-                line_no += payload.count(b"\n") + 1
-                carry, held, start = [], 0, cut + 1
-            if start < len(block):
-                carry.append(memoryview(block)[start:])
-                held += len(block) - start
-        tail = b"".join(carry)
-        if tail.strip():
-            yield Chunk(tail.rstrip(b"\n"), block_start=(index, line_no))
+        yield from _cut_blocks(index, blocks, target_bytes, _plain_file(src))
+
+
+def _cut_blocks(index: int, blocks: Iterator[bytes], target_bytes: int, file: tuple | None) -> Iterator[Chunk]:
+    """A JSON-lines file's blocks cut after the first newline past every ``target_bytes``; ``file``: a plain
+    local file's (path, size, mtime, inode), which its chunks carry (see :class:`FileBytes`)."""
+    line_no, carry, held, offset = 1, [], 0, 0  # the unfinished chunk: views of the blocks it starts in
+    for block in blocks:
+        start = 0
+        while (cut := block.find(b"\n", start + max(target_bytes - held, 0))) >= 0:
+            part = memoryview(block)[start:cut]
+            payload = b"".join([*carry, part]) if carry else part  # every byte is copied once (or twice)
+            payload = bytes(payload) if file is None else FileBytes(payload, file, offset - held + start)
+            yield Chunk(payload, block_start=(index, line_no))
+            line_no += payload.count(b"\n") + 1
+            carry, held, start = [], 0, cut + 1
+        if start < len(block):
+            carry.append(memoryview(block)[start:])
+            held += len(block) - start
+        offset += len(block)
+    tail = b"".join(carry)
+    if tail.strip():
+        yield Chunk(tail.rstrip(b"\n"), block_start=(index, line_no))
+
+
+def _plain_file(src: SourceFile) -> tuple | None:
+    """(path, size, mtime, inode) of a local, uncompressed file that starts without a byte order mark (its
+    blocks are its bytes), else None."""
+    if src.opener is not None or src.rel.endswith((".gz", ".zst")):
+        return None
+    try:
+        with open(src.url, "rb") as fh:
+            stat = os.fstat(fh.fileno())
+            if fh.read(len(BOM)) == BOM:
+                return None
+    except OSError:
+        return None
+    return src.url, stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+class FileBytes(bytes):
+    """A chunk's bytes that a tokenizer process reads from the file itself (``os.pread``) instead of through the
+    pool's pipe: pickled as where they lie, they skip a pickle copy, two pipe copies and an unpickle copy."""
+
+    def __new__(cls, data, file: tuple, offset: int) -> FileBytes:
+        self = super().__new__(cls, data)
+        self.span = (*file, offset, len(self))
+        return self
+
+    def __reduce__(self):
+        return _read_span, self.span
+
+
+def _read_span(path: str, size: int, mtime: int, inode: int, offset: int, length: int) -> bytes:
+    """The bytes of a FileBytes, read in the tokenizer process; OSError if the file changed since it was cut."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stat = os.fstat(fd)
+        data = os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+    if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != (size, mtime, inode) or len(data) != length:
+        raise OSError(f"{path} changed while it was being converted")
+    return data

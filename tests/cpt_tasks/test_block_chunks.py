@@ -35,3 +35,36 @@ def test_chunks_hold_every_line_at_its_number(tmp_path, monkeypatch, block):
     expected = list(iter_lines(files))
     for target in (1, 10, 100, 1000, 1 << 20):
         assert chunked_lines(files, target) == expected, target
+
+
+def test_plain_file_chunks_travel_as_where_they_lie(tmp_path):
+    import os
+    import pickle
+
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"".join(b'{"text": "line %d"}\n' % i for i in range(2000)))
+    files = [SourceFile(url=str(path), rel=path.name, size=path.stat().st_size, sha256="-")]
+    chunks = list(iter_blocks(files, target_bytes=1000))
+    assert len(chunks) > 10
+    for chunk in chunks[:-1]:
+        sent = pickle.dumps(chunk.payload)
+        assert len(sent) < 200 and pickle.loads(sent) == chunk.payload  # a reference, read back from the file
+    sent = pickle.dumps(chunks[3].payload)
+    path.write_bytes(path.read_bytes().replace(b"line", b"LINE"))
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(OSError, match="changed while it was being converted"):
+        pickle.loads(sent)
+
+
+def test_compressed_or_bom_files_send_their_bytes(tmp_path):
+    import gzip
+    import pickle
+
+    data = b"".join(b'{"text": "line %d"}\n' % i for i in range(500))
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(data))
+    (tmp_path / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + data)
+    for name in ("a.jsonl.gz", "b.jsonl"):
+        files = [SourceFile(url=str(tmp_path / name), rel=name, size=0, sha256="-")]
+        chunks = list(iter_blocks(files, target_bytes=1000))
+        assert b"".join(c.payload + b"\n" for c in chunks) == data
+        assert all(len(pickle.dumps(c.payload)) > 1000 for c in chunks[:-1])
