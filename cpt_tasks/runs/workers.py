@@ -4,9 +4,11 @@ output goes to this process's stderr (stdout is kept for the job's result line).
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import TypeVar
@@ -18,8 +20,14 @@ D = TypeVar("D")
 RESULT_FILE = "worker-result.json"  # the result document a job's workers leave in its scratch folder
 
 
+GPU_DEVICE_NODES = ("/dev/nvidia*", "/dev/kfd", "/dev/dxg")  # NVIDIA's driver, ROCm's, WSL's GPU
+
+
 def count_gpus() -> int:
-    """CUDA devices this process sees."""
+    """CUDA devices this process sees (torch's count). On Linux without any GPU device node CUDA can see none:
+    0 at once, without importing torch (seconds at every job's start on a CPU machine)."""
+    if sys.platform.startswith("linux") and not any(glob.glob(pattern) for pattern in GPU_DEVICE_NODES):
+        return 0
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -1,7 +1,8 @@
-"""The training processes' command line: one plain process, or the Composer launcher (``composer -n N``) for N
-processes (one per GPU; gloo on CPU), and on each node of a multi-node run the launcher with the world's shape
-and node 0's address (``composer --world_size N*G --node_rank R --base_rank R*G -n G --master_addr …``). Starting
-them and reading their result is the run layer's (``cpt_tasks.runs.workers``)."""
+"""The training processes' command line: one plain process (which cleans streaming's stale shared memory
+itself), or the Composer launcher (``composer -n N``) for N processes (one per GPU; gloo on CPU), and on each
+node of a multi-node run the launcher with the world's shape and node 0's address (``composer --world_size N*G
+--node_rank R --base_rank R*G -n G --master_addr …``). Starting them and reading their result is the run layer's
+(``cpt_tasks.runs.workers``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def worker_argv(yaml_path: Path, mode: str, nprocs: int, logs: Path,
     """The command line of the training processes (of this node)."""
     entry = ["-m", WORKER, str(yaml_path), mode]
     if nprocs == 1 and rendezvous is None:
-        return [sys.executable, *entry]
+        return [sys.executable, *entry, "--clean_shm"]  # it cleans up itself: the parent imports no torch
     logs.mkdir(parents=True, exist_ok=True)  # the other local ranks' output; local rank 0's goes to stderr
     launcher = shutil.which("composer", path=str(Path(sys.executable).parent)) or "composer"
     world = []

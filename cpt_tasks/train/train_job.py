@@ -185,8 +185,10 @@ def _launch(cfg: TrainConfig, yaml_cfg: dict, paths: RunPaths, mode: str, scratc
     if first:
         write_bytes_atomic(paths.yaml, text.encode())
         remove_tree(paths.hf)  # only a dead attempt leaves one; the export is written anew
-    if cfg.nnodes == 1:
-        clean_stale_shared_memory()  # host-wide; every node of a multi-node run starts with a fresh /dev/shm
+    if cfg.nnodes == 1 and cfg.nprocs > 1:
+        # host-wide, before any rank starts (one process does it itself: worker_argv); every node of a
+        # multi-node run starts with a fresh /dev/shm
+        clean_stale_shared_memory()
     rendezvous, env = None, {}
     if cfg.nnodes > 1:
         rendezvous = Rendezvous(cfg.nnodes, cfg.node_rank, cfg.master_addr, cfg.master_port)

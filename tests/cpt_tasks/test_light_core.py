@@ -24,3 +24,29 @@ def test_light_core_imports_nothing_heavy(python):
             f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == ""
+
+
+
+
+COUNT_GPUS = """
+import sys
+from cpt_tasks.runs import workers
+nodes = {"device-node": ["/dev/nvidia0"], "no-device-node": []}[sys.argv[1]]  # as on a machine with(out) a GPU
+workers.glob.glob = lambda pattern: nodes if pattern == "/dev/nvidia*" else []
+count, asked = workers.count_gpus(), "torch" in sys.modules
+import torch
+print(count, asked, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+"""
+
+
+def test_a_job_counts_no_gpu_without_importing_torch_where_the_machine_has_no_gpu_device():
+    """The train and evaluate jobs count GPUs before starting their processes: on a Linux machine without any GPU
+    device node (NVIDIA, ROCm, WSL) that is 0 at once, torch not imported; with one, torch's own count."""
+    found = {}
+    for case in ("no-device-node", "device-node"):
+        out = subprocess.run([sys.executable, "-c", COUNT_GPUS, case], capture_output=True, text=True, check=True,
+                             cwd=ROOT).stdout.split()
+        found[case] = (int(out[0]), out[1] == "True", int(out[2]))
+    assert found["no-device-node"][:2] == (0, False)
+    count, asked, torch_count = found["device-node"]
+    assert asked and count == torch_count

@@ -102,6 +102,10 @@ def test_each_node_runs_the_launcher_with_the_worlds_shape(tmp_path):
     assert one[1:13] == ["--world_size", "2", "--node_rank", "1", "--base_rank", "1", "--master_addr", "h",
                          "--master_port", "1234", "-n", "1"]  # one process per node still goes through the launcher
     assert "--world_size" not in worker_argv(tmp_path / "train.yaml", "train", 2, tmp_path / "logs")
+    # the launcher's ranks start after the parent cleaned streaming's shared memory; one plain process cleans it
+    assert "--clean_shm" not in argv + one + worker_argv(tmp_path / "train.yaml", "train", 2, tmp_path / "logs")
+    alone = worker_argv(tmp_path / "train.yaml", "train", 1, tmp_path / "logs")
+    assert alone[1:] == ["-m", "cpt_tasks.train.train_worker", str(tmp_path / "train.yaml"), "train", "--clean_shm"]
 
 
 def test_local_node_commands_and_statuses(tmp_path):
