@@ -1,11 +1,13 @@
 """Fixtures for the DAG's tests, which run in the orchestration env (``make test-dags``): a private Airflow
 home per session (set before Airflow is imported), the DAG loaded under either runner, and a runner of
-``airflow dags test`` on the bundled sample."""
+``airflow dags test`` on the bundled sample (each in its own home, whose metadata DB is a copy of the session's
+one migration)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,23 @@ def load_dag(monkeypatch):
     return load
 
 
+_MIGRATED = _HOME / "migrated-airflow.db"  # the session's first `airflow db migrate`, copied into later homes
+
+
+def migrate(env: dict[str, str]) -> None:
+    """The metadata DB of the home ``env`` names, as ``airflow db migrate`` makes it: made once per session, the
+    empty migrated DB is copied into every later home (it names no home or path; a migration is seconds)."""
+    conn = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert conn.startswith("sqlite:///"), conn
+    db = Path(conn.removeprefix("sqlite:///"))
+    if _MIGRATED.is_file():
+        shutil.copyfile(_MIGRATED, db)
+        return
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)
+    shutil.copyfile(db, _MIGRATED.with_suffix(".partial"))
+    _MIGRATED.with_suffix(".partial").rename(_MIGRATED)
+
+
 class DagTest:
     """Runs ``airflow dags test <dag_id>`` (default cpt_dolmino) in a private Airflow home with the demo's Params."""
 
@@ -62,7 +81,7 @@ class DagTest:
         shorter = {"save_interval": "4ba", "eval_interval": "4ba"}
         self.params = demo | {"max_duration": "8ba", "train_options": demo["train_options"] | shorter,
                               "evaluate_options": {"max_icl_examples": 16, "eval_subset_num_batches": 1}}
-        subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, check=True, capture_output=True)
+        migrate(self.env)
 
     def run(self, **conf) -> subprocess.CompletedProcess:
         argv = [AIRFLOW, "dags", "test", self.dag_id, "--conf", json.dumps(self.params | conf)]
