@@ -146,7 +146,7 @@ def _plain_file(src: SourceFile) -> tuple | None:
                 return None
     except OSError:
         return None
-    return src.url, stat.st_size, stat.st_mtime_ns, stat.st_ino
+    return os.path.abspath(src.url), stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 class FileBytes(bytes):
