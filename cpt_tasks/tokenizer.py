@@ -224,6 +224,8 @@ class Encoder:
     def decode(self, ids: list[int]) -> str:
         """Text of token ids, special tokens left out."""
         if self.backend == "tiktoken":
+            if self.vocab_size in ids:  # the sentinel's id is no token (as before it was tiktoken's)
+                raise KeyError(self.vocab_size)
             return self._tt.decode([i for i in ids if i not in self._special_ids])
         return self._hf.decode(ids, skip_special_tokens=True)
 
@@ -248,8 +250,7 @@ class Encoder:
         token is allowed, so every special-token string is encoded as plain text, as encode_ordinary does."""
         encode, allowed = self._tt._core_bpe.encode_to_tiktoken_buffer, set()
         bos, eos = np.int32(self.bos_id).tobytes(), np.int32(self.eos_id).tobytes()
-        parts: list = []
-        sizes: list[int] = []
+        parts, sizes = [], []
         for text in texts:
             try:
                 ids = encode(text, allowed)

@@ -3,6 +3,7 @@
 import random
 
 import numpy as np
+import pytest
 
 from cpt_tasks.tokenizer import _SENTINEL, LLAMA3_BOS, LLAMA3_EOS, Encoder
 
@@ -32,3 +33,11 @@ def test_buffer_framing_equals_encode_ordinary(tokenizer_dir):
 def test_buffer_framing_of_no_text(tokenizer_dir):
     tokens, lengths = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS).encode_framed([])
     assert len(tokens) == 0 and len(lengths) == 0 and tokens.dtype == np.int32
+
+
+def test_the_sentinel_id_decodes_as_no_token(tokenizer_dir):
+    encoder = Encoder(tokenizer_dir, LLAMA3_BOS, LLAMA3_EOS)
+    assert encoder.decode([9906, 1917]) == "Hello world"
+    for bad in (encoder.vocab_size, encoder.vocab_size + 1):
+        with pytest.raises(KeyError):
+            encoder.decode([9906, bad])
