@@ -218,8 +218,7 @@ class _Conversion:
         self.worker_peak_mb = max(self.worker_peak_mb, result.peak_rss_mb)
         written = 0
         for split, rows in self.packer.feed(result.tokens, result.lengths):
-            for row in rows:
-                self.writers[split].write(row)
+            self.writers[split].write_rows(rows)
             written += rows.size
         self.progress.update(len(result.lengths), written)
 
