@@ -20,7 +20,7 @@ AIRFLOW_PY := .venv-airflow/bin/python
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE ?= $(CPT_HOME)/mlflow
 
-.PHONY: setup test test-tasks test-dags test-ui test-checks ui-screenshots lint-deploy bench demo demo-domain demo-sweep airflow airflow-stop \
+.PHONY: setup test test-tasks test-dags test-ui test-checks ui-screenshots lint-deploy bench bench-scale demo demo-domain demo-sweep airflow airflow-stop \
 	mlflow pods lock clean images image-tasks image-airflow test-images demo-pods bench-images
 
 setup: .venv/.installed .venv-airflow/.installed $(TOKENIZER)/tokenizer.json $(SAMPLE)/.complete \
@@ -103,6 +103,11 @@ lint-deploy: setup
 
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)
+
+# One component of real text (40M tokens, 8 files) converted in 1 part and in 4 parts through the CLI, merged and
+# verified, then projected onto the 50B plans on 32 pods of 8 cores (bench/results/scale.md; work folder in /tmp).
+bench-scale: setup
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) bench/scale_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)
 
 # The embedded default: `airflow dags test cpt_dolmino` on the sample, a tiny Llama trained on the CPU.
 # CONF: a JSON object of Params merged over the demo's, e.g. `make demo CONF='{"nodes": 2}'` (two training nodes).
