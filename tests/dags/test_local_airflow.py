@@ -82,7 +82,7 @@ class LocalAirflow:
                 last = str(states)
             except (OSError, ValueError) as exc:
                 last = repr(exc)
-            time.sleep(1)
+            time.sleep(0.25)  # healthy is seen within a quarter second (each test starts one Airflow)
         raise TimeoutError(f"not healthy after {timeout:.0f}s ({last}):\n{self.tail()}")
 
     def listeners(self) -> set[tuple[str, int, str]]:
