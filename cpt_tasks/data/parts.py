@@ -15,24 +15,22 @@ from cpt_tasks.data.sources import Source
 
 
 def slices(sizes: list[int], parts: int) -> list[range]:
-    """``parts`` contiguous, non-empty ranges of file indices covering every file, each ending where the bytes
-    so far first reach its even share (ValueError when there are fewer files than parts)."""
+    """``parts`` contiguous, non-empty ranges of file indices covering every file: the k-th cut at the file
+    boundary nearest to k/parts of the bytes (ties to the earlier), leaving each later part at least one file
+    (ValueError when there are fewer files than parts)."""
     if not 1 <= parts <= len(sizes):
         raise ValueError(f"cannot cut {len(sizes)} files into {parts} parts")
-    total = sum(sizes) or len(sizes)
     weights = sizes if sum(sizes) else [1] * len(sizes)
-    cuts, running, start = [], 0, 0
-    for index, size in enumerate(weights):
-        running += size
-        left = parts - len(cuts) - 1  # parts still to start after this one
-        if left == 0:
-            break
-        # end the current part here once it holds its share, or when each later part needs one of the files left
-        if running * parts >= (len(cuts) + 1) * total or len(sizes) - (index + 1) == left:
-            cuts.append(range(start, index + 1))
-            start = index + 1
-    cuts.append(range(start, len(sizes)))
-    return cuts
+    total = sum(weights)
+    ends = [0]  # ends[i]: bytes of the first i files
+    for size in weights:
+        ends.append(ends[-1] + size)
+    cuts = [0]
+    for k in range(1, parts):
+        first, last = cuts[-1] + 1, len(sizes) - (parts - k)  # each part so far and each later one: a file
+        cuts.append(min(range(first, last + 1), key=lambda i: (abs(ends[i] * parts - k * total), i)))
+    cuts.append(len(sizes))
+    return [range(a, b) for a, b in zip(cuts, cuts[1:])]
 
 
 def shares(total: int, weights: list[int]) -> list[int]:

@@ -181,6 +181,12 @@ def test_slices_are_contiguous_non_empty_and_cover_every_file(sizes, parts):
     assert [i for r in cut for i in r] == list(range(len(sizes)))
 
 
+def test_slices_cut_at_the_boundary_nearest_an_even_share():
+    assert [len(r) for r in slices([999, 1000, 1000, 1000, 1000, 1000, 1000, 1001], 4)] == [2, 2, 2, 2]
+    assert [len(r) for r in slices([3, 1, 2, 1, 2, 1], 2)] == [2, 4]  # 4 of 10 bytes, then 6: nearest to 5
+    assert [len(r) for r in slices([1, 1, 1, 1, 1, 1, 1, 1, 1], 3)] == [3, 3, 3]
+
+
 def test_shares_add_up_exactly_and_follow_the_weights():
     assert shares(10, [1, 1, 1]) == [4, 3, 3]
     assert shares(7, [0, 0]) == [4, 3]
