@@ -101,8 +101,11 @@ ui-screenshots: setup
 lint-deploy: setup
 	$(TASKS_PY) -m pytest tests/docker tests/helm tests/test_security_rules.py tests/test_no_secrets.py $(PYTEST_ARGS)
 
+# The converter against LLM-Foundry's and tiktoken's ceiling (bench/RESULTS.md), then the plan's time against the
+# corpus's size (bench/results/plan.md).
 bench: setup
 	$(TASKS_PY) bench/convert_bench.py --tokenizer $(TOKENIZER) $(BENCH_ARGS)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(TASKS_PY) bench/plan_bench.py --tokenizer $(TOKENIZER) --sample $(SAMPLE)
 
 # One component of real text (40M tokens, 8 files) converted in 1 part and in 4 parts through the CLI, merged and
 # verified, then projected onto the 50B plans on 32 pods of 8 cores (bench/results/scale.md; work folder in /tmp).
