@@ -46,10 +46,11 @@ class TokenShardWriter:
     """Writes rows (1-D int32 arrays, all of one length) to ``out`` as MDS with column ``tokens``.
 
     A shard is built in place: rows have one length, so a full shard's row count and layout are known, and each
-    row is copied once, straight to its slot in a zeroed ``BytesIO`` whose samples' headers are written once. The
-    header is filled in place and a full shard's bytes go to the compressor without a copy, in a background
-    thread that compresses, hashes and stores it while the next shard fills the other buffer (the next flush
-    waits for it): the peak is two raw shards plus a compressed copy.
+    row is copied once, straight to its slot in a zeroed ``BytesIO``. The header is filled in place and a full
+    shard's bytes go to the compressor without a copy, in a background thread that compresses, hashes and
+    stores it while the next shard fills a new buffer (the next flush waits for it). A stored shard's buffer is
+    freed: the peak is the shard being built, the one before it until it is stored (usually long before the
+    next one fills) and a compressed copy.
     """
 
     def __init__(self, out: str, compression: str | None, size_limit: int, hashes: list[str]) -> None:
@@ -71,7 +72,6 @@ class TokenShardWriter:
         self.rows = 0
         self.buffer: io.BytesIO | None = None  # the shard being built, sized for a full one
         self.samples: np.ndarray | None = None  # a writable view of its samples, shape (capacity, sample_size)
-        self.spare: io.BytesIO | None = None  # the other buffer, free again once its shard is stored
         self.finisher: ThreadPoolExecutor | None = None
         self.finishing: Future | None = None  # the previous shard's compression, hashing and storing
 
@@ -91,17 +91,13 @@ class TokenShardWriter:
         self._reset()
 
     def _reset(self) -> None:
-        buffer, self.spare = self.spare, None
-        fresh = buffer is None
-        if fresh:  # calloc'd: its pages are mapped as they are first written
-            buffer = io.BytesIO(bytes(self.reserved + self.capacity * self.sample_size))
-        self.buffer = buffer
+        # calloc'd, so its pages are mapped as they are first written; freed once stored (memory stays flat)
+        self.buffer = io.BytesIO(bytes(self.reserved + self.capacity * self.sample_size))
         # a view of the BytesIO's own bytes (not a copy: nothing else holds them)
-        self.samples = np.frombuffer(buffer.getbuffer(), dtype=np.uint8)[self.reserved:].reshape(
+        self.samples = np.frombuffer(self.buffer.getbuffer(), dtype=np.uint8)[self.reserved:].reshape(
             self.capacity, self.sample_size)
-        if fresh:  # every sample's size and ndarray header, once per buffer
-            self.samples[:, :4 + len(self.prefix)] = np.frombuffer(
-                np.uint32(self.sample_size - 4).tobytes() + self.prefix, dtype=np.uint8)
+        self.samples[:, :4 + len(self.prefix)] = np.frombuffer(  # every sample's size and ndarray header
+            np.uint32(self.sample_size - 4).tobytes() + self.prefix, dtype=np.uint8)
         self.rows = 0
 
     def write(self, row: np.ndarray) -> None:
@@ -146,14 +142,13 @@ class TokenShardWriter:
         self.finishing = self.finisher.submit(self._store, buffer, head, start, count, len(self.shards))
 
     def _wait(self) -> None:
-        """Wait for the shard being stored in the background (raising its error); its buffer is free again."""
+        """Wait for the shard being stored in the background (raising its error)."""
         if self.finishing is not None:
             finishing, self.finishing = self.finishing, None
-            self.spare = finishing.result()
+            finishing.result()
 
-    def _store(self, buffer: io.BytesIO | None, head: bytes, start: int, count: int,
-               number: int) -> io.BytesIO | None:
-        """Compress, hash and write one shard (and start its upload); returns its buffer if a full shard's."""
+    def _store(self, buffer: io.BytesIO | None, head: bytes, start: int, count: int, number: int) -> None:
+        """Compress, hash and write one shard (and start its upload)."""
         if buffer is None:  # the empty shard MDSWriter writes before a sample larger than the limit
             raw = head
         elif start == 0:
@@ -170,12 +165,11 @@ class TokenShardWriter:
             data, name = zstd.compress(raw, int(level or 3)), f"{raw_name}.zstd"
             zip_info = self._hash(data, name)
         (self.local / name).write_bytes(data)
-        del raw, data  # the buffer's bytes are its own again
+        del raw, data, buffer  # the raw shard is freed
         self._upload(name)
         self.shards.append({"samples": count, "raw_data": raw_info, "zip_data": zip_info, **{
             k: self.config[k] for k in ("version", "format", "compression", "hashes", "size_limit",
                                         "column_names", "column_encodings", "column_sizes")}})
-        return buffer if start == 0 else None
 
     def _upload(self, name: str) -> None:
         """Send a finished shard to object storage and delete the local copy (at most 4 shards wait)."""
