@@ -35,6 +35,10 @@ from llmfoundry.command_utils import convert_dataset_json_from_args
 convert_dataset_json_from_args(path=sys.argv[1], out_root=sys.argv[2], compression='zstd', concat_tokens={concat},
     split='train', tokenizer=sys.argv[3], bos_text='', eos_text='<|end_of_text|>', no_wrap=False, num_workers=2)
 """
+ALSO = ("The other benchmarks' results: the plan's time against the corpus's size in "
+        "[results/plan.md](results/plan.md) (`make bench`, after this one), one component converted in parts and "
+        "the projection to a cluster in [results/scale.md](results/scale.md) (`make bench-scale`); all of them "
+        "summed up in [docs/performance.md](../docs/performance.md).")
 LOAD_AT_START = round(os.getloadavg()[0], 2)  # other work on the machine skews every number
 _TEXTS: list[str] = []  # inherited by the forked ceiling workers
 _ENCODE = None
@@ -296,7 +300,7 @@ def write_results(results: dict, text: str) -> None:
         "before it being compressed in the background) and a compressed copy, the workers one chunk of documents "
         "each; 1x (40 MB of tokens) fills less than one shard, so the 10x growth is measured from 2x to 20x, at "
         "default settings",
-        "", text, "",
+        "", text, "", ALSO, "",
     ]
     (HERE / "RESULTS.md").write_text("\n".join(md))
     (HERE / "results").mkdir(exist_ok=True)

@@ -114,7 +114,7 @@ def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field
 
 def _cut_blocks(index: int, blocks: Iterator[bytes], target_bytes: int, file: tuple | None) -> Iterator[Chunk]:
     """A JSON-lines file's blocks cut after the first newline past every ``target_bytes``; ``file``: a plain
-    local file's (path, size, mtime, inode), which its chunks carry (see :class:`FileBytes`)."""
+    local file's identity (see :func:`_plain_file`), which its chunks carry (see :class:`FileBytes`)."""
     line_no, carry, held, offset = 1, [], 0, 0  # the unfinished chunk: views of the blocks it starts in
     for block in blocks:
         start = 0
@@ -135,8 +135,10 @@ def _cut_blocks(index: int, blocks: Iterator[bytes], target_bytes: int, file: tu
 
 
 def _plain_file(src: SourceFile) -> tuple | None:
-    """(path, size, mtime, inode) of a local, uncompressed file that starts without a byte order mark (its
-    blocks are its bytes), else None."""
+    """(path, size, mtime, ctime, inode) of a local, uncompressed file that starts without a byte order mark (its
+    blocks are its bytes), else None. A worker reads its chunks' bytes again and refuses them if any of these
+    changed: an edit that restores the mtime (touch -r, cp -p) still moves the ctime. The main process hashes
+    the same bytes against the listing as it reads them."""
     if src.opener is not None or src.rel.endswith((".gz", ".zst")):
         return None
     try:
@@ -146,7 +148,7 @@ def _plain_file(src: SourceFile) -> tuple | None:
                 return None
     except OSError:
         return None
-    return os.path.abspath(src.url), stat.st_size, stat.st_mtime_ns, stat.st_ino
+    return os.path.abspath(src.url), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 class FileBytes(bytes):
@@ -162,7 +164,7 @@ class FileBytes(bytes):
         return _read_span, self.span
 
 
-def _read_span(path: str, size: int, mtime: int, inode: int, offset: int, length: int) -> bytes:
+def _read_span(path: str, size: int, mtime: int, ctime: int, inode: int, offset: int, length: int) -> bytes:
     """The bytes of a FileBytes, read in the tokenizer process; OSError if the file changed since it was cut."""
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -170,6 +172,7 @@ def _read_span(path: str, size: int, mtime: int, inode: int, offset: int, length
         data = os.pread(fd, length, offset)
     finally:
         os.close(fd)
-    if (stat.st_size, stat.st_mtime_ns, stat.st_ino) != (size, mtime, inode) or len(data) != length:
+    if (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino) != (size, mtime, ctime, inode) \
+            or len(data) != length:
         raise OSError(f"{path} changed while it was being converted")
     return data
