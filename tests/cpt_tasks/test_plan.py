@@ -14,7 +14,7 @@ from cpt_tasks.documents import DocumentError, read_document, write_document
 from cpt_tasks.documents.plan_docs import Plan, PlannedMix, PlannedSubset, PlannedTokenizer
 from cpt_tasks.documents.plan_docs import load_plan
 from cpt_tasks.errors import UserError
-from cpt_tasks.convert.convert_job import planned_subset
+from cpt_tasks.convert.subset_job import planned_subset
 from cpt_tasks.plan.plan_job import plan
 
 REFERENCE = {  # the reference notes' table: max_tokens, val_tokens
