@@ -1,12 +1,13 @@
 """
 ### cpt_dolmino: continual pretraining on the Dolmino mix
 
-**plan** → **convert** (one task per subset) → **verify** → **train** → **evaluate**, each step running
+**plan** → **convert** (one task per subset, or per part of a big one) → **verify** → **train** → **evaluate**, each step running
 `cpt-tasks` in its own pod (`CPT_RUNNER=kubernetes`) or as a local process (`CPT_RUNNER=local`, the demo and CI).
 
 * **plan** derives every subset's token budget from *Total train tokens* and the *Proportions*, and a
   fingerprint of everything that determines each subset's bytes.
-* **convert** tokenizes one subset with the *Tokenizer* (Llama 3.1's by default) into fixed-length MDS rows.
+* **convert** tokenizes one subset with the *Tokenizer* (Llama 3.1's by default) into fixed-length MDS rows; a
+  subset beyond *Tokens per convert part* converts in parts (`dclm/0`, `dclm/1`, …), merged by the last one.
   A subset already converted with the same fingerprint is **skipped** (already complete), so a scheduled refresh
   with unchanged sources converts nothing.
 * **verify** checks every subset's shards, counts and mix against the plan before any GPU is spent.

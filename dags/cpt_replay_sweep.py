@@ -4,7 +4,7 @@
 Short **proxy runs**, one per replay fraction, measure what each fraction gains on your corpus and what it keeps
 from being forgotten, before the big run (`cpt_dolmino`) spends its GPUs.
 
-**plan** → **convert** (one task per component) → **verify** → **proxy_runs** → **train** (one task per replay
+**plan** → **convert** (one task per component, or per part of a big one) → **verify** → **proxy_runs** → **train** (one task per replay
 fraction) → **evaluate** (one per fraction) → **recommend**.
 
 * **plan** budgets *Tokens per proxy run* for every fraction of *Replay fractions* and converts each component
