@@ -16,8 +16,9 @@ LLAMA31_CONTEXT = 131072
 DEFAULT_REPLAY_FRACTION = 0.25
 # Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 epochs is nearly as good as new data.
 DEFAULT_MAX_DOMAIN_EPOCHS = 4.0
-# A part of ~2B tokens tokenizes in about 3 minutes in a default convert pod (8 cores at the converter's measured
-# ~1.5M tokens/s per core: docs/performance.md), so the reference 50B plan is ~27 parts: one wave on 32 pods.
+# A part of ~2B tokens tokenizes in about a minute in a default convert pod (8 cores at the ~4M tokens/s per core
+# make bench-scale measured: docs/performance.md), plus reading its ~9 GB of input: long enough that a part's fixed
+# start (under a second) is noise, and the reference 50B plan is 28 parts: one wave on 32 pods.
 DEFAULT_PART_TOKENS = 2_000_000_000
 DEFAULT_TOKENIZER = "meta-llama/Llama-3.1-8B-Instruct"  # the reference recipe tokenizes with the Instruct one
 # ConvertConfig fields the plan derives for every subset; the others may be set with convert_options.
