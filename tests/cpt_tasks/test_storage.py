@@ -209,7 +209,10 @@ def test_every_call_is_bounded_and_fails_as_transient(point, scheme, kind, call,
         assert kind == "refused" or len(attempts) == QUICK.max_retries + 1
         # botocore sends a PUT's body after "100 Continue", or after waiting 1 s for it: 1 s more per attempt
         expect_continue = (QUICK.max_retries + 1) * 1.0 if (scheme, verb) == ("s3", "PUT") else 0.0
-        assert took < QUICK.worst_case_seconds() + expect_continue + 1.0
+        # + 3 s: a client's first call in a process loads botocore's or google's models (its paginators too), up
+        # to ~2 s on two busy cores (CI measured 3.48 s against the bound of 1.61 s); an unbounded stall would
+        # wait out the libraries' own 60 s read timeout, far beyond
+        assert took < QUICK.worst_case_seconds() + expect_continue + 3.0
 
 
 def test_the_default_bound_is_what_docs_faults_md_states():
