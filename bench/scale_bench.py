@@ -5,7 +5,7 @@ Builds a component of real English text (``convert_bench.build_corpus``) as ``--
 layout, plans it (``cpt-tasks plan``) in 1 part, in ``--parts`` parts and as a 3-row plan (the fixed costs), converts
 each part in its own process (``cpt-tasks convert-subset --part i --num_workers 2``, one after another) and verifies
 (``cpt-tasks verify --num_workers 2``). Measures each part's throughput, the overhead of parts, the merge
-(``merge_parts`` in-process) and verify's shard check; checks the rows against the plan and that reruns are
+(``merge_subset`` in-process) and verify's shard check; checks the rows against the plan and that reruns are
 byte-identical; measures tiktoken's per-core rate (``convert_bench.ceiling``); projects the default 50B plan and a
 37.5B-token domain corpus at replay 0.25 onto ``--pods`` pods of ``--cores`` cores. Writes
 ``bench/results/scale.{json,md}``. Run by ``make bench-scale``.
@@ -127,8 +127,8 @@ def medians(rounds: list[dict]) -> dict:
 
 
 def time_merge(location: Path, repeat: int = 5) -> dict:
-    """``merge_parts`` in-process after removing the merged manifest and indexes; the bytes must come back equal."""
-    from cpt_tasks.data.merged_parts import merge_parts
+    """``merge_subset`` in-process after removing the merged manifest and indexes; the bytes must come back equal."""
+    from cpt_tasks.data.merged_parts import merge_subset
     from cpt_tasks.documents.plan_docs import load_plan
 
     sub = load_plan(str(location))[0].subsets[0]
@@ -139,11 +139,10 @@ def time_merge(location: Path, repeat: int = 5) -> dict:
         for path in written:
             path.unlink()
         start = time.perf_counter()
-        merged = merge_parts(sub.convert, sub.fingerprint, [sub.part_config(i) for i in range(sub.part_count)],
-                             [p.fingerprint for p in sub.parts])
+        merged = merge_subset(sub)
         times.append(time.perf_counter() - start)
         if merged is None:
-            sys.exit("merge_parts found a part missing")
+            sys.exit("merge_subset found a part missing")
     return {"seconds": round(statistics.median(times), 4),
             "shards": sum(len(json.loads(p.read_bytes())["shards"]) for p in written[1:]),
             "identical_to_last_parts_merge": [p.read_bytes() for p in written] == before}
@@ -230,7 +229,7 @@ def report(res: dict) -> str:
         (f"fixed cost of a part: the 3-row conversion / fitted, (sum over {n} − 1 part) / {n - 1}",
          f"{tiny['wall_s']:.2f} / {r['fit_raw_fixed_s']:.2f} s"),
         ("largest part / mean part (tokens)", f"{con['imbalance']:.2f}"),
-        (f"merge: `merge_parts` in-process, {n} parts, {res['merge']['shards']} shards",
+        (f"merge: `merge_subset` in-process, {n} parts, {res['merge']['shards']} shards",
          f"{res['merge']['seconds'] * 1000:.1f} ms"),
         (f"verify: 1 part / {n} parts / the 3-row plan", f"{one['verify_s']:.2f} / {many['verify_s']:.2f} / "
          f"{tiny['verify_s']:.2f} s"),

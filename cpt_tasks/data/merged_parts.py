@@ -1,7 +1,7 @@
 """A conversion in parts made one dataset: each split's merged ``index.json`` and the merged ``manifest.json``.
 
 Every part writes its shards under ``<out_root>/<split>/part-NNNNN/`` and its own manifest under
-``<out_root>/parts/``. Once every part's manifest is there with the plan's fingerprint, ``merge_parts`` writes
+``<out_root>/parts/``. Once every part's manifest is there with the plan's fingerprint, ``merge_subset`` writes
 each split's ``index.json`` listing the parts' shards in part order, each basename prefixed with its part's
 folder (exactly what streaming's ``merge_index`` writes, from the explicit list of parts, never a scan of the
 folder: a failed attempt's leftovers are never picked up), then the merged manifest, last: it is the
@@ -20,6 +20,7 @@ from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert_docs import (ConvertManifest, DocumentCounts, PartRecord, SourceInfo, SplitCounts,
                                               SplitTotals, Timings, manifest_location, marker_location)
+from cpt_tasks.documents.plan_docs import PlannedSubset
 from cpt_tasks.layout import MDS_INDEX_FILE, SPLITS, part_name
 from cpt_tasks.runs.completion import find_complete
 from cpt_tasks.storage import join, read_bytes, write_bytes_atomic
@@ -27,39 +28,25 @@ from cpt_tasks.storage import join, read_bytes, write_bytes_atomic
 MDS_VERSION = 2
 
 
-def part_configs(config: ConvertConfig, shares: list[tuple[int, int]]) -> list[ConvertConfig]:
-    """Each part's conversion: the component's config with its number and its (train, val) rows."""
-    concat = config.concat_tokens
-    return [config.model_copy(update={"part": i, "parts": len(shares), "max_tokens": train * concat,
-                                      "val_tokens": val * concat})
-            for i, (train, val) in enumerate(shares)]
+def read_parts(sub: PlannedSubset) -> list[ConvertManifest | None]:
+    """Each planned part's manifest, in part order: None for a part not there with its planned fingerprint."""
+    return [find_complete(marker_location(sub.part_config(p.part)), ConvertManifest,
+                          lambda m, fp=p.fingerprint: m.fingerprint == fp) for p in sub.parts]
 
 
-def missing_parts(parts: list[ConvertConfig], fingerprints: list[str]) -> list[int]:
-    """The parts whose manifest is not there with their fingerprint."""
-    return [cfg.part for cfg, fp in zip(parts, fingerprints)
-            if find_complete(marker_location(cfg), ConvertManifest, lambda m, fp=fp: m.fingerprint == fp) is None]
-
-
-def merge_parts(config: ConvertConfig, fingerprint: str, parts: list[ConvertConfig],
-                fingerprints: list[str]) -> ConvertManifest | None:
-    """The merged manifest of the component at ``config.out_root`` (written now unless already there); None
-    while a part is missing. ``config``: the component's conversion as planned (whole budgets); ``parts`` and
-    ``fingerprints``: each part's conversion and fingerprint, in order."""
-    out_root = config.out_root
-    marker = manifest_location(out_root)
-    done = find_complete(marker, ConvertManifest, lambda m: m.fingerprint == fingerprint)
+def merge_subset(sub: PlannedSubset, parts: list[ConvertManifest | None] | None = None) -> ConvertManifest | None:
+    """The merged manifest of a subset in parts (written now unless already there); None while a part is
+    missing. ``parts``: its parts' manifests as :func:`read_parts` gives them (read here when not given)."""
+    marker = manifest_location(sub.out_root)
+    done = find_complete(marker, ConvertManifest, lambda m: m.fingerprint == sub.fingerprint)
     if done is not None:
         return done
-    manifests = []
-    for cfg, fp in zip(parts, fingerprints):
-        found = find_complete(marker_location(cfg), ConvertManifest, lambda m, fp=fp: m.fingerprint == fp)
-        if found is None:
-            return None
-        manifests.append(found)
+    parts = read_parts(sub) if parts is None else parts
+    if any(p is None for p in parts):
+        return None
     for split in SPLITS:
-        write_bytes_atomic(join(out_root, split, MDS_INDEX_FILE), merged_index(out_root, split, len(parts)))
-    merged = merged_manifest(config, fingerprint, manifests)
+        write_bytes_atomic(join(sub.out_root, split, MDS_INDEX_FILE), merged_index(sub.out_root, split, len(parts)))
+    merged = merged_manifest(sub.convert, sub.fingerprint, parts)
     write_document(marker, merged)
     return merged
 

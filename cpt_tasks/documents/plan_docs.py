@@ -59,6 +59,11 @@ class Repetition(StrictModel):
                             "converted val first; verify computes the epochs from the converted rows")
 
 
+def part_conversion(convert: ConvertConfig, part: int, parts: int, max_tokens: int, val_tokens: int) -> ConvertConfig:
+    """Part ``part`` of ``parts`` of a subset's conversion: its number and its share of the budgets."""
+    return convert.model_copy(update={"part": part, "parts": parts, "max_tokens": max_tokens, "val_tokens": val_tokens})
+
+
 class PlannedPart(StrictModel):
     """One part of a subset converted in parts: its files (a contiguous slice of the listing) and its share."""
 
@@ -100,8 +105,7 @@ class PlannedSubset(StrictModel):
         if not 0 <= part < len(self.parts):
             raise UserError(f"--part {part}: subset {self.name} has parts 0..{len(self.parts) - 1}")
         planned = self.parts[part]
-        return self.convert.model_copy(update={"part": part, "max_tokens": planned.max_tokens,
-                                               "val_tokens": planned.val_tokens})
+        return part_conversion(self.convert, part, len(self.parts), planned.max_tokens, planned.val_tokens)
 
     @property
     def epochs(self) -> float | None:

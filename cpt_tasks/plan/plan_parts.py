@@ -14,10 +14,9 @@ import math
 
 from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.data.fingerprint import fingerprint, parts_fingerprint
-from cpt_tasks.data.merged_parts import part_configs
 from cpt_tasks.data.parts import part_bytes, shares, slices
 from cpt_tasks.data.sources import Source
-from cpt_tasks.documents.plan_docs import PlannedPart
+from cpt_tasks.documents.plan_docs import PlannedPart, part_conversion
 from cpt_tasks.tokenizer import TokenizerInfo
 
 
@@ -39,7 +38,9 @@ def in_parts(conv: ConvertConfig, source: Source, tok: TokenizerInfo,
     weights = part_bytes(source, count)
     train = shares(conv.train_rows, weights)
     val = shares(conv.val_rows, weights)
-    configs = part_configs(conv, list(zip(train, val)))
+    concat = conv.concat_tokens
+    configs = [part_conversion(conv, i, count, rows * concat, held * concat)
+               for i, (rows, held) in enumerate(zip(train, val))]
     prints = [fingerprint(c, source, tok) for c in configs]
     files = [len(r) for r in slices([f.size for f in source.files], count)]
     planned = [PlannedPart(part=c.part, fingerprint=fp, max_tokens=c.max_tokens, val_tokens=c.val_tokens,

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from cpt_tasks.data.merged_parts import merge_parts, missing_parts
+from cpt_tasks.data.merged_parts import merge_subset, read_parts
 from cpt_tasks.data.shards import read_index
-from cpt_tasks.documents import find_document
-from cpt_tasks.documents.convert_docs import ConvertManifest, marker_location, read_manifest
+from cpt_tasks.documents.convert_docs import ConvertManifest, read_manifest
 from cpt_tasks.documents.plan_docs import PlannedSubset
 from cpt_tasks.layout import SPLITS, TRAIN, VAL, part_name
 from cpt_tasks.storage import join
@@ -24,19 +23,18 @@ from cpt_tasks.storage import join
 Add = Callable[[str, bool, str], bool]
 
 
-def read_component(sub: PlannedSubset) -> tuple[ConvertManifest | None, list[ConvertManifest], str | None]:
-    """(the subset's manifest, its parts' manifests ([] in one piece), why there is none): a subset in parts is
-    merged here when every part is there but the merge is not."""
+def read_subset(sub: PlannedSubset) -> tuple[ConvertManifest | None, list[ConvertManifest], str | None]:
+    """(the subset's manifest, its parts' manifests that are there with their planned fingerprints ([] in one
+    piece), why there is no manifest): a subset in parts is merged here when every part is there but the merge
+    is not."""
     if not sub.parts:
         return read_manifest(sub.out_root), [], None
-    configs = [sub.part_config(i) for i in range(sub.part_count)]
-    prints = [p.fingerprint for p in sub.parts]
-    merged = merge_parts(sub.convert, sub.fingerprint, configs, prints)
+    parts = read_parts(sub)
+    merged = merge_subset(sub, parts)
     if merged is None:
-        missing = missing_parts(configs, prints)
+        missing = [p.part for p, found in zip(sub.parts, parts) if found is None]
         return None, [], (f"part(s) {', '.join(map(str, missing))} of {sub.part_count} not converted: no manifest "
                           f"with the plan's fingerprint under {join(sub.out_root, 'parts')}; rerun their convert tasks")
-    parts = [find_document(marker_location(c), ConvertManifest) for c in configs]
     return merged, [p for p in parts if p is not None], None
 
 
@@ -63,7 +61,7 @@ def check_parts(sub: PlannedSubset, manifest: ConvertManifest, parts: list[Conve
         return
     by_number = {p.config.part: p for p in parts}
     planned = {p.part: p for p in sub.parts}
-    wrong = [n for n, p in planned.items() if n not in by_number or by_number[n].fingerprint != p.fingerprint]
+    wrong = [n for n in planned if n not in by_number]  # read_parts keeps only manifests of the planned parts
     add("parts", not wrong and len(manifest.parts or []) == len(planned),
         f"{len(planned)} parts" + (f"; part(s) {', '.join(map(str, wrong))} missing or of another conversion"
                                    if wrong else ""))

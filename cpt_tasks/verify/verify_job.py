@@ -36,7 +36,7 @@ from cpt_tasks.storage import is_remote, join
 from cpt_tasks.tokenizer import Encoder, resolve_tokenizer_dir
 from cpt_tasks.verify.draw_checks import check_draws
 from cpt_tasks.verify.epoch_checks import check_epochs, may_repeat, real_epochs
-from cpt_tasks.verify.part_checks import check_disjoint, check_parts, read_component
+from cpt_tasks.verify.part_checks import check_disjoint, check_parts, read_subset
 from cpt_tasks.verify.verify_report import render_markdown, write_report
 
 
@@ -99,7 +99,7 @@ def verify(cfg: VerifyConfig) -> VerifyResult:
     manifests: dict[str, ConvertManifest | None] = {}
     jobs: list[_ShardJob] = []
     for sub in plan.subsets:
-        manifest, parts, missing = read_component(sub)  # a subset in parts: merged now if it was not yet
+        manifest, parts, missing = read_subset(sub)  # a subset in parts: merged now if it was not yet
         manifests[sub.name] = manifest
         if checks[sub.name].add("manifest", manifest is not None,
                                 "" if manifest else missing or f"no valid manifest at {sub.out_root}"):
