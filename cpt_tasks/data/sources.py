@@ -136,7 +136,7 @@ def _open(url: str):
     return open(url, "rb")
 
 
-def _open_source(src: SourceFile):
+def open_raw(src: SourceFile):
     """The file's bytes: a remote file through its ``opener`` (a hub file: a checked, resumable stream); a local
     one through :func:`_open`."""
     return src.opener() if src.opener is not None else _open(src.url)
@@ -200,7 +200,7 @@ def read_blocks(src: SourceFile, files: OpenFiles | None = None) -> Iterator[byt
     """The decompressed content of one file in blocks, checked against its listing at its end (a hub file);
     UserError naming the file if it is unreadable, BadDataError if its bytes are not the listed ones.
     ``files``: where the open file is registered while it is read (see :class:`OpenFiles`)."""
-    with _open_source(src) as fh:
+    with open_raw(src) as fh:
         if files is not None:
             files.readers.append(fh)
         try:

@@ -25,7 +25,7 @@ from cpt_tasks.data.encode import encode_chunk, set_encoder
 from cpt_tasks.data.order import Chunk, iter_blocks
 from cpt_tasks.data.parquet import is_parquet, iter_text_batches, open_parquet
 from cpt_tasks.data.readers import record_error
-from cpt_tasks.data.sources import BOM, Source
+from cpt_tasks.data.sources import BOM, Source, open_raw
 from cpt_tasks.errors import MissingTextField, UserError
 from cpt_tasks.tokenizer import Encoder
 
@@ -141,7 +141,7 @@ def _prefix(one: Source, field: str, share: int, tally: _Tally) -> None:
     """The complete JSON lines in the first ``share`` raw bytes of a larger file, decompressed as far as they go;
     they count against their part of the raw bytes read."""
     src = one.files[0]
-    with _open_raw(src) as fh:
+    with open_raw(src) as fh:  # a remote file closed early: only a file read to its end is checked
         data, raw = _decompressed(src, fh, share)
     tally.read_bytes += raw
     if data.startswith(BOM):
@@ -153,12 +153,6 @@ def _prefix(one: Source, field: str, share: int, tally: _Tally) -> None:
         return  # not one whole line in the prefix
     _encode(one, Chunk(data[:used], block_start=(0, 1)), field, tally)
     tally.sample_bytes += raw * used / len(data)
-
-
-def _open_raw(src):
-    """The file's raw bytes: a remote one through its checking opener (closed early: only its end is checked),
-    a local one in place."""
-    return src.opener() if src.opener is not None else open(src.url, "rb")
 
 
 def _decompressed(src, fh, share: int) -> tuple[bytes, int]:

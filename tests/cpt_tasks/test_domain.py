@@ -418,7 +418,7 @@ def _counting(monkeypatch):
             self.fh.close()
 
     monkeypatch.setattr(sources, "_open", lambda url: Counted(open(url, "rb")))
-    monkeypatch.setattr(corpus_estimate, "_open_raw", lambda src: Counted(open(src.url, "rb")))
+    monkeypatch.setattr(corpus_estimate, "open_raw", lambda src: Counted(open(src.url, "rb")))
     return read
 
 
