@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cpt_tasks.cache import sha256_file_cached
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.evaluate_docs import ROLES, BaseEvalResults, EvalWorkerOutcome, MetricValue
 from cpt_tasks.documents.train_docs import MlflowRun
@@ -43,7 +44,6 @@ from cpt_tasks.tracking.mlflow_store import Tracker
 BASE_EVALS_DIR = "base-evals"  # under the training runs' save root
 BASE_EVAL_JSON = "base-eval.json"
 MODEL_FILES = (".json", ".safetensors", ".bin")  # config, weights and their index: what the numbers depend on
-CHUNK = 16 << 20
 
 
 @dataclass
@@ -134,10 +134,11 @@ def keep_base_results(location: str, key: str, inputs: dict, ev: Evaluation, met
 
 def base_identity(folder: Path, revision: str | None) -> dict:
     """A hub model's commit pins its files; any other model is named by the sha256 of each top-level config
-    and weights file of its staged folder (a folder rewritten in place with new weights gets a new key)."""
+    and weights file of its staged folder (a folder rewritten in place with new weights gets a new key; the hashes
+    are remembered by the files' stat, so an unchanged model is not read again)."""
     if revision:
         return {"revision": revision}
-    return {"files": {p.name: _sha256(p) for p in sorted(folder.iterdir())
+    return {"files": {p.name: sha256_file_cached(p) for p in sorted(folder.iterdir())
                       if p.is_file() and p.suffix in MODEL_FILES}}
 
 
@@ -162,11 +163,3 @@ def portable_config(config: dict) -> dict:
     kept["eval_loaders"] = [{**loader, "dataset": {k: v for k, v in loader["dataset"].items() if k != "local"}}
                             for loader in config["eval_loaders"]]
     return kept
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
