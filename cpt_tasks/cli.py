@@ -19,6 +19,11 @@ import os
 import sys
 import traceback
 
+# numpy's OpenBLAS starts a thread per core when it loads, and they spin for a while: ~0.1 core-s stolen from the
+# tokenizer processes of a short conversion. No job does linear algebra with numpy (training uses torch's own), so
+# the CLI's processes keep it to one thread unless the environment says otherwise. Set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from cpt_tasks.cli_args import HelpFormatter, add_model_arguments, build_config
 from cpt_tasks.documents import Document, dump_document
 from cpt_tasks.errors import (EXIT_CHECK_FAILED, EXIT_FAILED, EXIT_OK, EXIT_USER_ERROR, BadDataError, TransientError,
