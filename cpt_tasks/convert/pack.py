@@ -13,7 +13,6 @@ Pure and in-memory (no I/O), so it is tested directly. The rules (DESIGN.md's da
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +30,6 @@ class SplitStats:
     first_document: int | None = None  # ordinal (in read order) of the split's first document
     last_document: int | None = None
 
-    def add_document(self, ordinal: int) -> None:
-        self.documents += 1
-        if self.first_document is None:
-            self.first_document = ordinal
-        self.last_document = ordinal
-
 
 class _Phase:
     """Row cutting for one split: a carry buffer and the documents whose first token is not yet in a row."""
@@ -46,27 +39,51 @@ class _Phase:
         self.stats = SplitStats()
         self.fed = 0  # tokens fed into this split's stream
         self.carry = np.empty(0, dtype=np.int32)
-        self.pending: deque[tuple[int, int]] = deque()  # (start offset in stream, document ordinal)
+        # the documents not yet in a row: their start offsets in this split's stream, and their ordinals
+        self.pending_starts = np.empty(0, dtype=np.int64)
+        self.pending_ordinals = np.empty(0, dtype=np.int64)
 
     @property
     def remaining_tokens(self) -> int | None:
         return None if self.rows is None else self.rows * self.concat - self.fed
 
-    def feed(self, tokens: np.ndarray, starts: np.ndarray, ordinals: np.ndarray) -> np.ndarray:
-        """Append tokens (documents starting at ``starts``); return the completed rows, shape (n, concat)."""
-        self.pending.extend(zip((starts + self.fed).tolist(), ordinals.tolist()))
+    def feed(self, tokens: np.ndarray, starts: np.ndarray, ordinals: np.ndarray) -> list[np.ndarray]:
+        """Append tokens (documents starting at ``starts``); return the completed rows, as arrays of shape
+        (n, concat) in order: the row the carry completes (a copy), then views of ``tokens`` (no copy of a
+        chunk's tokens: the writer copies each row once, into its shard)."""
+        self.pending_starts = np.concatenate([self.pending_starts, starts + self.fed])
+        self.pending_ordinals = np.concatenate([self.pending_ordinals, ordinals])
         self.fed += len(tokens)
-        stream = np.concatenate([self.carry, tokens]) if len(self.carry) else tokens
-        count = len(stream) // self.concat
+        count = (len(self.carry) + len(tokens)) // self.concat
         if self.rows is not None:
             count = min(count, self.rows - self.stats.samples)
-        rows = stream[:count * self.concat].reshape(count, self.concat)
-        self.carry = stream[count * self.concat:].copy()
+        out, used = [], 0
+        if count and len(self.carry):
+            used = self.concat - len(self.carry)
+            out.append(np.concatenate([self.carry, tokens[:used]]).reshape(1, self.concat))
+            count -= 1
+            self._rows_done(1)
+        if count:
+            out.append(tokens[used:used + count * self.concat].reshape(count, self.concat))
+            used += count * self.concat
+            self._rows_done(count)
+        if out:
+            self.carry = tokens[used:].copy()
+        else:  # no row completed: everything joins the carry
+            self.carry = np.concatenate([self.carry, tokens])
+        return out
+
+    def _rows_done(self, count: int) -> None:
+        """``count`` more rows are complete: the documents that start before their end are in this split."""
         self.stats.samples += count
         self.stats.tokens = self.stats.samples * self.concat
-        while self.pending and self.pending[0][0] < self.stats.tokens:
-            self.stats.add_document(self.pending.popleft()[1])
-        return rows
+        done = int(np.searchsorted(self.pending_starts, self.stats.tokens, side="left"))
+        if done:
+            if self.stats.first_document is None:
+                self.stats.first_document = int(self.pending_ordinals[0])
+            self.stats.last_document = int(self.pending_ordinals[done - 1])
+            self.stats.documents += done
+            self.pending_starts, self.pending_ordinals = self.pending_starts[done:], self.pending_ordinals[done:]
 
     @property
     def full(self) -> bool:
@@ -101,14 +118,12 @@ class Packer:
             phase = self._phases[self._current]
             need = phase.remaining_tokens
             if need is None or need > len(tokens):
-                rows = phase.feed(tokens, starts, ordinals)
-                out.append((phase.name, rows))
+                out += [(phase.name, rows) for rows in phase.feed(tokens, starts, ordinals)]
                 break
             # This batch completes the phase: rows up to token `need`, then the next split starts at
             # the first document that begins at or after `need`.
             head = int(np.searchsorted(starts, need, side="left"))
-            rows = phase.feed(tokens[:need], starts[:head], ordinals[:head])
-            out.append((phase.name, rows))
+            out += [(phase.name, rows) for rows in phase.feed(tokens[:need], starts[:head], ordinals[:head])]
             phase.carry = np.empty(0, dtype=np.int32)
             if self._current + 1 == len(self._phases):
                 break
