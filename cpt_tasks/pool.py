@@ -10,6 +10,7 @@ first takes the parent's environment as it is now (credentials and endpoints set
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import threading
@@ -17,10 +18,16 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 
 
+def forks() -> bool:
+    """Whether :func:`process_pool` forks its workers now (they inherit the parent's memory)."""
+    return threading.active_count() == 1
+
+
 def process_pool(workers: int, initializer: Callable[..., None] | None = None,
                  initargs: tuple = ()) -> ProcessPoolExecutor:
     """A pool of ``workers`` processes; ``initializer`` runs only where workers do not inherit the parent."""
-    if threading.active_count() == 1:
+    if forks():
+        gc.freeze()  # what the parent holds stays shared, and the workers' collections never walk it
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
                                initializer=_start_worker, initargs=(dict(os.environ), initializer, initargs))

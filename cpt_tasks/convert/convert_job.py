@@ -24,6 +24,7 @@ from cpt_tasks.data.fingerprint import fingerprint
 from cpt_tasks.data.readers import iter_input_chunks, record_error, resolve_input
 from cpt_tasks.data.order import Chunk
 from cpt_tasks.data.parts import part_source
+from cpt_tasks.data.shared_slots import SharedSlots
 from cpt_tasks.data.sources import OpenFiles, Source
 from cpt_tasks.documents import write_document
 from cpt_tasks.documents.convert_docs import (ConvertManifest, ConvertSummary, DocumentCounts, SplitCounts, SplitTotals,
@@ -148,6 +149,8 @@ class _Conversion:
         self.progress = Progress(f"convert {named}", budget, progress_interval)
         self.inflight: deque[tuple[Chunk, Future | _Ready]] = deque()
         self.window = 2 * max(cfg.workers, 1) + 2
+        self.slots: SharedSlots | None = None  # a chunk's bytes and tokens to and from forked workers
+        self.submitted = 0
         self.read = self.skipped_empty = self.skipped_null = 0
         self.worker_peak_mb = 0.0
         self.writers: dict[str, TokenShardWriter] = {}
@@ -158,7 +161,7 @@ class _Conversion:
         workers = self.cfg.workers
         set_encoder(self.encoder)  # the in-process path (--num_workers 0) encodes with it too
         # Started before any writer starts upload threads.
-        pool = start_pool(workers, self.encoder, self.spec) if workers else None
+        pool, self.slots = start_pool(workers, self.encoder, self.spec, self.window) if workers else (None, None)
         try:
             self.writers = {split: TokenShardWriter(split_location(self.cfg, split), self.cfg.mds_compression,
                                                     self.cfg.size_limit, SHARD_HASHES) for split in SPLITS}
@@ -188,10 +191,14 @@ class _Conversion:
 
     def _feed_chunks(self, pool, chunks) -> None:
         packer = self.packer
+        field = self.cfg.text_field
         for chunk in chunks:
-            field = self.cfg.text_field
-            self.inflight.append((chunk, pool.submit(encode_chunk, chunk.payload, field) if pool else
-                                  _Ready(encode_chunk(chunk.payload, field))))
+            if pool:  # at most `window` chunks are in flight, so the slot's previous chunk is consumed already
+                slot = self.slots.slot(self.submitted) if self.slots else None
+                payload = self.slots.send(slot, chunk.payload) if self.slots else chunk.payload
+                future = pool.submit(encode_chunk, payload, field, slot)
+                self.submitted += 1
+            self.inflight.append((chunk, future if pool else _Ready(encode_chunk(chunk.payload, field))))
             # Once the budgets are met nothing more is consumed, whatever the workers still hold.
             while self.inflight and not packer.done and (len(self.inflight) >= self.window
                                                          or self.inflight[0][1].done()):
@@ -215,7 +222,7 @@ class _Conversion:
         self.skipped_null += result.null
         self.worker_peak_mb = max(self.worker_peak_mb, result.peak_rss_mb)
         written = 0
-        for split, rows in self.packer.feed(result.tokens, result.lengths):
+        for split, rows in self.packer.feed(result.framed_tokens(self.slots), result.lengths):
             self.writers[split].write_rows(rows)
             written += rows.size
         self.progress.update(len(result.lengths), written)

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from cpt_tasks.data.shared_slots import SharedSlots
 from cpt_tasks.errors import MissingTextField
 from cpt_tasks.tokenizer import Encoder
 
 _ENCODER: Encoder | None = None
+_SLOTS: SharedSlots | None = None  # inherited by forked workers only
 
 
 def set_encoder(encoder: Encoder) -> None:
@@ -34,12 +36,15 @@ def load_encoder(folder: str, bos_text: str, eos_text: str, backend: str) -> Non
     set_encoder(Encoder(Path(folder), bos_text, eos_text, backend))
 
 
-def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str]):
-    """Tokenizer processes: forked ones inherit ``encoder``; forkserver ones load it from ``spec``."""
-    from cpt_tasks.pool import process_pool
+def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str], window: int):
+    """(tokenizer processes, their SharedSlots or None): forked ones inherit ``encoder`` and ``window`` shared
+    slots for the chunks in flight; forkserver ones load the encoder from ``spec`` and use the pool's pipe."""
+    from cpt_tasks.pool import forks, process_pool
 
+    global _SLOTS
     set_encoder(encoder)
-    return process_pool(workers, initializer=load_encoder, initargs=spec)
+    _SLOTS = SharedSlots(window) if forks() else None
+    return process_pool(workers, initializer=load_encoder, initargs=spec), _SLOTS
 
 
 @dataclass
@@ -54,13 +59,23 @@ class ChunkResult:
     error: tuple[int, str | MissingTextField] | None = None
     peak_rss_mb: float = 0.0  # the worker's own high-water mark so far
     null: int = 0  # null texts skipped
+    slot: int | None = None  # the tokens are in this shared slot (``tokens`` is then empty) ...
+    count: int = 0  # ... and this many
 
     def __reduce__(self):
         """Sent back to the parent as the tokens' own bytes (an array pickles a copy of them, unpickles another)."""
         tokens = self.tokens
         data = tokens.base if isinstance(tokens.base, bytes) and tokens.nbytes == len(tokens.base) else \
             tokens.tobytes()
-        return _rebuilt, (data, self.lengths, self.records, self.empty, self.error, self.peak_rss_mb, self.null)
+        return _rebuilt, (data, self.lengths, self.records, self.empty, self.error, self.peak_rss_mb, self.null,
+                          self.slot, self.count)
+
+    def framed_tokens(self, slots: SharedSlots | None) -> np.ndarray:
+        """The framed tokens, wherever they came back (read in place from a shared slot)."""
+        if self.slot is None:
+            return self.tokens
+        assert slots is not None, "a result in a shared slot needs the slots"
+        return slots.tokens(self.slot, self.count)
 
 
 def _rebuilt(data: bytes, *rest) -> ChunkResult:
@@ -87,9 +102,21 @@ def _failed(records: int, index: int, exc: Exception) -> ChunkResult:
     return ChunkResult(np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int64), records, 0, (index, problem))
 
 
-def encode_chunk(payload, text_field: str = "text") -> ChunkResult:
+def encode_chunk(payload, text_field: str = "text", slot: int | None = None) -> ChunkResult:
     """Parse newline-joined JSON records and encode each non-blank ``text_field`` as BOS + ids + EOS; a list
-    payload holds JSON lines (bytes), texts (str) and null texts (None); a tuple is a parquet TextBlock."""
+    payload holds JSON lines (bytes), texts (str) and null texts (None); a tuple is a parquet TextBlock. With
+    ``slot``, a forked worker reads the payload's bytes from that shared slot when they were left there, and puts
+    the tokens there when they fit (see ``shared_slots``)."""
+    if slot is not None and _SLOTS is not None:
+        payload = _SLOTS.receive(payload)
+    result = _encode_payload(payload, text_field)
+    if slot is not None and _SLOTS is not None and result.error is None and _SLOTS.put(slot, result.tokens):
+        result.slot, result.count = slot, len(result.tokens)
+        result.tokens = result.tokens[:0]
+    return result
+
+
+def _encode_payload(payload, text_field: str) -> ChunkResult:
     if isinstance(payload, list):
         return _encode_items(enumerate(payload), text_field)
     if isinstance(payload, tuple):
