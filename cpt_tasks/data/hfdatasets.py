@@ -11,7 +11,7 @@ counted). The seeded shuffle buffer is the same as for files.
 Every HTTP request ``datasets`` makes for a Hub dataset goes through huggingface_hub's session (``HfApi`` for the
 card and commit, ``HfFileSystem`` for the listing and the file reads), whatever timeout its caller passes (10 s,
 100 s or none at all for a tree listing). While such a dataset is read, :func:`bounded_hub_requests` installs a
-session whose adapter (:class:`BoundedAdapter`) is the one place that applies ``--connect_timeout``,
+session whose adapter (``bounded_adapter.BoundedAdapter``) is the one place that applies ``--connect_timeout``,
 ``--read_timeout`` and ``--max_retries`` to each of them: a stall, a refused or reset connection or a 5xx/429
 ends as a TransientError (exit 1) naming the host, the dataset and the request, within
 ``Network.worst_case_seconds()`` of that request's start.
@@ -22,14 +22,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from urllib.parse import urlparse
-
-from requests.adapters import HTTPAdapter
 
 from cpt_tasks.cache import sha256_file_cached
 from cpt_tasks.data.sources import Source, SourceFile
 from cpt_tasks.errors import MissingTextField, UserError
-from cpt_tasks.storage.network import RETRY_STATUSES, Network, call_with_retries
+from cpt_tasks.storage.network import Network
 
 BATCH = 1000
 
@@ -56,37 +53,6 @@ def resolve_dataset(dataset: str, subset: str | None, split: str, revision: str 
     return Source(kind="datasets", dataset=dataset, subset=subset, split=split, revision=commit, files=[])
 
 
-class BoundedAdapter(HTTPAdapter):
-    """The transport of every request in a session from :func:`bounded_hub_requests`: the configured
-    ``(connect, read)`` timeouts instead of the caller's, the body of a non-streamed response read within the same
-    attempt, and failed attempts (timeouts, refused/reset connections, 5xx/429) retried with backoff. Spent
-    retries raise TransientError ``<host>: <label>: <METHOD> <path>: <reason> (<n> attempts)``."""
-
-    def __init__(self, network: Network, label: str) -> None:
-        super().__init__()
-        self.network, self.label = network, label
-
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        import requests
-
-        from cpt_tasks.data.hub import is_transient
-
-        url = urlparse(request.url)
-
-        def attempt():
-            response = super(BoundedAdapter, self).send(request, stream=stream, timeout=self.network.timeouts,
-                                                        verify=verify, cert=cert, proxies=proxies)
-            if response.status_code in RETRY_STATUSES or response.status_code >= 500:
-                response.close()
-                raise requests.HTTPError(f"HTTP {response.status_code}", response=response)
-            if not stream:
-                response.content  # noqa: B018 -- a body that stalls fails this attempt, not the caller's read
-            return response
-
-        return call_with_retries(attempt, self.network, url.netloc, f"{self.label}: {request.method} {url.path}",
-                                 is_transient)
-
-
 @contextmanager
 def bounded_hub_requests(network: Network, label: str):
     """Within the block, every request huggingface_hub makes (so every one ``datasets`` makes to the Hub) goes
@@ -95,6 +61,8 @@ def bounded_hub_requests(network: Network, label: str):
     import datasets
     import requests
     from huggingface_hub import configure_http_backend
+
+    from cpt_tasks.data.bounded_adapter import BoundedAdapter  # requests: imported only when the Hub is read
 
     def bounded_session() -> requests.Session:
         session = requests.Session()
