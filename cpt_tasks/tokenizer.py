@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cpt_tasks.cache import cache_root, sha256_file, write_atomic
+from cpt_tasks.cache import cache_root, sha256_file, sha256_file_cached, write_atomic
 from cpt_tasks.configs.tokenizer_config import TokenizerConfig
 from cpt_tasks.errors import UserError
 from cpt_tasks.framing import LLAMA3_BOS, LLAMA3_EOS
@@ -129,12 +129,13 @@ def _load_spec(path: Path, want_tiktoken: bool) -> tuple[dict, dict[bytes, int] 
     """
     import orjson
 
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_file_cached(path)  # remembered by the file's stat: an unchanged file is not read at all
     root = cache_root()
     cached = _read_cache(root, digest, want_tiktoken) if root is not None else None
     if cached is not None:
         return cached
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()  # the entry is keyed by the bytes parsed here
     spec = orjson.loads(data)
     added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
     meta = {"pattern": None, "added": added,
@@ -264,7 +265,7 @@ class Encoder:
 
 def describe(name: str, folder: Path, encoder: Encoder) -> TokenizerInfo:
     """The TokenizerInfo of a loaded tokenizer: files' hashes, special ids, backend."""
-    files = {f: sha256_file(folder / f) for f in TOKENIZER_FILES if (folder / f).is_file()}
+    files = {f: sha256_file_cached(folder / f) for f in TOKENIZER_FILES if (folder / f).is_file()}
     combined = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return TokenizerInfo(name=name, path=str(folder), sha256=combined, files=files, bos_id=encoder.bos_id,
                          eos_id=encoder.eos_id, vocab_size=encoder.vocab_size, backend=encoder.backend)
