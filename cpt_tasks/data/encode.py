@@ -65,7 +65,7 @@ class ChunkResult:
     def __reduce__(self):
         """Sent back to the parent as the tokens' own bytes (an array pickles a copy of them, unpickles another)."""
         tokens = self.tokens
-        data = tokens.base if isinstance(tokens.base, bytes) and tokens.nbytes == len(tokens.base) else \
+        data = tokens.base if isinstance(tokens.base, (bytes, bytearray)) and tokens.nbytes == len(tokens.base) else \
             tokens.tobytes()
         return _rebuilt, (data, self.lengths, self.records, self.empty, self.error, self.peak_rss_mb, self.null,
                           self.slot, self.count)
