@@ -56,9 +56,9 @@ class TokenShardWriter:
     A shard is built in place: rows have one length, so a full shard's row count and layout are known, and each
     row is copied once, straight to its slot in a zeroed ``BytesIO``. The header is filled in place and a full
     shard's bytes go to the compressor without a copy, in a background thread that compresses, hashes and
-    stores it while the next shard fills another buffer (the next flush waits for it). A stored shard's buffer
-    is where the shard after next is built (mapping and zeroing 64 MB of fresh pages costs more than filling
-    them): the peak is the shard being built, the one before it and a compressed copy.
+    stores it while the next shard fills a new buffer (the next flush waits for it). A stored shard's buffer is
+    freed: the peak is the shard being built, the one before it until it is stored (usually long before the
+    next one fills) and a compressed copy.
     """
 
     def __init__(self, out: str, compression: str | None, size_limit: int, hashes: list[str]) -> None:
@@ -82,7 +82,6 @@ class TokenShardWriter:
         self.samples: np.ndarray | None = None  # a writable view of its samples, shape (capacity, sample_size)
         self.finisher: ThreadPoolExecutor | None = None
         self.finishing: Future | None = None  # the previous shard's compression, hashing and storing
-        self.spare: io.BytesIO | None = None  # a stored full shard's buffer, to build another in
 
     def _header_size(self, rows: int) -> int:
         return 4 + 4 * (rows + 1) + len(self.config_data)
@@ -100,11 +99,8 @@ class TokenShardWriter:
         self._reset()
 
     def _reset(self) -> None:
-        # calloc'd, so its pages are mapped as they are first written; once stored it is the spare that the shard
-        # after next is built in (no page is mapped and zeroed again), so memory stays flat at two shards
-        spare, self.spare = self.spare, None
-        size = self.reserved + self.capacity * self.sample_size
-        self.buffer = spare if spare is not None else io.BytesIO(bytes(size))
+        # calloc'd, so its pages are mapped as they are first written; freed once stored (memory stays flat)
+        self.buffer = io.BytesIO(bytes(self.reserved + self.capacity * self.sample_size))
         # a view of the BytesIO's own bytes (not a copy: nothing else holds them)
         self.samples = np.frombuffer(self.buffer.getbuffer(), dtype=np.uint8)[self.reserved:].reshape(
             self.capacity, self.sample_size)
@@ -161,10 +157,9 @@ class TokenShardWriter:
 
     def _store(self, buffer: io.BytesIO | None, head: bytes, start: int, count: int, number: int) -> None:
         """Compress, hash and write one shard (and start its upload)."""
-        full = buffer is not None and start == 0
         if buffer is None:  # the empty shard MDSWriter writes before a sample larger than the limit
             raw = head
-        elif full:
+        elif start == 0:
             raw = buffer.getvalue()  # a full shard: the buffer's own bytes, not a copy
         else:
             with buffer.getbuffer() as view:
@@ -178,8 +173,7 @@ class TokenShardWriter:
             data, name = zstd.compress(raw, int(level or 3), compress_threads()), f"{raw_name}.zstd"
             zip_info = self._hash(data, name)
         (self.local / name).write_bytes(data)
-        del raw, data  # the buffer's bytes are its own again: written in place next time, not copied
-        self.spare = buffer if full else None
+        del raw, data, buffer  # the raw shard is freed
         self._upload(name)
         self.shards.append({"samples": count, "raw_data": raw_info, "zip_data": zip_info, **{
             k: self.config[k] for k in ("version", "format", "compression", "hashes", "size_limit",
@@ -202,7 +196,6 @@ class TokenShardWriter:
             self._flush()
         self._wait()
         self._stop_finisher()
-        self.spare = None
         index = json.dumps({"version": MDS_VERSION, "shards": self.shards}, sort_keys=True)
         (self.local / MDS_INDEX_FILE).write_text(index)
         if self.uploads is not None:
