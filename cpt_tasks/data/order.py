@@ -19,6 +19,10 @@ from cpt_tasks.data.sources import BOM, OpenFiles, SourceFile, array_lines, iter
 # (file index, line number or parquet row, raw JSON line or, from parquet and `datasets`, the text itself: None
 # for a null one)
 Document = tuple[int, int, bytes | str | None]
+# A chunk's bytes: a tokenizer process's unit of work. 2 MiB halves the per-chunk costs of 1 MiB (submitting,
+# results, buffers) at 200M tokens (0.89 -> 0.92 of tiktoken's 2-process ceiling here) and is as fast at 10M;
+# 4 MiB is no faster at 200M and leaves a longer last chunk at 10M.
+CHUNK_BYTES = 2 << 20
 
 
 def iter_documents(files: list[SourceFile], shuffle: bool, seed: int, buffer: int,
@@ -76,7 +80,7 @@ class Chunk:
         return self.block_start[0], self.block_start[1] + line
 
 
-def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> Iterator[Chunk]:
+def iter_chunks(documents: Iterator[Document], target_bytes: int = CHUNK_BYTES) -> Iterator[Chunk]:
     """Group documents into payloads of about ``target_bytes``: newline-joined when all are JSON lines, else
     the list of them (texts from parquet or ``datasets``, None for a null one, are sent as they are, never
     re-serialized)."""
@@ -95,7 +99,7 @@ def iter_chunks(documents: Iterator[Document], target_bytes: int = 1 << 20) -> I
         yield Chunk(lines if texts else b"\n".join(lines), origins=origins)
 
 
-def iter_blocks(files: list[SourceFile], target_bytes: int = 1 << 20, text_field: str = "text",
+def iter_blocks(files: list[SourceFile], target_bytes: int = CHUNK_BYTES, text_field: str = "text",
                 opened: OpenFiles | None = None) -> Iterator[Chunk]:
     """Unshuffled order without splitting lines here: each file's content cut after a newline every
     ``target_bytes`` (the workers split and count lines). JSON-array files go line by line; parquet files in

@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-RESULT_BYTES = 8 << 20  # a 1 MiB chunk's framed tokens: at most one per byte and two per document, 4 bytes each
-INPUT_BYTES = 2 << 20  # a chunk's bytes: about 1 MiB, cut after the line that passes it
+RESULT_BYTES = 16 << 20  # a 2 MiB chunk's framed tokens: at most one per byte and two per document, 4 bytes each
+INPUT_BYTES = 4 << 20  # a chunk's bytes: about 2 MiB (order.CHUNK_BYTES), cut after the line that passes it
 
 
 class SlotBytes(NamedTuple):

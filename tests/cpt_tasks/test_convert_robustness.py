@@ -13,6 +13,7 @@ from conftest import ROOT, call_cli
 from cpt_tasks.configs.convert_config import ConvertConfig, _cgroup_cpu_quota
 from cpt_tasks.convert.convert_job import convert
 from cpt_tasks.data import sources
+from cpt_tasks.data.order import CHUNK_BYTES
 from cpt_tasks.errors import UserError
 
 GOOD = b'{"text": "A perfectly fine document about tokenizers and their special tokens."}\n'
@@ -24,8 +25,10 @@ def convert_args(src, out, tokenizer_dir, *extra):
 
 
 def test_nothing_past_the_budget_is_read_for_any_worker_count(tmp_path, tokenizer_dir):
+    """The first chunk meets the budget; a bad record in the next one is never parsed, whoever tokenizes."""
     src = tmp_path / "late.jsonl"
-    src.write_bytes(GOOD * 15_000 + b'{"text": 42}\n' + b'{"text": ""}\n' * 30_000 + GOOD * 20_000)
+    first_chunk = CHUNK_BYTES // len(GOOD) + 1_000
+    src.write_bytes(GOOD * first_chunk + b'{"text": 42}\n' + b'{"text": ""}\n' * 30_000 + GOOD * 20_000)
     manifests = []
     for workers in (0, 1, 2):
         out = tmp_path / f"w{workers}"

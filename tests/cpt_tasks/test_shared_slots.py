@@ -5,6 +5,7 @@ import threading
 
 import numpy as np
 
+from cpt_tasks import pool as pools
 from cpt_tasks.data import encode
 from cpt_tasks.data.encode import encode_chunk, set_encoder, start_pool
 from cpt_tasks.data.parquet import TextBlock
@@ -35,8 +36,9 @@ def test_payloads_and_tokens_round_trip_through_slots():
     assert np.array_equal(slots.tokens(1, 16), tokens)  # the refused write left the slot alone
 
 
-def run_pool(enc, payloads):
-    pool, slots = start_pool(2, enc, ("", "", "", ""), len(payloads))
+def run_pool(enc, folder, payloads):
+    spec = (str(folder), "<|begin_of_text|>", "<|end_of_text|>", "auto")
+    pool, slots = start_pool(2, enc, spec, len(payloads))
     try:
         with pool:
             futures = [pool.submit(encode_chunk, slots.send(i, p) if slots else p, "text", i if slots else None)
@@ -48,16 +50,17 @@ def run_pool(enc, payloads):
 
 
 def test_forked_workers_use_the_slots_and_give_the_in_process_tokens(tokenizer_dir, monkeypatch):
-    enc = encoder(tokenizer_dir)
+    monkeypatch.setattr(pools, "forks", lambda: True)  # as the CLI's single-threaded process does (other tests
+    enc = encoder(tokenizer_dir)  # may leave threads behind, which would make the pool use the forkserver)
     set_encoder(enc)
     expected = encode_chunk(LINES).tokens
-    slots, results, tokens = run_pool(enc, [LINES, LINES])
+    slots, results, tokens = run_pool(enc, tokenizer_dir, [LINES, LINES])
     assert slots is not None and [r.slot for r in results] == [0, 1]
     assert all(np.array_equal(t, expected) for t in tokens)
 
     # results bigger than their slot come back through the pipe
     monkeypatch.setattr(encode, "SharedSlots", lambda count: SharedSlots(count, result_bytes=64))
-    slots, results, tokens = run_pool(enc, [LINES])
+    slots, results, tokens = run_pool(enc, tokenizer_dir, [LINES])
     assert slots.result_bytes == 64 and results[0].slot is None and np.array_equal(tokens[0], expected)
 
 
