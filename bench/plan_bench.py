@@ -26,7 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-from convert_bench import BIN, HERE, build_corpus, code_version, load_encoder, machine, run_timed
+from convert_bench import BIN, HERE, build_corpus, code_version, machine, run_timed
+from tokenizer_ceiling import load_encoder
 
 FILES = 8
 CONCAT = 2048

@@ -28,8 +28,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from convert_bench import (LOAD_AT_START, build_corpus, ceiling, code_version, load_encoder,  # noqa: E402
-                           machine, run_timed)
+from convert_bench import LOAD_AT_START, build_corpus, code_version, machine, run_timed  # noqa: E402
+from tokenizer_ceiling import ceiling, load_encoder  # noqa: E402
 
 CLI = str(Path(sys.executable).parent / "cpt-tasks")
 CONCAT, WORKERS, GOAL_S = 8192, 2, 600
