@@ -117,7 +117,10 @@ def write_parquet(path: Path, texts: list[str], times: int = 1) -> None:
 
 
 def scale_corpus(src: Path, dst: Path, times: int) -> None:
-    """``dst`` = ``src`` repeated ``times`` times (byte copies: quick)."""
+    """``dst`` = ``src`` repeated ``times`` times (byte copies: quick); nothing to do when they are one file
+    (``--memory-base 1``: opening it for writing would empty it)."""
+    if dst == src:
+        return
     with open(dst, "wb") as fh:
         fh.writelines([src.read_bytes()] * times)
 
@@ -368,9 +371,8 @@ def main() -> None:
     text = table(results)
     print(text)
     write_results(results, text)
-    scaled.unlink()
-    scaled_parquet.unlink()
-    base.unlink()
+    for path in {scaled, scaled_parquet, base} - {corpus}:
+        path.unlink()
     for path in [*work.glob("out-*"), work / "hf-datasets-cache"]:
         shutil.rmtree(path, ignore_errors=True)
 
