@@ -19,7 +19,7 @@ from cpt_tasks.configs.convert_config import ConvertConfig
 from cpt_tasks.convert.convert_manifest import code_version
 from cpt_tasks.convert.mds import TokenShardWriter
 from cpt_tasks.convert.pack import Packer
-from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool
+from cpt_tasks.data.encode import ChunkResult, encode_chunk, peak_rss_mb, set_encoder, start_pool, stop_pool
 from cpt_tasks.data.fingerprint import fingerprint
 from cpt_tasks.data.readers import iter_input_chunks, record_error, resolve_input
 from cpt_tasks.data.order import Chunk
@@ -176,7 +176,8 @@ class _Conversion:
         finally:
             self.progress.close()
             if pool is not None:  # running chunks are short; queued ones are cancelled
-                pool.shutdown(wait=True, cancel_futures=True)
+                stop_pool(pool)
+                self.slots = None
         return self._written(pool is not None)
 
     def _chunks(self):

@@ -47,6 +47,14 @@ def start_pool(workers: int, encoder: Encoder, spec: tuple[str, str, str, str], 
     return process_pool(workers, initializer=load_encoder, initargs=spec), _SLOTS
 
 
+def stop_pool(pool) -> None:
+    """Stop the tokenizer processes (running chunks are short; queued ones are cancelled) and let their slots go
+    (a long-lived process that converts again gets new ones)."""
+    global _SLOTS
+    pool.shutdown(wait=True, cancel_futures=True)
+    _SLOTS = None
+
+
 @dataclass
 class ChunkResult:
     """Framed tokens of a chunk's documents with text, or the first bad record (its line in the chunk, and why:
