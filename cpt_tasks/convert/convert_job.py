@@ -192,14 +192,8 @@ class _Conversion:
 
     def _feed_chunks(self, pool, chunks) -> None:
         packer = self.packer
-        field = self.cfg.text_field
         for chunk in chunks:
-            if pool:  # at most `window` chunks are in flight, so the slot's previous chunk is consumed already
-                slot = self.slots.slot(self.submitted) if self.slots else None
-                payload = self.slots.send(slot, chunk.payload) if self.slots else chunk.payload
-                future = pool.submit(encode_chunk, payload, field, slot)
-                self.submitted += 1
-            self.inflight.append((chunk, future if pool else _Ready(encode_chunk(chunk.payload, field))))
+            self.inflight.append((chunk, self._submit(pool, chunk)))
             # Once the budgets are met nothing more is consumed, whatever the workers still hold.
             while self.inflight and not packer.done and (len(self.inflight) >= self.window
                                                          or self.inflight[0][1].done()):
@@ -209,6 +203,18 @@ class _Conversion:
                 return
         while self.inflight and not packer.done:
             self._consume()
+
+    def _submit(self, pool, chunk: Chunk) -> Future | _Ready:
+        """Hand a chunk to the tokenizer processes, through its shared slot when they have slots (at most `window`
+        chunks are in flight, so the slot's previous chunk is consumed already), or encode it here."""
+        field = self.cfg.text_field
+        if pool is None:
+            return _Ready(encode_chunk(chunk.payload, field))
+        if self.slots is None:
+            return pool.submit(encode_chunk, chunk.payload, field)
+        slot = self.slots.slot(self.submitted)
+        self.submitted += 1
+        return pool.submit(encode_chunk, self.slots.send(slot, chunk.payload), field, slot)
 
     def _consume(self) -> None:
         chunk, pending = self.inflight.popleft()
